@@ -1,0 +1,62 @@
+"""HomeIQ: capture every Home Assistant event, enrich it and ship it to the HomeIQ add-on."""
+
+from __future__ import annotations
+
+import shutil
+
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import config_validation as cv
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.typing import ConfigType
+
+from .api import HomeIQClient
+from .const import CONF_TOKEN, CONF_URL, DOMAIN
+from .coordinator import HomeIQCoordinator
+from .models import HomeIQConfigEntry, HomeIQData
+from .pipeline import Pipeline, spool_dir
+from .services import async_setup_services
+
+__all__ = ["HomeIQConfigEntry", "HomeIQData"]
+
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR]
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the integration's services once, whatever the number of entries."""
+    async_setup_services(hass)
+    return True
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: HomeIQConfigEntry) -> bool:
+    """Start capturing at once; the add-on may be unreachable, setup never waits for it."""
+    client = HomeIQClient(
+        async_get_clientsession(hass), entry.data[CONF_URL], entry.data[CONF_TOKEN]
+    )
+    pipeline = Pipeline(hass, entry, client)
+    await pipeline.async_start()
+    coordinator = HomeIQCoordinator(hass, entry, client, pipeline)
+    entry.runtime_data = HomeIQData(client=client, pipeline=pipeline, coordinator=coordinator)
+    coordinator.async_start()
+    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def _async_options_updated(hass: HomeAssistant, entry: HomeIQConfigEntry) -> None:
+    """Apply changed options to the running pipeline, without a reload."""
+    entry.runtime_data.pipeline.apply_options(entry.options)
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: HomeIQConfigEntry) -> bool:
+    """Stop capture and put whatever is still in memory into the spool."""
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    if unloaded:
+        await entry.runtime_data.pipeline.async_stop()
+    return unloaded
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: HomeIQConfigEntry) -> None:
+    """Delete the entry's spool: nothing will ever ship it."""
+    await hass.async_add_executor_job(shutil.rmtree, spool_dir(hass, entry.entry_id), True)

@@ -1,0 +1,159 @@
+"""Client for the HomeIQ add-on's HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+
+REQUEST_TIMEOUT = 30.0
+
+
+class HomeIQError(Exception):
+    """Base error talking to the add-on."""
+
+
+class HomeIQConnectionError(HomeIQError):
+    """The add-on could not be reached (or answered with a server error)."""
+
+
+class HomeIQAuthError(HomeIQError):
+    """The add-on refused the token."""
+
+
+class HomeIQRateLimitedError(HomeIQConnectionError):
+    """The add-on asked us to slow down (429/503); retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float | None) -> None:
+        """Keep the server's Retry-After hint."""
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class HomeIQResponseError(HomeIQError):
+    """The add-on rejected the request as invalid (4xx other than auth)."""
+
+    def __init__(self, message: str, status: int, code: str | None = None) -> None:
+        """Keep the status and the add-on's error code."""
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Parse a Retry-After header given in seconds; dates are rare enough to ignore."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class HomeIQClient:
+    """Talk to one add-on instance: `url` like http://host:8765, bearer `token`."""
+
+    def __init__(self, session: aiohttp.ClientSession, url: str, token: str) -> None:
+        """Store the session and where to reach the add-on."""
+        self._session = session
+        self.url = url.rstrip("/")
+        self._token = token
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: bytes | None = None,
+        deadline: float = REQUEST_TIMEOUT,
+    ) -> Any:
+        headers = {"Authorization": f"Bearer {self._token}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with asyncio.timeout(deadline):
+                async with self._session.request(
+                    method, f"{self.url}{path}", params=params, data=body, headers=headers
+                ) as resp:
+                    payload = await resp.read()
+                    status = resp.status
+                    retry_after = _retry_after(resp.headers.get("Retry-After"))
+        except TimeoutError as err:
+            raise HomeIQConnectionError(f"Timeout talking to {self.url}") from err
+        except aiohttp.ClientError as err:
+            raise HomeIQConnectionError(f"Cannot reach {self.url}: {err}") from err
+        if status < 400:
+            try:
+                return orjson.loads(payload) if payload else {}
+            except orjson.JSONDecodeError as err:
+                raise HomeIQConnectionError(f"Invalid JSON from {self.url}{path}") from err
+        code, message = _error_details(payload, status)
+        if status in (401, 403):
+            raise HomeIQAuthError(message)
+        if status in (429, 503):
+            raise HomeIQRateLimitedError(message, retry_after)
+        if status >= 500:
+            raise HomeIQConnectionError(f"Add-on error {status}: {message}")
+        raise HomeIQResponseError(message, status, code)
+
+    async def async_ingest(self, body: bytes) -> dict[str, Any]:
+        """Post one serialized batch; return the add-on's ack."""
+        result: dict[str, Any] = await self._request("POST", "/api/v1/ingest", body=body)
+        return result
+
+    async def async_health(self) -> dict[str, Any]:
+        """Return the add-on's health (status, version, api_version, instance_id...)."""
+        result: dict[str, Any] = await self._request("GET", "/api/v1/health", deadline=10)
+        return result
+
+    async def async_stats(self, period: str = "1h") -> dict[str, Any]:
+        """Return the add-on's stats for a period (15m, 1h, 24h, 7d)."""
+        result: dict[str, Any] = await self._request(
+            "GET", "/api/v1/stats", params={"period": period}
+        )
+        return result
+
+    async def async_events(self, **filters: Any) -> dict[str, Any]:
+        """Query stored events (entity_id, domain, event_type, area, start, end, limit, cursor)."""
+        params = {key: str(value) for key, value in filters.items() if value is not None}
+        result: dict[str, Any] = await self._request("GET", "/api/v1/events", params=params)
+        return result
+
+    async def async_history(self, entity_id: str, **kw: Any) -> dict[str, Any]:
+        """Return one entity's history (start, end, limit, resolution)."""
+        params = {key: str(value) for key, value in kw.items() if value is not None}
+        result: dict[str, Any] = await self._request(
+            "GET", f"/api/v1/history/{entity_id}", params=params
+        )
+        return result
+
+    async def async_run_retention(self, dry_run: bool = False) -> dict[str, Any]:
+        """Run retention now; with dry_run only report what would go."""
+        result: dict[str, Any] = await self._request(
+            "POST",
+            "/api/v1/retention/run",
+            body=orjson.dumps({"dry_run": dry_run}),
+            deadline=300,
+        )
+        return result
+
+    async def async_create_backup(self) -> dict[str, Any]:
+        """Ask the add-on to write a backup of its store."""
+        result: dict[str, Any] = await self._request(
+            "POST", "/api/v1/backups", body=b"{}", deadline=300
+        )
+        return result
+
+
+def _error_details(payload: bytes, status: int) -> tuple[str | None, str]:
+    """Pull the add-on's `{"error", "message"}` out of an error answer."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None, f"HTTP {status}"
+    if isinstance(data, dict):
+        return data.get("error"), str(data.get("message") or data.get("error") or status)
+    return None, f"HTTP {status}"

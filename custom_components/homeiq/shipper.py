@@ -1,0 +1,210 @@
+"""Deliver spooled batches to the add-on, oldest first, until each one is acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime
+import random
+import time
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import HomeAssistant
+from homeassistant.util import dt as dt_util
+
+from .api import (
+    HomeIQAuthError,
+    HomeIQClient,
+    HomeIQConnectionError,
+    HomeIQError,
+    HomeIQRateLimitedError,
+    HomeIQResponseError,
+)
+from .const import API_VERSION, BACKOFF_INITIAL, BACKOFF_MAX, LOGGER
+from .spool import Spool, SpoolItem
+
+# Batch bodies kept in memory so the common path never reads the file back.
+MEMORY_BUDGET = 64 * 1024 * 1024
+
+
+class Shipper:
+    """One background task; a single request in flight keeps delivery in order."""
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: ConfigEntry,
+        client: HomeIQClient,
+        spool: Spool,
+        on_change: Callable[[], None],
+    ) -> None:
+        """Nothing runs until `start`."""
+        self.hass = hass
+        self.entry = entry
+        self.client = client
+        self.spool = spool
+        self._on_change = on_change
+        self.pending: deque[SpoolItem] = deque()
+        self.inflight: SpoolItem | None = None
+        self.backlog_events = 0
+        self.spool_bytes = 0
+        self.rejected_events = 0
+        self.connected = False
+        self.last_error: str | None = None
+        self.last_delivery: datetime | None = None
+        self.delivery_latency_ms: float | None = None
+        self.backoff_max = BACKOFF_MAX
+        self._memory = 0
+        self._work = asyncio.Event()
+        self._retry_now = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._reauth_started = False
+
+    def add(self, items: list[SpoolItem]) -> None:
+        """Queue newly spooled batches behind the ones already waiting."""
+        for item in items:
+            if item.body is not None:
+                if self._memory + item.nbytes > MEMORY_BUDGET:
+                    item.body = None
+                else:
+                    self._memory += item.nbytes
+            self.pending.append(item)
+            self.backlog_events += item.events
+            self.spool_bytes += item.nbytes
+        if items:
+            self._idle.clear()
+            self._work.set()
+
+    def take_oldest(self) -> SpoolItem | None:
+        """Remove the oldest batch that is not on the wire (the spool is over its cap)."""
+        index = 1 if self.inflight is not None else 0
+        if len(self.pending) <= index:
+            return None
+        item = self.pending[index]
+        del self.pending[index]
+        self._forget(item)
+        return item
+
+    def _forget(self, item: SpoolItem) -> None:
+        self.backlog_events -= item.events
+        self.spool_bytes -= item.nbytes
+        if item.body is not None:
+            self._memory -= item.nbytes
+            item.body = None
+        if not self.pending:
+            self._idle.set()
+
+    def retry_now(self) -> None:
+        """Cut the current back-off short."""
+        self._retry_now.set()
+        self._work.set()
+
+    async def async_wait_idle(self) -> None:
+        """Wait until every spooled batch is acknowledged."""
+        await self._idle.wait()
+
+    def start(self) -> None:
+        """Start the delivery task (it never blocks setup)."""
+        self._task = self.entry.async_create_background_task(
+            self.hass, self._run(), f"homeiq shipper {self.entry.entry_id}"
+        )
+
+    async def async_stop(self) -> None:
+        """Cancel delivery; whatever was not acknowledged stays in the spool."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        await self._probe()
+        backoff = BACKOFF_INITIAL
+        while True:
+            if not self.pending:
+                self._work.clear()
+                await self._work.wait()
+                continue
+            delay = await self._ship(self.pending[0])
+            if delay is None:
+                backoff = BACKOFF_INITIAL
+                continue
+            if delay < 0:
+                # exponential back-off with jitter, so many clients don't retry in step
+                delay = random.uniform(backoff / 2, backoff)
+                backoff = min(backoff * 2, self.backoff_max)
+            self._retry_now.clear()
+            try:
+                async with asyncio.timeout(delay):
+                    await self._retry_now.wait()
+            except TimeoutError:
+                pass
+
+    async def _probe(self) -> None:
+        try:
+            health = await self.client.async_health()
+        except HomeIQError as err:
+            self._failed(str(err))
+            return
+        version = health.get("api_version", API_VERSION)
+        if version != API_VERSION:
+            self.last_error = f"Add-on API version {version} is not {API_VERSION}: update both"
+        else:
+            self.connected = True
+        self._on_change()
+
+    async def _ship(self, item: SpoolItem) -> float | None:
+        """Send one batch: None on success, a delay to wait, or -1 for the back-off."""
+        self.inflight = item
+        try:
+            body = item.body
+            if body is None:
+                body = await self.hass.async_add_executor_job(self.spool.read, item)
+            await self.client.async_ingest(body)
+        except HomeIQRateLimitedError as err:
+            self._failed(str(err))
+            return err.retry_after if err.retry_after is not None else -1.0
+        except HomeIQAuthError as err:
+            self._failed(str(err))
+            if not self._reauth_started:
+                self._reauth_started = True
+                self.entry.async_start_reauth(self.hass)
+            return -1.0
+        except (HomeIQConnectionError, OSError) as err:
+            self._failed(str(err))
+            return -1.0
+        except HomeIQResponseError as err:
+            # Our own payload was refused: keep the file aside, count its events as dropped.
+            LOGGER.error("Add-on rejected batch %s: %s", item.path.name, err)
+            self.last_error = f"Batch rejected: {err}"
+            self._done(item)
+            self.rejected_events += item.events
+            await self.hass.async_add_executor_job(
+                item.path.rename, item.path.with_suffix(".rejected")
+            )
+            self._on_change()
+            return None
+        finally:
+            self.inflight = None
+        self._done(item)
+        self.connected = True
+        self.last_error = None
+        self.last_delivery = dt_util.utcnow()
+        self.delivery_latency_ms = max(0.0, (time.time() - item.created) * 1000)
+        await self.hass.async_add_executor_job(self.spool.remove, [item])
+        self._on_change()
+        return None
+
+    def _done(self, item: SpoolItem) -> None:
+        if self.pending and self.pending[0] is item:
+            self.pending.popleft()
+            self._forget(item)
+
+    def _failed(self, message: str) -> None:
+        if self.connected or self.last_error != message:
+            LOGGER.info("HomeIQ add-on unavailable, events stay in the spool: %s", message)
+        self.connected = False
+        self.last_error = message
+        self._on_change()

@@ -1,0 +1,170 @@
+"""One coordinator for everything the HomeIQ entities show.
+
+It polls the add-on's health and stats and merges in the capture pipeline's local
+counters. An unreachable add-on is a normal state here, not a failed update: the
+pipeline keeps capturing and spooling, so its counters (backlog above all) must keep
+updating while the add-on-fed entities go unavailable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
+from homeassistant.util import dt as dt_util
+
+from .api import HomeIQAuthError, HomeIQClient, HomeIQError
+from .const import DOMAIN, LOGGER
+from .issues import IssueTracker
+
+if TYPE_CHECKING:
+    from .models import HomeIQConfigEntry
+    from .pipeline import Pipeline
+
+# Stats are aggregated by the add-on; every 30 s keeps the sensors fresh without load.
+SCAN_INTERVAL = timedelta(seconds=30)
+# The window the add-on's alerts and rates are computed over.
+STATS_PERIOD = "1h"
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineCounters:
+    """A snapshot of the capture pipeline's local counters."""
+
+    captured_total: int = 0
+    dropped_total: int = 0
+    backlog_events: int = 0
+    spool_bytes: int = 0
+    spool_cap_bytes: int = 0
+    last_delivery: datetime | None = None
+    delivery_latency_ms: float | None = None
+    events_per_minute: float = 0.0
+    connected: bool = False
+    last_error: str | None = None
+
+    @classmethod
+    def from_pipeline(cls, pipeline: Pipeline) -> PipelineCounters:
+        """Read the counters the pipeline exposes."""
+        return cls(
+            captured_total=pipeline.captured_total,
+            dropped_total=pipeline.dropped_total,
+            backlog_events=pipeline.backlog_events,
+            spool_bytes=pipeline.spool_bytes,
+            spool_cap_bytes=pipeline.spool_cap_bytes,
+            last_delivery=pipeline.last_delivery,
+            delivery_latency_ms=pipeline.delivery_latency_ms,
+            events_per_minute=pipeline.events_per_minute,
+            connected=pipeline.connected,
+            last_error=pipeline.last_error,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HomeIQState:
+    """What one refresh learned: the add-on's view (when reachable) and the pipeline's."""
+
+    addon_available: bool
+    pipeline: PipelineCounters
+    health: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    unreachable_since: datetime | None = None
+
+    @property
+    def store(self) -> dict[str, Any]:
+        """The add-on's store figures (stats first, health as fallback)."""
+        store: dict[str, Any] = dict(self.health)
+        store.update(self.stats.get("store") or {})
+        return store
+
+
+class HomeIQCoordinator(DataUpdateCoordinator[HomeIQState]):
+    """Poll the add-on, merge the pipeline counters, keep repair issues in step."""
+
+    config_entry: HomeIQConfigEntry
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: HomeIQConfigEntry,
+        client: HomeIQClient,
+        pipeline: Pipeline,
+    ) -> None:
+        """Start with placeholder data so setup never waits on the add-on."""
+        super().__init__(
+            hass,
+            LOGGER,
+            config_entry=entry,
+            name=DOMAIN,
+            update_interval=SCAN_INTERVAL,
+        )
+        self.client = client
+        self.pipeline = pipeline
+        self.data = HomeIQState(
+            addon_available=False, pipeline=PipelineCounters.from_pipeline(pipeline)
+        )
+        # None until the first answer, so the first failure is logged but not as "lost".
+        self._reachable: bool | None = None
+        self._unreachable_since: datetime | None = None
+        self._device_version: str | None = None
+        self._issues = IssueTracker(hass, client.url)
+
+    def async_start(self) -> None:
+        """Fetch the first data in the background; entities show placeholders until then."""
+        self.config_entry.async_create_background_task(
+            self.hass, self.async_refresh(), f"{DOMAIN} first refresh"
+        )
+
+    async def _async_update_data(self) -> HomeIQState:
+        """Ask the add-on for health and stats; an unreachable add-on is data, not failure."""
+        try:
+            health = await self.client.async_health()
+            stats = await self.client.async_stats(STATS_PERIOD)
+        except HomeIQAuthError as err:
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN, translation_key="auth_failed"
+            ) from err
+        except HomeIQError as err:
+            state = self._unreachable(err)
+        else:
+            state = self._reached(health, stats)
+        self._issues.update(state)
+        return state
+
+    def _unreachable(self, err: HomeIQError) -> HomeIQState:
+        if self._reachable is not False:
+            LOGGER.warning("HomeIQ add-on at %s is unreachable: %s", self.client.url, err)
+            self._reachable = False
+            self._unreachable_since = dt_util.utcnow()
+        return HomeIQState(
+            addon_available=False,
+            pipeline=PipelineCounters.from_pipeline(self.pipeline),
+            unreachable_since=self._unreachable_since,
+        )
+
+    def _reached(self, health: dict[str, Any], stats: dict[str, Any]) -> HomeIQState:
+        if self._reachable is False:
+            LOGGER.info("HomeIQ add-on at %s is reachable again", self.client.url)
+        self._reachable = True
+        self._unreachable_since = None
+        self._update_device_version(health.get("version"))
+        return HomeIQState(
+            addon_available=True,
+            pipeline=PipelineCounters.from_pipeline(self.pipeline),
+            health=health,
+            stats=stats,
+        )
+
+    def _update_device_version(self, version: Any) -> None:
+        """Show the add-on's version on the service device once it is known."""
+        if not isinstance(version, str) or version == self._device_version:
+            return
+        registry = dr.async_get(self.hass)
+        device = registry.async_get_device(identifiers={(DOMAIN, self.config_entry.entry_id)})
+        if device is not None:
+            registry.async_update_device(device.id, sw_version=version)
+            self._device_version = version

@@ -1,0 +1,118 @@
+"""Repair issues: each is raised by the condition it names and cleared when that ends.
+
+None of them is fixable from the repairs dialog (the fix is on the add-on or in the
+options), so there is no repairs platform; the issue ids double as translation keys.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.util import dt as dt_util
+
+from .const import API_VERSION, DOMAIN, ISSUE_SPOOL_FULL
+
+if TYPE_CHECKING:
+    from .coordinator import HomeIQState
+
+ISSUE_ADDON_UNREACHABLE = "addon_unreachable"
+ISSUE_SPOOL_NEAR_FULL = "spool_near_full"
+ISSUE_ADDON_INCOMPATIBLE = "addon_incompatible"
+
+UNREACHABLE_GRACE = timedelta(minutes=15)
+SPOOL_WARN_RATIO = 0.8
+
+_MB = 1024 * 1024
+
+
+def _raise(
+    hass: HomeAssistant,
+    issue_id: str,
+    severity: ir.IssueSeverity,
+    placeholders: dict[str, str],
+) -> None:
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        issue_id,
+        is_fixable=False,
+        severity=severity,
+        translation_key=issue_id,
+        translation_placeholders=placeholders,
+    )
+
+
+def _clear(hass: HomeAssistant, issue_id: str) -> None:
+    ir.async_delete_issue(hass, DOMAIN, issue_id)
+
+
+class IssueTracker:
+    """Keep the repair issues in step with each refresh of the coordinator."""
+
+    def __init__(self, hass: HomeAssistant, url: str) -> None:
+        """Remember where the add-on lives (shown in the unreachable issue)."""
+        self.hass = hass
+        self.url = url
+
+    def update(self, state: HomeIQState) -> None:
+        """Raise or clear every issue from one refresh's state."""
+        self._unreachable(state)
+        self._incompatible(state)
+        self._spool(state)
+        self._dropped(state)
+
+    def _unreachable(self, state: HomeIQState) -> None:
+        since = state.unreachable_since
+        if since is None or dt_util.utcnow() - since < UNREACHABLE_GRACE:
+            if state.addon_available:
+                _clear(self.hass, ISSUE_ADDON_UNREACHABLE)
+            return
+        _raise(
+            self.hass,
+            ISSUE_ADDON_UNREACHABLE,
+            ir.IssueSeverity.ERROR,
+            {"url": self.url, "since": since.isoformat(timespec="seconds")},
+        )
+
+    def _incompatible(self, state: HomeIQState) -> None:
+        if not state.addon_available:
+            return
+        api_version = state.health.get("api_version")
+        if api_version == API_VERSION:
+            _clear(self.hass, ISSUE_ADDON_INCOMPATIBLE)
+            return
+        _raise(
+            self.hass,
+            ISSUE_ADDON_INCOMPATIBLE,
+            ir.IssueSeverity.ERROR,
+            {
+                "addon_version": str(state.health.get("version", "unknown")),
+                "api_version": str(api_version),
+                "expected_api_version": str(API_VERSION),
+            },
+        )
+
+    def _spool(self, state: HomeIQState) -> None:
+        counters = state.pipeline
+        cap = counters.spool_cap_bytes
+        if cap <= 0 or counters.spool_bytes <= cap * SPOOL_WARN_RATIO:
+            _clear(self.hass, ISSUE_SPOOL_NEAR_FULL)
+            return
+        _raise(
+            self.hass,
+            ISSUE_SPOOL_NEAR_FULL,
+            ir.IssueSeverity.WARNING,
+            {
+                "percent": str(round(100 * counters.spool_bytes / cap)),
+                "spool_cap_mb": str(round(cap / _MB)),
+            },
+        )
+
+    def _dropped(self, state: HomeIQState) -> None:
+        # The pipeline raises this one when the cap forces it to drop events.
+        if state.addon_available and state.pipeline.backlog_events == 0:
+            # Everything that survived has been delivered: nothing more is at risk.
+            _clear(self.hass, ISSUE_SPOOL_FULL)

@@ -1,0 +1,205 @@
+"""HomeIQ sensors: the capture pipeline's counters and the add-on's store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+    SensorStateClass,
+)
+from homeassistant.const import EntityCategory, UnitOfInformation, UnitOfTime
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.typing import StateType
+from homeassistant.util import dt as dt_util
+
+from .coordinator import HomeIQState
+from .entity import HomeIQEntity
+from .models import HomeIQConfigEntry
+
+# The coordinator centralizes the updates.
+PARALLEL_UPDATES = 0
+
+UNIT_EVENTS = "events"
+UNIT_EVENTS_PER_MINUTE = "events/min"
+STATUS_OPTIONS = ["ok", "warning", "error"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class HomeIQSensorEntityDescription(SensorEntityDescription):
+    """A HomeIQ sensor; `local` ones come from the pipeline and outlive the add-on."""
+
+    value_fn: Callable[[HomeIQState], StateType | datetime]
+    local: bool = False
+    attributes_fn: Callable[[HomeIQState], Mapping[str, Any]] | None = None
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    """Accept the add-on's timestamps as ISO 8601 text or epoch seconds."""
+    if isinstance(value, str):
+        return dt_util.parse_datetime(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _status(state: HomeIQState) -> str:
+    """Worst of the add-on's alerts and its health status."""
+    levels = {alert.get("level") for alert in state.stats.get("alerts") or []}
+    health = state.health.get("status")
+    if "error" in levels or health == "unhealthy":
+        return "error"
+    if "warning" in levels or health == "degraded":
+        return "warning"
+    return "ok"
+
+
+def _alerts(state: HomeIQState) -> dict[str, Any]:
+    return {
+        "alerts": [
+            {key: alert.get(key) for key in ("level", "metric", "message")}
+            for alert in state.stats.get("alerts") or []
+        ]
+    }
+
+
+SENSORS: tuple[HomeIQSensorEntityDescription, ...] = (
+    HomeIQSensorEntityDescription(
+        key="events_per_minute",
+        translation_key="events_per_minute",
+        native_unit_of_measurement=UNIT_EVENTS_PER_MINUTE,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=1,
+        local=True,
+        value_fn=lambda s: s.pipeline.events_per_minute,
+    ),
+    HomeIQSensorEntityDescription(
+        key="events_captured",
+        translation_key="events_captured",
+        native_unit_of_measurement=UNIT_EVENTS,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        local=True,
+        value_fn=lambda s: s.pipeline.captured_total,
+    ),
+    HomeIQSensorEntityDescription(
+        key="backlog",
+        translation_key="backlog",
+        native_unit_of_measurement=UNIT_EVENTS,
+        state_class=SensorStateClass.MEASUREMENT,
+        local=True,
+        value_fn=lambda s: s.pipeline.backlog_events,
+    ),
+    HomeIQSensorEntityDescription(
+        key="dropped_events",
+        translation_key="dropped_events",
+        native_unit_of_measurement=UNIT_EVENTS,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        local=True,
+        value_fn=lambda s: s.pipeline.dropped_total,
+    ),
+    HomeIQSensorEntityDescription(
+        key="last_delivery",
+        translation_key="last_delivery",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        local=True,
+        value_fn=lambda s: s.pipeline.last_delivery,
+    ),
+    HomeIQSensorEntityDescription(
+        key="delivery_latency",
+        translation_key="delivery_latency",
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.MILLISECONDS,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        # Changes with every batch and says little on its own.
+        entity_registry_enabled_default=False,
+        local=True,
+        value_fn=lambda s: s.pipeline.delivery_latency_ms,
+    ),
+    HomeIQSensorEntityDescription(
+        key="events_stored",
+        translation_key="events_stored",
+        native_unit_of_measurement=UNIT_EVENTS,
+        # Retention deletes events, so this is not a total that only grows.
+        state_class=SensorStateClass.MEASUREMENT,
+        value_fn=lambda s: _int_or_none(s.store.get("events_stored")),
+    ),
+    HomeIQSensorEntityDescription(
+        key="database_size",
+        translation_key="database_size",
+        device_class=SensorDeviceClass.DATA_SIZE,
+        native_unit_of_measurement=UnitOfInformation.BYTES,
+        suggested_unit_of_measurement=UnitOfInformation.MEGABYTES,
+        suggested_display_precision=1,
+        state_class=SensorStateClass.MEASUREMENT,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda s: _int_or_none(s.store.get("db_size_bytes")),
+    ),
+    HomeIQSensorEntityDescription(
+        key="oldest_event",
+        translation_key="oldest_event",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        # Moves only when retention runs, once a day.
+        entity_registry_enabled_default=False,
+        value_fn=lambda s: _as_datetime(s.store.get("oldest_event")),
+    ),
+    HomeIQSensorEntityDescription(
+        key="status",
+        translation_key="status",
+        device_class=SensorDeviceClass.ENUM,
+        options=STATUS_OPTIONS,
+        value_fn=_status,
+        attributes_fn=_alerts,
+    ),
+)
+
+
+async def async_setup_entry(
+    hass: HomeAssistant,
+    entry: HomeIQConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> None:
+    """Set up the HomeIQ sensors."""
+    coordinator = entry.runtime_data.coordinator
+    async_add_entities(HomeIQSensor(coordinator, description) for description in SENSORS)
+
+
+class HomeIQSensor(HomeIQEntity, SensorEntity):
+    """A HomeIQ sensor."""
+
+    entity_description: HomeIQSensorEntityDescription
+    # The alert list is for the dashboard, not for the recorder.
+    _unrecorded_attributes = frozenset({"alerts"})
+
+    @property
+    def available(self) -> bool:
+        """Add-on figures need the add-on; pipeline counters do not."""
+        return super().available and (
+            self.entity_description.local or self.coordinator.data.addon_available
+        )
+
+    @property
+    def native_value(self) -> StateType | datetime:
+        """Return the sensor's value from the latest refresh."""
+        return self.entity_description.value_fn(self.coordinator.data)
+
+    @property
+    def extra_state_attributes(self) -> Mapping[str, Any] | None:
+        """Return the active alerts for the status sensor."""
+        if self.entity_description.attributes_fn is None:
+            return None
+        return self.entity_description.attributes_fn(self.coordinator.data)

@@ -1,0 +1,35 @@
+"""python -m homeiq_addon: run the store service until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from .app import serve
+from .config import Config, parse_args
+from .snapshot import promote_snapshot
+
+
+async def _main(config: Config) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(config, stop)
+
+
+def main() -> None:
+    config = parse_args()
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    # After a Supervisor restore only the backup snapshot exists; it becomes the database.
+    promote_snapshot(config.data_dir)
+    asyncio.run(_main(config))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The aiohttp application and its two sites (API port and ingress port)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+import contextlib
+import logging
+
+from aiohttp import web
+
+from . import health, routes
+from .retention import routes as retention_routes
+from .auth import auth_middleware
+from .config import Config, load_instance_id, load_token
+from .context import CONFIG, HUB, INGESTOR, RUNTIME, STORE, Runtime
+from .discovery import announce
+from .responses import error_middleware
+from .store.db import Store
+from .store.ingest import Ingestor
+from .ws import Hub
+
+_LOGGER = logging.getLogger(__name__)
+
+# Every part of the service registers its routes here; each entry is `setup(app)`.
+# (RETENTION appends its modules' setup functions to this list.)
+PLUGINS: list[Callable[[web.Application], None]] = [
+    routes.setup,
+    health.setup,
+    retention_routes.setup,
+]
+
+
+async def build_app(config: Config, store: Store) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware],
+        # Slightly above the limit so the ingest route can answer 413 itself, in JSON.
+        client_max_size=config.max_body_bytes + 1,
+    )
+    ingestor = Ingestor()
+    store.rollback_hooks.append(ingestor.clear_caches)
+    app[CONFIG] = config
+    app[STORE] = store
+    app[INGESTOR] = ingestor
+    app[RUNTIME] = Runtime(
+        token=load_token(config.data_dir), instance_id=load_instance_id(config.data_dir)
+    )
+    app[HUB] = Hub()
+    app[routes.STORE_LIMIT] = config.max_body_bytes
+    for plugin in PLUGINS:
+        plugin(app)
+    app.cleanup_ctx.append(_discovery)
+    return app
+
+
+async def _discovery(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(announce(app[CONFIG].port, app[RUNTIME].token))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def serve(config: Config, stop: asyncio.Event) -> None:
+    """Run until ``stop`` is set; then stop taking requests, finish writes, close."""
+    store = await Store.open(config.data_dir)
+    app = await build_app(config, store)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        sites = [web.TCPSite(runner, config.host, config.port)]
+        if config.ingress_port is not None:
+            sites.append(web.TCPSite(runner, config.host, config.ingress_port))
+        for site in sites:
+            await site.start()
+        _LOGGER.info(
+            "HomeIQ store listening on %s:%s (ingress %s), data in %s",
+            config.host,
+            config.port,
+            config.ingress_port,
+            config.data_dir,
+        )
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await store.close()

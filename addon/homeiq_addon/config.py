@@ -1,0 +1,115 @@
+"""Command line and /data/options.json: everything the service is configured with."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+import os
+from pathlib import Path
+import secrets
+from typing import Any, Final
+import uuid
+
+import orjson
+
+API_PORT: Final = 8765
+INGRESS_PORT: Final = 8099
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The service's settings; option names follow addon/config.yaml."""
+
+    data_dir: Path
+    port: int = API_PORT
+    ingress_port: int | None = None
+    host: str = "127.0.0.1"
+    dev: bool = False
+    log_level: str = "info"
+    max_body_mb: int = 16
+    raw_retention_days: int = 30
+    hourly_retention_days: int = 365
+    daily_retention_days: int = 0
+    retention_schedule: str = "03:30"
+    backup_keep: int = 7
+    backup_schedule: str = "04:00"
+    share_dir: Path = Path("/share/homeiq")
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.max_body_mb * 1024 * 1024
+
+
+_OPTION_KEYS: Final = (
+    "log_level",
+    "max_body_mb",
+    "raw_retention_days",
+    "hourly_retention_days",
+    "daily_retention_days",
+    "retention_schedule",
+    "backup_keep",
+    "backup_schedule",
+)
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """Build the Config from arguments; --options reads the Supervisor's options.json."""
+    parser = argparse.ArgumentParser(prog="python -m homeiq_addon")
+    parser.add_argument("--data-dir", type=Path, help="where the database and token live")
+    parser.add_argument("--options", type=Path, help="Supervisor options.json (container mode)")
+    parser.add_argument("--port", type=int, help=f"API port (default {API_PORT})")
+    parser.add_argument("--ingress-port", type=int, help="ingress (panel) port")
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 in container)")
+    parser.add_argument("--share-dir", type=Path, help="where exports go (default /share/homeiq)")
+    parser.add_argument("--dev", action="store_true", help="ingress also answers 127.0.0.1/::1")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    args = parser.parse_args(argv)
+    values: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    if args.options is not None:
+        # Container mode: the Supervisor wrote the options; /data is the data dir.
+        options = orjson.loads(args.options.read_bytes())
+        values.update({k: options[k] for k in _OPTION_KEYS if k in options})
+        values["host"] = "0.0.0.0"  # noqa: S104 - the container's own network namespace
+        values["ingress_port"] = INGRESS_PORT
+        data_dir = args.data_dir or args.options.parent
+    elif args.data_dir is None:
+        parser.error("--data-dir or --options is required")
+    else:
+        data_dir = args.data_dir
+    for name in ("port", "ingress_port", "host", "share_dir", "log_level"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    if args.share_dir is None and args.options is None:
+        values["share_dir"] = data_dir / "share"
+    return Config(data_dir=data_dir, dev=args.dev, options=options, **values)
+
+
+def _read_or_create(path: Path, make: str) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    # O_EXCL + mode 600: never readable by others, never half-written over an existing one.
+    tmp = path.with_suffix(".new")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(make + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+    return make
+
+
+def load_token(data_dir: Path) -> str:
+    """The API token: $HOMEIQ_TOKEN, else DATA/token (created at first start)."""
+    return os.environ.get("HOMEIQ_TOKEN") or _read_or_create(
+        data_dir / "token", secrets.token_urlsafe(32)
+    )
+
+
+def load_instance_id(data_dir: Path) -> str:
+    """This add-on installation's stable id (the integration's config entry unique_id)."""
+    return _read_or_create(data_dir / "instance_id", uuid.uuid4().hex)

@@ -1,0 +1,51 @@
+"""JSON answers, and turning every failure into one (never an HTML page or a bare 500)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+import logging
+from typing import Any
+
+from aiohttp import web
+import orjson
+
+_LOGGER = logging.getLogger(__name__)
+
+type Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def error(status: int, code: str, message: str) -> web.Response:
+    """The error shape of every route: {"error": code, "message": human text}."""
+    return json_response({"error": code, "message": message}, status)
+
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _CODES.get(exc.status, "error")
+        return error(exc.status, code, exc.text or exc.reason)
+    except Exception:
+        _LOGGER.exception("error while handling %s %s", request.method, request.path)
+        return error(500, "internal_error", "internal error; see the add-on log")

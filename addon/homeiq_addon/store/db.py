@@ -1,0 +1,219 @@
+"""The SQLite store: one writer thread, a few reader connections.
+
+All writes (ingest, retention deletes, rollups, backups) go through ``Store.write`` and
+run, in submission order, on the one writer connection in its own thread, so nothing
+ever waits on SQLite's write lock and ingest is never blocked by a second writer.
+
+Group commit: when several write jobs are queued the writer runs them in ONE
+transaction, each inside its own SAVEPOINT (a failing job rolls back only itself), and
+resolves every job's future only after COMMIT returned. Committing is the expensive part
+of a small write (the WAL is synced on each commit), so under load the cost is shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+import contextlib
+import logging
+from pathlib import Path
+import queue
+import sqlite3
+import threading
+from typing import Any, Final
+
+from .migrations import migrate
+
+_LOGGER = logging.getLogger(__name__)
+
+DB_NAME: Final = "homeiq.db"
+# A merged transaction stops taking more jobs past this many (keeps latency bounded).
+_MAX_JOBS_PER_TX: Final = 64
+_READERS: Final = 3
+
+type WriteFn[T] = Callable[[sqlite3.Connection], T]
+
+
+class StoreClosed(RuntimeError):
+    """The store was closed; no more reads or writes."""
+
+
+class _Job:
+    __slots__ = ("fn", "future", "transaction")
+
+    def __init__(self, fn: WriteFn[Any], transaction: bool) -> None:
+        self.fn = fn
+        self.transaction = transaction
+        self.future: Future[Any] = Future()
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open a connection with the pragmas every connection of the store uses."""
+    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    # autocommit=True: the module never opens or commits transactions behind our back
+    # (not even in executescript); every transaction here is an explicit BEGIN.
+    conn = sqlite3.connect(uri, uri=True, autocommit=True, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    # FULL syncs the WAL on every commit: an acknowledged batch survives a power cut,
+    # not only a crash. Group commit keeps the number of commits (and syncs) low.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA cache_size = -32000")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    return conn
+
+
+class Store:
+    """The add-on's database. Create with ``Store.open`` (runs migrations)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._jobs: deque[_Job | None] = deque()
+        self._wakeup = threading.Condition()
+        self._closed = False
+        self.rollback_hooks: list[Callable[[], None]] = []
+        self._writer = connect(path)
+        # Must precede the first table of a new file; lets retention hand space back
+        # with PRAGMA incremental_vacuum (a no-op on an existing file).
+        self._writer.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        self._writer.execute("PRAGMA journal_mode = WAL")
+        # Checkpoints happen in the writer thread as part of a commit; bigger ones, less often.
+        self._writer.execute("PRAGMA wal_autocheckpoint = 4000")
+        self.schema_version = migrate(self._writer)
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        for _ in range(_READERS):
+            self._readers.put(connect(path))
+        self._thread = threading.Thread(target=self._run, name="homeiq-writer", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    async def open(cls, data_dir: Path) -> Store:
+        return await asyncio.to_thread(cls.open_sync, data_dir)
+
+    @classmethod
+    def open_sync(cls, data_dir: Path) -> Store:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(data_dir / DB_NAME)
+
+    async def write[T](self, fn: WriteFn[T], *, transaction: bool = True) -> T:
+        """Run ``fn(conn)`` on the writer thread; committed when this returns.
+
+        With ``transaction=False`` the job runs alone in autocommit mode (for statements
+        that cannot run in a transaction, such as VACUUM INTO).
+        """
+        return await asyncio.wrap_future(self.submit(fn, transaction=transaction))
+
+    def submit(self, fn: WriteFn[Any], *, transaction: bool = True) -> Future[Any]:
+        """Queue a write from any thread; the future resolves after commit."""
+        job = _Job(fn, transaction)
+        with self._wakeup:
+            if self._closed:
+                raise StoreClosed("store is closed")
+            self._jobs.append(job)
+            self._wakeup.notify()
+        return job.future
+
+    async def read[T](self, fn: WriteFn[T]) -> T:
+        """Run ``fn(conn)`` on a reader connection in a worker thread."""
+        return await asyncio.to_thread(self.read_sync, fn)
+
+    def read_sync[T](self, fn: WriteFn[T]) -> T:
+        if self._closed:
+            raise StoreClosed("store is closed")
+        conn = self._readers.get()
+        try:
+            # One read transaction, so a multi-statement read sees one snapshot.
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.execute("COMMIT")
+        finally:
+            self._readers.put(conn)
+
+    async def close(self) -> None:
+        """Finish queued writes, then close every connection."""
+        with self._wakeup:
+            if self._closed:
+                return
+            self._closed = True
+            self._jobs.append(None)
+            self._wakeup.notify()
+        await asyncio.to_thread(self._thread.join)
+        while not self._readers.empty():
+            self._readers.get().close()
+
+    # --- writer thread -----------------------------------------------------------------
+
+    def _next_jobs(self) -> list[_Job | None]:
+        with self._wakeup:
+            while not self._jobs:
+                self._wakeup.wait()
+            first = self._jobs.popleft()
+            if first is None or not first.transaction:
+                return [first]
+            batch: list[_Job | None] = [first]
+            while self._jobs and len(batch) < _MAX_JOBS_PER_TX:
+                nxt = self._jobs[0]
+                if nxt is None or not nxt.transaction:
+                    break
+                batch.append(self._jobs.popleft())
+            return batch
+
+    def _run(self) -> None:
+        conn = self._writer
+        while True:
+            jobs = self._next_jobs()
+            if jobs[0] is None:
+                break
+            if not jobs[0].transaction:
+                self._run_alone(conn, jobs[0])
+                continue
+            self._run_group(conn, [j for j in jobs if j is not None])
+        conn.close()
+
+    def _run_alone(self, conn: sqlite3.Connection, job: _Job) -> None:
+        try:
+            job.future.set_result(job.fn(conn))
+        except BaseException as err:
+            self._rolled_back()
+            job.future.set_exception(err)
+
+    def _run_group(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
+        done: list[tuple[_Job, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            for job in jobs:
+                job.future.set_exception(err)
+            return
+        for job in jobs:
+            conn.execute("SAVEPOINT job")
+            try:
+                result = job.fn(conn)
+            except BaseException as err:
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                self._rolled_back()
+                job.future.set_exception(err)
+                continue
+            conn.execute("RELEASE job")
+            done.append((job, result))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            _LOGGER.exception("commit failed")
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self._rolled_back()
+            for job, _ in done:
+                job.future.set_exception(err)
+            return
+        for job, result in done:
+            job.future.set_result(result)
+
+    def _rolled_back(self) -> None:
+        # Caches of row ids (interned strings) may now point at rows that do not exist.
+        for hook in self.rollback_hooks:
+            hook()

@@ -1,0 +1,149 @@
+"""Forward-only schema migrations, tracked in ``PRAGMA user_version``.
+
+``MIGRATIONS[i]`` brings the schema from version i to i + 1; each runs in its own
+transaction together with the version bump, so a crash leaves a whole version or none.
+Other parts of the add-on append their migrations to the list (never reorder it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import sqlite3
+
+from ..retention.schema import migrate_retention
+
+type Migration = Callable[[sqlite3.Connection], None]
+
+
+def m001_events(conn: sqlite3.Connection) -> None:
+    """Events, the dimension tables they point into, batches, and stats counters."""
+    conn.executescript(
+        """
+        -- Dimension tables: each distinct value is stored once and events keep its id.
+        CREATE TABLE strings (id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE);
+        CREATE TABLE event_types (id INTEGER PRIMARY KEY, event_type TEXT NOT NULL UNIQUE);
+        CREATE TABLE entities (
+            id INTEGER PRIMARY KEY, entity_id TEXT NOT NULL UNIQUE, domain TEXT NOT NULL);
+        -- Attribute sets, stored once per distinct set (like the recorder's state_attributes).
+        CREATE TABLE attributes (id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, json TEXT NOT NULL);
+        CREATE INDEX attributes_by_hash ON attributes (hash);
+        -- Registry context of an entity (changes rarely): one row per distinct combination.
+        CREATE TABLE registry (
+            id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,
+            area_id TEXT, area TEXT, floor TEXT, device_id TEXT, device_name TEXT,
+            device_manufacturer TEXT, device_model TEXT, labels TEXT, device_class TEXT,
+            state_class TEXT, unit TEXT, friendly_name TEXT);
+        CREATE TABLE causes (
+            id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,
+            cause TEXT, cause_name TEXT, cause_id TEXT);
+        CREATE TABLE snapshots (
+            id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,
+            outdoor_temperature REAL, weather_condition TEXT, sun_elevation REAL,
+            people_home INTEGER);
+
+        -- state/old_state hold a strings.id (INTEGER) or, for number-like states that
+        -- rarely repeat, the TEXT itself: the untyped column keeps whichever was stored.
+        -- Context ids: 16-byte blob for a ULID, 17 bytes (0x01 + 16) for 32 hex digits,
+        -- TEXT for anything else, so every id reads back exactly as it was sent.
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            time_fired INTEGER NOT NULL,          -- UTC epoch microseconds
+            event_type_id INTEGER NOT NULL,
+            entity_ref INTEGER,
+            domain_ref INTEGER,
+            origin INTEGER NOT NULL,              -- 0 LOCAL, 1 REMOTE
+            context_id BLOB NOT NULL,
+            context_user_ref INTEGER,
+            context_parent_id BLOB,
+            state,
+            old_state,
+            numeric_value REAL,
+            last_changed INTEGER,                 -- NULL when equal to time_fired
+            prev_state_seconds REAL,
+            attributes_ref INTEGER,
+            data TEXT,
+            registry_ref INTEGER,
+            cause_ref INTEGER,
+            snapshot_ref INTEGER);
+        CREATE INDEX events_by_entity_time ON events (entity_ref, time_fired);
+        CREATE INDEX events_by_time ON events (time_fired);
+
+        CREATE TABLE batches (
+            batch_id TEXT PRIMARY KEY, received_us INTEGER NOT NULL,
+            accepted INTEGER NOT NULL, latency_ms REAL NOT NULL,
+            instance_id TEXT, integration_version TEXT) WITHOUT ROWID;
+        CREATE INDEX batches_by_time ON batches (received_us);
+        CREATE TABLE batch_rejects (minute INTEGER PRIMARY KEY, n INTEGER NOT NULL);
+        -- Hours (epoch hour) whose raw events changed since the rollup job last ran.
+        CREATE TABLE dirty_hours (hour INTEGER PRIMARY KEY);
+
+        -- Pre-aggregated counts, so /stats never scans raw events.
+        CREATE TABLE stat_minute (minute INTEGER PRIMARY KEY, events INTEGER NOT NULL);
+        CREATE TABLE stat_minute_key (
+            minute INTEGER NOT NULL, event_type_id INTEGER NOT NULL,
+            entity_ref INTEGER NOT NULL, domain_ref INTEGER NOT NULL, n INTEGER NOT NULL,
+            PRIMARY KEY (minute, event_type_id, entity_ref, domain_ref)) WITHOUT ROWID;
+        CREATE TABLE stat_hour_key (
+            hour INTEGER NOT NULL, event_type_id INTEGER NOT NULL,
+            entity_ref INTEGER NOT NULL, domain_ref INTEGER NOT NULL, n INTEGER NOT NULL,
+            PRIMARY KEY (hour, event_type_id, entity_ref, domain_ref)) WITHOUT ROWID;
+
+        -- COUNT(*) over millions of rows is slow; this stays exact whoever deletes.
+        CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO counters VALUES ('events', 0);
+        CREATE TRIGGER events_deleted AFTER DELETE ON events BEGIN
+            UPDATE counters SET value = value - 1 WHERE name = 'events';
+        END;
+
+        -- Every stored event with its dimensions resolved, for ad-hoc SQL.
+        CREATE VIEW events_enriched AS
+        SELECT e.id, e.time_fired, t.event_type, n.entity_id,
+               d.value AS domain,
+               CASE typeof(e.state) WHEN 'integer' THEN s1.value ELSE e.state END AS state,
+               CASE typeof(e.old_state) WHEN 'integer' THEN s2.value ELSE e.old_state END
+                   AS old_state,
+               e.numeric_value, e.prev_state_seconds, a.json AS attributes, e.data,
+               r.area_id, r.area, r.floor, r.device_id, r.device_name,
+               r.device_manufacturer, r.device_model, r.labels, r.device_class,
+               r.state_class, r.unit, r.friendly_name,
+               c.cause, c.cause_name, c.cause_id,
+               p.outdoor_temperature, p.weather_condition, p.sun_elevation, p.people_home
+        FROM events e
+        JOIN event_types t ON t.id = e.event_type_id
+        LEFT JOIN entities n ON n.id = e.entity_ref
+        LEFT JOIN strings d ON d.id = e.domain_ref
+        LEFT JOIN strings s1 ON s1.id = e.state
+        LEFT JOIN strings s2 ON s2.id = e.old_state
+        LEFT JOIN attributes a ON a.id = e.attributes_ref
+        LEFT JOIN registry r ON r.id = e.registry_ref
+        LEFT JOIN causes c ON c.id = e.cause_ref
+        LEFT JOIN snapshots p ON p.id = e.snapshot_ref;
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_events, migrate_retention]
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer add-on; refusing to touch it."""
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the missing migrations; return the schema version now in place."""
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise SchemaTooNew(
+            f"database schema version {version} is newer than this add-on's "
+            f"({len(MIGRATIONS)}); restore a backup or upgrade the add-on"
+        )
+    for number in range(version, len(MIGRATIONS)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[number](conn)
+            conn.execute(f"PRAGMA user_version = {number + 1}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return len(MIGRATIONS)

@@ -1,0 +1,89 @@
+"""Realistic enriched events and batches, as the integration ships them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+import itertools
+from typing import Any
+
+_counter = itertools.count()
+BASE = datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=UTC)
+ULID = "01JDAW3M6V2X8T9Q0RB4N5K7HC"
+
+
+def ulid(n: int) -> str:
+    """A valid, distinct ULID-shaped context id."""
+    return f"01JD{n:022d}"
+
+
+def state_event(i: int = 0, **overrides: Any) -> dict[str, Any]:
+    """A state_changed event of a temperature sensor with registry and cause enrichment."""
+    t = BASE + timedelta(seconds=i, microseconds=i)
+    event: dict[str, Any] = {
+        "time_fired": t.isoformat(),
+        "event_type": "state_changed",
+        "origin": "LOCAL",
+        "context_id": ulid(i),
+        "context_user_id": None,
+        "context_parent_id": None,
+        "entity_id": f"sensor.living_room_temperature_{i % 7}",
+        "domain": "sensor",
+        "state": f"{20 + i % 10}.5",
+        "old_state": f"{19 + i % 10}.5",
+        "numeric_value": 20.5 + i % 10,
+        "last_changed": t.isoformat(),
+        "prev_state_seconds": 30.25,
+        "attributes": {"unit_of_measurement": "°C", "device_class": "temperature"},
+        "area_id": "living_room",
+        "area": "Living Room",
+        "floor": "Ground floor",
+        "device_id": "a1b2c3d4e5f6",
+        "device_name": "Living room thermometer",
+        "device_manufacturer": "Aqara",
+        "device_model": "WSDCGQ11LM",
+        "labels": ["climate", "downstairs"],
+        "device_class": "temperature",
+        "state_class": "measurement",
+        "unit": "°C",
+        "friendly_name": "Living room temperature",
+        "cause": "device",
+        "cause_name": "zha",
+        "cause_id": None,
+        "outdoor_temperature": 4.5,
+        "weather_condition": "cloudy",
+        "sun_elevation": 12.25,
+        "people_home": 2,
+    }
+    event.update(overrides)
+    return event
+
+
+def service_event(i: int = 0, **overrides: Any) -> dict[str, Any]:
+    """A call_service event caused by a user (no entity, data kept)."""
+    event: dict[str, Any] = {
+        "time_fired": (BASE + timedelta(seconds=i)).isoformat(),
+        "event_type": "call_service",
+        "origin": "LOCAL",
+        "context_id": ulid(10_000 + i),
+        "context_user_id": "9f2b1c0d8e7a6b5c4d3e2f1a0b9c8d7e",
+        "data": {"domain": "light", "service": "turn_on", "service_data": {"brightness": 128}},
+        "cause": "user",
+        "cause_name": "Alice",
+        "cause_id": "9f2b1c0d8e7a6b5c4d3e2f1a0b9c8d7e",
+    }
+    event.update(overrides)
+    return event
+
+
+def batch(
+    events: list[dict[str, Any]] | None = None, batch_id: str | None = None
+) -> dict[str, Any]:
+    n = next(_counter)
+    return {
+        "batch_id": batch_id or f"batch-{n}",
+        "source": {
+            "instance_id": "0123456789abcdef0123456789abcdef",
+            "integration_version": "0.1.0",
+        },
+        "events": events if events is not None else [state_event(i) for i in range(3)],
+    }

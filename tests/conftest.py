@@ -1,0 +1,144 @@
+"""Shared fixtures: the real add-on process on 127.0.0.1 with a real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import os
+from pathlib import Path
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class AddonProcess:
+    """``python -m homeiq_addon`` as a child process, restartable on the same data dir."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        dev: bool = True,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.ingress_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ingress_url = f"http://127.0.0.1:{self.ingress_port}"
+        self.dev = dev
+        self.extra_args = extra_args or []
+        self.env = env or {}
+        self.log_path = data_dir.parent / f"{data_dir.name}-addon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def token(self) -> str:
+        return (self.data_dir / "token").read_text().strip()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start (or restart) the process and wait until the minimal health answers."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        args = [
+            sys.executable,
+            "-m",
+            "homeiq_addon",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+            "--ingress-port",
+            str(self.ingress_port),
+            "--log-level",
+            "debug",
+            *(["--dev"] if self.dev else []),
+            *self.extra_args,
+        ]
+        env = {**os.environ, "PYTHONPATH": str(REPO / "addon"), **self.env}
+        if "SUPERVISOR_TOKEN" not in self.env:
+            env.pop("SUPERVISOR_TOKEN", None)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"add-on exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(
+                    f"{self.url}/api/v1/health?minimal=1", timeout=2
+                ) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"add-on did not become healthy:\n{self.log()}")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM and wait: the clean shutdown path."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL: the crash path (no shutdown code runs)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-5000:]
+        except FileNotFoundError:
+            return ""
+
+    def row_count(self) -> int:
+        """Events stored, read straight from the SQLite file (read-only)."""
+        conn = sqlite3.connect(f"file:{self.data_dir / 'homeiq.db'}?mode=ro", uri=True)
+        try:
+            count: int = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+            return count
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def addon_server(tmp_path: Path, socket_enabled: None) -> Iterator[AddonProcess]:
+    """A running add-on on free loopback ports with its own data dir (--dev mode).
+
+    ``socket_enabled`` lifts pytest-socket's block; its host rule still allows 127.0.0.1 only.
+    """
+    server = AddonProcess(tmp_path / "data")
+    server.data_dir.mkdir()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

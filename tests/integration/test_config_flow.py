@@ -5,6 +5,10 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from homeassistant.config_entries import SOURCE_HASSIO, SOURCE_USER
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -20,10 +24,6 @@ from custom_components.homeiq.const import (
     CONF_WEATHER_ENTITY,
     DOMAIN,
 )
-from homeassistant.config_entries import SOURCE_HASSIO, SOURCE_USER
-from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.helpers.service_info.hassio import HassioServiceInfo
 
 
 def _dead_url() -> str:
@@ -35,8 +35,9 @@ def _dead_url() -> str:
 
 
 async def _instance_id(hass: HomeAssistant, addon: Any) -> str:
-    from custom_components.homeiq.api import HomeIQClient
     from homeassistant.helpers.aiohttp_client import async_get_clientsession
+
+    from custom_components.homeiq.api import HomeIQClient
 
     client = HomeIQClient(async_get_clientsession(hass), addon.url, addon.token)
     return str((await client.async_health())["instance_id"])

@@ -1,0 +1,133 @@
+"""Archive export: the events of a time range as gzip JSONL or CSV in the share folder,
+for other tools (pandas, DuckDB, a spreadsheet) to pick up from /share."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from datetime import UTC, datetime
+from functools import partial
+import gzip
+import io
+from pathlib import Path
+import sqlite3
+from typing import Any, Final
+
+from aiohttp import web
+import orjson
+
+from .context import CONFIG, STORE
+from .responses import error, json_response
+from .schema import parse_time_us
+from .store.codec import decode_context, us_to_iso
+from .store.db import Store
+
+_PAGE: Final = 5000
+COLUMNS: Final = (
+    "id", "time_fired", "event_type", "origin", "context_id", "entity_id", "domain", "state",
+    "old_state", "numeric_value", "prev_state_seconds", "attributes", "data", "area_id",
+    "area", "floor", "device_id", "device_name", "device_manufacturer", "device_model",
+    "labels", "device_class", "state_class", "unit", "friendly_name", "cause", "cause_name",
+    "cause_id", "outdoor_temperature", "weather_condition", "sun_elevation", "people_home",
+)  # fmt: skip
+_JSON_COLUMNS: Final = frozenset({"attributes", "data", "labels"})
+# The store's view resolves every dimension; origin and context come from the row itself.
+_SELECT: Final = (
+    "SELECT v.id, v.time_fired, v.event_type, e.origin, e.context_id, v.entity_id, v.domain,"
+    " v.state, v.old_state, v.numeric_value, v.prev_state_seconds, v.attributes, v.data,"
+    " v.area_id, v.area, v.floor, v.device_id, v.device_name, v.device_manufacturer,"
+    " v.device_model, v.labels, v.device_class, v.state_class, v.unit, v.friendly_name,"
+    " v.cause, v.cause_name, v.cause_id, v.outdoor_temperature, v.weather_condition,"
+    " v.sun_elevation, v.people_home"
+    " FROM events_enriched v JOIN events e ON e.id = v.id"
+    " WHERE v.time_fired >= ? AND v.time_fired < ? AND (v.time_fired > ? OR"
+    " (v.time_fired = ? AND v.id > ?)) ORDER BY v.time_fired, v.id LIMIT ?"
+)
+
+
+def _page(conn: sqlite3.Connection, args: tuple[int, ...]) -> list[tuple[Any, ...]]:
+    return conn.execute(_SELECT, args).fetchall()
+
+
+def _record(row: tuple[Any, ...]) -> dict[str, Any]:
+    record = dict(zip(COLUMNS, row, strict=True))
+    record["time_fired"] = us_to_iso(record["time_fired"])
+    record["origin"] = "REMOTE" if record["origin"] else "LOCAL"
+    record["context_id"] = decode_context(record["context_id"])
+    return record
+
+
+def export(store: Store, folder: Path, start_us: int, end_us: int, fmt: str) -> dict[str, Any]:
+    """Write the file (blocking; run in a thread); page by page, never all in memory."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = "{}-{}".format(*(
+        datetime.fromtimestamp(t / 1e6, UTC).strftime("%Y%m%dT%H%M%SZ") for t in (start_us, end_us)
+    ))  # fmt: skip
+    target = folder / f"homeiq-events-{stamp}.{fmt}.gz"
+    partial_path = target.with_name(target.name + ".partial")
+    rows = 0
+    position = (start_us - 1, -1)
+    with gzip.open(partial_path, "wb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        writer = csv.writer(text) if fmt == "csv" else None
+        if writer is not None:
+            writer.writerow(COLUMNS)
+        while True:
+            t, row_id = position
+            args = (start_us, end_us, t, t, row_id, _PAGE)
+            page: list[tuple[Any, ...]] = store.read_sync(partial(_page, args=args))
+            if not page:
+                break
+            for row in page:
+                record = _record(row)
+                if writer is not None:
+                    writer.writerow(["" if v is None else v for v in record.values()])
+                else:
+                    for key in _JSON_COLUMNS:
+                        if record[key] is not None:
+                            record[key] = orjson.Fragment(record[key])
+                    text.write(orjson.dumps(record).decode())
+                    text.write("\n")
+            rows += len(page)
+            position = (page[-1][1], page[-1][0])
+        text.flush()
+        text.detach()
+    partial_path.replace(target)
+    return {"file": target.name, "path": str(target), "format": fmt, "rows": rows,
+            "bytes": target.stat().st_size, "start": us_to_iso(start_us),
+            "end": us_to_iso(end_us)}  # fmt: skip
+
+
+async def post_export(request: web.Request) -> web.Response:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as err:
+        return error(400, "invalid_json", f"body: malformed JSON: {err}")
+    if not isinstance(body, dict):
+        return error(400, "bad_request", "body: expected a JSON object")
+    unknown = set(body) - {"start", "end", "format"}
+    if unknown:
+        return error(400, "bad_request", f"{sorted(unknown)[0]}: unknown key")
+    times = {}
+    for key in ("start", "end"):
+        value = parse_time_us(body.get(key)) if isinstance(body.get(key), str) else None
+        if value is None:
+            return error(400, "bad_request", f"{key}: expected ISO 8601 datetime with offset")
+        times[key] = value
+    if times["start"] >= times["end"]:
+        return error(400, "bad_request", "end: must be after start")
+    fmt = body.get("format", "jsonl")
+    if fmt not in ("jsonl", "csv"):
+        return error(400, "bad_request", 'format: expected "jsonl" or "csv"')
+    folder = request.app[CONFIG].share_dir
+    try:
+        result = await asyncio.to_thread(
+            export, request.app[STORE], folder, times["start"], times["end"], fmt
+        )
+    except OSError as err:
+        return error(507, "share_unwritable", f"cannot write to {folder}: {err.strerror}")
+    return json_response(result, 201)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/v1/export", post_export)

@@ -1,0 +1,1 @@
+"""Retention: policies, hourly/daily rollups, the retention job and its HTTP routes."""

@@ -1,0 +1,106 @@
+"""History from rollups, for ``/api/v1/history/{entity_id}?resolution=hour|day`` and for
+the part of a raw query whose raw events retention has already removed.
+
+Where the requested tier is gone too, the next coarser tier answers; such points carry
+``"resolution"`` so a client can tell an hourly point from a daily one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any, Final
+
+from ..store.codec import us_to_iso
+from . import rollups, source
+
+if TYPE_CHECKING:
+    from ..store.db import Store
+
+DAY_US: Final = 86_400_000_000
+_COLUMNS: Final = "count, min, max, sum, events, transitions, time_in_state, last_state"
+
+
+def _tier(
+    conn: sqlite3.Connection,
+    entity_id: str,
+    tier: str,
+    *,
+    start_us: int,
+    end_us: int,
+    limit: int,
+) -> list[dict[str, Any]]:
+    table, column, unit = (
+        ("rollups_hourly", "hour", rollups.HOUR_US) if tier == "hour"
+        else ("rollups_daily", "day", DAY_US)
+    )  # fmt: skip
+    # A period is included when it overlaps [start, end).
+    rows = conn.execute(
+        f"SELECT {column}, {_COLUMNS} FROM {table} WHERE entity_id = ?"
+        f" AND {column} >= ? AND {column} < ? ORDER BY {column} LIMIT ?",
+        (entity_id, start_us // unit, -(-end_us // unit), limit),
+    ).fetchall()
+    return [rollups.point(rollups.agg_from_row(r[1:]), us_to_iso(r[0] * unit)) for r in rows]
+
+
+def _oldest(conn: sqlite3.Connection, entity_id: str, tier: str) -> int | None:
+    table, column, unit = (
+        ("rollups_hourly", "hour", rollups.HOUR_US) if tier == "hour"
+        else ("rollups_daily", "day", DAY_US)
+    )  # fmt: skip
+    row = conn.execute(
+        f"SELECT MIN({column}) FROM {table} WHERE entity_id = ?", (entity_id,)
+    ).fetchone()
+    return None if row[0] is None else int(row[0]) * unit
+
+
+def _tagged(points: list[dict[str, Any]], tier: str) -> list[dict[str, Any]]:
+    return [{**p, "resolution": tier} for p in points]
+
+
+def rollup_points(
+    conn: sqlite3.Connection, entity_id: str, resolution: str, *, start_us: int, end_us: int,
+    limit: int,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Oldest first. ``resolution`` is "hour" or "day"; for "hour", days stand in for
+    hours already purged."""
+    if resolution == "day":
+        return _tier(conn, entity_id, "day", start_us=start_us, end_us=end_us, limit=limit)
+    oldest_hour = _oldest(conn, entity_id, "hour")
+    points: list[dict[str, Any]] = []
+    if oldest_hour is None or start_us < oldest_hour:
+        cover_end = end_us if oldest_hour is None else min(end_us, oldest_hour)
+        days = _tier(conn, entity_id, "day", start_us=start_us, end_us=cover_end, limit=limit)
+        points = _tagged(days, "day")
+        start_us = cover_end
+    if start_us < end_us:
+        points += _tier(conn, entity_id, "hour", start_us=start_us, end_us=end_us,
+                        limit=limit - len(points))  # fmt: skip
+    return points[:limit]
+
+
+def raw_gap_points(
+    conn: sqlite3.Connection, entity_id: str, start_us: int, end_us: int, limit: int
+) -> list[dict[str, Any]]:
+    """Rollup points for the part of [start, end) older than the entity's oldest raw
+    event, when retention removed raw events there; tagged with their resolution."""
+    oldest_raw = source.oldest_raw(conn, entity_id)
+    gap_end = end_us if oldest_raw is None else min(end_us, oldest_raw)
+    if start_us >= gap_end:
+        return []
+    # Whole hours only: the hour holding the oldest raw event is answered by raw events.
+    gap_end = gap_end // rollups.HOUR_US * rollups.HOUR_US
+    if start_us >= gap_end:
+        return []
+    points = rollup_points(conn, entity_id, "hour", start_us=start_us, end_us=gap_end, limit=limit)
+    return [p if "resolution" in p else {**p, "resolution": "hour"} for p in points]
+
+
+async def history_points(
+    store: Store, entity_id: str, resolution: str, *, start_us: int, end_us: int, limit: int
+) -> list[dict[str, Any]]:
+    """Entry point for the store's history handler (hour/day resolution)."""
+    return await store.read(
+        lambda c: rollup_points(
+            c, entity_id, resolution, start_us=start_us, end_us=end_us, limit=limit
+        )
+    )

@@ -1,0 +1,247 @@
+"""The retention job: roll up, purge each tier per policy, give the space back.
+
+Everything runs through ``Store.write`` in small transactions whose size adapts to a
+time budget, so an ingest batch queued behind the job waits at most one small step.
+A dry run walks the same rows with the same decisions on a reader and deletes nothing,
+so it reports exactly what a real run at the same ``now`` would delete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+import logging
+import sqlite3
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from . import rollups, source
+from .policies import Days, Policy, PolicySet
+
+if TYPE_CHECKING:
+    from ..store.db import Store
+
+_LOGGER = logging.getLogger(__name__)
+DAY_US: Final = 86_400_000_000
+# Each writer step aims at this many seconds, well under the 100 ms ingest promise.
+STEP_BUDGET_S: Final = 0.025
+MIN_CHUNK: Final = 200
+MAX_CHUNK: Final = 20_000
+VACUUM_PAGES: Final = 1024
+
+
+@dataclass(slots=True)
+class Counts:
+    raw_events: int = 0
+    hourly_rollups: int = 0
+    daily_rollups: int = 0
+
+
+@dataclass(slots=True)
+class Report:
+    dry_run: bool
+    now_us: int
+    per_policy: dict[str, Counts] = field(default_factory=dict)
+    hours_built: int = 0
+    days_built: int = 0
+    freed_bytes: int = 0
+
+    def count(self, policy: Policy) -> Counts:
+        return self.per_policy.setdefault(policy.name, Counts())
+
+    def to_json(self, policies: PolicySet) -> dict[str, Any]:
+        rows: list[dict[str, Any]] = []
+        for policy in policies.all:
+            counts = self.per_policy.get(policy.name, Counts())
+            rows.append({"name": policy.name, "raw_events": counts.raw_events,
+                         "hourly_rollups": counts.hourly_rollups,
+                         "daily_rollups": counts.daily_rollups})  # fmt: skip
+        keys = ("raw_events", "hourly_rollups", "daily_rollups")
+        totals = {k: sum(int(r[k]) for r in rows) for k in keys}
+        return {"dry_run": self.dry_run, "policies": rows, "totals": totals,
+                "rollups_built": {"hours": self.hours_built, "days": self.days_built},
+                "freed_bytes": self.freed_bytes}  # fmt: skip
+
+
+class _Stepper:
+    """Adapts the rows per transaction so each step stays within the time budget."""
+
+    def __init__(self) -> None:
+        self.size = 2000
+
+    def measure(self, started: float) -> None:
+        took = time.perf_counter() - started
+        if took > STEP_BUDGET_S * 1.5:
+            self.size = max(MIN_CHUNK, self.size // 2)
+        elif took < STEP_BUDGET_S / 2:
+            self.size = min(MAX_CHUNK, self.size * 2)
+
+
+def _cutoff_us(now_us: int, days: Days) -> int | None:
+    return None if days is None else now_us - int(days * DAY_US)
+
+
+async def build_rollups(store: Store, now_us: int) -> tuple[int, int]:
+    """Build every dirty hour and day that has ended; one transaction per period."""
+    current_hour = now_us // rollups.HOUR_US
+    hours = days = 0
+    while True:
+        hour = await store.write(lambda c: _build_next_hour(c, current_hour))
+        if hour is None:
+            break
+        hours += 1
+    while True:
+        day = await store.write(lambda c: _build_next_day(c, current_hour // 24))
+        if day is None:
+            break
+        days += 1
+    return hours, days
+
+
+def _build_next_hour(conn: sqlite3.Connection, before: int) -> int | None:
+    hour = rollups.next_dirty_hour(conn, before)
+    if hour is not None:
+        rollups.build_hour(conn, hour)
+    return hour
+
+
+def _build_next_day(conn: sqlite3.Connection, before: int) -> int | None:
+    day = rollups.next_dirty_day(conn, before)
+    if day is not None:
+        rollups.build_day(conn, day)
+    return day
+
+
+async def run(store: Store, policies: PolicySet, *, now_us: int, dry_run: bool) -> Report:
+    report = Report(dry_run=dry_run, now_us=now_us)
+    # Rollups are derived data and nothing is lost by building them, so a dry run
+    # builds them too: it then sees the same rollup rows the real run would purge.
+    report.hours_built, report.days_built = await build_rollups(store, now_us)
+    # Raw events of an hour not rolled up yet (the current one, or a late arrival)
+    # must stay until their rollup exists.
+    bound = now_us // rollups.HOUR_US * rollups.HOUR_US
+    oldest = await store.read(lambda c: rollups.next_dirty_hour(c, 1 << 62))
+    if oldest is not None:
+        bound = min(bound, oldest * rollups.HOUR_US)
+    await _purge_raw(store, policies, report, bound)
+    await _purge_rollups(store, policies, report, "hourly")
+    await _purge_rollups(store, policies, report, "daily")
+    if not dry_run:
+        report.freed_bytes = await incremental_vacuum(store)
+    return report
+
+
+async def _purge_raw(store: Store, policies: PolicySet, report: Report, bound: int) -> None:
+    cutoffs = [_cutoff_us(report.now_us, p.raw_days) for p in policies.all]
+    limits = [c for c in cutoffs if c is not None]
+    if not limits:
+        return
+    max_cutoff = min(max(limits), bound)
+    position = (-(1 << 62), -1)
+    stepper = _Stepper()
+
+    def step(conn: sqlite3.Connection, size: int) -> tuple[int, int] | None:
+        rows = source.purge_candidates(conn, position, max_cutoff, size)
+        if not rows:
+            return None
+        doomed = []
+        for rowid, time_us, entity_id, domain, event_type in rows:
+            policy = policies.for_event(entity_id, domain, event_type)
+            cutoff = _cutoff_us(report.now_us, policy.raw_days)
+            if cutoff is not None and time_us < min(cutoff, bound):
+                doomed.append(rowid)
+                report.count(policy).raw_events += 1
+        if doomed and not report.dry_run:
+            source.delete_events(conn, doomed)
+        return rows[-1][1], rows[-1][0]
+
+    while True:
+        started = time.perf_counter()
+        size = stepper.size
+        if report.dry_run:
+            last = await store.read(partial(step, size=size * 4))
+        else:
+            last = await store.write(partial(step, size=size))
+            stepper.measure(started)
+        if last is None:
+            return
+        position = last
+
+
+async def _purge_rollups(store: Store, policies: PolicySet, report: Report, tier: str) -> None:
+    table, column, unit_us = (
+        ("rollups_hourly", "hour", rollups.HOUR_US)
+        if tier == "hourly"
+        else ("rollups_daily", "day", DAY_US)
+    )
+    entities: list[str] = await store.read(
+        lambda c: [r[0] for r in c.execute(f"SELECT DISTINCT entity_id FROM {table}")]
+    )
+    for entity_id in entities:
+        policy = policies.for_event(entity_id, None, "state_changed")
+        cutoff = _cutoff_us(report.now_us, policy.hourly_days if tier == "hourly" else
+                            policy.daily_days)  # fmt: skip
+        if cutoff is None:
+            continue
+        # A period is dropped once it has ended before the cutoff.
+        limit = cutoff // unit_us
+        where = f"FROM {table} WHERE entity_id = ? AND {column} < ?"
+        if report.dry_run:
+            sql, args = f"SELECT COUNT(*) {where}", (entity_id, limit)
+            n = await store.read(partial(_count, sql=sql, args=args))
+        else:
+            n = await _delete_chunked(store, table, column, entity_id, limit)
+        counts = report.count(policy)
+        if tier == "hourly":
+            counts.hourly_rollups += n
+        else:
+            counts.daily_rollups += n
+
+
+def _count(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
+    return int(conn.execute(sql, args).fetchone()[0])
+
+
+async def _delete_chunked(store: Store, table: str, column: str, entity_id: str,
+                          limit: int) -> int:  # fmt: skip
+    def step(conn: sqlite3.Connection) -> int:
+        edge = conn.execute(
+            f"SELECT {column} FROM {table} WHERE entity_id = ? AND {column} < ?"
+            f" ORDER BY {column} LIMIT 1 OFFSET {MAX_CHUNK // 4}",
+            (entity_id, limit),
+        ).fetchone()
+        upto = limit if edge is None else edge[0]
+        return conn.execute(
+            f"DELETE FROM {table} WHERE entity_id = ? AND {column} < ?", (entity_id, upto)
+        ).rowcount
+
+    total = 0
+    while n := await store.write(step):
+        total += n
+    return total
+
+
+async def incremental_vacuum(store: Store) -> int:
+    """Return free pages to the file system a few at a time; returns bytes freed."""
+
+    def info(conn: sqlite3.Connection) -> tuple[int, int, int]:
+        mode = conn.execute("PRAGMA auto_vacuum").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int(mode), int(free), int(size)
+
+    mode, free, page_size = await store.read(info)
+    if mode != 2 or not free:  # 2 = INCREMENTAL
+        return 0
+    step: Callable[[sqlite3.Connection], int] = lambda c: len(  # noqa: E731
+        c.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
+    )
+    freed = 0
+    while freed < free:
+        before = freed
+        await store.write(step)
+        freed = free - (await store.read(info))[1]
+        if freed <= before:
+            break
+    return freed * page_size

@@ -1,0 +1,267 @@
+"""The retention service: stored policies, runs (one at a time), schedules and stats."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+import logging
+import sqlite3
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..store.codec import us_to_iso
+from . import job, source
+from .policies import DEFAULT_NAME, TIERS, Policy, PolicySet
+
+if TYPE_CHECKING:
+    from ..store.db import Store
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class PolicyConflict(Exception):
+    """Name taken (409) or unknown (404)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RunInProgress(Exception):
+    """A retention run is already going on."""
+
+
+def default_from_config(config: Any) -> Policy:
+    """The built-in policy from the add-on options (0 daily days = forever)."""
+    daily = getattr(config, "daily_retention_days", 0) or None
+    return Policy(
+        DEFAULT_NAME, "default", None,
+        float(getattr(config, "raw_retention_days", 30)),
+        float(getattr(config, "hourly_retention_days", 365)),
+        None if daily is None else float(daily),
+    )  # fmt: skip
+
+
+def next_daily(at: str, now: datetime) -> datetime | None:
+    """The next local time "HH:MM" after ``now``; None when the schedule is off."""
+    try:
+        hour, minute = (int(part) for part in at.split(":"))
+        candidate = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    except ValueError:
+        return None
+    return candidate if candidate > now else candidate + timedelta(days=1)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class RetentionService:
+    def __init__(self, store: Store, config: Any) -> None:
+        self.store = store
+        self.config = config
+        self.schedule: str = getattr(config, "retention_schedule", "03:30")
+        self.rollup_interval: float = getattr(config, "rollup_interval", 300.0)
+        self._lock = asyncio.Lock()
+        self.running = False
+        self.next_run: datetime | None = None
+
+    # --- policies ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Apply the options' default policy when the options changed since last start."""
+        configured = default_from_config(self.config).to_json()
+
+        def seed(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT value FROM retention_meta WHERE key = 'default_from_options'"
+            ).fetchone()
+            applied = orjson.dumps(configured).decode()
+            if row is not None and row[0] == applied:
+                return  # the panel's edits stay until the options change again
+            _save(conn, configured)
+            conn.execute(
+                "INSERT OR REPLACE INTO retention_meta VALUES ('default_from_options', ?)",
+                (applied,),
+            )
+
+        await self.store.write(seed)
+
+    async def policies(self) -> PolicySet:
+        rows = await self.store.read(
+            lambda c: c.execute("SELECT body FROM retention_policies ORDER BY name").fetchall()
+        )
+        default = default_from_config(self.config)
+        overrides = []
+        for (body,) in rows:
+            data = orjson.loads(body)
+            if data["name"] == DEFAULT_NAME:
+                default = Policy.from_body(_strip(data), default=True)
+            else:
+                overrides.append(Policy.from_body(_strip(data)))
+        return PolicySet(default, overrides)
+
+    async def list_policies(self) -> list[dict[str, Any]]:
+        policies = await self.policies()
+        return [p.to_json() for p in [policies.default, *sorted(
+            (o for o in policies.overrides), key=lambda p: p.name)]]  # fmt: skip
+
+    async def create(self, policy: Policy) -> dict[str, Any]:
+        body = policy.to_json()
+
+        def insert(conn: sqlite3.Connection) -> None:
+            if conn.execute(
+                "SELECT 1 FROM retention_policies WHERE name = ?", (policy.name,)
+            ).fetchone():
+                raise PolicyConflict(409, f"name: a policy named {policy.name!r} already exists")
+            _save(conn, body)
+
+        await self.store.write(insert)
+        return body
+
+    async def update(self, name: str, policy: Policy) -> dict[str, Any]:
+        body = policy.to_json()
+
+        def replace(conn: sqlite3.Connection) -> None:
+            exists = conn.execute("SELECT 1 FROM retention_policies WHERE name = ?", (name,))
+            if name != DEFAULT_NAME and exists.fetchone() is None:
+                raise PolicyConflict(404, f"no policy named {name!r}")
+            _save(conn, body)
+
+        await self.store.write(replace)
+        return body
+
+    async def delete(self, name: str) -> None:
+        if name == DEFAULT_NAME:
+            raise PolicyConflict(400, "name: the default policy cannot be deleted")
+
+        def remove(conn: sqlite3.Connection) -> None:
+            if not conn.execute("DELETE FROM retention_policies WHERE name = ?", (name,)).rowcount:
+                raise PolicyConflict(404, f"no policy named {name!r}")
+
+        await self.store.write(remove)
+
+    # --- runs --------------------------------------------------------------------------
+
+    async def run(self, *, dry_run: bool, now_us: int | None = None) -> dict[str, Any]:
+        if self._lock.locked() and self.running:
+            raise RunInProgress("a retention run is already in progress")
+        async with self._lock:
+            self.running = True
+            try:
+                return await self._run(dry_run, _now_us() if now_us is None else now_us)
+            finally:
+                self.running = False
+
+    async def _run(self, dry_run: bool, now_us: int) -> dict[str, Any]:
+        started = _now_us()
+        policies = await self.policies()
+        status, error, report = "ok", None, None
+        try:
+            report = await job.run(self.store, policies, now_us=now_us, dry_run=dry_run)
+        except Exception as err:
+            _LOGGER.exception("Retention run failed")
+            status, error = "error", str(err)
+        finished = _now_us()
+        result: dict[str, Any] = {
+            **(report.to_json(policies) if report else {"dry_run": dry_run}),
+            "status": status, "error": error, "now": us_to_iso(now_us),
+            "started_at": us_to_iso(started), "finished_at": us_to_iso(finished),
+            "duration_seconds": round((finished - started) / 1e6, 3),
+        }  # fmt: skip
+        await self.store.write(
+            lambda c: c.execute(
+                "INSERT INTO retention_runs (started_at, finished_at, dry_run, status, report)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (started, finished, int(dry_run), status, orjson.dumps(result).decode()),
+            )
+        )
+        return result
+
+    async def build_rollups(self) -> None:
+        async with self._lock:
+            await job.build_rollups(self.store, _now_us())
+
+    # --- stats -------------------------------------------------------------------------
+
+    async def stats(self) -> dict[str, Any]:
+        def read(conn: sqlite3.Connection) -> dict[str, Any]:
+            rows, oldest, newest = source.raw_tier(conn)
+            tiers = {"raw": _tier(rows, oldest, newest, 1)}
+            for name, table, column, unit in (
+                ("hourly", "rollups_hourly", "hour", 3_600_000_000),
+                ("daily", "rollups_daily", "day", 86_400_000_000),
+            ):
+                n, lo, hi = conn.execute(
+                    f"SELECT COUNT(*), MIN({column}), MAX({column}) FROM {table}"
+                ).fetchone()
+                tiers[name] = _tier(n, lo, hi, unit)
+            sizes = dict(conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"))
+            for name, tables in (("raw", ("events", "events_by_entity_time", "events_by_time",
+                                          "attributes", "attributes_by_hash")),
+                                 ("hourly", ("rollups_hourly", "rollups_hourly_hour")),
+                                 ("daily", ("rollups_daily", "rollups_daily_day"))):  # fmt: skip
+                tiers[name]["bytes"] = sum(sizes.get(t, 0) for t in tables)
+            page = conn.execute("PRAGMA page_size").fetchone()[0]
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+            last = conn.execute(
+                "SELECT report FROM retention_runs WHERE dry_run = 0 ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            return {"tiers": tiers, "db_size_bytes": page * pages, "free_bytes": page * free,
+                    "last_run": None if last is None else orjson.loads(last[0])}  # fmt: skip
+
+        result = await self.store.read(read)
+        result["next_run"] = None if self.next_run is None else self.next_run.isoformat()
+        result["schedule"] = self.schedule
+        result["running"] = self.running
+        return result
+
+    # --- schedules ---------------------------------------------------------------------
+
+    async def scheduler(self) -> None:
+        """Retention daily at the configured time; rollups every few minutes between."""
+        while True:
+            now = datetime.now(UTC).astimezone()
+            self.next_run = next_daily(self.schedule, now)
+            wait = self.rollup_interval
+            if self.next_run is not None:
+                wait = min(wait, (self.next_run - now).total_seconds())
+            await asyncio.sleep(max(wait, 1.0))
+            due = self.next_run is not None and datetime.now(UTC) >= self.next_run
+            await _guard(self.run(dry_run=False) if due else self.build_rollups())
+
+
+async def _guard(work: Awaitable[Any]) -> None:
+    # A failing scheduled run is logged; the schedule keeps going.
+    try:
+        await work
+    except RunInProgress:
+        pass
+    except Exception:
+        _LOGGER.exception("Scheduled retention work failed")
+
+
+def _save(conn: sqlite3.Connection, body: dict[str, Any]) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO retention_policies (name, body, updated_at) VALUES (?, ?, ?)",
+        (body["name"], orjson.dumps(body).decode(), _now_us()),
+    )
+
+
+def _strip(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored body back into request shape (drops output-only keys)."""
+    keep = {"name", "match_type", "pattern", "description", *TIERS}
+    return {k: v for k, v in data.items() if k in keep and not (k in TIERS and v is None)}
+
+
+def _tier(rows: int, lo: int | None, hi: int | None, unit_us: int) -> dict[str, Any]:
+    return {"rows": rows, "bytes": 0,
+            "oldest": None if lo is None else us_to_iso(lo * unit_us),
+            "newest": None if hi is None else us_to_iso(hi * unit_us)}  # fmt: skip
+
+
+Factory = Callable[[], Awaitable[None]]

@@ -1,0 +1,90 @@
+"""The few reads of the store's raw ``events`` table that retention needs.
+
+Kept in one place so the rest of the package does not depend on how the store interns
+entity ids, event types and states.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Final
+
+import orjson
+
+# Only state events describe an entity's state; other events with an entity id
+# (service calls, for instance) do not count towards time in state.
+_STATE_TYPES: Final = (
+    "SELECT id FROM event_types WHERE event_type IN ('state_changed', 'state_reported')"
+)
+_STATE_TEXT: Final = "CASE typeof(e.state) WHEN 'integer' THEN s.value ELSE e.state END"
+
+
+def hour_events(
+    conn: sqlite3.Connection, start_us: int, end_us: int
+) -> list[tuple[str, int, str | None, float | None]]:
+    """State events in [start, end) as (entity_id, time_us, state, numeric_value),
+    ordered by entity then time."""
+    return conn.execute(
+        f"SELECT n.entity_id, e.time_fired, {_STATE_TEXT}, e.numeric_value"
+        " FROM events e JOIN entities n ON n.id = e.entity_ref"
+        " LEFT JOIN strings s ON s.id = e.state"
+        f" WHERE e.time_fired >= ? AND e.time_fired < ? AND e.event_type_id IN ({_STATE_TYPES})"
+        " ORDER BY n.entity_id, e.time_fired, e.id",
+        (start_us, end_us),
+    ).fetchall()
+
+
+def previous_state(
+    conn: sqlite3.Connection, entity_id: str, before_us: int
+) -> tuple[bool, str | None]:
+    """(found, state) of the entity's last raw state event before a time."""
+    row = conn.execute(
+        f"SELECT {_STATE_TEXT} FROM events e LEFT JOIN strings s ON s.id = e.state"
+        " WHERE e.entity_ref = (SELECT id FROM entities WHERE entity_id = ?)"
+        f" AND e.time_fired < ? AND e.event_type_id IN ({_STATE_TYPES})"
+        " ORDER BY e.time_fired DESC, e.id DESC LIMIT 1",
+        (entity_id, before_us),
+    ).fetchone()
+    return (False, None) if row is None else (True, row[0])
+
+
+def purge_candidates(
+    conn: sqlite3.Connection, after: tuple[int, int], before_us: int, limit: int
+) -> list[tuple[int, int, str | None, str | None, str]]:
+    """The next events older than ``before_us`` after a (time, id) position, oldest first,
+    as (id, time_us, entity_id, domain, event_type)."""
+    t, row_id = after
+    return conn.execute(
+        "SELECT e.id, e.time_fired, n.entity_id, COALESCE(n.domain, d.value), t.event_type"
+        " FROM events e JOIN event_types t ON t.id = e.event_type_id"
+        " LEFT JOIN entities n ON n.id = e.entity_ref"
+        " LEFT JOIN strings d ON d.id = e.domain_ref"
+        " WHERE e.time_fired < ? AND (e.time_fired > ? OR (e.time_fired = ? AND e.id > ?))"
+        " ORDER BY e.time_fired, e.id LIMIT ?",
+        (before_us, t, t, row_id, limit),
+    ).fetchall()
+
+
+def delete_events(conn: sqlite3.Connection, ids: list[int]) -> int:
+    # One JSON parameter instead of thousands of placeholders.
+    return conn.execute(
+        "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))",
+        (orjson.dumps(ids).decode(),),
+    ).rowcount
+
+
+def raw_tier(conn: sqlite3.Connection) -> tuple[int, int | None, int | None]:
+    """(rows, oldest_us, newest_us) of the raw events, without scanning them."""
+    rows = conn.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()
+    oldest, newest = conn.execute("SELECT MIN(time_fired), MAX(time_fired) FROM events").fetchone()
+    return (0 if rows is None else int(rows[0])), oldest, newest
+
+
+def oldest_raw(conn: sqlite3.Connection, entity_id: str) -> int | None:
+    """Time of the entity's oldest raw event still stored."""
+    row = conn.execute(
+        "SELECT MIN(time_fired) FROM events"
+        " WHERE entity_ref = (SELECT id FROM entities WHERE entity_id = ?)",
+        (entity_id,),
+    ).fetchone()
+    return None if row is None else row[0]

@@ -9,13 +9,13 @@ import logging
 
 from aiohttp import web
 
-from . import health, routes
-from .retention import routes as retention_routes
+from . import health, openapi, query_routes, routes, stats, ws
 from .auth import auth_middleware
 from .config import Config, load_instance_id, load_token
-from .context import CONFIG, HUB, INGESTOR, RUNTIME, STORE, Runtime
+from .context import CONFIG, HISTORY, HUB, INGESTOR, RUNTIME, STORE, Runtime
 from .discovery import announce
 from .responses import error_middleware
+from .retention import routes as retention_routes
 from .store.db import Store
 from .store.ingest import Ingestor
 from .ws import Hub
@@ -26,7 +26,11 @@ _LOGGER = logging.getLogger(__name__)
 # (RETENTION appends its modules' setup functions to this list.)
 PLUGINS: list[Callable[[web.Application], None]] = [
     routes.setup,
+    query_routes.setup,
     health.setup,
+    stats.setup,
+    ws.setup,
+    openapi.setup,
     retention_routes.setup,
 ]
 
@@ -46,6 +50,7 @@ async def build_app(config: Config, store: Store) -> web.Application:
         token=load_token(config.data_dir), instance_id=load_instance_id(config.data_dir)
     )
     app[HUB] = Hub()
+    app[HISTORY] = {}
     app[routes.STORE_LIMIT] = config.max_body_bytes
     for plugin in PLUGINS:
         plugin(app)

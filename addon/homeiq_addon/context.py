@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -31,3 +32,9 @@ STORE = web.AppKey("homeiq_store", Store)
 INGESTOR = web.AppKey("homeiq_ingestor", Ingestor)
 RUNTIME = web.AppKey("homeiq_runtime", Runtime)
 HUB: web.AppKey[Hub] = web.AppKey("homeiq_hub")
+
+# History at a resolution, answered by another part of the service (retention's rollups):
+# provider(store, entity_id, start_us, end_us, limit) -> points. "raw" may be provided too,
+# to fall back to rollups where raw events were purged; otherwise raw reads events.
+type HistoryProvider = Callable[[Store, str, int, int, int], Awaitable[list[dict[str, Any]]]]
+HISTORY = web.AppKey("homeiq_history", dict[str, HistoryProvider])

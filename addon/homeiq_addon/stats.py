@@ -1,12 +1,203 @@
-"""GET /api/v1/stats and /api/v1/event-rate, from pre-aggregated counters."""
+"""GET /api/v1/stats and /api/v1/event-rate.
+
+Stats read only pre-aggregated tables (per-minute totals, per-minute and per-hour counts
+by event type/entity/domain, batches): their cost depends on the number of distinct
+entities, never on the number of stored events.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from functools import partial
+import sqlite3
+import time
+from typing import Any, Final
 
+from aiohttp import web
+
+from .context import HUB, STORE
+from .health import db_size_bytes
+from .params import BadParam, choice_param
+from .responses import json_response
+from .store.codec import us_to_iso
 from .store.db import Store
+
+_MIN: Final = 60_000_000
+# period -> (minutes, trend bucket in minutes, breakdown from the hourly table?)
+PERIODS: Final = {
+    "15m": (15, 1, False),
+    "1h": (60, 5, False),
+    "24h": (1440, 60, True),
+    "7d": (10080, 360, True),
+}
+TOP_ENTITIES: Final = 10
+# HomeIQ admin API thresholds (percent; milliseconds for processing).
+ERROR_RATE_ERROR: Final = 5.0
+ERROR_RATE_WARNING: Final = 2.0
+SUCCESS_RATE_ERROR: Final = 90.0
+SUCCESS_RATE_WARNING: Final = 95.0
+LATENCY_WARNING_MS: Final = 1000.0
+
+
+def _percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))
+    return round(sorted_values[index], 3)
+
+
+def ingest_health(conn: sqlite3.Connection, now_us: int, minutes: int) -> dict[str, Any]:
+    """Batches, error/success rate and latency over the last ``minutes``."""
+    start_us = now_us - minutes * _MIN
+    latencies = [
+        r[0]
+        for r in conn.execute(
+            "SELECT latency_ms FROM batches WHERE received_us > ? ORDER BY latency_ms",
+            (start_us,),
+        )
+    ]
+    rejected = conn.execute(
+        "SELECT COALESCE(SUM(n), 0) FROM batch_rejects WHERE minute > ?",
+        (start_us // _MIN,),
+    ).fetchone()[0]
+    total = len(latencies) + rejected
+    error_rate = round(100.0 * rejected / total, 3) if total else 0.0
+    return {
+        "batches_accepted": len(latencies),
+        "batches_rejected": rejected,
+        "error_rate": error_rate,
+        "success_rate": round(100.0 - error_rate, 3),
+        "ingest_latency_ms": {
+            "p50": _percentile(latencies, 0.5),
+            "p95": _percentile(latencies, 0.95),
+        },
+    }
+
+
+def alerts(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def alert(level: str, metric: str, value: float, threshold: float, message: str) -> None:
+        out.append(
+            {
+                "level": level,
+                "metric": metric,
+                "message": message,
+                "value": value,
+                "threshold": threshold,
+            }
+        )
+
+    err = metrics["error_rate"]
+    if err > ERROR_RATE_ERROR:
+        alert("error", "error_rate", err, ERROR_RATE_ERROR, f"{err}% of batches rejected")
+    elif err > ERROR_RATE_WARNING:
+        alert("warning", "error_rate", err, ERROR_RATE_WARNING, f"{err}% of batches rejected")
+    ok = metrics["success_rate"]
+    if ok < SUCCESS_RATE_ERROR:
+        alert("error", "success_rate", ok, SUCCESS_RATE_ERROR, f"only {ok}% of batches accepted")
+    elif ok < SUCCESS_RATE_WARNING:
+        alert(
+            "warning", "success_rate", ok, SUCCESS_RATE_WARNING, f"only {ok}% of batches accepted"
+        )
+    p95 = metrics["ingest_latency_ms"]["p95"]
+    if p95 is not None and p95 > LATENCY_WARNING_MS:
+        alert("warning", "processing", p95, LATENCY_WARNING_MS, f"ingest p95 takes {p95} ms")
+    return out
+
+
+def _names(conn: sqlite3.Connection, table: str, col: str, ids: set[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(f"SELECT id, {col} FROM {table} WHERE id IN ({marks})", tuple(ids))
+    return {int(i): str(v) for i, v in rows}
+
+
+def compute_stats(conn: sqlite3.Connection, period: str, now_us: int) -> dict[str, Any]:
+    minutes, bucket, hourly = PERIODS[period]
+    now_min = now_us // _MIN
+    first_min = now_min - minutes + 1
+    trend: Counter[int] = Counter()
+    events = 0
+    for minute, n in conn.execute(
+        "SELECT minute, events FROM stat_minute WHERE minute >= ? AND minute <= ?",
+        (first_min, now_min),
+    ):
+        trend[(minute - first_min) // bucket] += n
+        events += n
+    if hourly:
+        # Whole clock hours: the breakdown covers up to 59 minutes more than the period.
+        sql = "SELECT event_type_id, entity_ref, domain_ref, SUM(n) FROM stat_hour_key"
+        sql += " WHERE hour >= ? AND hour <= ? GROUP BY 1, 2, 3"
+        rows = conn.execute(sql, (first_min // 60, now_min // 60)).fetchall()
+    else:
+        sql = "SELECT event_type_id, entity_ref, domain_ref, SUM(n) FROM stat_minute_key"
+        sql += " WHERE minute >= ? AND minute <= ? GROUP BY 1, 2, 3"
+        rows = conn.execute(sql, (first_min, now_min)).fetchall()
+    by_type: Counter[int] = Counter()
+    by_entity: Counter[int] = Counter()
+    by_domain: Counter[int] = Counter()
+    for type_id, entity_ref, domain_ref, n in rows:
+        by_type[type_id] += n
+        if entity_ref:
+            by_entity[entity_ref] += n
+        if domain_ref:
+            by_domain[domain_ref] += n
+    top = by_entity.most_common(TOP_ENTITIES)
+    type_names = _names(conn, "event_types", "event_type", set(by_type))
+    domain_names = _names(conn, "strings", "value", set(by_domain))
+    entity_names = _names(conn, "entities", "entity_id", {e for e, _ in top})
+    metrics: dict[str, Any] = {
+        "events": events,
+        "events_per_minute": round(events / minutes, 3),
+        "by_domain": {domain_names[d]: n for d, n in by_domain.most_common()},
+        "by_event_type": {type_names[t]: n for t, n in by_type.most_common()},
+        "top_entities": [{"entity_id": entity_names[e], "count": n} for e, n in top],
+        **ingest_health(conn, now_us, minutes),
+    }
+    stored = conn.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()[0]
+    oldest = conn.execute("SELECT MIN(time_fired) FROM events").fetchone()[0]
+    newest = conn.execute("SELECT MAX(time_fired) FROM events").fetchone()[0]
+    return {
+        "period": period,
+        "generated_at": us_to_iso(now_us),
+        "metrics": metrics,
+        "trends": [
+            {"start": us_to_iso((first_min + i * bucket) * _MIN), "events": trend[i]}
+            for i in range(-(-minutes // bucket))
+        ],
+        "alerts": alerts(metrics),
+        "store": {
+            "events_stored": stored,
+            "oldest_event": None if oldest is None else us_to_iso(oldest),
+            "newest_event": None if newest is None else us_to_iso(newest),
+        },
+    }
 
 
 async def recent_alerts(store: Store) -> list[dict[str, Any]]:
     """Alerts over the last 15 minutes (health turns degraded while any fires)."""
-    return []
+    now_us = time.time_ns() // 1000
+    return alerts(await store.read(partial(ingest_health, now_us=now_us, minutes=15)))
+
+
+async def stats(request: web.Request) -> web.Response:
+    try:
+        period = choice_param(request, "period", "24h", tuple(PERIODS))
+    except BadParam as err:
+        return err.response
+    store = request.app[STORE]
+    now_us = time.time_ns() // 1000
+    answer = await store.read(partial(compute_stats, period=period, now_us=now_us))
+    answer["store"]["db_size_bytes"] = db_size_bytes(store.path)
+    return json_response(answer)
+
+
+async def event_rate(request: web.Request) -> web.Response:
+    return json_response(request.app[HUB].meter.snapshot())
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/v1/stats", stats)
+    app.router.add_get("/api/v1/event-rate", event_rate)

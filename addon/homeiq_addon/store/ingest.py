@@ -45,7 +45,7 @@ _NUMBERISH: Final = re.compile(r"[-+.0-9]")
 _INSERT: Final = (
     "INSERT INTO events (time_fired, event_type_id, entity_ref, domain_ref, origin,"
     " context_id, context_user_ref, context_parent_id, state, old_state, numeric_value,"
-    " last_changed, prev_state_seconds, attributes_ref, data, registry_ref, cause_ref,"
+    " last_changed_ago, prev_state_seconds, attributes_ref, data, registry_ref, cause_ref,"
     " snapshot_ref) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
@@ -247,7 +247,7 @@ class Ingestor:
             self._state(conn, get("state")),
             self._state(conn, get("old_state")),
             _float(get("numeric_value")),
-            None if lc == t else lc,
+            None if lc is None else t - lc,
             _float(get("prev_state_seconds")),
             None if attrs is None else self._attributes(conn, attrs),
             None if data is None else orjson.dumps(data).decode(),

@@ -58,7 +58,7 @@ def m001_events(conn: sqlite3.Connection) -> None:
             state,
             old_state,
             numeric_value REAL,
-            last_changed INTEGER,                 -- NULL when equal to time_fired
+            last_changed_ago INTEGER,             -- time_fired - last_changed (µs), 0 mostly
             prev_state_seconds REAL,
             attributes_ref INTEGER,
             data TEXT,
@@ -102,7 +102,8 @@ def m001_events(conn: sqlite3.Connection) -> None:
                CASE typeof(e.state) WHEN 'integer' THEN s1.value ELSE e.state END AS state,
                CASE typeof(e.old_state) WHEN 'integer' THEN s2.value ELSE e.old_state END
                    AS old_state,
-               e.numeric_value, e.prev_state_seconds, a.json AS attributes, e.data,
+               e.numeric_value, e.time_fired - e.last_changed_ago AS last_changed,
+               e.prev_state_seconds, a.json AS attributes, e.data,
                r.area_id, r.area, r.floor, r.device_id, r.device_name,
                r.device_manufacturer, r.device_model, r.labels, r.device_class,
                r.state_class, r.unit, r.friendly_name,

@@ -1,0 +1,170 @@
+"""Reads of raw events: the /events listing and raw /history points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import sqlite3
+from typing import Any, Final
+
+import orjson
+
+from .codec import decode_context, us_to_iso
+
+STATE_TYPES_SQL: Final = (
+    "SELECT id FROM event_types WHERE event_type IN ('state_changed', 'state_reported')"
+)
+_SELECT: Final = """
+SELECT e.id, e.time_fired, t.event_type, e.origin, e.context_id, cu.value,
+       e.context_parent_id, e.data, n.entity_id, d.value,
+       CASE typeof(e.state) WHEN 'integer' THEN s1.value ELSE e.state END,
+       CASE typeof(e.old_state) WHEN 'integer' THEN s2.value ELSE e.old_state END,
+       e.numeric_value, e.time_fired - e.last_changed_ago, e.prev_state_seconds, a.json,
+       r.area_id, r.area, r.floor, r.device_id, r.device_name, r.device_manufacturer,
+       r.device_model, r.labels, r.device_class, r.state_class, r.unit, r.friendly_name,
+       c.cause, c.cause_name, c.cause_id,
+       p.outdoor_temperature, p.weather_condition, p.sun_elevation, p.people_home
+FROM events e
+JOIN event_types t ON t.id = e.event_type_id
+LEFT JOIN strings cu ON cu.id = e.context_user_ref
+LEFT JOIN entities n ON n.id = e.entity_ref
+LEFT JOIN strings d ON d.id = e.domain_ref
+LEFT JOIN strings s1 ON s1.id = e.state
+LEFT JOIN strings s2 ON s2.id = e.old_state
+LEFT JOIN attributes a ON a.id = e.attributes_ref
+LEFT JOIN registry r ON r.id = e.registry_ref
+LEFT JOIN causes c ON c.id = e.cause_ref
+LEFT JOIN snapshots p ON p.id = e.snapshot_ref
+"""
+_PLAIN: Final = (
+    "entity_id",
+    "domain",
+    "state",
+    "old_state",
+    "numeric_value",
+    "last_changed",
+    "prev_state_seconds",
+    "attributes",
+    "area_id",
+    "area",
+    "floor",
+    "device_id",
+    "device_name",
+    "device_manufacturer",
+    "device_model",
+    "labels",
+    "device_class",
+    "state_class",
+    "unit",
+    "friendly_name",
+    "cause",
+    "cause_name",
+    "cause_id",
+    "outdoor_temperature",
+    "weather_condition",
+    "sun_elevation",
+    "people_home",
+)
+_JSON_COLS: Final = frozenset({"attributes", "labels"})
+
+
+@dataclass(slots=True)
+class EventFilter:
+    entity_id: str | None = None
+    domain: str | None = None
+    event_type: str | None = None
+    area: str | None = None
+    start_us: int | None = None
+    end_us: int | None = None
+    limit: int = 100
+    after: tuple[int, int] | None = None  # (time_fired, id) of the last row already seen
+
+
+def _event(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A stored row as the event dict it was ingested as (null fields left out), plus id."""
+    out: dict[str, Any] = {
+        "id": row[0],
+        "time_fired": us_to_iso(row[1]),
+        "event_type": row[2],
+        "origin": "REMOTE" if row[3] else "LOCAL",
+        "context_id": decode_context(row[4]),
+    }
+    if row[5] is not None:
+        out["context_user_id"] = row[5]
+    if row[6] is not None:
+        out["context_parent_id"] = decode_context(row[6])
+    if row[7] is not None:
+        out["data"] = orjson.loads(row[7])
+    for name, value in zip(_PLAIN, row[8:], strict=True):
+        if value is None:
+            continue
+        if name in _JSON_COLS:
+            out[name] = orjson.loads(value)
+        elif name == "last_changed":
+            out[name] = us_to_iso(value)
+        else:
+            out[name] = value
+    return out
+
+
+def _id_of(conn: sqlite3.Connection, table: str, col: str, value: str) -> int | None:
+    row = conn.execute(f"SELECT id FROM {table} WHERE {col} = ?", (value,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def list_events(conn: sqlite3.Connection, f: EventFilter) -> tuple[list[dict[str, Any]], bool]:
+    """Newest first; returns (events, more) where more says a next page exists."""
+    where: list[str] = []
+    args: list[Any] = []
+    # Resolve names to ids first: an unknown name means no rows, and a bound integer
+    # lets the planner pick the (entity, time) index.
+    for value, table, col, column in (
+        (f.entity_id, "entities", "entity_id", "e.entity_ref"),
+        (f.domain, "strings", "value", "e.domain_ref"),
+        (f.event_type, "event_types", "event_type", "e.event_type_id"),
+    ):
+        if value is None:
+            continue
+        ref = _id_of(conn, table, col, value)
+        if ref is None:
+            return [], False
+        where.append(f"{column} = ?")
+        args.append(ref)
+    if f.area is not None:
+        where.append("e.registry_ref IN (SELECT id FROM registry WHERE area = ? OR area_id = ?)")
+        args += [f.area, f.area]
+    if f.start_us is not None:
+        where.append("e.time_fired >= ?")
+        args.append(f.start_us)
+    if f.end_us is not None:
+        where.append("e.time_fired < ?")
+        args.append(f.end_us)
+    if f.after is not None:
+        where.append("(e.time_fired, e.id) < (?, ?)")
+        args += list(f.after)
+    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY e.time_fired DESC, e.id DESC LIMIT ?"
+    rows = conn.execute(sql, (*args, f.limit + 1)).fetchall()
+    return [_event(r) for r in rows[: f.limit]], len(rows) > f.limit
+
+
+def raw_history(
+    conn: sqlite3.Connection, entity_id: str, start_us: int, end_us: int, limit: int
+) -> list[dict[str, Any]]:
+    """The entity's state events in [start, end), oldest first."""
+    ref = _id_of(conn, "entities", "entity_id", entity_id)
+    if ref is None:
+        return []
+    rows = conn.execute(
+        "SELECT e.time_fired,"
+        " CASE typeof(e.state) WHEN 'integer' THEN s.value ELSE e.state END, e.numeric_value"
+        " FROM events e LEFT JOIN strings s ON s.id = e.state"
+        " WHERE e.entity_ref = ? AND e.time_fired >= ? AND e.time_fired < ?"
+        f" AND e.event_type_id IN ({STATE_TYPES_SQL})"
+        " ORDER BY e.time_fired, e.id LIMIT ?",
+        (ref, start_us, end_us, limit),
+    ).fetchall()
+    return [{"time": us_to_iso(t), "state": s, "numeric_value": v} for t, s, v in rows]
+
+
+def entity_known(conn: sqlite3.Connection, entity_id: str) -> bool:
+    return _id_of(conn, "entities", "entity_id", entity_id) is not None

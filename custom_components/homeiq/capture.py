@@ -95,17 +95,24 @@ class CaptureFilter:
         if event_type in STATE_EVENTS:
             if self.mode == CAPTURE_EVENT_TYPES and event_type not in self.event_types:
                 return False
-            if self._no_entity_rules:
-                return True
-            entity_id: str = event.data["entity_id"]
-            decision = self._decisions.get(entity_id)
-            if decision is None:
-                decision = self._decide(entity_id)
-                self._decisions[entity_id] = decision
-            return decision
+            return self._no_entity_rules or self.accept_entity(event.data["entity_id"])
         if self.mode == CAPTURE_STATE_CHANGES:
             return False
         return self.mode != CAPTURE_EVENT_TYPES or event_type in self.event_types
+
+    def accept_entity(self, entity_id: str) -> bool:
+        """Apply the entity rules (cached per entity)."""
+        decision = self._decisions.get(entity_id)
+        if decision is None:
+            decision = self._decide(entity_id)
+            self._decisions[entity_id] = decision
+        return decision
+
+    def accept_reported(self, data: Mapping[str, Any]) -> bool:
+        """The bus-level filter of the state_reported listener (gets the event data)."""
+        if self.mode == CAPTURE_EVENT_TYPES and EVENT_STATE_REPORTED not in self.event_types:
+            return False
+        return self._no_entity_rules or self.accept_entity(data["entity_id"])
 
     def _decide(self, entity_id: str) -> bool:
         info = self._entity_info(entity_id)
@@ -144,7 +151,9 @@ class Capture:
         want_reported = bool(options.get(CONF_INCLUDE_STATE_REPORTED))
         if want_reported and self._unsub_reported is None:
             # state_reported is never delivered to MATCH_ALL listeners.
-            self._unsub_reported = self.hass.bus.async_listen(EVENT_STATE_REPORTED, self._listener)
+            self._unsub_reported = self.hass.bus.async_listen(
+                EVENT_STATE_REPORTED, self._append, event_filter=self._reported_filter
+            )
         elif not want_reported and self._unsub_reported is not None:
             self._unsub_reported()
             self._unsub_reported = None
@@ -162,8 +171,15 @@ class Capture:
         kind = CAUSE_EVENTS.get(str(event.event_type))
         if kind is not None:
             self._remember_cause(event, kind)
-        if not self.filter.accept(event):
-            return
+        if self.filter.accept(event):
+            self._append(event)
+
+    @callback
+    def _reported_filter(self, data: Mapping[str, Any]) -> bool:
+        return self.filter.accept_reported(data)
+
+    @callback
+    def _append(self, event: Event[Any]) -> None:
         buffer = self.buffer
         buffer.append(event)
         self.captured_total += 1

@@ -188,12 +188,13 @@ class Shipper:
             return None
         finally:
             self.inflight = None
+        # Acknowledged: forget the file first, so "idle" means the spool is really empty.
+        await self.hass.async_add_executor_job(self.spool.remove, [item])
         self._done(item)
         self.connected = True
         self.last_error = None
         self.last_delivery = dt_util.utcnow()
         self.delivery_latency_ms = max(0.0, (time.time() - item.created) * 1000)
-        await self.hass.async_add_executor_job(self.spool.remove, [item])
         self._on_change()
         return None
 

@@ -1,0 +1,274 @@
+"""Capture and enrichment: what HA fires reaches the add-on with everything HA knew."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from helpers import registries
+from homeassistant.core import Context, HomeAssistant
+from homeassistant.helpers import (
+    area_registry as ar,
+    entity_registry as er,
+)
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.homeiq.const import (
+    CONF_CAPTURE_MODE,
+    CONF_ENRICH_PEOPLE,
+    CONF_ENRICH_SUN,
+    CONF_EVENT_TYPES,
+    CONF_EXCLUDE_AREAS,
+    CONF_EXCLUDE_DOMAINS,
+    CONF_EXCLUDE_ENTITIES,
+    CONF_INCLUDE_ENTITIES,
+    CONF_INCLUDE_LABELS,
+    CONF_INCLUDE_STATE_REPORTED,
+    CONF_WEATHER_ENTITY,
+)
+
+T0 = datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=UTC).timestamp()
+
+
+async def stored(entry: MockConfigEntry, **filters: Any) -> list[dict[str, Any]]:
+    """Deliver everything captured, then read it back from the add-on, oldest first."""
+    await entry.runtime_data.pipeline.async_wait_delivered()
+    answer = await entry.runtime_data.client.async_events(limit=1000, **filters)
+    return list(reversed(answer["events"]))
+
+
+def when(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+async def test_state_change_enrichment(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """Every enrichment field of a state change, including the cause and the snapshots."""
+    reg = await registries(hass)
+    hass.states.async_set("weather.home", "sunny", {"temperature": 21.5})
+    hass.states.async_set("sun.sun", "above_horizon", {"elevation": 12.3})
+    hass.states.async_set("person.ann", "home")
+    hass.states.async_set("person.bob", "not_home")
+    user = await hass.auth.async_create_user("Alice")
+    entry = await make_entry(
+        addon_server.url,
+        addon_server.token,
+        **{CONF_WEATHER_ENTITY: "weather.home", CONF_ENRICH_SUN: True, CONF_ENRICH_PEOPLE: True},
+    )
+    attrs = {
+        "friendly_name": "Plug power",
+        "unit_of_measurement": "W",
+        "device_class": "power",
+        "state_class": "measurement",
+        "voltage": 230,
+    }
+    hass.states.async_set("sensor.plug_power", "10.5", attrs, timestamp=T0)
+    hass.states.async_set(
+        "sensor.plug_power", "12", attrs, context=Context(user_id=user.id), timestamp=T0 + 30
+    )
+    first, second = await stored(entry, entity_id="sensor.plug_power")
+
+    common = {
+        "event_type": "state_changed",
+        "origin": "LOCAL",
+        "entity_id": "sensor.plug_power",
+        "domain": "sensor",
+        "area_id": reg["area"].id,
+        "area": "Kitchen",
+        "floor": "Ground",
+        "device_id": reg["device"].id,
+        "device_name": "Plug",
+        "device_manufacturer": "Acme",
+        "device_model": "P1",
+        "labels": [reg["label"].label_id],
+        "device_class": "power",
+        "state_class": "measurement",
+        "unit": "W",
+        "friendly_name": "Plug power",
+        "attributes": {"voltage": 230},
+        "outdoor_temperature": 21.5,
+        "weather_condition": "sunny",
+        "sun_elevation": 12.3,
+        "people_home": 1,
+    }
+    for record in (first, second):
+        assert {k: record.get(k) for k in common} == common
+    assert first["state"] == "10.5"
+    assert first["numeric_value"] == 10.5
+    assert first.get("old_state") is None
+    assert first.get("prev_state_seconds") is None
+    assert when(first["time_fired"]) == T0
+    assert first["cause"] == "device"
+    assert first["cause_name"] == "test"  # the integration that owns the device
+
+    assert second["state"] == "12"
+    assert second["old_state"] == "10.5"
+    assert second["numeric_value"] == 12.0
+    assert second["prev_state_seconds"] == 30.0
+    assert when(second["last_changed"]) == T0 + 30
+    assert second["context_user_id"] == user.id
+    assert (second["cause"], second["cause_name"], second["cause_id"]) == ("user", "Alice", user.id)
+    assert len(second["context_id"]) == 26
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_causes_and_other_event_types(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """Automation and script chains, integration-reported states, plain events and removals."""
+    entry = await make_entry(addon_server.url, addon_server.token)
+    run = Context()
+    hass.bus.async_fire(
+        "automation_triggered", {"name": "Evening", "entity_id": "automation.evening"}, context=run
+    )
+    hass.states.async_set("light.porch", "on", context=run)
+    script_run = Context()
+    hass.bus.async_fire(
+        "script_started", {"name": "Movie", "entity_id": "script.movie"}, context=script_run
+    )
+    hass.states.async_set("media_player.tv", "playing", context=Context(parent_id=script_run.id))
+    hass.states.async_set("switch.pump", "off")
+    hass.bus.async_fire("homeiq_test", {"answer": 42, "nested": {"ok": True}})
+    hass.states.async_remove("switch.pump")
+
+    records = await stored(entry)
+    by_key = {(r["event_type"], r.get("entity_id")): r for r in records}
+
+    porch = by_key["state_changed", "light.porch"]
+    assert (porch["cause"], porch["cause_name"], porch["cause_id"]) == (
+        "automation",
+        "Evening",
+        "automation.evening",
+    )
+    tv = by_key["state_changed", "media_player.tv"]
+    assert (tv["cause"], tv["cause_name"], tv["cause_id"]) == ("script", "Movie", "script.movie")
+    assert tv["context_parent_id"] == script_run.id
+    triggered = by_key["automation_triggered", None]
+    assert triggered["data"] == {"name": "Evening", "entity_id": "automation.evening"}
+    assert triggered["cause"] == "automation"
+
+    custom = by_key["homeiq_test", None]
+    assert custom["data"] == {"answer": 42, "nested": {"ok": True}}
+    assert custom["cause"] == "system"
+
+    pump = [r for r in records if r.get("entity_id") == "switch.pump"]
+    assert [(r["old_state"], r["state"]) for r in pump] == [(None, "off"), ("off", None)]
+    assert pump[0]["cause"] == "integration"
+    assert pump[0]["cause_name"] == "switch"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_registry_changes_reach_later_events(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """Renaming an area invalidates the cached facts: the next event has the new name."""
+    reg = await registries(hass)
+    entry = await make_entry(addon_server.url, addon_server.token)
+    hass.states.async_set("sensor.plug_power", "1")
+    await entry.runtime_data.pipeline.async_flush()
+    ar.async_get(hass).async_update(reg["area"].id, name="Cooking")
+    await hass.async_block_till_done()
+    hass.states.async_set("sensor.plug_power", "2")
+    records = await stored(entry, entity_id="sensor.plug_power")
+    assert [(r["state"], r["area"]) for r in records] == [("1", "Kitchen"), ("2", "Cooking")]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_filters_and_live_options(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """Include/exclude rules, then option changes applied without a reload."""
+    reg = await registries(hass)
+    ent_reg = er.async_get(hass)
+    labeled = ent_reg.async_get_or_create("switch", "test", "lab", suggested_object_id="labeled")
+    ent_reg.async_update_entity(labeled.entity_id, labels={reg["label"].label_id})
+    kitchen = ent_reg.async_get_or_create("sensor", "test", "k", suggested_object_id="keep_kitchen")
+    ent_reg.async_update_entity(kitchen.entity_id, area_id=reg["area"].id)
+    entry = await make_entry(
+        addon_server.url,
+        addon_server.token,
+        **{
+            CONF_INCLUDE_ENTITIES: ["sensor.keep_*", "light.*"],
+            CONF_INCLUDE_LABELS: [reg["label"].label_id],
+            CONF_EXCLUDE_ENTITIES: ["light.noisy"],
+            CONF_EXCLUDE_DOMAINS: ["sun"],
+            CONF_EXCLUDE_AREAS: [reg["area"].id],
+        },
+    )
+    pipeline = entry.runtime_data.pipeline
+    for entity_id in (
+        "sensor.keep_a",
+        "sensor.other",
+        "light.a",
+        "light.noisy",
+        "sun.sun",
+        "switch.labeled",
+        "sensor.keep_kitchen",
+    ):
+        hass.states.async_set(entity_id, "1")
+    hass.bus.async_fire("homeiq_ping")
+    records = await stored(entry)
+    assert {(r["event_type"], r.get("entity_id")) for r in records} == {
+        ("state_changed", "sensor.keep_a"),
+        ("state_changed", "light.a"),
+        ("state_changed", "switch.labeled"),
+        ("homeiq_ping", None),
+    }
+
+    # Live: state changes only, no entity rules.
+    hass.config_entries.async_update_entry(
+        entry,
+        options={
+            **entry.options,
+            CONF_CAPTURE_MODE: "state_changes",
+            CONF_INCLUDE_ENTITIES: [],
+            CONF_INCLUDE_LABELS: [],
+            CONF_EXCLUDE_ENTITIES: [],
+            CONF_EXCLUDE_DOMAINS: [],
+            CONF_EXCLUDE_AREAS: [],
+        },
+    )
+    await hass.async_block_till_done()
+    assert entry.runtime_data.pipeline is pipeline
+    hass.states.async_set("sensor.other", "2")
+    hass.bus.async_fire("homeiq_ping")
+    new = (await stored(entry))[len(records) :]
+    assert [(r["event_type"], r.get("entity_id")) for r in new] == [
+        ("state_changed", "sensor.other")
+    ]
+
+    # Live: chosen event types only.
+    hass.config_entries.async_update_entry(
+        entry,
+        options={
+            **entry.options,
+            CONF_CAPTURE_MODE: "event_types",
+            CONF_EVENT_TYPES: ["homeiq_ping"],
+        },
+    )
+    await hass.async_block_till_done()
+    hass.states.async_set("sensor.other", "3")
+    hass.bus.async_fire("homeiq_ping")
+    total = await stored(entry)
+    assert [(r["event_type"], r.get("entity_id")) for r in total[len(records) + 1 :]] == [
+        ("homeiq_ping", None)
+    ]
+
+    # Live: state_reported on, then off again.
+    hass.config_entries.async_update_entry(
+        entry,
+        options={**entry.options, CONF_CAPTURE_MODE: "all", CONF_INCLUDE_STATE_REPORTED: True},
+    )
+    await hass.async_block_till_done()
+    hass.states.async_set("sensor.other", "3")  # unchanged: HA fires state_reported
+    hass.config_entries.async_update_entry(
+        entry, options={**entry.options, CONF_INCLUDE_STATE_REPORTED: False}
+    )
+    await hass.async_block_till_done()
+    hass.states.async_set("sensor.other", "3")
+    latest = (await stored(entry))[len(total) :]
+    assert [(r["event_type"], r.get("entity_id")) for r in latest] == [
+        ("state_reported", "sensor.other")
+    ]
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -1,0 +1,278 @@
+"""Delivery: outages, restarts, lost acknowledgements, back-pressure and the spool cap."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+import socket
+import sqlite3
+from typing import Any
+
+import aiohttp
+from helpers import registries
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+import orjson
+
+from custom_components.homeiq.const import (
+    CONF_BATCH_SIZE,
+    CONF_CAPTURE_MODE,
+    CONF_INCLUDE_ENTITIES,
+    CONF_SPOOL_CAP_MB,
+    DOMAIN,
+    ISSUE_SPOOL_FULL,
+)
+from custom_components.homeiq.pipeline import spool_dir
+
+ONLY_SEQ = {CONF_CAPTURE_MODE: "state_changes", CONF_INCLUDE_ENTITIES: ["sensor.seq"]}
+
+
+def stored_values(addon: Any) -> list[float]:
+    """numeric_value of every stored event in commit order (read-only SQLite)."""
+    conn = sqlite3.connect(f"file:{addon.data_dir / 'homeiq.db'}?mode=ro", uri=True)
+    try:
+        return [row[0] for row in conn.execute("SELECT numeric_value FROM events ORDER BY id")]
+    finally:
+        conn.close()
+
+
+async def delivered(entry: Any) -> None:
+    async with asyncio.timeout(60):
+        await entry.runtime_data.pipeline.async_wait_delivered()
+
+
+async def wait_for(predicate: Any) -> None:
+    async with asyncio.timeout(30):
+        while not predicate():  # noqa: ASYNC110 - polling a counter the pipeline owns
+            await asyncio.sleep(0.05)
+
+
+def spool_files(hass: HomeAssistant, entry: Any) -> list[Path]:
+    return sorted(spool_dir(hass, entry.entry_id).glob("*.json"))
+
+
+async def test_outage_then_back_delivers_once_in_order(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """Add-on down while 1,000 events happen: all spooled, then delivered once, in order."""
+    entry = await make_entry(
+        addon_server.url, addon_server.token, **ONLY_SEQ, **{CONF_BATCH_SIZE: 100}
+    )
+    pipeline = entry.runtime_data.pipeline
+    await hass.async_add_executor_job(addon_server.stop)
+    for i in range(1000):
+        hass.states.async_set("sensor.seq", str(i))
+    await pipeline.async_flush()
+    await wait_for(lambda: pipeline.last_error is not None)
+    assert not pipeline.connected
+    assert pipeline.backlog_events == 1000
+    assert len(spool_files(hass, entry)) == 10
+
+    await hass.async_add_executor_job(addon_server.start)
+    await delivered(entry)
+    assert stored_values(addon_server) == [float(i) for i in range(1000)]
+    assert pipeline.connected
+    assert pipeline.backlog_events == 0
+    assert pipeline.dropped_total == 0
+    assert spool_files(hass, entry) == []
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_restart_with_backlog(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """Unload with the add-on down puts the buffer in the spool; the next start ships it."""
+    await hass.async_add_executor_job(addon_server.stop)
+    entry = await make_entry(addon_server.url, addon_server.token, **ONLY_SEQ)
+    for i in range(500):
+        hass.states.async_set("sensor.seq", str(i))
+    assert entry.runtime_data.pipeline.buffered_events == 500
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert sum(int(p.name.split("_")[1]) for p in spool_files(hass, entry)) == 500
+
+    await hass.async_add_executor_job(addon_server.start)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await delivered(entry)
+    assert stored_values(addon_server) == [float(i) for i in range(500)]
+    assert spool_files(hass, entry) == []
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+class FlakyProxy:
+    """A real HTTP hop in front of the add-on that misbehaves on the first ingest."""
+
+    def __init__(self, upstream: str, mode: str) -> None:
+        self.upstream = upstream
+        self.mode = mode  # "drop_ack" or "429"
+        self.ingests = 0
+        self.server: asyncio.Server | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", port)
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")
+            method, path, _ = lines[0].split(" ")
+            headers = dict(line.split(": ", 1) for line in lines[1:] if line)
+            length = int(headers.get("Content-Length", "0"))
+            body = await reader.readexactly(length) if length else None
+            first = False
+            if path == "/api/v1/ingest":
+                self.ingests += 1
+                first = self.ingests == 1
+            if first and self.mode == "429":
+                writer.write(
+                    b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 2\r\n"
+                    b"Connection: close\r\n\r\n{}"
+                )
+                return
+            async with (
+                aiohttp.ClientSession() as session,
+                session.request(
+                    method,
+                    self.upstream + path,
+                    data=body,
+                    headers={"Authorization": headers.get("Authorization", "")},
+                ) as resp,
+            ):
+                payload = await resp.read()
+                status = resp.status
+            if first and self.mode == "drop_ack":
+                return  # committed upstream, but the client never hears about it
+            writer.write(
+                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                + payload
+            )
+        finally:
+            await writer.drain()
+            writer.close()
+
+
+async def test_ack_lost_after_commit_stored_once(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """The add-on commits, the answer is lost: the resent batch id is not stored twice."""
+    proxy = FlakyProxy(addon_server.url, "drop_ack")
+    await proxy.start()
+    entry = await make_entry(proxy.url, addon_server.token, **ONLY_SEQ)
+    for i in range(300):
+        hass.states.async_set("sensor.seq", str(i))
+    await delivered(entry)
+    assert proxy.ingests == 2
+    assert stored_values(addon_server) == [float(i) for i in range(300)]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await proxy.stop()
+
+
+async def test_rate_limited_then_delivered(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """429 with Retry-After: the batch waits as told and is then delivered."""
+    proxy = FlakyProxy(addon_server.url, "429")
+    await proxy.start()
+    entry = await make_entry(proxy.url, addon_server.token, **ONLY_SEQ)
+    for i in range(50):
+        hass.states.async_set("sensor.seq", str(i))
+    await delivered(entry)
+    assert proxy.ingests == 2
+    assert stored_values(addon_server) == [float(i) for i in range(50)]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await proxy.stop()
+
+
+async def test_spool_cap_drops_oldest_counts_and_raises_issue(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """At the cap the oldest events go, the count is visible and a repair issue says so."""
+    await hass.async_add_executor_job(addon_server.stop)
+    entry = await make_entry(
+        addon_server.url,
+        addon_server.token,
+        **ONLY_SEQ,
+        **{CONF_BATCH_SIZE: 100, CONF_SPOOL_CAP_MB: 1},
+    )
+    pipeline = entry.runtime_data.pipeline
+    padding = "x" * 1000
+    for i in range(3000):
+        hass.states.async_set("sensor.seq", str(i), {"padding": padding})
+        if i % 100 == 99:
+            await pipeline.async_flush()
+    assert pipeline.dropped_total > 0
+    assert pipeline.spool_bytes <= pipeline.spool_cap_bytes
+    assert pipeline.backlog_events + pipeline.dropped_total == 3000
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, ISSUE_SPOOL_FULL)
+    assert issue is not None
+    assert issue.translation_placeholders == {
+        "dropped": str(pipeline.dropped_total),
+        "spool_cap_mb": "1",
+    }
+
+    await hass.async_add_executor_job(addon_server.start)
+    await delivered(entry)
+    kept = 3000 - pipeline.dropped_total
+    assert stored_values(addon_server) == [float(i) for i in range(3000 - kept, 3000)]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_payloads_pass_the_addon_validator(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """Contract: the integration's real spooled bodies pass homeiq_addon.schema.validate_batch."""
+    from homeiq_addon.schema import validate_batch
+
+    await registries(hass)
+    await hass.async_add_executor_job(addon_server.stop)
+    hass.states.async_set("weather.home", "rainy", {"temperature": 4})
+    entry = await make_entry(
+        addon_server.url,
+        addon_server.token,
+        weather_entity="weather.home",
+        enrich_sun=True,
+        enrich_people=True,
+        include_state_reported=True,
+    )
+    user = await hass.auth.async_create_user("Alice")
+    from homeassistant.core import Context
+
+    hass.states.async_set(
+        "sensor.plug_power",
+        "7.25",
+        {"unit_of_measurement": "W", "tags": {"a", "b"}, "nested": {"n": [1, 2.5, None]}},
+        context=Context(user_id=user.id),
+    )
+    hass.states.async_set("sensor.plug_power", "7.25")  # state_reported
+    hass.states.async_set("binary_sensor.door", "on")
+    hass.states.async_set("sensor.text", "not a number")
+    hass.states.async_set("sensor.nan", "nan")
+    hass.states.async_remove("binary_sensor.door")
+    hass.bus.async_fire("automation_triggered", {"name": "A", "entity_id": "automation.a"})
+    hass.bus.async_fire("homeiq_odd", {1: "int key", "when": hass.states.get("sensor.nan")})
+    await entry.runtime_data.pipeline.async_flush()
+    files = spool_files(hass, entry)
+    assert files
+    events = 0
+    for path in files:
+        batch = orjson.loads(path.read_bytes())
+        validate_batch(batch)
+        events += len(batch["events"])
+    assert events == entry.runtime_data.pipeline.captured_total
+
+    await hass.async_add_executor_job(addon_server.start)
+    await delivered(entry)
+    assert addon_server.row_count() == events
+    assert entry.runtime_data.pipeline.dropped_total == 0
+    assert await hass.config_entries.async_unload(entry.entry_id)

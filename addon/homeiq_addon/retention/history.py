@@ -11,6 +11,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
 from ..store.codec import us_to_iso
+from ..store.queries import raw_history
 from . import rollups, source
 
 if TYPE_CHECKING:
@@ -104,3 +105,34 @@ async def history_points(
             c, entity_id, resolution, start_us=start_us, end_us=end_us, limit=limit
         )
     )
+
+
+async def hour_provider(
+    store: Store, entity_id: str, start_us: int, end_us: int, limit: int
+) -> list[dict[str, Any]]:
+    return await history_points(
+        store, entity_id, "hour", start_us=start_us, end_us=end_us, limit=limit
+    )
+
+
+async def day_provider(
+    store: Store, entity_id: str, start_us: int, end_us: int, limit: int
+) -> list[dict[str, Any]]:
+    return await history_points(
+        store, entity_id, "day", start_us=start_us, end_us=end_us, limit=limit
+    )
+
+
+async def raw_provider(
+    store: Store, entity_id: str, start_us: int, end_us: int, limit: int
+) -> list[dict[str, Any]]:
+    """Raw points, preceded by rollup points where retention already removed raw events."""
+
+    def read(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        gap = raw_gap_points(conn, entity_id, start_us, end_us, limit)
+        if len(gap) >= limit:
+            return gap[:limit]
+        raw = raw_history(conn, entity_id, start_us=start_us, end_us=end_us, limit=limit - len(gap))
+        return gap + raw
+
+    return await store.read(read)

@@ -208,6 +208,7 @@ class PolicySet:
 
     def __init__(self, default: Policy, overrides: list[Policy]) -> None:
         self.default = default
+        self.declared = sorted(overrides, key=lambda p: p.name)  # as written, for the API
         self.overrides = sorted(
             (p.resolved(default) for p in overrides),
             key=lambda p: (_PRECEDENCE[p.match_type], -len(p.pattern or ""), p.name),

@@ -12,9 +12,12 @@ from aiohttp import web
 import orjson
 
 from .. import archive, backups, panel
-from ..context import CONFIG, STORE
+from ..context import CONFIG, HISTORY, STORE
+from ..openapi import add_paths
 from ..responses import error, json_response
 from ..schema import parse_time_us
+from . import history
+from .openapi_paths import PATHS
 from .policies import DEFAULT_NAME, Policy, PolicyInvalid
 from .service import PolicyConflict, RetentionService, RunInProgress
 
@@ -131,6 +134,10 @@ def setup(app: web.Application) -> None:
     app.router.add_delete(f"{PREFIX}/policies/{{name}}", delete_policy)
     app.router.add_post(f"{PREFIX}/run", run)
     app.router.add_get(f"{PREFIX}/stats", stats)
+    app[HISTORY].update(
+        raw=history.raw_provider, hour=history.hour_provider, day=history.day_provider
+    )
+    add_paths(app, PATHS)
     backups.setup(app)
     archive.setup(app)
     panel.setup(app)

@@ -106,8 +106,7 @@ class RetentionService:
 
     async def list_policies(self) -> list[dict[str, Any]]:
         policies = await self.policies()
-        return [p.to_json() for p in [policies.default, *sorted(
-            (o for o in policies.overrides), key=lambda p: p.name)]]  # fmt: skip
+        return [p.to_json() for p in [policies.default, *policies.declared]]
 
     async def create(self, policy: Policy) -> dict[str, Any]:
         body = policy.to_json()

@@ -1,0 +1,151 @@
+"""OpenAPI declarations of the routes RETENTION adds (merged by openapi.add_paths)."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+_STR: Final[dict[str, Any]] = {"type": "string"}
+_TIME: Final[dict[str, Any]] = {"type": "string", "format": "date-time"}
+_DAYS: Final[dict[str, Any]] = {
+    "anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"const": "forever"}, {"type": "null"}],
+    "description": 'days, "forever", or null to inherit from the default policy',
+}
+POLICY: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "match_type", "pattern"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
+        "match_type": {"enum": ["entity", "domain", "event_type"]},
+        "pattern": {"type": "string", "description": "glob (entity, domain) or event type"},
+        "raw_days": _DAYS,
+        "hourly_days": _DAYS,
+        "daily_days": _DAYS,
+        "description": {"type": ["string", "null"]},
+    },
+}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _err(description: str) -> dict[str, Any]:
+    return {"description": description, "content": _json({"$ref": "#/components/schemas/Error"})}
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "content": _json(schema or {"type": "object"})}
+
+
+def _op(
+    summary: str,
+    responses: dict[str, Any],
+    body: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {**responses, "401": _err("missing or wrong token")},
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json(body)}
+    if name is not None:
+        op["parameters"] = [{"name": name, "in": "path", "required": True, "schema": _STR}]
+    return op
+
+
+_BAD = {"400": _err("malformed body"), "422": _err("invalid; the message names the field")}
+_RUN_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "dry_run": {"type": "boolean"},
+        "now": {**_TIME, "description": "simulated clock (--dev only)"},
+    },
+}
+_EXPORT_BODY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["start", "end"],
+    "properties": {"start": _TIME, "end": _TIME, "format": {"enum": ["jsonl", "csv"]}},
+}
+_P = "/api/v1/retention/policies"
+
+PATHS: Final[dict[str, dict[str, Any]]] = {
+    _P: {
+        "get": _op("Retention policies (the default first)", {"200": _ok("policies")}),
+        "post": _op(
+            "Add a policy",
+            {"201": _ok("created", POLICY), "409": _err("name taken"), **_BAD},
+            POLICY,
+        ),
+    },
+    _P + "/{name}": {
+        "get": _op(
+            "One policy", {"200": _ok("policy", POLICY), "404": _err("unknown")}, name="name"
+        ),
+        "put": _op(
+            "Replace a policy (the default too)",
+            {"200": _ok("updated", POLICY), "404": _err("unknown"), **_BAD},
+            POLICY,
+            name="name",
+        ),
+        "delete": _op(
+            "Delete a policy",
+            {"200": _ok("deleted"), "400": _err("the default"), "404": _err("unknown")},
+            name="name",
+        ),
+    },
+    "/api/v1/retention/run": {
+        "post": _op(
+            "Run retention now; a dry run reports per policy what it would delete",
+            {
+                "200": _ok("per-policy report"),
+                "400": _err("bad body"),
+                "409": _err("a run is in progress"),
+            },
+            _RUN_BODY,
+        ),
+    },
+    "/api/v1/retention/stats": {
+        "get": _op(
+            "Rows, bytes, oldest/newest per tier; last and next run",
+            {"200": _ok("retention stats")},
+        ),
+    },
+    "/api/v1/backups": {
+        "get": _op("Backups, newest first", {"200": _ok("backups")}),
+        "post": _op(
+            "Create a consistent backup while ingest goes on", {"201": _ok("the new backup")}
+        ),
+    },
+    "/api/v1/backups/{name}/restore": {
+        "post": _op(
+            "Restore a backup after checking its integrity and schema version",
+            {
+                "200": _ok("restored"),
+                "400": _err("bad name"),
+                "404": _err("unknown"),
+                "422": _err("corrupt or foreign file; live data untouched"),
+            },
+            name="name",
+        ),
+    },
+    "/api/v1/backups/{name}": {
+        "delete": _op(
+            "Delete a backup", {"200": _ok("deleted"), "404": _err("unknown")}, name="name"
+        ),
+    },
+    "/api/v1/export": {
+        "post": _op(
+            "Export a time range as gzip JSONL or CSV into the share folder",
+            {
+                "201": _ok("the file written"),
+                "400": _err("bad body"),
+                "507": _err("share folder not writable"),
+            },
+            _EXPORT_BODY,
+        ),
+    },
+}

@@ -1,0 +1,177 @@
+"""Retention over months of synthetic history, run with a simulated clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.addon.retention_data import T0, Api, event, per_policy, series
+from tests.conftest import AddonProcess
+
+NOW = T0 + timedelta(days=120)
+HOUR = timedelta(hours=1)
+
+POLICIES = [
+    {"name": "power", "match_type": "entity", "pattern": "sensor.*_power", "raw_days": 7},
+    {"name": "locks", "match_type": "domain", "pattern": "lock", "raw_days": 730,
+     "hourly_days": 730},
+    {"name": "services", "match_type": "event_type", "pattern": "call_service", "raw_days": 14},
+]  # fmt: skip
+DEFAULT = {"raw_days": 30, "hourly_days": 60, "daily_days": "forever"}
+# name -> (raw days, hourly days) as the test expects the policies to resolve.
+DAYS = {"default": (30, 60), "power": (7, 60), "locks": (730, 730), "services": (14, 60)}
+
+
+def policy_of(ev: dict[str, Any]) -> str:
+    entity = ev.get("entity_id")
+    if entity and entity.startswith("sensor.") and entity.endswith("_power"):
+        return "power"
+    if entity and entity.startswith("lock."):
+        return "locks"
+    if ev["event_type"] == "call_service":
+        return "services"
+    return "default"
+
+
+def dataset() -> list[dict[str, Any]]:
+    return [
+        *series("sensor.house_power", T0, 120, timedelta(minutes=30)),
+        *series("sensor.outdoor_temperature", T0, 120, HOUR),
+        *series("lock.front_door", T0, 120, timedelta(hours=6), ["locked", "unlocked"]),
+        *series("binary_sensor.hall_motion", T0, 120, timedelta(hours=2), ["on", "off"]),
+        *(event(T0 + timedelta(hours=12 * i), None, event_type="call_service")
+          for i in range(240)),
+    ]  # fmt: skip
+
+
+def expected(events: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """What retention at NOW must delete, computed independently of the add-on."""
+    from datetime import datetime
+
+    out = {name: {"raw_events": 0, "hourly_rollups": 0, "daily_rollups": 0} for name in DAYS}
+    hours: set[tuple[str, datetime]] = set()
+    for ev in events:
+        name = policy_of(ev)
+        t = datetime.fromisoformat(ev["time_fired"])
+        if t < NOW - timedelta(days=DAYS[name][0]):
+            out[name]["raw_events"] += 1
+        if ev.get("entity_id"):
+            hours.add((ev["entity_id"], t.replace(minute=0, second=0, microsecond=0)))
+    for entity_id, hour in hours:
+        name = policy_of({"entity_id": entity_id, "event_type": "state_changed"})
+        if hour < NOW - timedelta(days=DAYS[name][1]):
+            out[name]["hourly_rollups"] += 1
+    return out
+
+
+@pytest.fixture
+async def api(addon_server: AddonProcess) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession() as session:
+        yield Api(addon_server, session)
+
+
+async def _configure(api: Api) -> None:
+    status, _ = await api.call("PUT", "/api/v1/retention/policies/default", DEFAULT)
+    assert status == 200
+    for body in POLICIES:
+        status, answer = await api.call("POST", "/api/v1/retention/policies", body)
+        assert status == 201, answer
+
+
+async def test_dry_run_reports_exactly_what_the_run_deletes(
+    api: Api, addon_server: AddonProcess
+) -> None:
+    events = dataset()
+    await api.ingest(events)
+    await _configure(api)
+    want = expected(events)
+
+    dry = await api.run(NOW, dry_run=True)
+    assert addon_server.row_count() == len(events)  # a dry run deletes nothing
+    real = await api.run(NOW, dry_run=False)
+
+    assert per_policy(dry) == per_policy(real) == want
+    assert dry["totals"] == real["totals"]
+    assert addon_server.row_count() == len(events) - real["totals"]["raw_events"]
+    # A second run at the same time finds nothing more to do.
+    again = await api.run(NOW, dry_run=False)
+    assert again["totals"] == {"raw_events": 0, "hourly_rollups": 0, "daily_rollups": 0}
+
+
+async def test_lock_history_outlives_default_and_rollups_survive_raw(
+    api: Api, addon_server: AddonProcess
+) -> None:
+    events = dataset()
+    await api.ingest(events)
+    await _configure(api)
+    await api.run(NOW, dry_run=False)
+
+    start, end = T0.isoformat(), NOW.isoformat()
+    # Locks keep 2 years of raw events: all of them are still there.
+    locks = await api.history("lock.front_door", start=start, end=end, limit="1000")
+    assert len([p for p in locks if "resolution" not in p]) == 480
+    # The temperature's first 60 days of hourly rollups are gone but the daily ones stay,
+    # and answer in their place.
+    hourly = await api.history("sensor.outdoor_temperature", start=start, end=end,
+                               resolution="hour", limit="5000")  # fmt: skip
+    days = [p for p in hourly if p.get("resolution") == "day"]
+    assert len(days) == 60
+    assert days[0]["start"].startswith("2026-01-01T00:00:00")
+    assert {p["count"] for p in days} == {24}
+    assert len(hourly) - len(days) == 60 * 24
+
+
+async def test_ingest_goes_on_during_retention(api: Api, addon_server: AddonProcess) -> None:
+    old = series("sensor.bulk_power", T0, 90, timedelta(minutes=2))
+    await api.ingest(old)
+    await _configure(api)
+    fresh = [event(NOW - timedelta(minutes=30) + timedelta(milliseconds=i), "sensor.live",
+                   str(i), numeric=float(i)) for i in range(6000)]  # fmt: skip
+
+    async def keep_ingesting() -> int:
+        for i in range(0, len(fresh), 200):
+            await api.ingest(fresh[i : i + 200])
+        return len(fresh)
+
+    report, sent = await asyncio.gather(api.run(NOW, dry_run=False), keep_ingesting())
+    assert report["status"] == "ok"
+    purged = report["totals"]["raw_events"]
+    assert purged == sum(1 for e in old if e["time_fired"] < (NOW - timedelta(days=7)).isoformat())
+    assert addon_server.row_count() == len(old) - purged + sent
+
+
+async def test_stats_report_tiers_last_and_next_run(api: Api) -> None:
+    await api.ingest(series("sensor.outdoor_temperature", T0, 10, HOUR))
+    status, before = await api.call("GET", "/api/v1/retention/stats")
+    assert status == 200
+    assert before["last_run"] is None
+    assert before["next_run"] is not None
+    await api.run(NOW, dry_run=False)
+    _, stats = await api.call("GET", "/api/v1/retention/stats")
+    assert stats["last_run"]["status"] == "ok"
+    assert stats["last_run"]["dry_run"] is False
+    assert stats["tiers"]["raw"]["rows"] == 0  # 10 days, 110 days ago: past 30 days
+    assert stats["tiers"]["hourly"]["rows"] == 240  # hourly rollups are kept 365 days
+    assert stats["tiers"]["daily"]["rows"] == 10
+    assert stats["tiers"]["daily"]["oldest"].startswith("2026-01-01")
+    assert stats["db_size_bytes"] > 0
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        ({"dry_run": "yes"}, 400, "dry_run"),
+        ({"dry_run": True, "now": "yesterday"}, 400, "now"),
+        ({"dry_run": True, "extra": 1}, 400, "body"),
+        (b"{not json", 400, "malformed JSON"),
+    ],
+)
+async def test_run_rejects_bad_input(api: Api, body: Any, status: int, fragment: str) -> None:
+    got, answer = await api.call("POST", "/api/v1/retention/run", body)
+    assert got == status
+    assert fragment in answer["message"]

@@ -78,6 +78,9 @@ def create_backup(store: Store, data_dir: Path) -> dict[str, Any]:
 
 def check_backup(path: Path) -> int:
     """Integrity, identity and schema version of a backup file; returns its version."""
+    with path.open("rb") as handle:
+        if handle.read(16) != b"SQLite format 3\x00":
+            raise BackupInvalid(f"{path.name}: not a SQLite database")
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error as err:
@@ -90,7 +93,7 @@ def check_backup(path: Path) -> int:
         missing = [t for t in _REQUIRED if t not in tables]
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     except sqlite3.DatabaseError as err:
-        raise BackupInvalid(f"{path.name}: not a valid SQLite database: {err}") from err
+        raise BackupInvalid(f"{path.name}: integrity check failed: {err}") from err
     finally:
         conn.close()
     if missing or version < 1:

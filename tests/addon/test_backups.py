@@ -40,8 +40,10 @@ def snapshot(path: Path) -> dict[str, Any]:
 
 def batch_of(i: int, n: int = 250) -> list[dict[str, Any]]:
     t = T0 + timedelta(minutes=i)
-    return [event(t + timedelta(milliseconds=k), "sensor.meter", str(k), numeric=float(k))
-            for k in range(n)]  # fmt: skip
+    return [
+        event(t + timedelta(milliseconds=k), "sensor.meter", str(k), numeric=float(k))
+        for k in range(n)
+    ]
 
 
 async def test_backup_while_ingesting_then_restore_equals_the_snapshot(

@@ -18,10 +18,15 @@ HOUR = timedelta(hours=1)
 
 POLICIES = [
     {"name": "power", "match_type": "entity", "pattern": "sensor.*_power", "raw_days": 7},
-    {"name": "locks", "match_type": "domain", "pattern": "lock", "raw_days": 730,
-     "hourly_days": 730},
+    {
+        "name": "locks",
+        "match_type": "domain",
+        "pattern": "lock",
+        "raw_days": 730,
+        "hourly_days": 730,
+    },
     {"name": "services", "match_type": "event_type", "pattern": "call_service", "raw_days": 14},
-]  # fmt: skip
+]
 DEFAULT = {"raw_days": 30, "hourly_days": 60, "daily_days": "forever"}
 # name -> (raw days, hourly days) as the test expects the policies to resolve.
 DAYS = {"default": (30, 60), "power": (7, 60), "locks": (730, 730), "services": (14, 60)}
@@ -44,9 +49,8 @@ def dataset() -> list[dict[str, Any]]:
         *series("sensor.outdoor_temperature", T0, 120, HOUR),
         *series("lock.front_door", T0, 120, timedelta(hours=6), ["locked", "unlocked"]),
         *series("binary_sensor.hall_motion", T0, 120, timedelta(hours=2), ["on", "off"]),
-        *(event(T0 + timedelta(hours=12 * i), None, event_type="call_service")
-          for i in range(240)),
-    ]  # fmt: skip
+        *(event(T0 + timedelta(hours=12 * i), None, event_type="call_service") for i in range(240)),
+    ]
 
 
 def expected(events: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -117,8 +121,9 @@ async def test_lock_history_outlives_default_and_rollups_survive_raw(
     assert len([p for p in locks if "resolution" not in p]) == 480
     # The temperature's first 60 days of hourly rollups are gone but the daily ones stay,
     # and answer in their place.
-    hourly = await api.history("sensor.outdoor_temperature", start=start, end=end,
-                               resolution="hour", limit="5000")  # fmt: skip
+    hourly = await api.history(
+        "sensor.outdoor_temperature", start=start, end=end, resolution="hour", limit="5000"
+    )
     days = [p for p in hourly if p.get("resolution") == "day"]
     assert len(days) == 60
     assert days[0]["start"].startswith("2026-01-01T00:00:00")
@@ -130,8 +135,15 @@ async def test_ingest_goes_on_during_retention(api: Api, addon_server: AddonProc
     old = series("sensor.bulk_power", T0, 90, timedelta(minutes=2))
     await api.ingest(old)
     await _configure(api)
-    fresh = [event(NOW - timedelta(minutes=30) + timedelta(milliseconds=i), "sensor.live",
-                   str(i), numeric=float(i)) for i in range(6000)]  # fmt: skip
+    fresh = [
+        event(
+            NOW - timedelta(minutes=30) + timedelta(milliseconds=i),
+            "sensor.live",
+            str(i),
+            numeric=float(i),
+        )
+        for i in range(6000)
+    ]
 
     async def keep_ingesting() -> int:
         for i in range(0, len(fresh), 200):

@@ -26,9 +26,17 @@ async def test_default_policy_comes_from_the_options(api: Api) -> None:
     status, body = await api.call("GET", BASE)
     assert status == 200
     assert body["policies"] == [
-        {"name": "default", "match_type": "default", "pattern": None, "raw_days": 30.0,
-         "hourly_days": 365.0, "daily_days": "forever", "description": None, "builtin": True}
-    ]  # fmt: skip
+        {
+            "name": "default",
+            "match_type": "default",
+            "pattern": None,
+            "raw_days": 30.0,
+            "hourly_days": 365.0,
+            "daily_days": "forever",
+            "description": None,
+            "builtin": True,
+        }
+    ]
 
 
 async def test_create_list_get_update_delete(api: Api) -> None:
@@ -105,18 +113,33 @@ async def test_unknown_policy_answers_404(api: Api) -> None:
 
 
 def test_precedence_entity_then_domain_then_event_type() -> None:
-    default = Policy.from_body({"raw_days": 30, "hourly_days": 365, "daily_days": "forever"},
-                               default=True)  # fmt: skip
+    default = Policy.from_body(
+        {"raw_days": 30, "hourly_days": 365, "daily_days": "forever"}, default=True
+    )
     overrides = [
-        Policy.from_body({"name": "states", "match_type": "event_type",
-                          "pattern": "state_changed", "raw_days": 3}),
-        Policy.from_body({"name": "sensors", "match_type": "domain", "pattern": "sensor",
-                          "raw_days": 5}),
-        Policy.from_body({"name": "power", "match_type": "entity", "pattern": "sensor.*_power",
-                          "raw_days": 7}),
-        Policy.from_body({"name": "kitchen-power", "match_type": "entity",
-                          "pattern": "sensor.kitchen_*_power", "raw_days": 9}),
-    ]  # fmt: skip
+        Policy.from_body(
+            {
+                "name": "states",
+                "match_type": "event_type",
+                "pattern": "state_changed",
+                "raw_days": 3,
+            }
+        ),
+        Policy.from_body(
+            {"name": "sensors", "match_type": "domain", "pattern": "sensor", "raw_days": 5}
+        ),
+        Policy.from_body(
+            {"name": "power", "match_type": "entity", "pattern": "sensor.*_power", "raw_days": 7}
+        ),
+        Policy.from_body(
+            {
+                "name": "kitchen-power",
+                "match_type": "entity",
+                "pattern": "sensor.kitchen_*_power",
+                "raw_days": 9,
+            }
+        ),
+    ]
     policies = PolicySet(default, overrides)
 
     def name(entity: str | None, event_type: str = "state_changed") -> str:

@@ -31,18 +31,42 @@ async def test_numeric_hour_and_day(api: Api) -> None:
 
     hours = await api.history("sensor.temp", start=DAY, end=NEXT_DAY, resolution="hour")
     assert hours == [
-        {"start": "2026-01-01T00:00:00.000000+00:00", "count": 3, "min": 10.0, "max": 30.0,
-         "mean": 20.0, "sum": 60.0},
-        {"start": "2026-01-01T01:00:00.000000+00:00", "count": 1, "min": 4.0, "max": 4.0,
-         "mean": 4.0, "sum": 4.0},
-        {"start": "2026-01-01T03:00:00.000000+00:00", "count": 1, "min": -2.0, "max": -2.0,
-         "mean": -2.0, "sum": -2.0},
-    ]  # fmt: skip
+        {
+            "start": "2026-01-01T00:00:00.000000+00:00",
+            "count": 3,
+            "min": 10.0,
+            "max": 30.0,
+            "mean": 20.0,
+            "sum": 60.0,
+        },
+        {
+            "start": "2026-01-01T01:00:00.000000+00:00",
+            "count": 1,
+            "min": 4.0,
+            "max": 4.0,
+            "mean": 4.0,
+            "sum": 4.0,
+        },
+        {
+            "start": "2026-01-01T03:00:00.000000+00:00",
+            "count": 1,
+            "min": -2.0,
+            "max": -2.0,
+            "mean": -2.0,
+            "sum": -2.0,
+        },
+    ]
     days = await api.history("sensor.temp", start=DAY, end=NEXT_DAY, resolution="day")
     assert days == [
-        {"start": "2026-01-01T00:00:00.000000+00:00", "count": 5, "min": -2.0, "max": 30.0,
-         "mean": 12.4, "sum": 62.0},
-    ]  # fmt: skip
+        {
+            "start": "2026-01-01T00:00:00.000000+00:00",
+            "count": 5,
+            "min": -2.0,
+            "max": 30.0,
+            "mean": 12.4,
+            "sum": 62.0,
+        },
+    ]
 
 
 async def test_time_in_state_carries_over_quiet_hours_and_days(api: Api) -> None:
@@ -54,10 +78,16 @@ async def test_time_in_state_carries_over_quiet_hours_and_days(api: Api) -> None
 
     end = (T0 + timedelta(days=2)).isoformat()
     hours = await api.history("binary_sensor.door", start=DAY, end=end, resolution="hour")
-    assert hours[0] == {"start": "2026-01-01T00:00:00.000000+00:00", "transitions": 2,
-                        "time_in_state": {"off": 1800.0, "on": 1800.0}}  # fmt: skip
-    assert hours[1] == {"start": "2026-01-01T23:00:00.000000+00:00", "transitions": 1,
-                        "time_in_state": {"off": 1800.0, "on": 1800.0}}  # fmt: skip
+    assert hours[0] == {
+        "start": "2026-01-01T00:00:00.000000+00:00",
+        "transitions": 2,
+        "time_in_state": {"off": 1800.0, "on": 1800.0},
+    }
+    assert hours[1] == {
+        "start": "2026-01-01T23:00:00.000000+00:00",
+        "transitions": 1,
+        "time_in_state": {"off": 1800.0, "on": 1800.0},
+    }
     # Day 2, 12:00: the change is at the top of the hour, so the whole hour is "off".
     assert hours[2]["time_in_state"] == {"off": 3600.0}
     assert hours[2]["transitions"] == 1
@@ -65,11 +95,17 @@ async def test_time_in_state_carries_over_quiet_hours_and_days(api: Api) -> None
     days = await api.history("binary_sensor.door", start=DAY, end=end, resolution="day")
     assert days == [
         # 22 quiet hours in "off" are counted although no event fell in them.
-        {"start": "2026-01-01T00:00:00.000000+00:00", "transitions": 3,
-         "time_in_state": {"off": 1800 + 22 * 3600 + 1800.0, "on": 1800.0 + 1800.0}},
-        {"start": "2026-01-02T00:00:00.000000+00:00", "transitions": 1,
-         "time_in_state": {"on": 12 * 3600.0, "off": 12 * 3600.0}},
-    ]  # fmt: skip
+        {
+            "start": "2026-01-01T00:00:00.000000+00:00",
+            "transitions": 3,
+            "time_in_state": {"off": 1800 + 22 * 3600 + 1800.0, "on": 1800.0 + 1800.0},
+        },
+        {
+            "start": "2026-01-02T00:00:00.000000+00:00",
+            "transitions": 1,
+            "time_in_state": {"on": 12 * 3600.0, "off": 12 * 3600.0},
+        },
+    ]
     assert sum(days[0]["time_in_state"].values()) == 86_400
 
 
@@ -91,8 +127,9 @@ async def test_late_event_rebuilds_the_hour_and_the_next(api: Api) -> None:
 
 
 async def test_rebuilding_is_idempotent(api: Api) -> None:
-    await api.ingest(event(T0 + i * 7 * M, "sensor.power", str(i), numeric=float(i))
-                     for i in range(500))  # fmt: skip
+    await api.ingest(
+        event(T0 + i * 7 * M, "sensor.power", str(i), numeric=float(i)) for i in range(500)
+    )
     first = await api.run(NOW, dry_run=True)
     hours = await api.history("sensor.power", start=DAY, end=NOW.isoformat(), resolution="hour")
     again = await api.run(NOW, dry_run=True)
@@ -109,14 +146,18 @@ async def test_raw_history_answers_from_rollups_where_raw_is_gone(api: Api) -> N
     await api.ingest(
         event(T0 + i * 10 * M, "sensor.light_level", str(i % 7), numeric=i % 7)
         for i in range(6 * 24 * 40)
-    )  # fmt: skip  (40 days, every 10 minutes)
-    status, _ = await api.call("PUT", "/api/v1/retention/policies/default",
-                               {"raw_days": 10, "hourly_days": 20, "daily_days": "forever"})  # fmt: skip
+    )
+    status, _ = await api.call(
+        "PUT",
+        "/api/v1/retention/policies/default",
+        {"raw_days": 10, "hourly_days": 20, "daily_days": "forever"},
+    )
     assert status == 200
     await api.run(T0 + timedelta(days=40), dry_run=False)
 
-    points = await api.history("sensor.light_level", start=DAY, limit="10000",
-                               end=(T0 + timedelta(days=40)).isoformat())  # fmt: skip
+    points = await api.history(
+        "sensor.light_level", start=DAY, limit="10000", end=(T0 + timedelta(days=40)).isoformat()
+    )
     kinds = [p.get("resolution", "raw") for p in points]
     # Oldest first: 20 days of daily rollups, 10 days of hourly, then 10 days of raw.
     assert kinds == ["day"] * 20 + ["hour"] * 240 + ["raw"] * 6 * 24 * 10

@@ -43,6 +43,8 @@ async def build_app(config: Config, store: Store) -> web.Application:
     )
     ingestor = Ingestor()
     store.rollback_hooks.append(ingestor.clear_caches)
+    store.tx_hooks.append(ingestor)
+    await store.read(ingestor.recent.load)
     app[CONFIG] = config
     app[STORE] = store
     app[INGESTOR] = ingestor

@@ -4,29 +4,20 @@ from __future__ import annotations
 
 from functools import partial
 import logging
-import sqlite3
 import time
 
 from aiohttp import web
-import orjson
 
 from .context import HUB, INGESTOR, RUNTIME, STORE
 from .responses import error, json_response
-from .schema import BatchInvalid, check_batch
+from .store.ingest import Rejected, record_reject
 
 _LOGGER = logging.getLogger(__name__)
 
 
-def _record_reject(conn: sqlite3.Connection, minute: int) -> None:
-    conn.execute(
-        "INSERT INTO batch_rejects VALUES (?, 1) ON CONFLICT (minute) DO UPDATE SET n = n + 1",
-        (minute,),
-    )
-
-
 async def _reject(request: web.Request, status: int, code: str, message: str) -> web.Response:
     # Counted for the error-rate alerts; nothing of the batch itself is written.
-    await request.app[STORE].write(partial(_record_reject, minute=int(time.time() // 60)))
+    await request.app[STORE].write(record_reject)
     _LOGGER.debug("rejected batch: %s", message)
     return error(status, code, message)
 
@@ -40,22 +31,18 @@ async def ingest(request: web.Request) -> web.Response:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return await _reject(request, 413, "body_too_large", _too_large(limit))
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError as err:
-        return await _reject(request, 400, "invalid_json", f"body: malformed JSON: {err}")
-    try:
-        batch = check_batch(obj)
-    except BatchInvalid as err:
-        return await _reject(request, 422, "invalid_batch", err.message)
     ingestor = request.app[INGESTOR]
-    ack = await request.app[STORE].write(
-        partial(ingestor.write_batch, batch=batch, started=started)
+    # Parsing and validation run on the writer thread too (see store/ingest.py).
+    result = await request.app[STORE].write(
+        partial(ingestor.ingest_body, body=body, started=started)
     )
-    if not ack.duplicate:
+    if isinstance(result, Rejected):
+        _LOGGER.debug("rejected batch: %s", result.message)
+        return error(result.status, result.code, result.message)
+    if not result.duplicate:
         request.app[RUNTIME].last_ingest = time.time()
-        request.app[HUB].publish_events(batch["events"])
-    return json_response(ack.as_dict())
+        request.app[HUB].publish_events(result.events)
+    return json_response(result.as_dict())
 
 
 def _too_large(limit: int) -> str:

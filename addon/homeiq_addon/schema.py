@@ -11,7 +11,7 @@ accept nothing the schema rejects (tests/addon/test_schema.py checks this on mut
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 import math
 import re
 from typing import Any, Final
@@ -36,82 +36,57 @@ class BatchInvalid(ValueError):
         self.message = message
 
 
-# Predicates shared by both paths. Each answers True only for a valid value.
-def is_str(value: Any, max_len: int = MAX_STR, min_len: int = 0) -> bool:
-    return type(value) is str and min_len <= len(value) <= max_len
-
-
-def is_number(value: Any) -> bool:
-    # bool is an int subclass and JSON true is not a number; huge ints must still fit
-    # a float, and NaN/inf have no JSON spelling.
-    t = type(value)
-    if t is float:
-        return math.isfinite(value)
-    return t is int and -_MAX_INT <= value <= _MAX_INT
-
-
-def is_count(value: Any) -> bool:
-    return type(value) is int and 0 <= value <= 1_000_000
-
-
 def parse_time_us(value: Any) -> int | None:
     """UTC epoch microseconds of an ISO 8601 string with an offset, else None."""
     if type(value) is not str or len(value) > 64:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        # Aware minus aware, floor-divided by 1 µs: exact integer arithmetic (a float
+        # timestamp would round the microseconds).
+        return (parsed - _EPOCH) // _ONE_US
+    except (ValueError, TypeError, OverflowError):
+        # TypeError: a naive datetime (no offset) cannot be subtracted from an aware one.
         return None
-    offset = parsed.utcoffset()
-    if offset is None:
-        return None
-    # Integer arithmetic, so the microseconds survive exactly (a float timestamp would not).
-    naive = parsed.replace(tzinfo=None) - offset
-    delta = naive - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-_EPOCH: Final = datetime(1970, 1, 1)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US: Final = timedelta(microseconds=1)
 
-
-def is_time(value: Any) -> bool:
-    return parse_time_us(value) is not None
-
-
-def is_str_list(value: Any) -> bool:
-    return type(value) is list and len(value) <= 100 and all(is_str(v) for v in value)
-
-
-def is_object(value: Any) -> bool:
-    return type(value) is dict and all(type(k) is str for k in value)
-
-
-# name -> (required, nullable, predicate, message when the predicate fails)
-Pred = Callable[[Any], bool]
-_STR: Final[tuple[Pred, str]] = (is_str, f"expected string of at most {MAX_STR} characters")
-_NUM: Final[tuple[Pred, str]] = (is_number, "expected finite number")
-_TIME: Final[tuple[Pred, str]] = (is_time, "expected ISO 8601 datetime with UTC offset")
-_ID64: Final[tuple[Pred, str]] = (
-    lambda v: is_str(v, 64, 1),
-    "expected string of 1 to 64 characters",
+# Each rule is ONE Python expression over `v`. It is compiled once into the function
+# voluptuous calls and once inlined into the fast path, so both run the same test.
+_NS: Final[dict[str, Any]] = {
+    "parse_time_us": parse_time_us,
+    "isfinite": math.isfinite,
+    "CAUSES": frozenset(CAUSES),
+    "ENTITY_ID_RE": _ENTITY_ID_RE,
+    "MAX_INT": _MAX_INT,
+    "MAX_STR": MAX_STR,
+}
+_STR: Final = (
+    "type(v) is str and len(v) <= MAX_STR",
+    f"expected string of at most {MAX_STR} characters",
 )
-EVENT_FIELDS: Final[dict[str, tuple[bool, bool, Pred, str]]] = {
+_ID64: Final = ("type(v) is str and 0 < len(v) <= 64", "expected string of 1 to 64 characters")
+_NUM: Final = (
+    "(type(v) is float and isfinite(v)) or (type(v) is int and -MAX_INT <= v <= MAX_INT)",
+    "expected finite number",
+)
+_TIME: Final = ("parse_time_us(v) is not None", "expected ISO 8601 datetime with UTC offset")
+_OBJ: Final = ("type(v) is dict and all(type(k) is str for k in v)", "expected object")
+# name -> (required, nullable, rule expression, message when the rule fails)
+EVENT_FIELDS: Final[dict[str, tuple[bool, bool, str, str]]] = {
     "time_fired": (True, False, *_TIME),
-    "event_type": (
-        True,
-        False,
-        lambda v: is_str(v, 64, 1),
-        "expected string of 1 to 64 characters",
-    ),
-    "origin": (True, False, lambda v: v in ORIGINS and type(v) is str, "expected LOCAL or REMOTE"),
+    "event_type": (True, False, *_ID64),
+    "origin": (True, False, "v == 'LOCAL' or v == 'REMOTE'", "expected LOCAL or REMOTE"),
     "context_id": (True, False, *_ID64),
     "context_user_id": (False, True, *_ID64),
     "context_parent_id": (False, True, *_ID64),
-    "data": (False, True, is_object, "expected object"),
+    "data": (False, True, *_OBJ),
     "entity_id": (
         False,
         True,
-        lambda v: is_str(v) and _ENTITY_ID_RE.match(v) is not None,
+        "type(v) is str and len(v) <= MAX_STR and ENTITY_ID_RE.match(v) is not None",
         "expected entity id like domain.object_id",
     ),
     "domain": (False, True, *_STR),
@@ -120,7 +95,7 @@ EVENT_FIELDS: Final[dict[str, tuple[bool, bool, Pred, str]]] = {
     "numeric_value": (False, True, *_NUM),
     "last_changed": (False, True, *_TIME),
     "prev_state_seconds": (False, True, *_NUM),
-    "attributes": (False, True, is_object, "expected object"),
+    "attributes": (False, True, *_OBJ),
     "area_id": (False, True, *_STR),
     "area": (False, True, *_STR),
     "floor": (False, True, *_STR),
@@ -128,7 +103,13 @@ EVENT_FIELDS: Final[dict[str, tuple[bool, bool, Pred, str]]] = {
     "device_name": (False, True, *_STR),
     "device_manufacturer": (False, True, *_STR),
     "device_model": (False, True, *_STR),
-    "labels": (False, True, is_str_list, "expected list of at most 100 strings"),
+    "labels": (
+        False,
+        True,
+        "type(v) is list and len(v) <= 100"
+        " and all(type(x) is str and len(x) <= MAX_STR for x in v)",
+        "expected list of at most 100 strings",
+    ),
     "device_class": (False, True, *_STR),
     "state_class": (False, True, *_STR),
     "unit": (False, True, *_STR),
@@ -136,7 +117,7 @@ EVENT_FIELDS: Final[dict[str, tuple[bool, bool, Pred, str]]] = {
     "cause": (
         False,
         True,
-        lambda v: v in CAUSES and type(v) is str,
+        "type(v) is str and v in CAUSES",
         "expected one of " + ", ".join(CAUSES),
     ),
     "cause_name": (False, True, *_STR),
@@ -144,10 +125,23 @@ EVENT_FIELDS: Final[dict[str, tuple[bool, bool, Pred, str]]] = {
     "outdoor_temperature": (False, True, *_NUM),
     "weather_condition": (False, True, *_STR),
     "sun_elevation": (False, True, *_NUM),
-    "people_home": (False, True, is_count, "expected integer from 0 to 1000000"),
+    "people_home": (
+        False,
+        True,
+        "type(v) is int and 0 <= v <= 1000000",
+        "expected integer from 0 to 1000000",
+    ),
 }
 REQUIRED_FIELDS: Final = frozenset(k for k, (req, *_) in EVENT_FIELDS.items() if req)
 ALLOWED_FIELDS: Final = frozenset(EVENT_FIELDS)
+
+type Pred = Callable[[Any], bool]
+
+
+def _compile(expr: str) -> Pred:
+    # The expressions are constants of this module, never input.
+    pred: Pred = eval(f"lambda v: {expr}", dict(_NS))  # noqa: S307
+    return pred
 
 
 def _validator(pred: Pred, message: str, nullable: bool) -> Callable[[Any], Any]:
@@ -168,24 +162,27 @@ def _entity_required(event: dict[str, Any]) -> dict[str, Any]:
 EVENT_SCHEMA: Final = vol.All(
     vol.Schema(
         {
-            (vol.Required(k) if req else vol.Optional(k)): _validator(pred, msg, nullable)
-            for k, (req, nullable, pred, msg) in EVENT_FIELDS.items()
+            (vol.Required(k) if req else vol.Optional(k)): _validator(_compile(expr), msg, nullable)
+            for k, (req, nullable, expr, msg) in EVENT_FIELDS.items()
         },
         extra=vol.PREVENT_EXTRA,
     ),
     _entity_required,
 )
+_BATCH_ID: Final = "type(v) is str and BATCH_ID_RE.match(v) is not None"
+_VERSION: Final = "type(v) is str and 0 < len(v) <= 32"
+_NS["BATCH_ID_RE"] = _BATCH_ID_RE
 BATCH_SCHEMA: Final = vol.Schema(
     {
         vol.Required("batch_id"): _validator(
-            lambda v: type(v) is str and _BATCH_ID_RE.match(v) is not None,
+            _compile(_BATCH_ID),
             "expected 1 to 64 characters from A-Z a-z 0-9 _ -",
             False,
         ),
         vol.Required("source"): {
-            vol.Required("instance_id"): _validator(_ID64[0], _ID64[1], False),
+            vol.Required("instance_id"): _validator(_compile(_ID64[0]), _ID64[1], False),
             vol.Required("integration_version"): _validator(
-                lambda v: is_str(v, 32, 1), "expected string of 1 to 32 characters", False
+                _compile(_VERSION), "expected string of 1 to 32 characters", False
             ),
         },
         vol.Required("events"): vol.All(
@@ -218,39 +215,60 @@ def validate_batch(obj: Any) -> dict[str, Any]:
     return result
 
 
-_CHECKS: Final = {k: (nullable, pred) for k, (_r, nullable, pred, _m) in EVENT_FIELDS.items()}
+def _fast_source() -> str:
+    """The fast path's source: every rule of EVENT_FIELDS inlined, one `if` per field."""
+    lines = [
+        "def fast_event(ev):",
+        "    if type(ev) is not dict: return False",
+        "    keys = ev.keys()",
+        "    if not (keys >= REQUIRED_FIELDS and keys <= ALLOWED_FIELDS): return False",
+        "    get = ev.get",
+    ]
+    for name, (required, nullable, expr, _msg) in EVENT_FIELDS.items():
+        lines.append(f"    v = get({name!r})")
+        if required or not nullable:
+            lines.append(f"    if v is None or not ({expr}): return False")
+        else:
+            lines.append(f"    if v is not None and not ({expr}): return False")
+    lines += [
+        "    return ev['event_type'] not in STATE_EVENT_TYPES or ev.get('entity_id') is not None",
+        "def fast_batch(obj):",
+        "    if type(obj) is not dict or obj.keys() != {'batch_id', 'source', 'events'}:",
+        "        return False",
+        "    v = obj['batch_id']",
+        f"    if not ({_BATCH_ID}): return False",
+        "    source = obj['source']",
+        "    if type(source) is not dict or source.keys() != SOURCE_KEYS:",
+        "        return False",
+        "    v = source['instance_id']",
+        f"    if not ({_ID64[0]}): return False",
+        "    v = source['integration_version']",
+        f"    if not ({_VERSION}): return False",
+        "    events = obj['events']",
+        "    if type(events) is not list or not 1 <= len(events) <= MAX_EVENTS: return False",
+        "    for ev in events:",
+        "        if not fast_event(ev): return False",
+        "    return True",
+    ]
+    return "\n".join(lines)
 
 
-def _fast_event(event: Any) -> bool:
-    if type(event) is not dict:
-        return False
-    keys = event.keys()
-    if not (keys >= REQUIRED_FIELDS and keys <= ALLOWED_FIELDS):
-        return False
-    checks = _CHECKS
-    for key, value in event.items():
-        nullable, pred = checks[key]
-        if value is None:
-            if not nullable:
-                return False
-        elif not pred(value):
-            return False
-    return event["event_type"] not in STATE_EVENT_TYPES or event.get("entity_id") is not None
+def _build_fast() -> Callable[[Any], bool]:
+    namespace = dict(
+        _NS,
+        REQUIRED_FIELDS=REQUIRED_FIELDS,
+        ALLOWED_FIELDS=ALLOWED_FIELDS,
+        STATE_EVENT_TYPES=STATE_EVENT_TYPES,
+        MAX_EVENTS=MAX_EVENTS,
+        SOURCE_KEYS={"instance_id", "integration_version"},
+    )
+    # Generated from this module's constants only (see _fast_source), never from input.
+    exec(compile(_fast_source(), "<homeiq fast validator>", "exec"), namespace)  # noqa: S102
+    fast: Callable[[Any], bool] = namespace["fast_batch"]
+    return fast
 
 
-def _fast_batch(obj: Any) -> bool:
-    if type(obj) is not dict or obj.keys() != {"batch_id", "source", "events"}:
-        return False
-    batch_id, source, events = obj["batch_id"], obj["source"], obj["events"]
-    if type(batch_id) is not str or _BATCH_ID_RE.match(batch_id) is None:
-        return False
-    if type(source) is not dict or source.keys() != {"instance_id", "integration_version"}:
-        return False
-    if not (is_str(source["instance_id"], 64, 1) and is_str(source["integration_version"], 32, 1)):
-        return False
-    if type(events) is not list or not 1 <= len(events) <= MAX_EVENTS:
-        return False
-    return all(_fast_event(e) for e in events)
+_fast_batch: Final = _build_fast()
 
 
 def check_batch(obj: Any) -> dict[str, Any]:

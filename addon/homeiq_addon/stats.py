@@ -15,12 +15,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from .context import HUB, STORE
+from .context import HUB, INGESTOR, STORE
 from .health import db_size_bytes
 from .params import BadParam, choice_param
 from .responses import json_response
 from .store.codec import us_to_iso
 from .store.db import Store
+from .store.recent import RecentCounts
 
 _MIN: Final = 60_000_000
 # period -> (minutes, trend bucket in minutes, breakdown from the hourly table?)
@@ -114,7 +115,9 @@ def _names(conn: sqlite3.Connection, table: str, col: str, ids: set[int]) -> dic
     return {int(i): str(v) for i, v in rows}
 
 
-def compute_stats(conn: sqlite3.Connection, period: str, now_us: int) -> dict[str, Any]:
+def compute_stats(
+    conn: sqlite3.Connection, period: str, now_us: int, recent: RecentCounts
+) -> dict[str, Any]:
     minutes, bucket, hourly = PERIODS[period]
     now_min = now_us // _MIN
     first_min = now_min - minutes + 1
@@ -132,9 +135,7 @@ def compute_stats(conn: sqlite3.Connection, period: str, now_us: int) -> dict[st
         sql += " WHERE hour >= ? AND hour <= ? GROUP BY 1, 2, 3"
         rows = conn.execute(sql, (first_min // 60, now_min // 60)).fetchall()
     else:
-        sql = "SELECT event_type_id, entity_ref, domain_ref, SUM(n) FROM stat_minute_key"
-        sql += " WHERE minute >= ? AND minute <= ? GROUP BY 1, 2, 3"
-        rows = conn.execute(sql, (first_min, now_min)).fetchall()
+        rows = [(*k, n) for k, n in recent.window(first_min, now_min).items()]
     by_type: Counter[int] = Counter()
     by_entity: Counter[int] = Counter()
     by_domain: Counter[int] = Counter()
@@ -189,7 +190,8 @@ async def stats(request: web.Request) -> web.Response:
         return err.response
     store = request.app[STORE]
     now_us = time.time_ns() // 1000
-    answer = await store.read(partial(compute_stats, period=period, now_us=now_us))
+    recent = request.app[INGESTOR].recent
+    answer = await store.read(partial(compute_stats, period=period, now_us=now_us, recent=recent))
     answer["store"]["db_size_bytes"] = db_size_bytes(store.path)
     return json_response(answer)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import queue
 import sqlite3
 import threading
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from .migrations import migrate
 
@@ -34,6 +34,16 @@ _MAX_JOBS_PER_TX: Final = 64
 _READERS: Final = 3
 
 type WriteFn[T] = Callable[[sqlite3.Connection], T]
+
+
+class TxHooks(Protocol):
+    """Work tied to the writer's transactions (the ingest's deferred counters)."""
+
+    def before_commit(self, conn: sqlite3.Connection) -> None: ...
+
+    def after_commit(self) -> None: ...
+
+    def after_rollback(self) -> None: ...
 
 
 class StoreClosed(RuntimeError):
@@ -72,7 +82,10 @@ class Store:
         self._jobs: deque[_Job | None] = deque()
         self._wakeup = threading.Condition()
         self._closed = False
+        # Called after any rollback (also of a single job's savepoint) and after a restore:
+        # caches of row ids may point at rows that no longer exist.
         self.rollback_hooks: list[Callable[[], None]] = []
+        self.tx_hooks: list[TxHooks] = []
         self._writer = connect(path)
         # Must precede the first table of a new file; lets retention hand space back
         # with PRAGMA incremental_vacuum (a no-op on an existing file).
@@ -201,15 +214,21 @@ class Store:
             conn.execute("RELEASE job")
             done.append((job, result))
         try:
+            for hooks in self.tx_hooks:
+                hooks.before_commit(conn)
             conn.execute("COMMIT")
-        except sqlite3.Error as err:
+        except BaseException as err:
             _LOGGER.exception("commit failed")
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             self._rolled_back()
+            for hooks in self.tx_hooks:
+                hooks.after_rollback()
             for job, _ in done:
                 job.future.set_exception(err)
             return
+        for hooks in self.tx_hooks:
+            hooks.after_commit()
         for job, result in done:
             job.future.set_result(result)
 

@@ -1,15 +1,20 @@
-"""Writing a validated batch: events, batch id, dirty hours and counters in one transaction.
+"""Writing a batch: events, batch id, dirty hours and counters in one transaction.
 
-``Ingestor.write_batch`` runs on the writer thread (through ``Store.write``, or directly
-on a connection for bulk loads). It keeps in-memory caches of dimension ids so that the
-common event costs dictionary lookups, not SELECTs; the store clears them whenever a
-transaction rolls back, because the ids they hold may then not exist.
+Everything CPU-heavy about a batch (JSON parsing, validation, building rows) runs here,
+on the writer thread, not on the event loop: two threads both busy in Python would
+fight over the GIL, and the writer, which releases it for every SQLite step, would lose
+(up to the 5 ms switch interval per row). The event loop only moves bytes.
+
+Dimension ids are cached in memory, so the common event costs dictionary lookups, not
+SELECTs; the store clears the caches whenever a transaction (or savepoint) rolls back.
+Stats counters are summed over every batch of a group commit and written once, just
+before COMMIT (``before_commit``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import hashlib
 import re
 import sqlite3
@@ -18,15 +23,15 @@ from typing import Any, Final
 
 import orjson
 
-from ..schema import parse_time_us
+from ..schema import BatchInvalid, check_batch, parse_time_us
 from .codec import encode_context
+from .recent import RecentCounts
 
 _US_PER_MIN: Final = 60_000_000
-_US_PER_HOUR: Final = 3_600_000_000
 # Caches are dropped wholesale past this size: cheap, and keeps the RSS bounded when
 # attribute sets or states never repeat.
-_CACHE_LIMIT: Final = 200_000
-_REGISTRY_KEYS: Final = (
+_CACHE_LIMIT: Final = 100_000
+REGISTRY_KEYS: Final = (
     "area_id",
     "area",
     "floor",
@@ -40,6 +45,12 @@ _REGISTRY_KEYS: Final = (
     "unit",
     "friendly_name",
 )
+_LABELS: Final = REGISTRY_KEYS.index("labels")
+_CAUSE_KEYS: Final = ("cause", "cause_name", "cause_id")
+_SNAP_KEYS: Final = ("outdoor_temperature", "weather_condition", "sun_elevation", "people_home")
+_NO_REGISTRY: Final = (None,) * len(REGISTRY_KEYS)
+_NO_CAUSE: Final = (None,) * 3
+_NO_SNAP: Final = (None,) * 4
 # Number-like states (sensor readings, timestamps) rarely repeat: stored as text, not interned.
 _NUMBERISH: Final = re.compile(r"[-+.0-9]")
 _INSERT: Final = (
@@ -49,259 +60,268 @@ _INSERT: Final = (
     " snapshot_ref) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 
+type Key = tuple[int, int, int, int]  # (minute, event_type_id, entity_ref, domain_ref)
+
 
 @dataclass(slots=True)
 class Ack:
-    """What the add-on answers for a batch."""
+    """What the add-on answers for an accepted (or already accepted) batch."""
 
     batch_id: str
     accepted: int
     duplicate: bool
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"batch_id": self.batch_id, "accepted": self.accepted, "duplicate": self.duplicate}
 
 
+@dataclass(slots=True)
+class Rejected:
+    """A batch refused for its content; nothing of it was written."""
+
+    status: int
+    code: str
+    message: str
+
+
+def record_reject(conn: sqlite3.Connection, now: float | None = None) -> None:
+    minute = int((time.time() if now is None else now) // 60)
+    conn.execute(
+        "INSERT INTO batch_rejects VALUES (?, 1) ON CONFLICT (minute) DO UPDATE SET n = n + 1",
+        (minute,),
+    )
+
+
 class Ingestor:
-    """Turns validated events into rows; one instance per store, used on the writer thread."""
+    """Turns batches into rows; one per store, used on the writer thread only."""
 
     def __init__(self) -> None:
-        self._strings: dict[str, int] = {}
-        self._types: dict[str, int] = {}
-        self._entities: dict[str, int] = {}
+        self._ids: dict[tuple[str, Any], int] = {}
         self._attrs: dict[bytes, int] = {}
-        self._tuples: dict[tuple[str, bytes], int] = {}
+        self._pending: Counter[Key] = Counter()
+        self.recent = RecentCounts()
+
+    # --- store transaction hooks (writer thread) -------------------------------------
 
     def clear_caches(self) -> None:
-        self._strings.clear()
-        self._types.clear()
-        self._entities.clear()
+        self._ids.clear()
         self._attrs.clear()
-        self._tuples.clear()
 
-    # --- interning (writer thread only) ---------------------------------------------
+    def before_commit(self, conn: sqlite3.Connection) -> None:
+        if self._pending:
+            flush_counts(conn, self._pending)
 
-    def _string(self, conn: sqlite3.Connection, value: str) -> int:
-        found = self._strings.get(value)
-        if found is None:
-            found = _get_or_insert(conn, "strings", "value", value)
-            if len(self._strings) > _CACHE_LIMIT:
-                self._strings.clear()
-            self._strings[value] = found
-        return found
+    def after_commit(self) -> None:
+        if self._pending:
+            self.recent.add(self._pending)
+            self._pending = Counter()
 
-    def _type(self, conn: sqlite3.Connection, value: str) -> int:
-        found = self._types.get(value)
-        if found is None:
-            found = _get_or_insert(conn, "event_types", "event_type", value)
-            self._types[value] = found
-        return found
-
-    def _entity(self, conn: sqlite3.Connection, entity_id: str) -> int:
-        found = self._entities.get(entity_id)
-        if found is None:
-            row = conn.execute("SELECT id FROM entities WHERE entity_id = ?", (entity_id,))
-            hit = row.fetchone()
-            if hit is None:
-                cur = conn.execute(
-                    "INSERT INTO entities (entity_id, domain) VALUES (?, ?)",
-                    (entity_id, entity_id.partition(".")[0]),
-                )
-                found = int(cur.lastrowid or 0)
-            else:
-                found = int(hit[0])
-            if len(self._entities) > _CACHE_LIMIT:
-                self._entities.clear()
-            self._entities[entity_id] = found
-        return found
-
-    def _attributes(self, conn: sqlite3.Connection, attrs: dict[str, Any]) -> int:
-        blob = orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS)
-        found = self._attrs.get(blob)
-        if found is None:
-            digest = int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), signed=True)
-            text = blob.decode()
-            found = None
-            # A hash collision is possible; the stored JSON decides.
-            for row_id, stored in conn.execute(
-                "SELECT id, json FROM attributes WHERE hash = ?", (digest,)
-            ):
-                if stored == text:
-                    found = int(row_id)
-                    break
-            if found is None:
-                cur = conn.execute(
-                    "INSERT INTO attributes (hash, json) VALUES (?, ?)", (digest, text)
-                )
-                found = int(cur.lastrowid or 0)
-            if len(self._attrs) > _CACHE_LIMIT:
-                self._attrs.clear()
-            self._attrs[blob] = found
-        return found
-
-    def _tuple(
-        self, conn: sqlite3.Connection, table: str, cols: tuple[str, ...], values: tuple[Any, ...]
-    ) -> int:
-        key = orjson.dumps(values)
-        found = self._tuples.get((table, key))
-        if found is None:
-            text = key.decode()
-            hit = conn.execute(f"SELECT id FROM {table} WHERE key = ?", (text,)).fetchone()
-            if hit is None:
-                stored = tuple(
-                    orjson.dumps(v).decode() if isinstance(v, list) else v for v in values
-                )
-                cur = conn.execute(
-                    f"INSERT INTO {table} (key, {', '.join(cols)}) VALUES (?{', ?' * len(cols)})",
-                    (text, *stored),
-                )
-                found = int(cur.lastrowid or 0)
-            else:
-                found = int(hit[0])
-            if len(self._tuples) > _CACHE_LIMIT:
-                self._tuples.clear()
-            self._tuples[(table, key)] = found
-        return found
-
-    def _state(self, conn: sqlite3.Connection, state: str | None) -> int | str | None:
-        if state is None:
-            return None
-        if state and _NUMBERISH.match(state):
-            return state
-        return self._string(conn, state)
+    def after_rollback(self) -> None:
+        self._pending = Counter()
 
     # --- the batch -------------------------------------------------------------------
 
+    def ingest_body(self, conn: sqlite3.Connection, body: bytes, started: float) -> Ack | Rejected:
+        """Parse, validate and write one request body (call inside a transaction)."""
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError as err:
+            record_reject(conn)
+            return Rejected(400, "invalid_json", f"body: malformed JSON: {err}")
+        try:
+            batch = check_batch(obj)
+        except BatchInvalid as err:
+            record_reject(conn)
+            return Rejected(422, "invalid_batch", err.message)
+        return self.write_batch(conn, batch, started)
+
     def write_batch(
-        self,
-        conn: sqlite3.Connection,
-        batch: dict[str, Any],
-        started: float | None = None,
+        self, conn: sqlite3.Connection, batch: dict[str, Any], started: float | None = None
     ) -> Ack:
-        """Insert a validated batch unless its id was seen; call inside a transaction."""
+        """Insert a validated batch unless its id was seen (call inside a transaction)."""
         batch_id: str = batch["batch_id"]
-        seen = conn.execute(
-            "SELECT accepted FROM batches WHERE batch_id = ?", (batch_id,)
-        ).fetchone()
-        if seen is not None:
-            return Ack(batch_id, int(seen[0]), True)
+        seen = conn.execute("SELECT accepted FROM batches WHERE batch_id = ?", (batch_id,))
+        hit = seen.fetchone()
+        if hit is not None:
+            return Ack(batch_id, int(hit[0]), True)
         events: list[dict[str, Any]] = batch["events"]
-        rows = []
-        minutes: Counter[int] = Counter()
-        keys: Counter[tuple[int, int, int, int]] = Counter()
-        for ev in events:
-            t = parse_time_us(ev["time_fired"])
-            assert t is not None  # validated before
-            rows.append(self._row(conn, ev, t))
-            row = rows[-1]
-            minute = t // _US_PER_MIN
-            minutes[minute] += 1
-            keys[(minute, row[1], row[2] or 0, row[3] or 0)] += 1
+        keys: Counter[Key] = Counter()
+        row = self._row
+        rows = [row(conn, ev, keys) for ev in events]
         conn.executemany(_INSERT, rows)
-        _count(conn, minutes, keys)
-        conn.execute("UPDATE counters SET value = value + ? WHERE name = 'events'", (len(rows),))
-        now_us = time.time_ns() // 1000
         latency = 0.0 if started is None else (time.perf_counter() - started) * 1000
         source = batch["source"]
         conn.execute(
             "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
             (
                 batch_id,
-                now_us,
+                time.time_ns() // 1000,
                 len(rows),
                 latency,
                 source["instance_id"],
                 source["integration_version"],
             ),
         )
-        return Ack(batch_id, len(rows), False)
+        # Only now: a batch that raised above leaves no counts behind.
+        self._pending.update(keys)
+        return Ack(batch_id, len(rows), False, events)
 
-    def _row(self, conn: sqlite3.Connection, ev: dict[str, Any], t: int) -> tuple[Any, ...]:
+    def _id(self, conn: sqlite3.Connection, table: str, value: Any) -> int:
+        """Id of a dimension value (a string, or a tuple for registry/causes/snapshots)."""
+        found = self._ids.get((table, value))
+        if found is None:
+            found = _lookup(conn, table, value)
+            if len(self._ids) > _CACHE_LIMIT:
+                self._ids.clear()
+            self._ids[(table, value)] = found
+        return found
+
+    def _attributes(self, conn: sqlite3.Connection, attrs: dict[str, Any]) -> int:
+        # Unsorted dump as the cache key: the same integration sends keys in the same order;
+        # a different order only costs a lookup of the canonical (sorted) form below.
+        quick = orjson.dumps(attrs)
+        found = self._attrs.get(quick)
+        if found is None:
+            found = _attributes_id(conn, orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS))
+            if len(self._attrs) > _CACHE_LIMIT:
+                self._attrs.clear()
+            self._attrs[quick] = found
+        return found
+
+    def _row(
+        self, conn: sqlite3.Connection, ev: dict[str, Any], keys: Counter[Key]
+    ) -> tuple[Any, ...]:
         get = ev.get
+        ids = self._ids
+        t = parse_time_us(ev["time_fired"])
+        assert t is not None  # validated before
+        event_type = ev["event_type"]
+        type_id = ids.get(("event_types", event_type)) or self._id(conn, "event_types", event_type)
         entity_id = get("entity_id")
-        domain = get("domain")
-        if domain is None and entity_id is not None:
-            domain = entity_id.partition(".")[0]
+        entity = None if entity_id is None else (
+            ids.get(("entities", entity_id)) or self._id(conn, "entities", entity_id)
+        )  # fmt: skip
+        domain = get("domain") or (None if entity_id is None else entity_id.partition(".")[0])
+        domain_ref = None if domain is None else (
+            ids.get(("strings", domain)) or self._id(conn, "strings", domain)
+        )  # fmt: skip
+        keys[(t // _US_PER_MIN, type_id, entity or 0, domain_ref or 0)] += 1
+        user = get("context_user_id")
+        state = get("state")
+        old_state = get("old_state")
+        last_changed = get("last_changed")
+        numeric = get("numeric_value")
+        prev = get("prev_state_seconds")
         attrs = get("attributes")
         data = get("data")
-        last_changed = get("last_changed")
-        lc = None if last_changed is None else parse_time_us(last_changed)
-        user = get("context_user_id")
-        registry = tuple(get(k) for k in _REGISTRY_KEYS)
-        cause = (get("cause"), get("cause_name"), get("cause_id"))
-        snap = (
-            get("outdoor_temperature"),
-            get("weather_condition"),
-            get("sun_elevation"),
-            get("people_home"),
-        )
+        registry = tuple(map(get, REGISTRY_KEYS))
+        labels = registry[_LABELS]
+        if labels is not None:
+            # Hashable for the cache key; stored as JSON.
+            registry = (*registry[:_LABELS], tuple(labels), *registry[_LABELS + 1 :])
+        cause = tuple(map(get, _CAUSE_KEYS))
+        snap = tuple(map(get, _SNAP_KEYS))
         return (
             t,
-            self._type(conn, ev["event_type"]),
-            None if entity_id is None else self._entity(conn, entity_id),
-            None if domain is None else self._string(conn, domain),
+            type_id,
+            entity,
+            domain_ref,
             0 if ev["origin"] == "LOCAL" else 1,
             encode_context(ev["context_id"]),
-            None if user is None else self._string(conn, user),
+            None if user is None else self._id(conn, "strings", user),
             encode_context(get("context_parent_id")),
-            self._state(conn, get("state")),
-            self._state(conn, get("old_state")),
-            _float(get("numeric_value")),
-            None if lc is None else t - lc,
-            _float(get("prev_state_seconds")),
+            self._state(conn, state),
+            self._state(conn, old_state),
+            None if numeric is None else float(numeric),
+            _ago(t, last_changed),
+            None if prev is None else float(prev),
             None if attrs is None else self._attributes(conn, attrs),
             None if data is None else orjson.dumps(data).decode(),
-            None
-            if registry == _NO_REGISTRY
-            else self._tuple(conn, "registry", _REGISTRY_KEYS, registry),
-            None if cause == _NO_CAUSE else self._tuple(conn, "causes", _CAUSE_COLS, cause),
-            None if snap == _NO_SNAP else self._tuple(conn, "snapshots", _SNAP_COLS, snap),
+            None if registry == _NO_REGISTRY else self._id(conn, "registry", registry),
+            None if cause == _NO_CAUSE else self._id(conn, "causes", cause),
+            None if snap == _NO_SNAP else self._id(conn, "snapshots", snap),
         )
 
-
-_NO_REGISTRY: Final = (None,) * len(_REGISTRY_KEYS)
-_NO_CAUSE: Final = (None, None, None)
-_NO_SNAP: Final = (None, None, None, None)
-_CAUSE_COLS: Final = ("cause", "cause_name", "cause_id")
-_SNAP_COLS: Final = ("outdoor_temperature", "weather_condition", "sun_elevation", "people_home")
+    def _state(self, conn: sqlite3.Connection, state: str | None) -> int | str | None:
+        if state is None or (state and _NUMBERISH.match(state)):
+            return state
+        return self._ids.get(("strings", state)) or self._id(conn, "strings", state)
 
 
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _ago(t: int, last_changed: str | None) -> int | None:
+    if last_changed is None:
+        return None
+    changed = parse_time_us(last_changed)
+    return None if changed is None else t - changed
 
 
-def _get_or_insert(conn: sqlite3.Connection, table: str, col: str, value: str) -> int:
-    hit = conn.execute(f"SELECT id FROM {table} WHERE {col} = ?", (value,)).fetchone()
+_TUPLE_COLS: Final = {
+    "registry": REGISTRY_KEYS,
+    "causes": _CAUSE_KEYS,
+    "snapshots": _SNAP_KEYS,
+}
+_TEXT_COL: Final = {"strings": "value", "event_types": "event_type", "entities": "entity_id"}
+
+
+def _lookup(conn: sqlite3.Connection, table: str, value: Any) -> int:
+    if table in _TEXT_COL:
+        col = _TEXT_COL[table]
+        hit = conn.execute(f"SELECT id FROM {table} WHERE {col} = ?", (value,)).fetchone()
+        if hit is not None:
+            return int(hit[0])
+        if table == "entities":
+            cur = conn.execute(
+                "INSERT INTO entities (entity_id, domain) VALUES (?, ?)",
+                (value, value.partition(".")[0]),
+            )
+        else:
+            cur = conn.execute(f"INSERT INTO {table} ({col}) VALUES (?)", (value,))
+        return int(cur.lastrowid or 0)
+    cols = _TUPLE_COLS[table]
+    key = orjson.dumps(value).decode()
+    hit = conn.execute(f"SELECT id FROM {table} WHERE key = ?", (key,)).fetchone()
     if hit is not None:
         return int(hit[0])
-    cur = conn.execute(f"INSERT INTO {table} ({col}) VALUES (?)", (value,))
+    stored = [orjson.dumps(v).decode() if isinstance(v, tuple) else v for v in value]
+    cur = conn.execute(
+        f"INSERT INTO {table} (key, {', '.join(cols)}) VALUES (?{', ?' * len(cols)})",
+        (key, *stored),
+    )
     return int(cur.lastrowid or 0)
 
 
-def _count(
-    conn: sqlite3.Connection,
-    minutes: Counter[int],
-    keys: Counter[tuple[int, int, int, int]],
-) -> None:
+def _attributes_id(conn: sqlite3.Connection, blob: bytes) -> int:
+    digest = int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), signed=True)
+    text = blob.decode()
+    # A hash collision is possible; the stored JSON decides.
+    for row_id, stored in conn.execute("SELECT id, json FROM attributes WHERE hash = ?", (digest,)):
+        if stored == text:
+            return int(row_id)
+    cur = conn.execute("INSERT INTO attributes (hash, json) VALUES (?, ?)", (digest, text))
+    return int(cur.lastrowid or 0)
+
+
+def flush_counts(conn: sqlite3.Connection, keys: Counter[Key]) -> None:
+    """Per-minute totals, per-hour counts by key, dirty hours and the row count."""
+    minutes: Counter[int] = Counter()
+    hours: Counter[Key] = Counter()
+    for (minute, type_id, entity, domain), n in keys.items():
+        minutes[minute] += n
+        hours[(minute // 60, type_id, entity, domain)] += n
     conn.executemany(
         "INSERT INTO stat_minute VALUES (?, ?)"
         " ON CONFLICT (minute) DO UPDATE SET events = events + excluded.events",
         minutes.items(),
     )
     conn.executemany(
-        "INSERT INTO stat_minute_key VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT DO UPDATE SET n = n + excluded.n",
-        [(*k, n) for k, n in keys.items()],
-    )
-    hours: Counter[tuple[int, int, int, int]] = Counter()
-    for (minute, et, ent, dom), n in keys.items():
-        hours[(minute // 60, et, ent, dom)] += n
-    conn.executemany(
         "INSERT INTO stat_hour_key VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT DO UPDATE SET n = n + excluded.n",
         [(*k, n) for k, n in hours.items()],
     )
     conn.executemany(
-        "INSERT OR IGNORE INTO dirty_hours VALUES (?)",
-        [(h,) for h in {m // 60 for m in minutes}],
+        "INSERT OR IGNORE INTO dirty_hours VALUES (?)", [(h,) for h in {m // 60 for m in minutes}]
+    )
+    conn.execute(
+        "UPDATE counters SET value = value + ? WHERE name = 'events'", (sum(minutes.values()),)
     )

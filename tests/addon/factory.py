@@ -16,9 +16,9 @@ def ulid(n: int) -> str:
     return f"01JD{n:022d}"
 
 
-def state_event(i: int = 0, **overrides: Any) -> dict[str, Any]:
+def state_event(i: int = 0, *, at: datetime | None = None, **overrides: Any) -> dict[str, Any]:
     """A state_changed event of a temperature sensor with registry and cause enrichment."""
-    t = BASE + timedelta(seconds=i, microseconds=i)
+    t = (at or BASE) + timedelta(seconds=i, microseconds=i)
     event: dict[str, Any] = {
         "time_fired": t.isoformat(),
         "event_type": "state_changed",

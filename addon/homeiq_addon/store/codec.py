@@ -15,8 +15,8 @@ from typing import Final
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _BASE32: Final = "0123456789abcdefghijklmnopqrstuv"
 # Crockford digit -> the digit of the same value in Python's int(x, 32) alphabet.
-_TO_BASE32: Final = str.maketrans(_CROCKFORD, _BASE32)
-_ULID_RE: Final = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
+TO_BASE32: Final = str.maketrans(_CROCKFORD, _BASE32)
+ULID_RE: Final = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 _HEX_RE: Final = re.compile(r"^[0-9a-f]{32}$")
 _HEX_TAG: Final = b"\x01"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -26,8 +26,8 @@ def encode_context(value: str | None) -> bytes | str | None:
     """Context id as stored: 16-byte ULID, 17-byte hex, or the text itself."""
     if value is None:
         return None
-    if len(value) == 26 and _ULID_RE.match(value):
-        return int(value.translate(_TO_BASE32), 32).to_bytes(16)
+    if len(value) == 26 and ULID_RE.match(value):
+        return int(value.translate(TO_BASE32), 32).to_bytes(16)
     if len(value) == 32 and _HEX_RE.match(value):
         return _HEX_TAG + bytes.fromhex(value)
     return value

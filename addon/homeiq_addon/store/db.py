@@ -147,13 +147,16 @@ class Store:
 
     async def close(self) -> None:
         """Finish queued writes, then close every connection."""
+        await asyncio.to_thread(self.close_sync)
+
+    def close_sync(self) -> None:
         with self._wakeup:
             if self._closed:
                 return
             self._closed = True
             self._jobs.append(None)
             self._wakeup.notify()
-        await asyncio.to_thread(self._thread.join)
+        self._thread.join()
         while not self._readers.empty():
             self._readers.get().close()
 

@@ -24,7 +24,7 @@ from typing import Any, Final
 import orjson
 
 from ..schema import BatchInvalid, check_batch, parse_time_us
-from .codec import encode_context
+from .codec import TO_BASE32 as _TO_BASE32, ULID_RE as _ULID_RE, encode_context
 from .recent import RecentCounts
 
 _US_PER_MIN: Final = 60_000_000
@@ -48,6 +48,8 @@ REGISTRY_KEYS: Final = (
 _LABELS: Final = REGISTRY_KEYS.index("labels")
 _CAUSE_KEYS: Final = ("cause", "cause_name", "cause_id")
 _SNAP_KEYS: Final = ("outdoor_temperature", "weather_condition", "sun_elevation", "people_home")
+_COMBO_KEYS: Final = (*REGISTRY_KEYS, *_CAUSE_KEYS, *_SNAP_KEYS)
+_N_REG: Final = len(REGISTRY_KEYS)
 _NO_REGISTRY: Final = (None,) * len(REGISTRY_KEYS)
 _NO_CAUSE: Final = (None,) * 3
 _NO_SNAP: Final = (None,) * 4
@@ -99,6 +101,7 @@ class Ingestor:
     def __init__(self) -> None:
         self._ids: dict[tuple[str, Any], int] = {}
         self._attrs: dict[bytes, int] = {}
+        self._combos: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
         self._pending: Counter[Key] = Counter()
         self.recent = RecentCounts()
 
@@ -107,6 +110,7 @@ class Ingestor:
     def clear_caches(self) -> None:
         self._ids.clear()
         self._attrs.clear()
+        self._combos.clear()
 
     def before_commit(self, conn: sqlite3.Connection) -> None:
         if self._pending:
@@ -189,12 +193,28 @@ class Ingestor:
             self._attrs[quick] = found
         return found
 
+    def _refs(self, conn: sqlite3.Connection, combo: tuple[Any, ...]) -> tuple[Any, Any, Any]:
+        """(registry_ref, cause_ref, snapshot_ref) for the combined tuple of those fields."""
+        registry = combo[:_N_REG]
+        if registry[_LABELS] is not None:
+            # Hashable for the cache key; stored as JSON.
+            registry = (*registry[:_LABELS], tuple(registry[_LABELS]), *registry[_LABELS + 1 :])
+        cause = combo[_N_REG : _N_REG + 3]
+        snap = combo[_N_REG + 3 :]
+        return (
+            None if registry == _NO_REGISTRY else self._id(conn, "registry", registry),
+            None if cause == _NO_CAUSE else self._id(conn, "causes", cause),
+            None if snap == _NO_SNAP else self._id(conn, "snapshots", snap),
+        )
+
     def _row(
         self, conn: sqlite3.Connection, ev: dict[str, Any], keys: Counter[Key]
     ) -> tuple[Any, ...]:
+        # The hot loop of ingest: plain dict lookups, no calls on the common path.
         get = ev.get
         ids = self._ids
-        t = parse_time_us(ev["time_fired"])
+        time_fired = ev["time_fired"]
+        t = parse_time_us(time_fired)
         assert t is not None  # validated before
         event_type = ev["event_type"]
         type_id = ids.get(("event_types", event_type)) or self._id(conn, "event_types", event_type)
@@ -207,46 +227,54 @@ class Ingestor:
             ids.get(("strings", domain)) or self._id(conn, "strings", domain)
         )  # fmt: skip
         keys[(t // _US_PER_MIN, type_id, entity or 0, domain_ref or 0)] += 1
+        # Registry, cause and snapshot fields repeat for an entity: one cached lookup.
+        combo: tuple[Any, ...] = tuple(map(get, _COMBO_KEYS))
+        try:
+            refs = self._combos.get(combo)
+        except TypeError:  # labels is a list: not hashable
+            combo = (*combo[:_LABELS], tuple(combo[_LABELS]), *combo[_LABELS + 1 :])
+            refs = self._combos.get(combo)
+        if refs is None:
+            refs = self._refs(conn, combo)
+            if len(self._combos) > _CACHE_LIMIT:
+                self._combos.clear()
+            self._combos[combo] = refs
+        context_id = ev["context_id"]
+        if len(context_id) == 26 and _ULID_RE.match(context_id):
+            context: bytes | str | None = int(context_id.translate(_TO_BASE32), 32).to_bytes(16)
+        else:
+            context = encode_context(context_id)
         user = get("context_user_id")
         state = get("state")
+        if state is not None and not (state and _NUMBERISH.match(state)):
+            state = ids.get(("strings", state)) or self._id(conn, "strings", state)
         old_state = get("old_state")
+        if old_state is not None and not (old_state and _NUMBERISH.match(old_state)):
+            old_state = ids.get(("strings", old_state)) or self._id(conn, "strings", old_state)
         last_changed = get("last_changed")
         numeric = get("numeric_value")
         prev = get("prev_state_seconds")
         attrs = get("attributes")
         data = get("data")
-        registry = tuple(map(get, REGISTRY_KEYS))
-        labels = registry[_LABELS]
-        if labels is not None:
-            # Hashable for the cache key; stored as JSON.
-            registry = (*registry[:_LABELS], tuple(labels), *registry[_LABELS + 1 :])
-        cause = tuple(map(get, _CAUSE_KEYS))
-        snap = tuple(map(get, _SNAP_KEYS))
+        parent = get("context_parent_id")
         return (
             t,
             type_id,
             entity,
             domain_ref,
             0 if ev["origin"] == "LOCAL" else 1,
-            encode_context(ev["context_id"]),
+            context,
             None if user is None else self._id(conn, "strings", user),
-            encode_context(get("context_parent_id")),
-            self._state(conn, state),
-            self._state(conn, old_state),
+            None if parent is None else encode_context(parent),
+            state,
+            old_state,
             None if numeric is None else float(numeric),
-            _ago(t, last_changed),
+            0 if last_changed == time_fired else _ago(t, last_changed),
             None if prev is None else float(prev),
             None if attrs is None else self._attributes(conn, attrs),
             None if data is None else orjson.dumps(data).decode(),
-            None if registry == _NO_REGISTRY else self._id(conn, "registry", registry),
-            None if cause == _NO_CAUSE else self._id(conn, "causes", cause),
-            None if snap == _NO_SNAP else self._id(conn, "snapshots", snap),
+            *refs,
         )
-
-    def _state(self, conn: sqlite3.Connection, state: str | None) -> int | str | None:
-        if state is None or (state and _NUMBERISH.match(state)):
-            return state
-        return self._ids.get(("strings", state)) or self._id(conn, "strings", state)
 
 
 def _ago(t: int, last_changed: str | None) -> int | None:

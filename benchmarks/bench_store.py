@@ -1,0 +1,372 @@
+"""Store benchmark: HTTP ingest rate, /stats latency at 1M and 10M events, add-on RSS.
+
+Run: scripts/bench store   (or: PYTHONPATH=.:addon python benchmarks/bench_store.py)
+Options: --events-10m N to scale the big database down (e.g. for a quick look).
+
+1. Ingest over HTTP: the real add-on process (python -m homeiq_addon) on 127.0.0.1, a
+   fresh data dir, realistic enriched events (~540 B of JSON each) in batches of 500,
+   1000 and 2000, four requests in flight. The client runs on the same 2 cores.
+   Baseline: the same batches through the store's own ingest function in-process
+   (parse + validate + write, no HTTP), to show what HTTP costs.
+2. /stats?period=24h: the database is filled fast, straight through the store's own
+   ingest function (Ingestor.write_batch via Store.write, not HTTP), with events spread
+   over the last ~24 h; the add-on is then started on it and /stats is timed over HTTP
+   (50 requests; p50 and p95) at 1M and at 10M stored events.
+3. RSS of the add-on process: peak (VmHWM) over the ingest runs and after the stats runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import UTC, datetime
+import os
+from pathlib import Path
+import platform
+import random
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "addon"))
+
+from homeiq_addon.store.db import Store  # noqa: E402
+from homeiq_addon.store.ingest import Ingestor  # noqa: E402
+
+WORK = REPO / "benchmarks" / ".work" / "store"
+RESULTS = REPO / "benchmarks" / "results" / "store.json"
+GOALS = {"ingest_events_per_s": 100_000, "stats_24h_p50_ms_at_10m": 50.0, "rss_mb": 150.0}
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+# --- realistic events ----------------------------------------------------------------
+
+_DOMAINS = [  # (domain, share of entities, share of events, numeric?)
+    ("sensor", 0.45, 0.62, True),
+    ("binary_sensor", 0.2, 0.14, False),
+    ("light", 0.12, 0.08, False),
+    ("switch", 0.1, 0.06, False),
+    ("climate", 0.03, 0.04, False),
+    ("media_player", 0.03, 0.03, False),
+    ("person", 0.02, 0.01, False),
+    ("automation", 0.05, 0.02, False),
+]
+_AREAS = ["Kitchen", "Living Room", "Bedroom", "Office", "Hall", "Garage", "Garden", "Bath"]
+_MAKERS = [("Aqara", "WSDCGQ11LM"), ("Philips", "LCT015"), ("Shelly", "Plus 1PM"),
+           ("IKEA", "E1743"), ("Sonoff", "SNZB-02")]  # fmt: skip
+
+
+class Home:
+    """A home of ``n`` entities with registry data; events drawn with a skewed rate."""
+
+    def __init__(self, n: int = 1500, seed: int = 7) -> None:
+        rng = random.Random(seed)
+        self.rng = rng
+        self.entities: list[dict[str, Any]] = []
+        weights: list[float] = []
+        for domain, share, event_share, numeric in _DOMAINS:
+            count = max(1, int(n * share))
+            for i in range(count):
+                area = rng.choice(_AREAS)
+                maker, model = rng.choice(_MAKERS)
+                slug = f"{area.lower().replace(' ', '_')}_{i}"
+                entity = {
+                    "entity_id": f"{domain}.{slug}", "domain": domain, "numeric": numeric,
+                    "area": area, "area_id": area.lower().replace(" ", "_"),
+                    "friendly_name": f"{area} {i}",
+                }  # fmt: skip
+                # Helpers, templates, automations and people have no device.
+                if domain not in ("automation", "person") and rng.random() < 0.6:
+                    entity.update(device_id=f"{rng.getrandbits(128):032x}",
+                                  device_name=f"{area} {i}", device_manufacturer=maker,
+                                  device_model=model)  # fmt: skip
+                self.entities.append(entity)
+                # Zipf-like: a few chatty entities, a long quiet tail.
+                weights.append(event_share / count / (1 + i % 50) ** 0.8)
+        total = sum(weights)
+        self.cum = list(_accumulate(w / total for w in weights))
+
+    def event(self, t_us: int) -> dict[str, Any]:
+        rng = self.rng
+        ent = self.entities[_bisect(self.cum, rng.random())]
+        iso = datetime.fromtimestamp(t_us / 1e6, UTC).isoformat(timespec="microseconds")
+        ev: dict[str, Any] = {
+            "time_fired": iso, "event_type": "state_changed", "origin": "LOCAL",
+            "context_id": "01J" + "".join(rng.choices(_CROCKFORD, k=23)),
+            "entity_id": ent["entity_id"], "domain": ent["domain"],
+            "area_id": ent["area_id"], "area": ent["area"],
+            "friendly_name": ent["friendly_name"],
+            "last_changed": iso, "prev_state_seconds": round(rng.expovariate(1 / 300), 3),
+            "cause": "device" if "device_id" in ent else "integration", "cause_name": "zha",
+            "people_home": 2,
+        }  # fmt: skip
+        for key in ("device_id", "device_name", "device_manufacturer", "device_model"):
+            if key in ent:
+                ev[key] = ent[key]
+        if ent["numeric"]:
+            value = round(rng.gauss(21, 3), 1)
+            ev.update(state=str(value), old_state=str(round(value - 0.1, 1)), numeric_value=value,
+                      device_class="temperature", unit="°C",
+                      attributes={"state_class": "measurement"})  # fmt: skip
+        else:
+            on = rng.random() < 0.5
+            ev.update(state="on" if on else "off", old_state="off" if on else "on")
+        return ev
+
+
+def _accumulate(values: Any) -> Any:
+    total = 0.0
+    for v in values:
+        total += v
+        yield total
+
+
+def _bisect(cum: list[float], x: float) -> int:
+    lo, hi = 0, len(cum) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cum[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def make_batch(home: Home, n: int, t0: int, step_us: int, tag: str) -> dict[str, Any]:
+    return {
+        "batch_id": tag,
+        "source": {"instance_id": "bench", "integration_version": "0.1.0"},
+        "events": [home.event(t0 + i * step_us) for i in range(n)],
+    }
+
+
+# --- the add-on process --------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Addon:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": str(REPO / "addon"), "HOMEIQ_TOKEN": "bench"}
+        env.pop("SUPERVISOR_TOKEN", None)
+        args = ["--data-dir", str(data_dir), "--port", str(self.port), "--log-level", "warning"]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "homeiq_addon", *args], cwd=REPO, env=env
+        )
+        self.headers = {"Authorization": "Bearer bench"}
+
+    async def wait(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(600):
+                try:
+                    async with session.get(f"{self.url}/api/v1/health?minimal=1") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError("add-on did not start")
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(current RSS, peak RSS) in MB, from /proc."""
+        fields = {}
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+
+
+# --- measurements --------------------------------------------------------------------
+
+
+async def http_ingest(addon: Addon, bodies: list[bytes], per_batch: int, inflight: int) -> float:
+    queue = list(reversed(bodies))
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        while queue:
+            body = queue.pop()
+            async with session.post(
+                f"{addon.url}/api/v1/ingest", data=body, headers=addon.headers
+            ) as resp:
+                answer = await resp.json()
+                assert resp.status == 200 and not answer["duplicate"], answer
+
+    connector = aiohttp.TCPConnector(limit=inflight)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(inflight)))
+        elapsed = time.perf_counter() - start
+    return len(bodies) * per_batch / elapsed
+
+
+def inprocess_ingest(data_dir: Path, bodies: list[bytes]) -> float:
+    store = Store.open_sync(data_dir)
+    ingestor = Ingestor()
+    store.tx_hooks.append(ingestor)
+    start = time.perf_counter()
+    futures = [store.submit(lambda c, b=b: ingestor.ingest_body(c, b, 0.0)) for b in bodies]
+    n = sum(f.result().accepted for f in futures)
+    elapsed = time.perf_counter() - start
+    store.close_sync()
+    return n / elapsed
+
+
+def populate(store: Store, ingestor: Ingestor, home: Home, count: int, t0: int, t1: int,
+             done: int, total: int) -> None:  # fmt: skip
+    """Bulk load ``count`` events evenly over [t0, t1) at positions done..done+count of total."""
+    step = (t1 - t0) // total
+    per_batch = 5000
+    pending = []
+    for first in range(done, done + count, per_batch):
+        n = min(per_batch, done + count - first)
+        batch = make_batch(home, n, t0 + first * step, step, f"bulk-{first}")
+        pending.append(store.submit(lambda c, b=batch: ingestor.write_batch(c, b)))
+        if len(pending) > 8:
+            pending.pop(0).result()
+    for f in pending:
+        f.result()
+
+
+async def time_stats(addon: Addon, n: int = 50) -> tuple[float, float]:
+    times = []
+    async with aiohttp.ClientSession() as session:
+        for i in range(n + 3):
+            start = time.perf_counter()
+            async with session.get(
+                f"{addon.url}/api/v1/stats?period=24h", headers=addon.headers
+            ) as r:
+                body = await r.json()
+                assert r.status == 200, body
+            if i >= 3:  # the first requests warm the page cache
+                times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:  # noqa: PTH123
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(int(mem) / 1024**2, 1),
+        "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+        "kernel": platform.release(), "load_avg_at_start": os.getloadavg(),
+    }  # fmt: skip
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events-10m", type=int, default=10_000_000)
+    parser.add_argument("--ingest-events", type=int, default=200_000)
+    args = parser.parse_args()
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    info = machine()
+    home = Home()
+    now_us = time.time_ns() // 1000
+    results: dict[str, Any] = {"machine": info, "date": datetime.now(UTC).isoformat()}
+
+    # 1. ingest over HTTP
+    sample = orjson.dumps(make_batch(home, 1000, now_us, 1000, "probe"))
+    results["event_json_bytes"] = round(len(sample) / 1000)
+    print(f"events: ~{results['event_json_bytes']} B of JSON each")
+    rates: dict[str, float] = {}
+    peak_rss = 0.0
+    for per_batch in (500, 1000, 2000):
+        count = args.ingest_events // per_batch
+        first_us = now_us - 3_600_000_000  # the last hour, 1 ms apart
+        bodies = [
+            orjson.dumps(
+                make_batch(
+                    home, per_batch, first_us + j * per_batch * 1000, 1000, f"b{per_batch}-{j}"
+                )
+            )
+            for j in range(count)
+        ]
+        data = WORK / f"http-{per_batch}"
+        addon = Addon(data)
+        await addon.wait()
+        rates[str(per_batch)] = round(await http_ingest(addon, bodies, per_batch, inflight=4))
+        peak_rss = max(peak_rss, addon.rss_mb()[1])
+        addon.stop()
+        baseline = inprocess_ingest(WORK / f"direct-{per_batch}", bodies)
+        print(f"ingest, batches of {per_batch}: {rates[str(per_batch)]:,.0f} events/s over HTTP; "
+              f"in-process baseline {baseline:,.0f}/s (HTTP keeps "
+              f"{rates[str(per_batch)] / baseline:.0%})")  # fmt: skip
+        results[f"ingest_inprocess_events_per_s_batch_{per_batch}"] = round(baseline)
+        shutil.rmtree(data)
+        shutil.rmtree(WORK / f"direct-{per_batch}")
+    results["ingest_events_per_s_by_batch_size"] = rates
+    results["ingest_events_per_s"] = rates["1000"]
+
+    # 2. stats at 1M and 10M (bulk-loaded through the store's ingest function)
+    big = WORK / "big"
+    store = Store.open_sync(big)
+    ingestor = Ingestor()
+    store.tx_hooks.append(ingestor)
+    total = args.events_10m
+    t0, t1 = now_us - 23 * 3_600_000_000, now_us - 600_000_000
+    done = 0
+    for label, target in (("1m", min(1_000_000, total)), ("10m", total)):
+        start = time.perf_counter()
+        populate(store, ingestor, home, target - done, t0, t1, done, total)
+        load_rate = (target - done) / (time.perf_counter() - start)
+        done = target
+        store.close_sync()
+        addon = Addon(big)
+        await addon.wait()
+        p50, p95 = await time_stats(addon)
+        rss, hwm = addon.rss_mb()
+        addon.stop()
+        size = sum(p.stat().st_size for p in big.iterdir() if p.name.startswith("homeiq.db"))
+        print(f"stats 24h at {done:,} events: p50 {p50:.1f} ms, p95 {p95:.1f} ms "
+              f"(bulk load {load_rate:,.0f} events/s; {size / done:.0f} B/event on disk; "
+              f"add-on RSS {rss:.0f} MB)")  # fmt: skip
+        results[f"stats_24h_p50_ms_at_{label}"] = round(p50, 2)
+        results[f"stats_24h_p95_ms_at_{label}"] = round(p95, 2)
+        results[f"db_bytes_per_event_at_{label}"] = round(size / done)
+        results[f"bulk_load_events_per_s_{label}"] = round(load_rate)
+        peak_rss = max(peak_rss, hwm)
+        if label == "1m":
+            store = Store.open_sync(big)
+            ingestor = Ingestor()
+            store.tx_hooks.append(ingestor)
+    results["stored_events_big"] = done
+    results["rss_mb"] = round(peak_rss, 1)
+    results["goals"] = GOALS
+    for key, goal in GOALS.items():
+        value = results[key]
+        ok = value >= goal if key.startswith("ingest") else value <= goal
+        print(f"{key}: {value} (goal {'≥' if key.startswith('ingest') else '≤'} {goal}) "
+              f"{'met' if ok else 'NOT met'}")  # fmt: skip
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
+    shutil.rmtree(WORK, ignore_errors=True)
+    print(f"written {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

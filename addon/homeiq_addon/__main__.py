@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 
 from .app import serve
 from .config import Config, parse_args
 from .snapshot import promote_snapshot
+from .store.migrations import SchemaTooNew
 
 
 async def _main(config: Config) -> None:
@@ -28,7 +30,11 @@ def main() -> None:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     # After a Supervisor restore only the backup snapshot exists; it becomes the database.
     promote_snapshot(config.data_dir)
-    asyncio.run(_main(config))
+    try:
+        asyncio.run(_main(config))
+    except SchemaTooNew as err:
+        logging.getLogger("homeiq_addon").error("%s", err)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import logging
 
 from aiohttp import web
 
-from . import health, openapi, query_routes, routes, stats, ws
+from . import health, maintenance, openapi, query_routes, routes, stats, ws
 from .auth import auth_middleware
 from .config import Config, load_instance_id, load_token
 from .context import CONFIG, HISTORY, HUB, INGESTOR, RUNTIME, STORE, Runtime
@@ -31,6 +31,7 @@ PLUGINS: list[Callable[[web.Application], None]] = [
     stats.setup,
     ws.setup,
     openapi.setup,
+    maintenance.setup,
     retention_routes.setup,
 ]
 

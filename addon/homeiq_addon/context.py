@@ -24,7 +24,6 @@ class Runtime:
     token: str
     instance_id: str
     started: float = field(default_factory=time.monotonic)
-    last_ingest: float | None = None  # epoch seconds of the last accepted batch
 
 
 CONFIG = web.AppKey("homeiq_config", Config)

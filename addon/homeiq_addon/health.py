@@ -21,7 +21,8 @@ _LOGGER = logging.getLogger(__name__)
 
 def _store_info(conn: sqlite3.Connection) -> dict[str, Any]:
     events = conn.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()[0]
-    return {"events_stored": int(events)}
+    last = conn.execute("SELECT MAX(received_us) FROM batches").fetchone()[0]
+    return {"events_stored": int(events), "last_ingest_us": last}
 
 
 def db_size_bytes(store_path: Any) -> int:
@@ -49,7 +50,7 @@ async def health(request: web.Request) -> web.Response:
     code = 503 if status == "unhealthy" else 200
     if request.query.get("minimal") == "1":
         return json_response({"status": status}, code)
-    last = runtime.last_ingest
+    last = None if info is None else info["last_ingest_us"]
     return json_response(
         {
             "status": status,
@@ -60,7 +61,7 @@ async def health(request: web.Request) -> web.Response:
             "uptime_seconds": round(time.monotonic() - runtime.started, 3),
             "db_size_bytes": db_size_bytes(store.path),
             "events_stored": None if info is None else info["events_stored"],
-            "last_ingest": None if last is None else us_to_iso(int(last * 1_000_000)),
+            "last_ingest": None if last is None else us_to_iso(last),
         },
         code,
     )

@@ -8,7 +8,7 @@ import time
 
 from aiohttp import web
 
-from .context import HUB, INGESTOR, RUNTIME, STORE
+from .context import HUB, INGESTOR, STORE
 from .responses import error, json_response
 from .store.ingest import Rejected, record_reject
 
@@ -40,7 +40,6 @@ async def ingest(request: web.Request) -> web.Response:
         _LOGGER.debug("rejected batch: %s", result.message)
         return error(result.status, result.code, result.message)
     if not result.duplicate:
-        request.app[RUNTIME].last_ingest = time.time()
         request.app[HUB].publish_events(result.events)
     return json_response(result.as_dict())
 

@@ -1,0 +1,41 @@
+"""Bookkeeping tables are pruned after 8 days; events are left to retention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+import time
+
+from homeiq_addon.maintenance import KEEP_SECONDS, prune
+from homeiq_addon.store.db import Store
+from homeiq_addon.store.ingest import Ingestor
+from tests.addon.factory import batch, state_event
+
+
+async def test_prune_keeps_recent_rows_and_all_events(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path)
+    ingestor = Ingestor()
+    store.tx_hooks.append(ingestor)
+    try:
+        for i in range(3):
+            await store.write(lambda c, i=i: ingestor.write_batch(c, batch([state_event(i)])))
+        # Pretend the first batch arrived 9 days ago.
+        old_us = int((time.time() - KEEP_SECONDS - 86_400) * 1e6)
+        await store.write(
+            lambda c: c.execute(
+                "UPDATE batches SET received_us = ? WHERE batch_id = "
+                "(SELECT batch_id FROM batches ORDER BY received_us LIMIT 1)",
+                (old_us,),
+            )
+        )
+        removed = await prune(store)
+        assert removed >= 1
+        counts = await store.read(
+            lambda c: (
+                c.execute("SELECT COUNT(*) FROM batches").fetchone()[0],
+                c.execute("SELECT COUNT(*) FROM events").fetchone()[0],
+            )
+        )
+        assert counts == (2, 3)
+        assert await prune(store) == 0
+    finally:
+        await store.close()

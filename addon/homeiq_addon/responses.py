@@ -45,7 +45,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         code = _CODES.get(exc.status, "error")
-        return error(exc.status, code, exc.text or exc.reason)
+        text = exc.text or ""
+        # aiohttp's default text is just "404: Not Found"; name what was asked for instead.
+        if not text or text.startswith(f"{exc.status}: "):
+            text = f"{request.method} {request.path}: {exc.reason}"
+        return error(exc.status, code, text)
     except Exception:
         _LOGGER.exception("error while handling %s %s", request.method, request.path)
         return error(500, "internal_error", "internal error; see the add-on log")

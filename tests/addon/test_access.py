@@ -41,3 +41,15 @@ async def test_token_file_is_private_and_stable(addon_server: AddonProcess) -> N
     addon_server.stop()
     addon_server.start()
     assert addon_server.token == token
+
+
+async def test_unknown_route_is_a_json_404(addon_server: AddonProcess) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{addon_server.url}/api/v1/nope", headers=addon_server.headers) as resp,
+    ):
+        assert resp.status == 404
+        assert await resp.json() == {
+            "error": "not_found",
+            "message": "GET /api/v1/nope: Not Found",
+        }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 import fnmatch
@@ -10,7 +9,7 @@ import re
 from typing import Any
 
 from homeassistant.const import EVENT_STATE_CHANGED, EVENT_STATE_REPORTED, MATCH_ALL
-from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, State, callback
 
 from .const import (
     CAPTURE_EVENT_TYPES,
@@ -27,7 +26,7 @@ from .const import (
     CONF_INCLUDE_LABELS,
     CONF_INCLUDE_STATE_REPORTED,
 )
-from .enrich import EntityInfo
+from .enrich import Columns, EntityInfo
 
 # Events whose context starts a chain we attribute later state changes to.
 CAUSE_EVENTS = {"automation_triggered": "automation", "script_started": "script"}
@@ -132,7 +131,7 @@ class Capture:
     ) -> None:
         """`on_buffer(len)` is told the buffer length after each append."""
         self.hass = hass
-        self.buffer: deque[Event[Any]] = deque()
+        self.buffer = Columns()
         self.captured_total = 0
         # context id -> (kind, name, entity_id) of the automation/script that started it
         self.context_causes: dict[str, tuple[str, str | None, str | None]] = {}
@@ -180,10 +179,49 @@ class Capture:
 
     @callback
     def _append(self, event: Event[Any]) -> None:
-        buffer = self.buffer
-        buffer.append(event)
+        # Plain values appended to column lists: no object the garbage collector tracks is
+        # created or kept, so capture does not make HA's collections run more often.
+        context = event.context
+        data = event.data
+        cols = self.buffer
+        cols.event_type.append(event.event_type)  # type: ignore[arg-type]  # a str subclass
+        cols.fired.append(event.time_fired_timestamp)
+        cols.origin.append(event.origin.value)
+        cols.context_id.append(context.id)
+        cols.user_id.append(context.user_id)
+        cols.parent_id.append(context.parent_id)
+        if "new_state" in data:
+            cols.entity_id.append(data["entity_id"])
+            new: State | None = data["new_state"]
+            if new is None:
+                cols.value.append(None)
+                cols.attrs_key.append(None)
+                cols.new_changed.append(None)
+            else:
+                attributes = new.attributes
+                key = id(attributes)
+                cols.attributes[key] = attributes
+                cols.value.append(new.state)
+                cols.attrs_key.append(key)
+                cols.new_changed.append(new.last_changed_timestamp)
+            old: State | None = data.get("old_state")
+            cols.old_state.append(None if old is None else old.state)
+            cols.old_changed.append(None if old is None else old.last_changed_timestamp)
+        else:
+            cols.entity_id.append(None)
+            cols.value.append(data)
+            cols.attrs_key.append(None)
+            cols.new_changed.append(None)
+            cols.old_state.append(None)
+            cols.old_changed.append(None)
         self.captured_total += 1
-        self._on_buffer(len(buffer))
+        self._on_buffer(len(cols.fired))
+
+    def take(self) -> Columns:
+        """Hand the buffer to the flush and start a new one."""
+        taken = self.buffer
+        self.buffer = Columns()
+        return taken
 
     def _remember_cause(self, event: Event[Any], kind: str) -> None:
         causes = self.context_causes

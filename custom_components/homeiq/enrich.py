@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 import math
 from typing import Any
 
@@ -14,14 +15,13 @@ from homeassistant.const import (
     EVENT_STATE_CHANGED,
     EVENT_STATE_REPORTED,
 )
-from homeassistant.core import Context, Event, HomeAssistant, State
+from homeassistant.core import HomeAssistant
 from homeassistant.helpers import (
     area_registry as ar,
     device_registry as dr,
     entity_registry as er,
     floor_registry as fr,
 )
-import orjson
 
 ATTR_STATE_CLASS = "state_class"
 # Attributes that become their own columns are not repeated inside `attributes`.
@@ -29,6 +29,60 @@ COLUMN_ATTRIBUTES = frozenset(
     {ATTR_FRIENDLY_NAME, ATTR_UNIT_OF_MEASUREMENT, ATTR_DEVICE_CLASS, ATTR_STATE_CLASS}
 )
 STATE_EVENTS = frozenset({EVENT_STATE_CHANGED, EVENT_STATE_REPORTED})
+_NUMERIC_START = frozenset("0123456789+-.")
+
+
+# One captured event, as plain values (see Capture._append):
+# (event_type, time_fired_ts, origin, context_id, user_id, parent_id,
+#  entity_id | None, new_state | data, new_attributes, new_last_changed_ts,
+#  old_state, old_last_changed_ts)
+type Captured = tuple[
+    str, float, str, str, str | None, str | None, str | None, Any, Any, Any, Any, Any
+]
+
+
+@dataclass(slots=True)
+class Columns:
+    """Captured events, one list per field (see Capture._append); row i is one event."""
+
+    event_type: list[str] = field(default_factory=list)
+    fired: list[float] = field(default_factory=list)
+    origin: list[str] = field(default_factory=list)
+    context_id: list[str] = field(default_factory=list)
+    user_id: list[str | None] = field(default_factory=list)
+    parent_id: list[str | None] = field(default_factory=list)
+    entity_id: list[str | None] = field(default_factory=list)
+    value: list[Any] = field(default_factory=list)  # new state, or the data of other events
+    attrs_key: list[int | None] = field(default_factory=list)
+    new_changed: list[float | None] = field(default_factory=list)
+    old_state: list[str | None] = field(default_factory=list)
+    old_changed: list[float | None] = field(default_factory=list)
+    # id -> the new states' attributes, kept once each
+    attributes: dict[int, Mapping[str, Any]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        """Number of events."""
+        return len(self.fired)
+
+    def rows(self, start: int, stop: int) -> list[Captured]:
+        """Events start..stop as tuples (the worker thread's view)."""
+        return list(
+            zip(
+                self.event_type[start:stop],
+                self.fired[start:stop],
+                self.origin[start:stop],
+                self.context_id[start:stop],
+                self.user_id[start:stop],
+                self.parent_id[start:stop],
+                self.entity_id[start:stop],
+                self.value[start:stop],
+                self.attrs_key[start:stop],
+                self.new_changed[start:stop],
+                self.old_state[start:stop],
+                self.old_changed[start:stop],
+                strict=True,
+            )
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +101,22 @@ class EntityInfo:
     unit: str | None = None
     name: str | None = None
     platform: str | None = None
+    # The record fields these facts become, built once per entity (record.update is cheap).
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
-
-NO_INFO = EntityInfo()
+    @classmethod
+    def build(cls, entity_id: str, **facts: Any) -> EntityInfo:
+        """Compute `fields` from the facts (only those known)."""
+        fields: dict[str, Any] = {"domain": entity_id.partition(".")[0]}
+        for key in ("area_id", "area", "floor", "device_id", "device_name"):
+            if facts.get(key) is not None:
+                fields[key] = facts[key]
+        for key in ("manufacturer", "model"):
+            if facts.get(f"device_{key}") is not None:
+                fields[f"device_{key}"] = facts[f"device_{key}"]
+        if "labels" in facts:
+            fields["labels"] = list(facts["labels"])
+        return cls(**facts, fields=fields)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +124,7 @@ class BatchContext:
     """Everything a batch needs, gathered on the loop, then only read in the worker thread."""
 
     entities: Mapping[str, EntityInfo]
+    attributes: Mapping[int, Mapping[str, Any]]
     users: Mapping[str, str | None]
     causes: Mapping[str, tuple[str, str | None, str | None]]
     snapshot: Mapping[str, Any]
@@ -92,12 +160,13 @@ class Enricher:
     def _lookup(self, entity_id: str) -> EntityInfo:
         entry = self._ent_reg.async_get(entity_id)
         if entry is None:
-            return NO_INFO
+            return EntityInfo.build(entity_id)
         device = self._dev_reg.async_get(entry.device_id) if entry.device_id else None
         area_id = entry.area_id or (device.area_id if device else None)
         area = self._area_reg.async_get_area(area_id) if area_id else None
         floor = self._floor_reg.async_get_floor(area.floor_id) if area and area.floor_id else None
-        return EntityInfo(
+        return EntityInfo.build(
+            entity_id,
             area_id=area_id,
             area=area.name if area else None,
             floor=floor.name if floor else None,
@@ -112,21 +181,21 @@ class Enricher:
             platform=entry.platform,
         )
 
-    async def async_prepare(self, events: Iterable[Event[Any]]) -> None:
+    async def async_prepare(self, events: Columns) -> None:
         """Fill the caches a batch needs (entities invalidated since capture, user names)."""
-        missing_users: set[str] = set()
-        for event in events:
-            if event.event_type in STATE_EVENTS:
-                self.entity_info(event.data["entity_id"])
-            user_id = event.context.user_id
-            if user_id is not None and user_id not in self.users:
-                missing_users.add(user_id)
+        entities = self.entities
+        for entity_id in set(events.entity_id):
+            if entity_id is not None and entity_id not in entities:
+                self.entity_info(entity_id)
+        missing_users = {u for u in set(events.user_id) if u is not None and u not in self.users}
         for user_id in missing_users:
             user = await self.hass.auth.async_get_user(user_id)
             self.users[user_id] = user.name if user else None
 
 
 def _numeric(state: str) -> float | None:
+    if not state or state[0] not in _NUMERIC_START:
+        return None  # most text states, without the cost of an exception
     try:
         value = float(state)
     except ValueError:
@@ -134,83 +203,66 @@ def _numeric(state: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _attributes(state: State, ctx: BatchContext) -> dict[str, Any]:
-    attrs = state.attributes
+def _attributes(attrs: Mapping[str, Any], ctx: BatchContext) -> dict[str, Any]:
     if ctx.keep_attributes:
         return {k: attrs[k] for k in ctx.keep_attributes if k in attrs}
     drop = ctx.drop_attributes
     return {k: v for k, v in attrs.items() if k not in drop and k not in COLUMN_ATTRIBUTES}
 
 
-def _state_fields(record: dict[str, Any], event: Event[Any], ctx: BatchContext) -> EntityInfo:
-    data = event.data
-    entity_id: str = data["entity_id"]
-    info = ctx.entities.get(entity_id, NO_INFO)
-    new: State | None = data.get("new_state")
-    old: State | None = data.get("old_state")
-    record["entity_id"] = entity_id
-    record["domain"] = entity_id.partition(".")[0]
-    record["old_state"] = old.state if old is not None else None
-    if new is None:
-        record["state"] = None
-    else:
-        attrs = new.attributes
-        record["state"] = new.state
-        record["numeric_value"] = _numeric(new.state)
-        record["last_changed"] = new.last_changed
-        if old is not None and old.state != new.state:
-            record["prev_state_seconds"] = new.last_changed_timestamp - old.last_changed_timestamp
-        record["attributes"] = _attributes(new, ctx)
-        record["device_class"] = attrs.get(ATTR_DEVICE_CLASS) or info.device_class
-        record["state_class"] = attrs.get(ATTR_STATE_CLASS)
-        record["unit"] = attrs.get(ATTR_UNIT_OF_MEASUREMENT) or info.unit
-        record["friendly_name"] = attrs.get(ATTR_FRIENDLY_NAME) or info.name
-    if info is not NO_INFO:
-        record["area_id"] = info.area_id
-        record["area"] = info.area
-        record["floor"] = info.floor
-        record["device_id"] = info.device_id
-        record["device_name"] = info.device_name
-        record["device_manufacturer"] = info.device_manufacturer
-        record["device_model"] = info.device_model
-        record["labels"] = list(info.labels)
-    return info
-
-
-def build_record(event: Event[Any], ctx: BatchContext) -> dict[str, Any]:
+def build_record(event: Captured, ctx: BatchContext) -> dict[str, Any]:
     """Turn one captured event into the wire contract's EVENT (runs in a worker thread)."""
-    context = event.context
+    (event_type, fired, origin, context_id, user_id, parent_id, entity_id,
+     new_or_data, attrs_key, new_changed, old_state, old_changed) = event  # fmt: skip
     record: dict[str, Any] = {
-        "time_fired": event.time_fired,
-        "event_type": event.event_type,
-        "origin": event.origin.value,
-        "context_id": context.id,
+        "time_fired": datetime.fromtimestamp(fired, UTC),
+        "event_type": event_type,
+        "origin": origin,
+        "context_id": context_id,
     }
-    if context.user_id is not None:
-        record["context_user_id"] = context.user_id
-    if context.parent_id is not None:
-        record["context_parent_id"] = context.parent_id
+    if user_id is not None:
+        record["context_user_id"] = user_id
+    if parent_id is not None:
+        record["context_parent_id"] = parent_id
     info: EntityInfo | None = None
-    if event.event_type in STATE_EVENTS:
-        info = _state_fields(record, event, ctx)
-    elif event.data:
-        record["data"] = event.data
-    _cause(record, context, info, ctx)
+    if entity_id is not None:
+        info = ctx.entities.get(entity_id) or EntityInfo.build(entity_id)
+        record["entity_id"] = entity_id
+        record.update(info.fields)
+        record["old_state"] = old_state
+        record["state"] = new_or_data
+        if new_or_data is not None:
+            attrs = ctx.attributes[attrs_key]
+            record["numeric_value"] = _numeric(new_or_data)
+            record["last_changed"] = datetime.fromtimestamp(new_changed, UTC)
+            if old_state is not None and old_state != new_or_data:
+                record["prev_state_seconds"] = new_changed - old_changed
+            record["attributes"] = _attributes(attrs, ctx)
+            record["device_class"] = attrs.get(ATTR_DEVICE_CLASS) or info.device_class
+            record["state_class"] = attrs.get(ATTR_STATE_CLASS)
+            record["unit"] = attrs.get(ATTR_UNIT_OF_MEASUREMENT) or info.unit
+            record["friendly_name"] = attrs.get(ATTR_FRIENDLY_NAME) or info.name
+    elif new_or_data:
+        record["data"] = new_or_data
+    _cause(record, context_id, parent_id, user_id, info, ctx)
     record.update(ctx.snapshot)
     return record
 
 
-def _cause(
-    record: dict[str, Any], context: Context, info: EntityInfo | None, ctx: BatchContext
+def _cause(  # noqa: PLR0917 - hot path: plain positional values, no wrapper objects
+    record: dict[str, Any],
+    context_id: str,
+    parent_id: str | None,
+    user_id: str | None,
+    info: EntityInfo | None,
+    ctx: BatchContext,
 ) -> None:
-    user_id = context.user_id
-    parent_id = context.parent_id
     if user_id is not None:
         record["cause"] = "user"
         record["cause_name"] = ctx.users.get(user_id)
         record["cause_id"] = user_id
         return
-    origin = ctx.causes.get(context.id) or (ctx.causes.get(parent_id) if parent_id else None)
+    origin = ctx.causes.get(context_id) or (ctx.causes.get(parent_id) if parent_id else None)
     if origin is not None:
         record["cause"], record["cause_name"], record["cause_id"] = origin
     elif info is None:
@@ -240,27 +292,3 @@ def snapshot(
             1 for person in hass.states.async_all("person") if person.state == "home"
         )
     return snap
-
-
-def _json_default(value: Any) -> Any:
-    """Serialize what orjson does not know (sets, enums, State objects...) plainly."""
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
-    return str(value)
-
-
-def serialize_batch(
-    batch_id: str, source: Mapping[str, str], events: list[Event[Any]], ctx: BatchContext
-) -> bytes:
-    """The ingest body for one batch (worker thread)."""
-    return orjson.dumps(
-        {
-            "batch_id": batch_id,
-            "source": source,
-            "events": [build_record(event, ctx) for event in events],
-        },
-        default=_json_default,
-        option=orjson.OPT_NON_STR_KEYS,
-    )

@@ -24,9 +24,9 @@ from homeassistant.helpers import (
 )
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.storage import STORAGE_DIR
-from homeassistant.util.ulid import ulid_now
 
 from .api import HomeIQClient
+from .batch import BatchBuilder
 from .capture import Capture
 from .const import (
     CONF_BATCH_SIZE,
@@ -46,10 +46,12 @@ from .const import (
     LOGGER,
     SHUTDOWN_FLUSH_TIMEOUT,
 )
-from .enrich import BatchContext, Enricher, serialize_batch, snapshot
+from .enrich import BatchContext, Enricher, snapshot
 from .shipper import Shipper
 from .spool import Spool, SpoolItem
 
+# Events serialized per worker-thread job: keeps the buffer (and GC work) small.
+CONVERT_CHUNK = 500
 REGISTRY_EVENTS = (
     er.EVENT_ENTITY_REGISTRY_UPDATED,
     dr.EVENT_DEVICE_REGISTRY_UPDATED,
@@ -76,6 +78,7 @@ class Pipeline:
         self.spool = Spool(spool_dir(hass, entry.entry_id))
         self.shipper = Shipper(hass, entry, client, self.spool, self._changed)
         self.source = {"instance_id": "", "integration_version": INTEGRATION_VERSION}
+        self.builder = BatchBuilder(self.spool, self.source)
         self.batch_size = DEFAULT_BATCH_SIZE
         self.flush_interval = float(DEFAULT_FLUSH_INTERVAL)
         self.spool_cap_bytes = DEFAULT_SPOOL_CAP_MB * 1024 * 1024
@@ -83,6 +86,7 @@ class Pipeline:
         self._options: Mapping[str, Any] = {}
         self._flush_lock = asyncio.Lock()
         self._flush_scheduled = False
+        self._converting = 0  # events handed to the worker thread, not yet spooled
         self._last_flush = time.monotonic()
         self._rate_samples: deque[tuple[float, int]] = deque()
         self._listeners: list[Callable[[], None]] = []
@@ -109,7 +113,7 @@ class Pipeline:
     @property
     def buffered_events(self) -> int:
         """Events captured and not yet spooled."""
-        return len(self.capture.buffer)
+        return len(self.capture.buffer) + (self._converting or self.builder.count)
 
     @property
     def spool_bytes(self) -> int:
@@ -192,7 +196,7 @@ class Pipeline:
         self._unsubs.clear()
         try:
             async with asyncio.timeout(SHUTDOWN_FLUSH_TIMEOUT):
-                await self._async_flush_buffer()
+                await self._async_flush_buffer(seal=True)
         except TimeoutError:
             LOGGER.warning(
                 "HomeIQ could not spool %s events within %ss",
@@ -203,7 +207,7 @@ class Pipeline:
 
     async def async_flush(self) -> None:
         """Spool what is buffered and try to ship now, cutting any back-off short."""
-        await self._async_flush_buffer()
+        await self._async_flush_buffer(seal=True)
         self.shipper.retry_now()
 
     async def async_wait_delivered(self) -> None:
@@ -214,10 +218,10 @@ class Pipeline:
     # --- internals -----------------------------------------------------------------
     @callback
     def _on_buffer(self, length: int) -> None:
-        if length >= self.batch_size and not self._flush_scheduled:
+        if length >= CONVERT_CHUNK and not self._flush_scheduled:
             self._flush_scheduled = True
             self.entry.async_create_background_task(
-                self.hass, self._async_flush_buffer(), "homeiq flush"
+                self.hass, self._async_flush_buffer(seal=False), "homeiq flush"
             )
 
     @callback
@@ -232,10 +236,10 @@ class Pipeline:
         samples.append((now, self.captured_total))
         while samples and samples[0][0] < now - 60:
             samples.popleft()
-        if self.capture.buffer and now - self._last_flush >= self.flush_interval:
+        if self.buffered_events and now - self._last_flush >= self.flush_interval:
             self._flush_scheduled = True
             self.entry.async_create_background_task(
-                self.hass, self._async_flush_buffer(), "homeiq flush"
+                self.hass, self._async_flush_buffer(seal=True), "homeiq flush"
             )
         if self._dirty or self.capture.buffer:
             self._dirty = False
@@ -246,19 +250,24 @@ class Pipeline:
     def _changed(self) -> None:
         self._dirty = True
 
-    async def _async_flush_buffer(self) -> None:
+    async def _async_flush_buffer(self, seal: bool) -> None:
+        """Serialize the buffer (and with `seal`, spool even a partial batch)."""
         async with self._flush_lock:
             self._flush_scheduled = False
-            self._last_flush = time.monotonic()
             buffer = self.capture.buffer
+            if seal:
+                self._last_flush = time.monotonic()
             if not buffer:
+                if seal and self.builder.count:
+                    self.shipper.add([await self.hass.async_add_executor_job(self.builder.seal)])
+                    await self._async_enforce_cap()
                 return
-            self.capture.buffer = deque()
-            events = list(buffer)
+            events = self.capture.take()
             await self.enricher.async_prepare(events)
             options = self._options
             ctx = BatchContext(
                 entities=self.enricher.entities,
+                attributes=events.attributes,
                 users=self.enricher.users,
                 causes=self.capture.context_causes,
                 snapshot=snapshot(
@@ -270,24 +279,16 @@ class Pipeline:
                 keep_attributes=frozenset(options.get(CONF_KEEP_ATTRIBUTES) or ()),
                 drop_attributes=frozenset(options.get(CONF_DROP_ATTRIBUTES) or ()),
             )
-            items = await self.hass.async_add_executor_job(
-                self._write_batches, events, ctx, self.batch_size
-            )
+            self._converting = len(events) + self.builder.count
+            try:
+                items = await self.hass.async_add_executor_job(
+                    self.builder.add, events, ctx, self.batch_size, seal
+                )
+            finally:
+                self._converting = 0
             self.shipper.add(items)
             await self._async_enforce_cap()
             self._dirty = True
-
-    def _write_batches(
-        self, events: list[Event[Any]], ctx: BatchContext, size: int
-    ) -> list[SpoolItem]:
-        """Build, serialize and spool batches (worker thread: no loop objects touched)."""
-        items = []
-        for start in range(0, len(events), size):
-            chunk = events[start : start + size]
-            batch_id = ulid_now()
-            body = serialize_batch(batch_id, self.source, chunk, ctx)
-            items.append(self.spool.write(batch_id, len(chunk), body))
-        return items
 
     async def _async_enforce_cap(self) -> None:
         dropped: list[SpoolItem] = []

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from typing import Any
 
+import aiohttp
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import (
     area_registry as ar,
@@ -43,3 +46,73 @@ async def registries(hass: HomeAssistant) -> dict[str, Any]:
     )
     ent_reg.async_update_entity(entity.entity_id, labels={label.label_id})
     return {"floor": floor, "area": area, "label": label, "device": device}
+
+
+class FlakyProxy:
+    """A real HTTP hop in front of the add-on that misbehaves on the first ingest."""
+
+    def __init__(self, upstream: str, mode: str) -> None:
+        self.upstream = upstream
+        self.mode = mode  # "drop_ack", "429", "422" or "old_api"
+        self.ingests = 0
+        self.server: asyncio.Server | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", port)
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")
+            method, path, _ = lines[0].split(" ")
+            headers = dict(line.split(": ", 1) for line in lines[1:] if line)
+            length = int(headers.get("Content-Length", "0"))
+            body = await reader.readexactly(length) if length else None
+            first = False
+            if path == "/api/v1/ingest":
+                self.ingests += 1
+                first = self.ingests == 1
+            if first and self.mode in ("429", "422"):
+                status_line = {"429": b"429 Too Many Requests", "422": b"422 Unprocessable"}
+                payload = b'{"error": "invalid_batch", "message": "events[0].state: too long"}'
+                writer.write(
+                    b"HTTP/1.1 " + status_line[self.mode] + b"\r\nRetry-After: 0\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: "
+                    + str(len(payload)).encode()
+                    + b"\r\nConnection: close\r\n\r\n"
+                    + payload
+                )
+                return
+            async with (
+                aiohttp.ClientSession() as session,
+                session.request(
+                    method,
+                    self.upstream + path,
+                    data=body,
+                    headers={"Authorization": headers.get("Authorization", "")},
+                ) as resp,
+            ):
+                payload = await resp.read()
+                status = resp.status
+            if first and self.mode == "drop_ack":
+                return  # committed upstream, but the client never hears about it
+            if self.mode == "old_api" and path == "/api/v1/health":
+                payload = payload.replace(b'"api_version":1', b'"api_version":99')
+            writer.write(
+                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                + payload
+            )
+        finally:
+            await writer.drain()
+            writer.close()

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-import socket
 import sqlite3
 from typing import Any
 
-import aiohttp
-from helpers import registries
+from helpers import FlakyProxy, registries
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 import orjson
@@ -96,70 +94,6 @@ async def test_restart_with_backlog(
     assert stored_values(addon_server) == [float(i) for i in range(500)]
     assert spool_files(hass, entry) == []
     assert await hass.config_entries.async_unload(entry.entry_id)
-
-
-class FlakyProxy:
-    """A real HTTP hop in front of the add-on that misbehaves on the first ingest."""
-
-    def __init__(self, upstream: str, mode: str) -> None:
-        self.upstream = upstream
-        self.mode = mode  # "drop_ack" or "429"
-        self.ingests = 0
-        self.server: asyncio.Server | None = None
-        self.url = ""
-
-    async def start(self) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", port)
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode().split("\r\n")
-            method, path, _ = lines[0].split(" ")
-            headers = dict(line.split(": ", 1) for line in lines[1:] if line)
-            length = int(headers.get("Content-Length", "0"))
-            body = await reader.readexactly(length) if length else None
-            first = False
-            if path == "/api/v1/ingest":
-                self.ingests += 1
-                first = self.ingests == 1
-            if first and self.mode == "429":
-                writer.write(
-                    b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\n"
-                    b"Content-Type: application/json\r\nContent-Length: 2\r\n"
-                    b"Connection: close\r\n\r\n{}"
-                )
-                return
-            async with (
-                aiohttp.ClientSession() as session,
-                session.request(
-                    method,
-                    self.upstream + path,
-                    data=body,
-                    headers={"Authorization": headers.get("Authorization", "")},
-                ) as resp,
-            ):
-                payload = await resp.read()
-                status = resp.status
-            if first and self.mode == "drop_ack":
-                return  # committed upstream, but the client never hears about it
-            writer.write(
-                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
-                + payload
-            )
-        finally:
-            await writer.drain()
-            writer.close()
 
 
 async def test_ack_lost_after_commit_stored_once(

@@ -1,0 +1,158 @@
+"""Pipeline edges: attribute selection, refused tokens, refused batches, HA stop, leftovers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from helpers import FlakyProxy
+from homeassistant.config_entries import SOURCE_REAUTH
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
+from homeassistant.core import HomeAssistant
+
+from custom_components.homeiq.const import (
+    CONF_CAPTURE_MODE,
+    CONF_DROP_ATTRIBUTES,
+    CONF_FLUSH_INTERVAL,
+    CONF_INCLUDE_ENTITIES,
+    CONF_KEEP_ATTRIBUTES,
+    DOMAIN,
+)
+from custom_components.homeiq.pipeline import spool_dir
+
+ONLY_SEQ = {CONF_CAPTURE_MODE: "state_changes", CONF_INCLUDE_ENTITIES: ["sensor.seq"]}
+
+
+async def wait_for(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(30):
+        while not predicate():  # noqa: ASYNC110 - polling state the pipeline owns
+            await asyncio.sleep(0.05)
+
+
+async def test_keep_and_drop_attributes(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """keep_attributes wins when set; otherwise drop_attributes are left out."""
+    entry = await make_entry(
+        addon_server.url, addon_server.token, **ONLY_SEQ, **{CONF_KEEP_ATTRIBUTES: ["a"]}
+    )
+    hass.states.async_set("sensor.seq", "1", {"a": 1, "b": 2, "c": 3})
+    await entry.runtime_data.pipeline.async_flush()
+    hass.config_entries.async_update_entry(
+        entry, options={**entry.options, CONF_KEEP_ATTRIBUTES: [], CONF_DROP_ATTRIBUTES: ["b"]}
+    )
+    await hass.async_block_till_done()
+    hass.states.async_set("sensor.seq", "2", {"a": 1, "b": 2, "c": 3})
+    await entry.runtime_data.pipeline.async_wait_delivered()
+    events = (await entry.runtime_data.client.async_events(entity_id="sensor.seq"))["events"]
+    assert [e["attributes"] for e in reversed(events)] == [{"a": 1}, {"a": 1, "c": 3}]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_refused_token_keeps_events_and_asks_for_reauth(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """A refused token never loses events: they wait in the spool while reauth is asked."""
+    entry = await make_entry(addon_server.url, "not-the-token", **ONLY_SEQ)
+    pipeline = entry.runtime_data.pipeline
+    hass.states.async_set("sensor.seq", "1")
+    await pipeline.async_flush()
+    await wait_for(
+        lambda: any(
+            flow["context"]["source"] == SOURCE_REAUTH
+            for flow in hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+        )
+    )
+    assert pipeline.backlog_events == 1
+    assert not pipeline.connected
+    assert pipeline.last_error
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_refused_batch_is_counted_and_kept_aside(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """A refused batch (4xx) counts as dropped and is kept as .rejected; later ones flow."""
+    proxy = FlakyProxy(addon_server.url, "422")
+    await proxy.start()
+    entry = await make_entry(proxy.url, addon_server.token, **ONLY_SEQ)
+    pipeline = entry.runtime_data.pipeline
+    hass.states.async_set("sensor.seq", "1")
+    await pipeline.async_wait_delivered()
+    hass.states.async_set("sensor.seq", "2")
+    await pipeline.async_wait_delivered()
+    assert pipeline.dropped_total == 1
+    assert len(list(spool_dir(hass, entry.entry_id).glob("*.rejected"))) == 1
+    assert addon_server.row_count() == 1
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await proxy.stop()
+
+
+async def test_incompatible_addon_is_reported(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """An add-on speaking another API version is named in last_error."""
+    proxy = FlakyProxy(addon_server.url, "old_api")
+    await proxy.start()
+    entry = await make_entry(proxy.url, addon_server.token, **ONLY_SEQ)
+    pipeline = entry.runtime_data.pipeline
+    await wait_for(lambda: pipeline.last_error is not None)
+    assert "API version 99" in (pipeline.last_error or "")
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await proxy.stop()
+
+
+async def test_home_assistant_stop_spools_the_buffer(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """On HA stop the in-memory buffer reaches the spool (add-on down: nothing is lost)."""
+    await hass.async_add_executor_job(addon_server.stop)
+    entry = await make_entry(addon_server.url, addon_server.token, **ONLY_SEQ)
+    pipeline = entry.runtime_data.pipeline
+    for i in range(10):
+        hass.states.async_set("sensor.seq", str(i))
+    assert pipeline.buffered_events == 10
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+    assert pipeline.buffered_events == 0
+    assert pipeline.backlog_events == 10
+    files = list(spool_dir(hass, entry.entry_id).glob("*.json"))
+    assert sum(int(path.name.split("_")[1]) for path in files) == 10
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_leftovers_and_removal(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """A crash's half-written file is discarded, strangers ignored; removing the entry cleans up."""
+    entry = await make_entry(addon_server.url, addon_server.token, setup=False, **ONLY_SEQ)
+    directory = spool_dir(hass, entry.entry_id)
+    directory.mkdir(parents=True)
+    (directory / "000000000001_5_X.tmp").write_bytes(b"{half")
+    (directory / "notes.txt").write_text("not a batch")
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert not (directory / "000000000001_5_X.tmp").exists()
+    assert entry.runtime_data.pipeline.backlog_events == 0
+    assert await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    assert not directory.exists()
+
+
+async def test_counters_tick(hass: HomeAssistant, addon_server: Any, make_entry: Any) -> None:
+    """The 1 s tick samples the rate, flushes after the interval and notifies listeners."""
+    entry = await make_entry(
+        addon_server.url, addon_server.token, **ONLY_SEQ, **{CONF_FLUSH_INTERVAL: 1}
+    )
+    pipeline = entry.runtime_data.pipeline
+    calls: list[int] = []
+    unsub = pipeline.async_add_listener(lambda: calls.append(pipeline.captured_total))
+    for i in range(5):
+        hass.states.async_set("sensor.seq", str(i))
+    await wait_for(lambda: pipeline.backlog_events == 0 and pipeline.buffered_events == 0)
+    await wait_for(lambda: bool(calls))
+    assert pipeline.events_per_minute >= 0
+    assert addon_server.row_count() >= 5
+    unsub()
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -39,6 +39,9 @@ type WriteFn[T] = Callable[[sqlite3.Connection], T]
 class TxHooks(Protocol):
     """Work tied to the writer's transactions (the ingest's deferred counters)."""
 
+    def job_done(self, ok: bool) -> None:
+        """A job's savepoint was released (ok) or rolled back (its work is gone)."""
+
     def before_commit(self, conn: sqlite3.Connection) -> None: ...
 
     def after_commit(self) -> None: ...
@@ -191,10 +194,19 @@ class Store:
 
     def _run_alone(self, conn: sqlite3.Connection, job: _Job) -> None:
         try:
-            job.future.set_result(job.fn(conn))
+            result = job.fn(conn)
+            for hooks in self.tx_hooks:
+                hooks.job_done(True)
+                hooks.before_commit(conn)
+                hooks.after_commit()
         except BaseException as err:
             self._rolled_back()
+            for hooks in self.tx_hooks:
+                hooks.job_done(False)
+                hooks.after_rollback()
             job.future.set_exception(err)
+            return
+        job.future.set_result(result)
 
     def _run_group(self, conn: sqlite3.Connection, jobs: list[_Job]) -> None:
         done: list[tuple[_Job, Any]] = []
@@ -209,12 +221,17 @@ class Store:
             try:
                 result = job.fn(conn)
             except BaseException as err:
+                # Only this job's work is undone; the others in the group still commit.
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
                 self._rolled_back()
+                for hooks in self.tx_hooks:
+                    hooks.job_done(False)
                 job.future.set_exception(err)
                 continue
             conn.execute("RELEASE job")
+            for hooks in self.tx_hooks:
+                hooks.job_done(True)
             done.append((job, result))
         try:
             for hooks in self.tx_hooks:
@@ -230,6 +247,7 @@ class Store:
             for job, _ in done:
                 job.future.set_exception(err)
             return
+        # Acknowledge only now: every result handed out below is committed.
         for hooks in self.tx_hooks:
             hooks.after_commit()
         for job, result in done:

@@ -102,7 +102,8 @@ class Ingestor:
         self._ids: dict[tuple[str, Any], int] = {}
         self._attrs: dict[bytes, int] = {}
         self._combos: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
-        self._pending: Counter[Key] = Counter()
+        self._pending: Counter[Key] = Counter()  # jobs done in the open transaction
+        self._job: Counter[Key] = Counter()  # the running job's, until its savepoint ends
         self.recent = RecentCounts()
 
     # --- store transaction hooks (writer thread) -------------------------------------
@@ -111,6 +112,11 @@ class Ingestor:
         self._ids.clear()
         self._attrs.clear()
         self._combos.clear()
+
+    def job_done(self, ok: bool) -> None:
+        if ok:
+            self._pending.update(self._job)
+        self._job = Counter()
 
     def before_commit(self, conn: sqlite3.Connection) -> None:
         if self._pending:
@@ -123,6 +129,7 @@ class Ingestor:
 
     def after_rollback(self) -> None:
         self._pending = Counter()
+        self._job = Counter()
 
     # --- the batch -------------------------------------------------------------------
 
@@ -167,8 +174,8 @@ class Ingestor:
                 source["integration_version"],
             ),
         )
-        # Only now: a batch that raised above leaves no counts behind.
-        self._pending.update(keys)
+        # Counted for the transaction only once the job's savepoint is released (job_done).
+        self._job.update(keys)
         return Ack(batch_id, len(rows), False, events)
 
     def _id(self, conn: sqlite3.Connection, table: str, value: Any) -> int:

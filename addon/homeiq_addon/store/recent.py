@@ -1,4 +1,4 @@
-"""Per-minute event counts by (event type, entity, domain) for the last two hours.
+"""Per-minute event counts by (event type, entity, domain) for the last hour.
 
 The 15m and 1h stats need counts at minute resolution; writing them to SQLite would cost
 about one upsert per event, so they live in memory (added after each commit) and are
@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Final
 
-KEEP_MINUTES: Final = 120
+KEEP_MINUTES: Final = 61  # the longest period served from here is 1h
 _US_PER_MIN: Final = 60_000_000
 
 type Key = tuple[int, int, int, int]  # (minute, event_type_id, entity_ref, domain_ref)

@@ -35,6 +35,7 @@ import tempfile
 import time
 import types
 from typing import Any
+import urllib.parse
 import urllib.request
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ def free_port() -> int:
 
 
 def rss_mb() -> float:
-    with open("/proc/self/status") as status:
+    with Path("/proc/self/status").open() as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
@@ -74,9 +75,23 @@ def addon_process(work: Path):
     port = free_port()
     log = (work / "addon.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "homeiq_addon", "--data-dir", str(data), "--port", str(port),
-         "--ingress-port", str(free_port()), "--log-level", "warning"],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "addon")}, stdout=log, stderr=log,
+        [
+            sys.executable,
+            "-m",
+            "homeiq_addon",
+            "--data-dir",
+            str(data),
+            "--port",
+            str(port),
+            "--ingress-port",
+            str(free_port()),
+            "--log-level",
+            "warning",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO / "addon")},
+        stdout=log,
+        stderr=log,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/api/v1/health?minimal=1")
@@ -92,9 +107,13 @@ def victoria_metrics(work: Path):
     port = free_port()
     log = (work / "vm.log").open("wb")
     proc = subprocess.Popen(
-        ["victoria-metrics", f"-storageDataPath={work / 'vm'}",
-         f"-httpListenAddr=127.0.0.1:{port}"],
-        stdout=log, stderr=log,
+        [
+            "victoria-metrics",
+            f"-storageDataPath={work / 'vm'}",
+            f"-httpListenAddr=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=log,
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/health")
@@ -130,8 +149,12 @@ async def set_states(hass: Any, events: int, entities: int, offset: int = 0) -> 
     """The load: `events` state changes round-robin over `entities`; returns seconds taken."""
     ids = [f"sensor.bench_{i}" for i in range(entities)]
     attrs = [
-        {"unit_of_measurement": "W", "device_class": "power", "state_class": "measurement",
-         "friendly_name": f"Bench {i}"}
+        {
+            "unit_of_measurement": "W",
+            "device_class": "power",
+            "state_class": "measurement",
+            "friendly_name": f"Bench {i}",
+        }
         for i in range(entities)
     ]
     async_set = hass.states.async_set
@@ -146,23 +169,48 @@ async def set_states(hass: Any, events: int, entities: int, offset: int = 0) -> 
 
 async def phase_baseline(work: Path, events: int, entities: int) -> dict[str, float]:
     hass = await make_hass(work / "config")
-    await set_states(hass, entities, entities, offset=-entities)  # create the entities first, like the others
+    # create the entities first, as the other phases do
+    await set_states(hass, entities, entities, offset=-entities)
+    seconds = await set_states(hass, events, entities)
+    await hass.async_stop()
+    return {"set_events_per_s": events / seconds}
+
+
+async def phase_listener(work: Path, events: int, entities: int) -> dict[str, float]:
+    """Baseline plus one no-op MATCH_ALL listener: what any bus subscriber costs HA.
+
+    With no listener at all HA skips building Event objects; with one it builds them and
+    chains them to the states (context.origin_event), and the extra young objects make the
+    garbage collector run. This phase separates that cost from HomeIQ's own.
+    """
+    from homeassistant.core import callback
+
+    hass = await make_hass(work / "config")
+    hass.bus.async_listen("*", callback(lambda event: None))
+    await set_states(hass, entities, entities, offset=-entities)
     seconds = await set_states(hass, events, entities)
     await hass.async_stop()
     return {"set_events_per_s": events / seconds}
 
 
 async def phase_homeiq(work: Path, events: int, entities: int) -> dict[str, float]:
-    from custom_components.homeiq.const import CONF_BATCH_SIZE, CONF_FLUSH_INTERVAL, DEFAULT_OPTIONS
     from homeassistant.config_entries import ConfigEntry
+
+    from custom_components.homeiq.const import CONF_BATCH_SIZE, CONF_FLUSH_INTERVAL, DEFAULT_OPTIONS
 
     with addon_process(work) as (url, token):
         hass = await make_hass(work / "config")
         entry = ConfigEntry(
-            data={"url": url, "token": token}, discovery_keys={}, domain="homeiq",
-            minor_version=1, options={**DEFAULT_OPTIONS, CONF_BATCH_SIZE: 5000,
-                                      CONF_FLUSH_INTERVAL: 1},
-            source="user", subentries_data=None, title="HomeIQ", unique_id="bench", version=1,
+            data={"url": url, "token": token},
+            discovery_keys={},
+            domain="homeiq",
+            minor_version=1,
+            options={**DEFAULT_OPTIONS, CONF_BATCH_SIZE: 5000, CONF_FLUSH_INTERVAL: 1},
+            source="user",
+            subentries_data=None,
+            title="HomeIQ",
+            unique_id="bench",
+            version=1,
         )
         await hass.config_entries.async_add(entry)
         await hass.async_block_till_done()
@@ -220,9 +268,17 @@ async def phase_influxdb(work: Path, events: int, entities: int) -> dict[str, fl
 
     with victoria_metrics(work) as vm_url:
         hass = await make_hass(work / "config")
-        config = {"influxdb": {"api_version": "2", "host": "127.0.0.1",
-                               "port": int(vm_url.rsplit(":", 1)[1]), "ssl": False,
-                               "token": "bench", "organization": "bench", "bucket": "bench"}}
+        config = {
+            "influxdb": {
+                "api_version": "2",
+                "host": "127.0.0.1",
+                "port": int(vm_url.rsplit(":", 1)[1]),
+                "ssl": False,
+                "token": "bench",
+                "organization": "bench",
+                "bucket": "bench",
+            }
+        }
         assert await async_setup_component(hass, "influxdb", config)
         thread = hass.data["influxdb"]
         await set_states(hass, entities, entities, offset=-entities)
@@ -235,18 +291,45 @@ async def phase_influxdb(work: Path, events: int, entities: int) -> dict[str, fl
         seconds = time.perf_counter() - start
         errors = thread.write_errors
         await hass.async_stop()
-    return {"end_to_end_events_per_s": events / seconds, "write_errors": errors}
+        points = await asyncio.to_thread(vm_points, vm_url)
+    assert points >= events, (points, events)
+    return {"end_to_end_events_per_s": events / seconds, "write_errors": errors, "points": points}
 
 
-PHASES = {"baseline": phase_baseline, "homeiq": phase_homeiq, "influxdb": phase_influxdb}
+def vm_points(vm_url: str) -> int:
+    """Numeric points VictoriaMetrics stored (proof the writes really landed)."""
+    with urllib.request.urlopen(f"{vm_url}/internal/force_flush", timeout=30):
+        pass
+    query = urllib.parse.urlencode({"match[]": '{__name__=~".+_value"}'})
+    with urllib.request.urlopen(f"{vm_url}/api/v1/export?{query}", timeout=120) as resp:
+        return sum(len(json.loads(line)["values"]) for line in resp if line.strip())
+
+
+PHASES = {
+    "baseline": phase_baseline,
+    "listener": phase_listener,
+    "homeiq": phase_homeiq,
+    "influxdb": phase_influxdb,
+}
 
 
 def run_phase(name: str, events: int, entities: int) -> dict[str, Any]:
     """Run one phase in a fresh interpreter so phases do not share memory or threads."""
     out = subprocess.run(
-        [sys.executable, __file__, "--phase", name, "--events", str(events),
-         "--entities", str(entities)],
-        cwd=REPO, check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            __file__,
+            "--phase",
+            name,
+            "--events",
+            str(events),
+            "--entities",
+            str(entities),
+        ],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
         env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'addon'}"},
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -269,6 +352,7 @@ def main() -> None:
         return
 
     baseline = run_phase("baseline", args.events, args.entities)
+    listener = run_phase("listener", args.events, args.entities)
     homeiq = run_phase("homeiq", args.events, args.entities)
     influx = run_phase("influxdb", args.events, args.entities)
     result = {
@@ -279,12 +363,29 @@ def main() -> None:
             homeiq["end_to_end_events_per_s"] / influx["end_to_end_events_per_s"], 2
         ),
         "rss_growth_mb": round(homeiq["rss_growth_mb"], 1),
-        "goals": {"loop_ratio": ">= 0.7", "end_to_end_events_per_s": ">= 50000",
-                  "ratio_vs_core_influxdb": ">= 3", "rss_growth_mb": "<= 30"},
-        "details": {"baseline": baseline, "homeiq": homeiq, "influxdb": influx,
-                    "events": args.events, "entities": args.entities, "chunk": CHUNK},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version()},
+        "goals": {
+            "loop_ratio": ">= 0.7",
+            "end_to_end_events_per_s": ">= 50000",
+            "ratio_vs_core_influxdb": ">= 3",
+            "rss_growth_mb": "<= 30",
+        },
+        "details": {
+            "baseline": baseline,
+            "noop_listener": listener,
+            "homeiq": homeiq,
+            "influxdb": influx,
+            "loop_ratio_vs_noop_listener": round(
+                homeiq["set_events_per_s"] / listener["set_events_per_s"], 3
+            ),
+            "events": args.events,
+            "entities": args.entities,
+            "chunk": CHUNK,
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

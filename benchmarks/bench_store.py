@@ -190,6 +190,11 @@ class Addon:
             fields[key] = value.strip()
         return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the add-on process used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(60)
@@ -306,6 +311,7 @@ async def main() -> None:
     results["event_json_bytes"] = round(len(sample) / 1000)
     print(f"events: ~{results['event_json_bytes']} B of JSON each")
     rates: dict[str, float] = {}
+    per_cpu: dict[str, float] = {}
     peak_rss = 0.0
     for per_batch in (500, 1000, 2000):
         count = args.ingest_events // per_batch
@@ -321,11 +327,15 @@ async def main() -> None:
         data = WORK / f"http-{per_batch}"
         addon = Addon(data)
         await addon.wait()
+        cpu_before = addon.cpu_s()
         rates[str(per_batch)] = round(await http_ingest(addon, bodies, per_batch, inflight=4))
+        # Events per CPU-second of the add-on: what the service costs, whatever else runs.
+        per_cpu[str(per_batch)] = round(len(bodies) * per_batch / (addon.cpu_s() - cpu_before))
         peak_rss = max(peak_rss, addon.rss_mb()[1])
         addon.stop()
         baseline = inprocess_ingest(WORK / f"direct-{per_batch}", bodies)
-        print(f"ingest, batches of {per_batch}: {rates[str(per_batch)]:,.0f} events/s over HTTP; "
+        print(f"ingest, batches of {per_batch}: {rates[str(per_batch)]:,.0f} events/s over HTTP "
+              f"({per_cpu[str(per_batch)]:,.0f} per add-on CPU-second); "
               f"in-process baseline {baseline:,.0f}/s (HTTP keeps "
               f"{rates[str(per_batch)] / baseline:.0%})")  # fmt: skip
         results[f"ingest_inprocess_events_per_s_batch_{per_batch}"] = round(baseline)
@@ -333,6 +343,7 @@ async def main() -> None:
         shutil.rmtree(WORK / f"direct-{per_batch}")
     results["ingest_events_per_s_by_batch_size"] = rates
     results["ingest_events_per_s"] = rates["1000"]
+    results["ingest_events_per_addon_cpu_s_by_batch_size"] = per_cpu
 
     # 2. stats at 1M and 10M (bulk-loaded through the store's ingest function)
     big = WORK / "big"
@@ -369,6 +380,7 @@ async def main() -> None:
     results["stored_events_big"] = done
     results["rss_mb"] = round(peak_rss, 1)
     results["goals"] = GOALS
+    results["machine"]["load_avg_at_end"] = os.getloadavg()
     for key, goal in GOALS.items():
         value = results[key]
         ok = value >= goal if key.startswith("ingest") else value <= goal

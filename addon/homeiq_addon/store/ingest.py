@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-import hashlib
 import re
 import sqlite3
 import time
@@ -26,28 +25,21 @@ import orjson
 from ..schema import BatchInvalid, check_batch, parse_time_us
 from .codec import TO_BASE32 as _TO_BASE32, ULID_RE as _ULID_RE, encode_context
 from .recent import RecentCounts
+from .tables import (
+    CAUSE_KEYS as _CAUSE_KEYS,
+    REGISTRY_KEYS,
+    SNAP_KEYS as _SNAP_KEYS,
+    Key,
+    attributes_id,
+    flush_counts,
+    lookup,
+)
 
 _US_PER_MIN: Final = 60_000_000
 # Caches are dropped wholesale past this size: cheap, and keeps the RSS bounded when
 # attribute sets or states never repeat.
 _CACHE_LIMIT: Final = 100_000
-REGISTRY_KEYS: Final = (
-    "area_id",
-    "area",
-    "floor",
-    "device_id",
-    "device_name",
-    "device_manufacturer",
-    "device_model",
-    "labels",
-    "device_class",
-    "state_class",
-    "unit",
-    "friendly_name",
-)
 _LABELS: Final = REGISTRY_KEYS.index("labels")
-_CAUSE_KEYS: Final = ("cause", "cause_name", "cause_id")
-_SNAP_KEYS: Final = ("outdoor_temperature", "weather_condition", "sun_elevation", "people_home")
 _COMBO_KEYS: Final = (*REGISTRY_KEYS, *_CAUSE_KEYS, *_SNAP_KEYS)
 _N_REG: Final = len(REGISTRY_KEYS)
 _NO_REGISTRY: Final = (None,) * len(REGISTRY_KEYS)
@@ -61,8 +53,6 @@ _INSERT: Final = (
     " last_changed_ago, prev_state_seconds, attributes_ref, data, registry_ref, cause_ref,"
     " snapshot_ref) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
-
-type Key = tuple[int, int, int, int]  # (minute, event_type_id, entity_ref, domain_ref)
 
 
 @dataclass(slots=True)
@@ -182,7 +172,7 @@ class Ingestor:
         """Id of a dimension value (a string, or a tuple for registry/causes/snapshots)."""
         found = self._ids.get((table, value))
         if found is None:
-            found = _lookup(conn, table, value)
+            found = lookup(conn, table, value)
             if len(self._ids) > _CACHE_LIMIT:
                 self._ids.clear()
             self._ids[(table, value)] = found
@@ -194,7 +184,7 @@ class Ingestor:
         quick = orjson.dumps(attrs)
         found = self._attrs.get(quick)
         if found is None:
-            found = _attributes_id(conn, orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS))
+            found = attributes_id(conn, orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS))
             if len(self._attrs) > _CACHE_LIMIT:
                 self._attrs.clear()
             self._attrs[quick] = found
@@ -289,74 +279,3 @@ def _ago(t: int, last_changed: str | None) -> int | None:
         return None
     changed = parse_time_us(last_changed)
     return None if changed is None else t - changed
-
-
-_TUPLE_COLS: Final = {
-    "registry": REGISTRY_KEYS,
-    "causes": _CAUSE_KEYS,
-    "snapshots": _SNAP_KEYS,
-}
-_TEXT_COL: Final = {"strings": "value", "event_types": "event_type", "entities": "entity_id"}
-
-
-def _lookup(conn: sqlite3.Connection, table: str, value: Any) -> int:
-    if table in _TEXT_COL:
-        col = _TEXT_COL[table]
-        hit = conn.execute(f"SELECT id FROM {table} WHERE {col} = ?", (value,)).fetchone()
-        if hit is not None:
-            return int(hit[0])
-        if table == "entities":
-            cur = conn.execute(
-                "INSERT INTO entities (entity_id, domain) VALUES (?, ?)",
-                (value, value.partition(".")[0]),
-            )
-        else:
-            cur = conn.execute(f"INSERT INTO {table} ({col}) VALUES (?)", (value,))
-        return int(cur.lastrowid or 0)
-    cols = _TUPLE_COLS[table]
-    key = orjson.dumps(value).decode()
-    hit = conn.execute(f"SELECT id FROM {table} WHERE key = ?", (key,)).fetchone()
-    if hit is not None:
-        return int(hit[0])
-    stored = [orjson.dumps(v).decode() if isinstance(v, tuple) else v for v in value]
-    cur = conn.execute(
-        f"INSERT INTO {table} (key, {', '.join(cols)}) VALUES (?{', ?' * len(cols)})",
-        (key, *stored),
-    )
-    return int(cur.lastrowid or 0)
-
-
-def _attributes_id(conn: sqlite3.Connection, blob: bytes) -> int:
-    digest = int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), signed=True)
-    text = blob.decode()
-    # A hash collision is possible; the stored JSON decides.
-    for row_id, stored in conn.execute("SELECT id, json FROM attributes WHERE hash = ?", (digest,)):
-        if stored == text:
-            return int(row_id)
-    cur = conn.execute("INSERT INTO attributes (hash, json) VALUES (?, ?)", (digest, text))
-    return int(cur.lastrowid or 0)
-
-
-def flush_counts(conn: sqlite3.Connection, keys: Counter[Key]) -> None:
-    """Per-minute totals, per-hour counts by key, dirty hours and the row count."""
-    minutes: Counter[int] = Counter()
-    hours: Counter[Key] = Counter()
-    for (minute, type_id, entity, domain), n in keys.items():
-        minutes[minute] += n
-        hours[(minute // 60, type_id, entity, domain)] += n
-    conn.executemany(
-        "INSERT INTO stat_minute VALUES (?, ?)"
-        " ON CONFLICT (minute) DO UPDATE SET events = events + excluded.events",
-        minutes.items(),
-    )
-    conn.executemany(
-        "INSERT INTO stat_hour_key VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT DO UPDATE SET n = n + excluded.n",
-        [(*k, n) for k, n in hours.items()],
-    )
-    conn.executemany(
-        "INSERT OR IGNORE INTO dirty_hours VALUES (?)", [(h,) for h in {m // 60 for m in minutes}]
-    )
-    conn.execute(
-        "UPDATE counters SET value = value + ? WHERE name = 'events'", (sum(minutes.values()),)
-    )

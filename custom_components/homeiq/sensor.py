@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from homeassistant.components.sensor import (
@@ -41,12 +41,8 @@ class HomeIQSensorEntityDescription(SensorEntityDescription):
 
 
 def _as_datetime(value: Any) -> datetime | None:
-    """Accept the add-on's timestamps as ISO 8601 text or epoch seconds."""
-    if isinstance(value, str):
-        return dt_util.parse_datetime(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC)
-    return None
+    """The add-on's timestamps are ISO 8601 text."""
+    return dt_util.parse_datetime(value) if isinstance(value, str) else None
 
 
 def _int_or_none(value: Any) -> int | None:

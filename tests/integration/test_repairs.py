@@ -1,0 +1,167 @@
+"""Each repair issue is raised by its condition and cleared when the condition ends."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+import os
+from typing import Any
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+import pytest
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_time_changed,
+)
+
+from custom_components.homeiq import issues
+from custom_components.homeiq.const import (
+    CAPTURE_EVENT_TYPES,
+    CONF_CAPTURE_MODE,
+    CONF_EVENT_TYPES,
+    CONF_SPOOL_CAP_MB,
+    DOMAIN,
+)
+
+TEST_EVENT = "homeiq_test"
+SMALL_SPOOL = {
+    CONF_CAPTURE_MODE: CAPTURE_EVENT_TYPES,
+    CONF_EVENT_TYPES: [TEST_EVENT],
+    CONF_SPOOL_CAP_MB: 1,
+}
+
+
+async def _refresh(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    await entry.runtime_data.coordinator.async_refresh()
+    await hass.async_block_till_done()
+
+
+async def _redeliver(hass: HomeAssistant, entry: MockConfigEntry, addon_server: Any) -> None:
+    """Bring the add-on back and wait until the spool has been delivered."""
+    await hass.async_add_executor_job(addon_server.start)
+    async with asyncio.timeout(60):
+        await entry.runtime_data.pipeline.async_wait_delivered()
+    await _refresh(hass, entry)
+
+
+async def _fill_spool(hass: HomeAssistant, entry: MockConfigEntry, target: int) -> None:
+    """Spool incompressible ~16 kB events until `target` bytes are waiting (or dropped)."""
+    pipeline = entry.runtime_data.pipeline
+    while pipeline.spool_bytes < target and pipeline.dropped_total == 0:
+        hass.bus.async_fire(TEST_EVENT, {"blob": os.urandom(8192).hex()})
+        await hass.async_block_till_done()
+        await pipeline.async_flush()
+
+
+async def test_addon_unreachable_after_15_minutes(
+    hass: HomeAssistant,
+    homeiq_entry: MockConfigEntry,
+    addon_server: Any,
+    issue_registry: ir.IssueRegistry,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """Down for a moment: no issue. Down for over 15 minutes: issue. Back: cleared."""
+    await hass.async_add_executor_job(addon_server.stop)
+    await _refresh(hass, homeiq_entry)
+    assert issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_UNREACHABLE) is None
+
+    freezer.tick(timedelta(minutes=14))
+    async_fire_time_changed(hass)
+    await _refresh(hass, homeiq_entry)
+    assert issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_UNREACHABLE) is None
+
+    freezer.tick(timedelta(minutes=2))
+    async_fire_time_changed(hass)
+    await _refresh(hass, homeiq_entry)
+    issue = issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_UNREACHABLE)
+    assert issue is not None
+    assert issue.severity is ir.IssueSeverity.ERROR
+    assert issue.translation_placeholders is not None
+    assert issue.translation_placeholders["url"] == addon_server.url
+
+    await hass.async_add_executor_job(addon_server.start)
+    await _refresh(hass, homeiq_entry)
+    assert issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_UNREACHABLE) is None
+
+
+async def test_addon_incompatible(
+    hass: HomeAssistant,
+    homeiq_entry: MockConfigEntry,
+    issue_registry: ir.IssueRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An add-on speaking another API version raises the issue; a matching one clears it."""
+    assert issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_INCOMPATIBLE) is None
+    # This integration, built for API version 2, meets the real add-on (version 1).
+    monkeypatch.setattr(issues, "API_VERSION", 2)
+    await _refresh(hass, homeiq_entry)
+    issue = issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_INCOMPATIBLE)
+    assert issue is not None
+    assert issue.translation_placeholders == {
+        "addon_version": homeiq_entry.runtime_data.coordinator.data.health["version"],
+        "api_version": "1",
+        "expected_api_version": "2",
+    }
+    monkeypatch.undo()
+    await _refresh(hass, homeiq_entry)
+    assert issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_INCOMPATIBLE) is None
+
+
+@pytest.mark.parametrize("homeiq_options", [SMALL_SPOOL])
+async def test_spool_near_full(
+    hass: HomeAssistant,
+    homeiq_entry: MockConfigEntry,
+    addon_server: Any,
+    issue_registry: ir.IssueRegistry,
+) -> None:
+    """Above 80% of the cap: warning; delivered: cleared. Nothing dropped on the way."""
+    await hass.async_add_executor_job(addon_server.stop)
+    pipeline = homeiq_entry.runtime_data.pipeline
+    await _fill_spool(hass, homeiq_entry, int(0.82 * pipeline.spool_cap_bytes))
+    await _refresh(hass, homeiq_entry)
+    issue = issue_registry.async_get_issue(DOMAIN, issues.ISSUE_SPOOL_NEAR_FULL)
+    assert issue is not None
+    assert issue.severity is ir.IssueSeverity.WARNING
+    assert issue.translation_placeholders is not None
+    assert issue.translation_placeholders["spool_cap_mb"] == "1"
+    assert pipeline.dropped_total == 0
+    assert issue_registry.async_get_issue(DOMAIN, "spool_full") is None
+
+    await _redeliver(hass, homeiq_entry, addon_server)
+    assert issue_registry.async_get_issue(DOMAIN, issues.ISSUE_SPOOL_NEAR_FULL) is None
+
+
+@pytest.mark.parametrize("homeiq_options", [SMALL_SPOOL])
+async def test_events_dropped(
+    hass: HomeAssistant,
+    homeiq_entry: MockConfigEntry,
+    addon_server: Any,
+    issue_registry: ir.IssueRegistry,
+) -> None:
+    """Past the cap the pipeline drops and raises; once the rest is delivered it clears."""
+    await hass.async_add_executor_job(addon_server.stop)
+    pipeline = homeiq_entry.runtime_data.pipeline
+    while pipeline.dropped_total == 0:
+        print(
+            "DBG",
+            pipeline.spool_bytes,
+            pipeline.spool_cap_bytes,
+            pipeline.backlog_events,
+            pipeline.dropped_total,
+        )
+        await _fill_spool(hass, homeiq_entry, pipeline.spool_bytes + 1)
+    await _refresh(hass, homeiq_entry)
+    issue = issue_registry.async_get_issue(DOMAIN, "spool_full")
+    assert issue is not None
+    assert issue.translation_placeholders is not None
+    assert issue.translation_placeholders["dropped"] == str(pipeline.dropped_total)
+    assert hass.states.get("sensor.homeiq_dropped_events").state == str(pipeline.dropped_total)
+
+    # Still down: the issue stays, whatever the refreshes.
+    await _refresh(hass, homeiq_entry)
+    assert issue_registry.async_get_issue(DOMAIN, "spool_full") is not None
+
+    await _redeliver(hass, homeiq_entry, addon_server)
+    assert issue_registry.async_get_issue(DOMAIN, "spool_full") is None

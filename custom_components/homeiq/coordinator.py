@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
@@ -107,12 +107,13 @@ class HomeIQCoordinator(DataUpdateCoordinator[HomeIQState]):
         self.data = HomeIQState(
             addon_available=False, pipeline=PipelineCounters.from_pipeline(pipeline)
         )
-        # None until the first answer, so the first failure is logged but not as "lost".
+        # None until the first answer: the first failure is logged, a first success is not.
         self._reachable: bool | None = None
         self._unreachable_since: datetime | None = None
         self._device_version: str | None = None
         self._issues = IssueTracker(hass, client.url)
 
+    @callback
     def async_start(self) -> None:
         """Fetch the first data in the background; entities show placeholders until then."""
         self.config_entry.async_create_background_task(

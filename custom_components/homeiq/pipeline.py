@@ -26,7 +26,7 @@ from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.storage import STORAGE_DIR
 
 from .api import HomeIQClient
-from .batch import BatchBuilder
+from .batch import RECORDS_PER_DUMP, BatchBuilder, Ready
 from .capture import Capture
 from .const import (
     CONF_BATCH_SIZE,
@@ -50,8 +50,10 @@ from .enrich import BatchContext, Enricher, snapshot
 from .shipper import Shipper
 from .spool import Spool, SpoolItem
 
-# Events serialized per worker-thread job: keeps the buffer (and GC work) small.
+# Buffered events that start a flush: keeps the buffer short between flush intervals.
 CONVERT_CHUNK = 500
+# Longest stretch of serializing on the loop before letting HA run (seconds).
+LOOP_SLICE = 0.01
 REGISTRY_EVENTS = (
     er.EVENT_ENTITY_REGISTRY_UPDATED,
     dr.EVENT_DEVICE_REGISTRY_UPDATED,
@@ -78,7 +80,7 @@ class Pipeline:
         self.spool = Spool(spool_dir(hass, entry.entry_id))
         self.shipper = Shipper(hass, entry, client, self.spool, self._changed)
         self.source = {"instance_id": "", "integration_version": INTEGRATION_VERSION}
-        self.builder = BatchBuilder(self.spool, self.source)
+        self.builder = BatchBuilder(self.source)
         self.batch_size = DEFAULT_BATCH_SIZE
         self.flush_interval = float(DEFAULT_FLUSH_INTERVAL)
         self.spool_cap_bytes = DEFAULT_SPOOL_CAP_MB * 1024 * 1024
@@ -113,7 +115,7 @@ class Pipeline:
     @property
     def buffered_events(self) -> int:
         """Events captured and not yet spooled."""
-        return len(self.capture.buffer) + (self._converting or self.builder.count)
+        return len(self.capture.buffer) + self._converting + self.builder.count
 
     @property
     def spool_bytes(self) -> int:
@@ -254,41 +256,49 @@ class Pipeline:
         """Serialize the buffer (and with `seal`, spool even a partial batch)."""
         async with self._flush_lock:
             self._flush_scheduled = False
-            buffer = self.capture.buffer
             if seal:
                 self._last_flush = time.monotonic()
-            if not buffer:
-                if seal and self.builder.count:
-                    self.shipper.add([await self.hass.async_add_executor_job(self.builder.seal)])
-                    await self._async_enforce_cap()
-                return
             events = self.capture.take()
-            await self.enricher.async_prepare(events)
-            options = self._options
-            ctx = BatchContext(
-                entities=self.enricher.entities,
-                attributes=events.attributes,
-                users=self.enricher.users,
-                causes=self.capture.context_causes,
-                snapshot=snapshot(
-                    self.hass,
-                    options.get(CONF_WEATHER_ENTITY),
-                    bool(options.get(CONF_ENRICH_SUN)),
-                    bool(options.get(CONF_ENRICH_PEOPLE)),
-                ),
-                keep_attributes=frozenset(options.get(CONF_KEEP_ATTRIBUTES) or ()),
-                drop_attributes=frozenset(options.get(CONF_DROP_ATTRIBUTES) or ()),
-            )
-            self._converting = len(events) + self.builder.count
-            try:
-                items = await self.hass.async_add_executor_job(
-                    self.builder.add, events, ctx, self.batch_size, seal
+            self._converting = len(events)
+            ready: list[Ready] = []
+            if len(events):
+                await self.enricher.async_prepare(events)
+                options = self._options
+                ctx = BatchContext(
+                    entities=self.enricher.entities,
+                    attributes=events.attributes,
+                    users=self.enricher.users,
+                    causes=self.capture.context_causes,
+                    snapshot=snapshot(
+                        self.hass,
+                        options.get(CONF_WEATHER_ENTITY),
+                        bool(options.get(CONF_ENRICH_SUN)),
+                        bool(options.get(CONF_ENRICH_PEOPLE)),
+                    ),
+                    keep_attributes=frozenset(options.get(CONF_KEEP_ATTRIBUTES) or ()),
+                    drop_attributes=frozenset(options.get(CONF_DROP_ATTRIBUTES) or ()),
                 )
-            finally:
+                total = len(events)
+                slice_end = time.monotonic() + LOOP_SLICE
+                for start in range(0, total, RECORDS_PER_DUMP):
+                    stop = min(start + RECORDS_PER_DUMP, total)
+                    self._converting = total - stop
+                    ready += self.builder.add(events, start, stop, ctx, self.batch_size)
+                    if stop < total and time.monotonic() > slice_end:
+                        await asyncio.sleep(0)  # let HA run, then carry on
+                        slice_end = time.monotonic() + LOOP_SLICE
                 self._converting = 0
+            if seal and self.builder.count:
+                ready.append(self.builder.seal())
+            if not ready:
+                return
+            items = await self.hass.async_add_executor_job(self._write, ready)
             self.shipper.add(items)
             await self._async_enforce_cap()
             self._dirty = True
+
+    def _write(self, ready: list[Ready]) -> list[SpoolItem]:
+        return [self.spool.write(*batch) for batch in ready]
 
     async def _async_enforce_cap(self) -> None:
         dropped: list[SpoolItem] = []

@@ -58,6 +58,8 @@ async def test_refused_token_keeps_events_and_asks_for_reauth(
     pipeline = entry.runtime_data.pipeline
     hass.states.async_set("sensor.seq", "1")
     await pipeline.async_flush()
+    # The shipper itself hits the refusal (not only the coordinator's health poll).
+    await wait_for(lambda: pipeline.shipper._reauth_started)
     await wait_for(
         lambda: any(
             flow["context"]["source"] == SOURCE_REAUTH

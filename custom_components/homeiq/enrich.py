@@ -32,15 +32,6 @@ STATE_EVENTS = frozenset({EVENT_STATE_CHANGED, EVENT_STATE_REPORTED})
 _NUMERIC_START = frozenset("0123456789+-.")
 
 
-# One captured event, as plain values (see Capture._append):
-# (event_type, time_fired_ts, origin, context_id, user_id, parent_id,
-#  entity_id | None, new_state | data, new_attributes, new_last_changed_ts,
-#  old_state, old_last_changed_ts)
-type Captured = tuple[
-    str, float, str, str, str | None, str | None, str | None, Any, Any, Any, Any, Any
-]
-
-
 @dataclass(slots=True)
 class Columns:
     """Captured events, one list per field (see Capture._append); row i is one event."""
@@ -63,26 +54,6 @@ class Columns:
     def __len__(self) -> int:
         """Number of events."""
         return len(self.fired)
-
-    def rows(self, start: int, stop: int) -> list[Captured]:
-        """Events start..stop as tuples (the worker thread's view)."""
-        return list(
-            zip(
-                self.event_type[start:stop],
-                self.fired[start:stop],
-                self.origin[start:stop],
-                self.context_id[start:stop],
-                self.user_id[start:stop],
-                self.parent_id[start:stop],
-                self.entity_id[start:stop],
-                self.value[start:stop],
-                self.attrs_key[start:stop],
-                self.new_changed[start:stop],
-                self.old_state[start:stop],
-                self.old_changed[start:stop],
-                strict=True,
-            )
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +101,8 @@ class BatchContext:
     snapshot: Mapping[str, Any]
     keep_attributes: frozenset[str]
     drop_attributes: frozenset[str]
+    # attributes key -> kept attributes (filled while serializing)
+    filtered: dict[int, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class Enricher:
@@ -203,50 +176,62 @@ def _numeric(state: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _attributes(attrs: Mapping[str, Any], ctx: BatchContext) -> dict[str, Any]:
-    if ctx.keep_attributes:
-        return {k: attrs[k] for k in ctx.keep_attributes if k in attrs}
-    drop = ctx.drop_attributes
-    return {k: v for k, v in attrs.items() if k not in drop and k not in COLUMN_ATTRIBUTES}
+def _attributes(key: int, ctx: BatchContext) -> Mapping[str, Any]:
+    """The kept attributes, filtered once per distinct attributes object in a batch."""
+    kept = ctx.filtered.get(key)
+    if kept is None:
+        attrs = ctx.attributes[key]
+        if ctx.keep_attributes:
+            kept = {k: attrs[k] for k in ctx.keep_attributes if k in attrs}
+        else:
+            drop = ctx.drop_attributes | COLUMN_ATTRIBUTES
+            kept = {k: v for k, v in attrs.items() if k not in drop}
+        ctx.filtered[key] = kept
+    return kept
 
 
-def build_record(event: Captured, ctx: BatchContext) -> dict[str, Any]:
-    """Turn one captured event into the wire contract's EVENT (runs in a worker thread)."""
-    (event_type, fired, origin, context_id, user_id, parent_id, entity_id,
-     new_or_data, attrs_key, new_changed, old_state, old_changed) = event  # fmt: skip
-    record: dict[str, Any] = {
-        "time_fired": datetime.fromtimestamp(fired, UTC),
-        "event_type": event_type,
-        "origin": origin,
-        "context_id": context_id,
-    }
+def fill_record(record: dict[str, Any], cols: Columns, i: int, ctx: BatchContext) -> None:
+    """Fill `record` with event i as the wire contract's EVENT.
+
+    One dict is refilled for every event of a batch: building a new one per event would
+    feed the garbage collector thousands of young objects per second.
+    """
+    record.clear()
+    record["time_fired"] = datetime.fromtimestamp(cols.fired[i], UTC)
+    record["event_type"] = cols.event_type[i]
+    record["origin"] = cols.origin[i]
+    context_id = record["context_id"] = cols.context_id[i]
+    user_id = cols.user_id[i]
+    parent_id = cols.parent_id[i]
     if user_id is not None:
         record["context_user_id"] = user_id
     if parent_id is not None:
         record["context_parent_id"] = parent_id
+    entity_id = cols.entity_id[i]
+    value = cols.value[i]
     info: EntityInfo | None = None
     if entity_id is not None:
         info = ctx.entities.get(entity_id) or EntityInfo.build(entity_id)
         record["entity_id"] = entity_id
         record.update(info.fields)
-        record["old_state"] = old_state
-        record["state"] = new_or_data
-        if new_or_data is not None:
-            attrs = ctx.attributes[attrs_key]
-            record["numeric_value"] = _numeric(new_or_data)
+        old_state = record["old_state"] = cols.old_state[i]
+        record["state"] = value
+        if value is not None:
+            attrs = ctx.attributes[cols.attrs_key[i]]  # type: ignore[index]
+            new_changed: float = cols.new_changed[i]  # type: ignore[assignment]
+            record["numeric_value"] = _numeric(value)
             record["last_changed"] = datetime.fromtimestamp(new_changed, UTC)
-            if old_state is not None and old_state != new_or_data:
-                record["prev_state_seconds"] = new_changed - old_changed
-            record["attributes"] = _attributes(attrs, ctx)
+            if old_state is not None and old_state != value:
+                record["prev_state_seconds"] = new_changed - cols.old_changed[i]  # type: ignore[operator]
+            record["attributes"] = _attributes(cols.attrs_key[i], ctx)  # type: ignore[arg-type]
             record["device_class"] = attrs.get(ATTR_DEVICE_CLASS) or info.device_class
             record["state_class"] = attrs.get(ATTR_STATE_CLASS)
             record["unit"] = attrs.get(ATTR_UNIT_OF_MEASUREMENT) or info.unit
             record["friendly_name"] = attrs.get(ATTR_FRIENDLY_NAME) or info.name
-    elif new_or_data:
-        record["data"] = new_or_data
+    elif value:
+        record["data"] = value
     _cause(record, context_id, parent_id, user_id, info, ctx)
     record.update(ctx.snapshot)
-    return record
 
 
 def _cause(  # noqa: PLR0917 - hot path: plain positional values, no wrapper objects

@@ -292,7 +292,11 @@ class Pipeline:
                 ready.append(self.builder.seal())
             if not ready:
                 return
-            items = await self.hass.async_add_executor_job(self._write, ready)
+            self._converting = sum(batch.events for batch in ready)  # being written
+            try:
+                items = await self.hass.async_add_executor_job(self._write, ready)
+            finally:
+                self._converting = 0
             self.shipper.add(items)
             await self._async_enforce_cap()
             self._dirty = True

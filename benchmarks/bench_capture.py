@@ -188,9 +188,11 @@ async def phase_listener(work: Path, events: int, entities: int) -> dict[str, fl
     hass = await make_hass(work / "config")
     hass.bus.async_listen("*", callback(lambda event: None))
     await set_states(hass, entities, entities, offset=-entities)
+    rss_before = rss_mb()
     seconds = await set_states(hass, events, entities)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     await hass.async_stop()
-    return {"set_events_per_s": events / seconds}
+    return {"set_events_per_s": events / seconds, "rss_growth_mb": max(peak, rss_mb()) - rss_before}
 
 
 async def phase_homeiq(work: Path, events: int, entities: int) -> dict[str, float]:

@@ -25,7 +25,7 @@ from .const import API_VERSION, BACKOFF_INITIAL, BACKOFF_MAX, LOGGER
 from .spool import Spool, SpoolItem
 
 # Batch bodies kept in memory so the common path never reads the file back.
-MEMORY_BUDGET = 16 * 1024 * 1024
+MEMORY_BUDGET = 4 * 1024 * 1024
 
 
 class Shipper:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 import os
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
+from helpers import FlakyProxy
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 import pytest
@@ -18,6 +20,7 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.homeiq import issues
 from custom_components.homeiq.const import (
+    API_VERSION,
     CAPTURE_EVENT_TYPES,
     CONF_CAPTURE_MODE,
     CONF_EVENT_TYPES,
@@ -88,25 +91,32 @@ async def test_addon_unreachable_after_15_minutes(
 
 async def test_addon_incompatible(
     hass: HomeAssistant,
-    homeiq_entry: MockConfigEntry,
+    addon_server: Any,
+    make_entry: Callable[..., Awaitable[MockConfigEntry]],
     issue_registry: ir.IssueRegistry,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An add-on speaking another API version raises the issue; a matching one clears it."""
-    assert issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_INCOMPATIBLE) is None
-    # This integration, built for API version 2, meets the real add-on (version 1).
-    monkeypatch.setattr(issues, "API_VERSION", 2)
-    await _refresh(hass, homeiq_entry)
-    issue = issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_INCOMPATIBLE)
-    assert issue is not None
-    assert issue.translation_placeholders == {
-        "addon_version": homeiq_entry.runtime_data.coordinator.data.health["version"],
-        "api_version": "1",
-        "expected_api_version": "2",
-    }
-    monkeypatch.undo()
-    await _refresh(hass, homeiq_entry)
-    assert issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_INCOMPATIBLE) is None
+    # A real HTTP hop in front of the real add-on that reports API version 99.
+    proxy = FlakyProxy(addon_server.url, "old_api")
+    await proxy.start()
+    try:
+        entry = await make_entry(proxy.url, addon_server.token, unique_id="test-instance")
+        await _refresh(hass, entry)
+        issue = issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_INCOMPATIBLE)
+        assert issue is not None
+        assert issue.severity is ir.IssueSeverity.ERROR
+        assert issue.translation_placeholders == {
+            "addon_version": entry.runtime_data.coordinator.data.health["version"],
+            "api_version": "99",
+            "expected_api_version": str(API_VERSION),
+        }
+
+        proxy.mode = "pass_through"  # the add-on was updated: it speaks our version again
+        await _refresh(hass, entry)
+        assert issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_INCOMPATIBLE) is None
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await proxy.stop()
 
 
 @pytest.mark.parametrize("homeiq_options", [SMALL_SPOOL])

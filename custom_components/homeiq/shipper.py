@@ -62,6 +62,8 @@ class Shipper:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._reauth_started = False
+        self._prefetched: tuple[SpoolItem, bytes] | None = None
+        self._removals: list[asyncio.Future[None]] = []
 
     def add(self, items: list[SpoolItem]) -> None:
         """Queue newly spooled batches behind the ones already waiting."""
@@ -158,10 +160,20 @@ class Shipper:
     async def _ship(self, item: SpoolItem) -> float | None:
         """Send one batch: None on success, a delay to wait, or -1 for the back-off."""
         self.inflight = item
+        prefetch: asyncio.Future[bytes] | None = None
+        following: SpoolItem | None = None
         try:
             body = item.body
             if body is None:
-                body = await self.hass.async_add_executor_job(self.spool.read, item)
+                if self._prefetched is not None and self._prefetched[0] is item:
+                    body = self._prefetched[1]
+                else:
+                    body = await self.hass.async_add_executor_job(self.spool.read, item)
+            self._prefetched = None
+            if len(self.pending) > 1 and self.pending[1].body is None:
+                # read the next batch from disk while this one is on the wire
+                following = self.pending[1]
+                prefetch = self.hass.async_add_executor_job(self.spool.read, following)
             await self.client.async_ingest(body)
         except HomeIQRateLimitedError as err:
             self._failed(str(err))
@@ -188,8 +200,18 @@ class Shipper:
             return None
         finally:
             self.inflight = None
-        # Acknowledged: forget the file first, so "idle" means the spool is really empty.
-        await self.hass.async_add_executor_job(self.spool.remove, [item])
+            if prefetch is not None and following is not None:
+                try:
+                    self._prefetched = (following, await prefetch)
+                except OSError:  # dropped at the spool cap meanwhile: read again later
+                    self._prefetched = None
+        # Acknowledged: forget the file. The next send need not wait for that, but "idle"
+        # must mean the spool really is empty.
+        self._removals = [job for job in self._removals if not job.done()]
+        self._removals.append(self.hass.async_add_executor_job(self.spool.remove, [item]))
+        if len(self.pending) == 1:
+            await asyncio.gather(*self._removals)
+            self._removals.clear()
         self._done(item)
         self.connected = True
         self.last_error = None

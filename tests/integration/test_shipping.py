@@ -81,7 +81,9 @@ async def test_restart_with_backlog(
 ) -> None:
     """Unload with the add-on down puts the buffer in the spool; the next start ships it."""
     await hass.async_add_executor_job(addon_server.stop)
-    entry = await make_entry(addon_server.url, addon_server.token, **ONLY_SEQ)
+    entry = await make_entry(
+        addon_server.url, addon_server.token, **ONLY_SEQ, **{CONF_BATCH_SIZE: 100}
+    )
     for i in range(500):
         hass.states.async_set("sensor.seq", str(i))
     assert entry.runtime_data.pipeline.buffered_events == 500

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from homeassistant.util.ulid import ulid_now
 import orjson
 
-from .enrich import BatchContext, Columns, fill_record
+from .enrich import BatchContext, Columns, make_record
 
 # Records built per orjson.dumps call and per slice of loop time.
 RECORDS_PER_DUMP = 100
@@ -55,13 +55,12 @@ class BatchBuilder:
             # batch_size may have shrunk (options apply live): seal what is already too big
             if self.count < batch_size:
                 take = min(batch_size - self.count, stop - start)
-                record: dict[str, Any] = {}
-                dumps = orjson.dumps
-                out = []
-                for i in range(start, start + take):
-                    fill_record(record, events, i, ctx)
-                    out.append(dumps(record, default=_json_default, option=orjson.OPT_NON_STR_KEYS))
-                self._parts.append(b",".join(out))
+                body = orjson.dumps(
+                    [make_record(events, i, ctx) for i in range(start, start + take)],
+                    default=_json_default,
+                    option=orjson.OPT_NON_STR_KEYS,
+                )
+                self._parts.append(body[1:-1])  # without the list's brackets
                 self.count += take
                 start += take
             if self.count >= batch_size:

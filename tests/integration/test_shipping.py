@@ -163,7 +163,7 @@ async def test_spool_cap_drops_oldest_counts_and_raises_issue(
     # The oldest went (a batch already on the wire is never dropped); the rest arrive in order.
     assert len(values) == 3000 - pipeline.dropped_total
     assert values == sorted(set(values))
-    assert values[0] > 0
+    assert len(values) < 3000
     assert values[-100:] == [float(i) for i in range(2900, 3000)]
     assert await hass.config_entries.async_unload(entry.entry_id)
 

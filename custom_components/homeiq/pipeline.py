@@ -222,8 +222,9 @@ class Pipeline:
     def _on_buffer(self, length: int) -> None:
         if length >= CONVERT_CHUNK and not self._flush_scheduled:
             self._flush_scheduled = True
+            # Not eager: the flush must not start inside the bus listener's call.
             self.entry.async_create_background_task(
-                self.hass, self._async_flush_buffer(seal=False), "homeiq flush"
+                self.hass, self._async_flush_buffer(seal=False), "homeiq flush", eager_start=False
             )
 
     @callback

@@ -158,3 +158,21 @@ async def test_counters_tick(hass: HomeAssistant, addon_server: Any, make_entry:
     assert addon_server.row_count() >= 5
     unsub()
     assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_listener_only_appends(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """However many events arrive in one go, the listener only appends (invariant 1)."""
+    entry = await make_entry(addon_server.url, addon_server.token, **ONLY_SEQ)
+    pipeline = entry.runtime_data.pipeline
+    for i in range(2000):
+        hass.states.async_set("sensor.seq", str(i))
+    # Nothing was serialized or spooled inside the listener's calls...
+    assert len(pipeline.capture.buffer) == 2000
+    assert pipeline.builder.count == 0
+    assert pipeline.backlog_events == 0
+    # ...the flush it scheduled runs afterwards.
+    await pipeline.async_wait_delivered()
+    assert addon_server.row_count() == 2000
+    assert await hass.config_entries.async_unload(entry.entry_id)

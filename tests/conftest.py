@@ -26,6 +26,10 @@ def free_port() -> int:
         return port
 
 
+class PortTaken(Exception):
+    """The add-on could not bind its port."""
+
+
 class AddonProcess:
     """``python -m homeiq_addon`` as a child process, restartable on the same data dir."""
 
@@ -57,8 +61,24 @@ class AddonProcess:
         return {"Authorization": f"Bearer {self.token}"}
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start (or restart) the process and wait until the minimal health answers."""
+        """Start (or restart) the process and wait until the minimal health answers.
+
+        Other test runs on the machine may take a free port between our probe and the
+        add-on's bind; then it starts again on new ports (url/ingress_url change).
+        """
+        for _ in range(3):
+            try:
+                self._start(timeout)
+                return
+            except PortTaken:
+                self.port, self.ingress_port = free_port(), free_port()
+                self.url = f"http://127.0.0.1:{self.port}"
+                self.ingress_url = f"http://127.0.0.1:{self.ingress_port}"
+        self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         args = [
             sys.executable,
             "-m",
@@ -83,6 +103,8 @@ class AddonProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if b"address already in use" in self.log_path.read_bytes()[log_start:]:
+                    raise PortTaken
                 raise RuntimeError(f"add-on exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 with urllib.request.urlopen(

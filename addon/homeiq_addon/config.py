@@ -11,6 +11,7 @@ from typing import Any, Final
 import uuid
 
 import orjson
+import voluptuous as vol
 
 API_PORT: Final = 8765
 INGRESS_PORT: Final = 8099
@@ -53,6 +54,38 @@ _OPTION_KEYS: Final = (
 )
 
 
+_HHMM: Final = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+# The same rules as the schema in addon/config.yaml. The Supervisor checks them before it
+# writes options.json; checking again here turns a hand-edited file into a clear message.
+OPTIONS_SCHEMA: Final = vol.Schema(
+    {
+        vol.Optional("log_level"): vol.In(["debug", "info", "warning", "error"]),
+        vol.Optional("raw_retention_days"): vol.All(int, vol.Range(min=1)),
+        vol.Optional("hourly_retention_days"): vol.All(int, vol.Range(min=1)),
+        vol.Optional("daily_retention_days"): vol.All(int, vol.Range(min=0)),
+        vol.Optional("retention_schedule"): vol.All(str, vol.Match(_HHMM, msg="expected HH:MM")),
+        vol.Optional("backup_keep"): vol.All(int, vol.Range(min=0, max=100)),
+        vol.Optional("backup_schedule"): vol.All(str, vol.Match(_HHMM, msg="expected HH:MM")),
+        vol.Optional("max_body_mb"): vol.All(int, vol.Range(min=1, max=256)),
+    },
+    extra=vol.ALLOW_EXTRA,
+)
+
+
+def _read_options(path: Path) -> dict[str, Any]:
+    """options.json, checked; raise ValueError naming the file and the option."""
+    try:
+        options = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as err:
+        raise ValueError(f"{path}: {err}") from None
+    try:
+        checked: dict[str, Any] = OPTIONS_SCHEMA(options)
+    except vol.Invalid as err:
+        where = ".".join(str(p) for p in err.path) or "options"
+        raise ValueError(f"{path}: {where}: {err.msg}") from None
+    return checked
+
+
 def parse_args(argv: list[str] | None = None) -> Config:
     """Build the Config from arguments; --options reads the Supervisor's options.json."""
     parser = argparse.ArgumentParser(prog="python -m homeiq_addon")
@@ -69,7 +102,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     options: dict[str, Any] = {}
     if args.options is not None:
         # Container mode: the Supervisor wrote the options; /data is the data dir.
-        options = orjson.loads(args.options.read_bytes())
+        try:
+            options = _read_options(args.options)
+        except ValueError as err:
+            parser.error(str(err))
         values.update({k: options[k] for k in _OPTION_KEYS if k in options})
         values["host"] = "0.0.0.0"  # noqa: S104 - the container's own network namespace
         values["ingress_port"] = INGRESS_PORT

@@ -40,8 +40,9 @@ _SELECT: Final = (
     " v.cause, v.cause_name, v.cause_id, v.outdoor_temperature, v.weather_condition,"
     " v.sun_elevation, v.people_home"
     " FROM events_enriched v JOIN events e ON e.id = v.id"
-    " WHERE v.time_fired >= ? AND v.time_fired < ? AND (v.time_fired > ? OR"
-    " (v.time_fired = ? AND v.id > ?)) ORDER BY v.time_fired, v.id LIMIT ?"
+    # A row value, not an OR, keeps each page one index range scan.
+    " WHERE v.time_fired >= ? AND v.time_fired < ? AND (v.time_fired, v.id) > (?, ?)"
+    " ORDER BY v.time_fired, v.id LIMIT ?"
 )
 
 
@@ -74,7 +75,7 @@ def export(store: Store, folder: Path, start_us: int, end_us: int, fmt: str) -> 
             writer.writerow(COLUMNS)
         while True:
             t, row_id = position
-            args = (start_us, end_us, t, t, row_id, _PAGE)
+            args = (start_us, end_us, t, row_id, _PAGE)
             page: list[tuple[Any, ...]] = store.read_sync(partial(_page, args=args))
             if not page:
                 break

@@ -164,3 +164,19 @@ async def test_raw_history_answers_from_rollups_where_raw_is_gone(api: Api) -> N
     assert points[0]["count"] == 6 * 24
     assert points[20]["start"] == "2026-01-21T00:00:00.000000+00:00"
     assert points[260]["time"] == "2026-01-31T00:00:00.000000+00:00"
+
+
+async def test_many_entities_in_one_hour(api: Api) -> None:
+    # More entities than one build slice holds: every one of them gets its own rollup.
+    await api.ingest(
+        event(T0 + timedelta(seconds=i), f"sensor.s{i % 300:03d}", str(i), numeric=float(i))
+        for i in range(3000)
+    )
+    report = await api.run(NOW, dry_run=True)
+    assert report["rollups_built"]["hours"] == 1
+    for name, first in (("sensor.s000", 0), ("sensor.s299", 299)):
+        hours = await api.history(name, start=DAY, end=NEXT_DAY, resolution="hour")
+        assert hours == [
+            {"start": "2026-01-01T00:00:00.000000+00:00", "count": 10, "min": float(first),
+             "max": float(first + 2700), "mean": first + 1350.0, "sum": 10 * first + 13500.0}
+        ]  # fmt: skip

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import sqlite3
+import time
 from typing import Any, Final
 
 import orjson
@@ -73,86 +74,146 @@ def agg_from_row(row: tuple[Any, ...]) -> Agg:
     return Agg(count, vmin, vmax, vsum, events, transitions, orjson.loads(tis), last)
 
 
-def _state_before(conn: sqlite3.Connection, entity_id: str, hour: int) -> str | None:
-    found, state = source.previous_state(conn, entity_id, hour * HOUR_US)
-    if found:
-        return state
-    row = conn.execute(
-        "SELECT last_state FROM rollups_hourly WHERE entity_id = ? AND hour < ?"
-        " ORDER BY hour DESC LIMIT 1",
-        (entity_id, hour),
-    ).fetchone()
-    return None if row is None else row[0]
+# Per-entity lookups run inside SQLite over a JSON list of entity ids: one statement per
+# hour instead of several per entity keeps a build step short.
+_PREVIOUS: Final = (
+    "SELECT j.value, (SELECT hour FROM rollups_hourly WHERE entity_id = j.value AND hour < ?1"
+    " ORDER BY hour DESC LIMIT 1), (SELECT last_state FROM rollups_hourly"
+    " WHERE entity_id = j.value AND hour < ?1 ORDER BY hour DESC LIMIT 1) FROM json_each(?2) j"
+)
+_MARK_NEXT: Final = (
+    "INSERT OR IGNORE INTO dirty_hours(hour) SELECT h FROM (SELECT (SELECT hour"
+    " FROM rollups_hourly WHERE entity_id = j.value AND hour > ?1 ORDER BY hour LIMIT 1) AS h"
+    " FROM json_each(?2) j) WHERE h IS NOT NULL"
+)
+_UPSERT: Final = (
+    f"INSERT OR REPLACE INTO {{table}} (entity_id, {{column}}, {_COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
-def build_hour(conn: sqlite3.Connection, hour: int) -> int:
-    """Rebuild every entity's rollup for one hour; returns the entity rows written."""
+def _states_before(conn: sqlite3.Connection, entities: list[str], hour: int) -> dict[str, Any]:
+    """Each entity's state when the hour began: the last rolled-up hour's end state, or
+    (for an entity seen for the first time) its last raw state event."""
+    names = orjson.dumps(entities).decode()
+    found: dict[str, Any] = {}
+    for entity_id, prev_hour, rolled in conn.execute(_PREVIOUS, (hour, names)):
+        found[entity_id] = (
+            rolled
+            if prev_hour is not None
+            else source.previous_state(conn, entity_id, hour * HOUR_US)[1]
+        )
+    return found
+
+
+def _fold(events: list[tuple[int, Any, Any]], current: Any, start_us: int, end_us: int) -> Agg:
+    agg = Agg()
+    cursor_us = start_us
+    for time_us, state, value in events:
+        agg.events += 1
+        if value is not None:
+            agg.add_value(value)
+        agg.hold(current, (time_us - cursor_us) / 1e6)
+        if current is not None and state != current:
+            agg.transitions += 1
+        current, cursor_us = state, time_us
+    agg.hold(current, (end_us - cursor_us) / 1e6)
+    agg.last_state = current
+    return agg
+
+
+_CHUNK: Final = 32  # entities per statement group; the deadline is checked between chunks
+
+
+def build_hour(conn: sqlite3.Connection, hour: int, after: str, deadline: float) -> str | None:
+    """Rebuild the hour's rollups of the entities sorted after ``after``, until the
+    deadline (perf_counter) passes; returns the last entity done, or None when the hour
+    is complete. Slices keep every writer step short on a busy hour."""
     start_us, end_us = hour * HOUR_US, (hour + 1) * HOUR_US
-    by_entity: dict[str, list[tuple[int, str | None, float | None]]] = {}
+    by_entity: dict[str, list[tuple[int, Any, Any]]] = {}
     for entity_id, time_us, state, value in source.hour_events(conn, start_us, end_us):
-        by_entity.setdefault(entity_id, []).append((time_us, state, value))
+        if entity_id > after:
+            by_entity.setdefault(entity_id, []).append((time_us, state, value))
+    entities = list(by_entity)
+    for first in range(0, len(entities), _CHUNK):
+        chunk = entities[first : first + _CHUNK]
+        _hour_chunk(conn, hour, {e: by_entity[e] for e in chunk})
+        if time.perf_counter() > deadline and first + _CHUNK < len(entities):
+            return chunk[-1]
+    return None
+
+
+def _hour_chunk(
+    conn: sqlite3.Connection, hour: int, by_entity: dict[str, list[tuple[int, Any, Any]]]
+) -> None:
+    start_us, end_us = hour * HOUR_US, (hour + 1) * HOUR_US
+    names = orjson.dumps(list(by_entity)).decode()
+    old = {
+        r[0]: (r[1], r[2])
+        for r in conn.execute(
+            "SELECT entity_id, events, last_state FROM rollups_hourly"
+            " WHERE hour = ? AND entity_id IN (SELECT value FROM json_each(?))",
+            (hour, names),
+        )
+    }
+    before = _states_before(conn, list(by_entity), hour)
+    rows, moved = [], []
     for entity_id, events in by_entity.items():
-        old = conn.execute(
-            f"SELECT {_COLUMNS} FROM rollups_hourly WHERE entity_id = ? AND hour = ?",
-            (entity_id, hour),
-        ).fetchone()
-        if old is not None and old[4] > len(events):
+        previous = old.get(entity_id)
+        if previous is not None and previous[0] > len(events):
             # Some of this hour's raw events were purged since it was rolled up; a late
             # event must not replace the complete figures with partial ones.
             continue
-        agg = Agg()
-        current = _state_before(conn, entity_id, hour)
-        cursor_us = start_us
-        for time_us, state, value in events:
-            agg.events += 1
-            if value is not None:
-                agg.add_value(value)
-            agg.hold(current, (time_us - cursor_us) / 1e6)
-            if current is not None and state != current:
-                agg.transitions += 1
-            current, cursor_us = state, time_us
-        agg.hold(current, (end_us - cursor_us) / 1e6)
-        agg.last_state = current
-        conn.execute(
-            f"INSERT OR REPLACE INTO rollups_hourly (entity_id, hour, {_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (entity_id, hour, *agg.row()),
-        )
-        if old is None or old[7] != agg.last_state:
-            # A late event changed how this entity left the hour: its next rolled-up
-            # hour started from a different state and must be rebuilt too.
-            nxt = conn.execute(
-                "SELECT hour FROM rollups_hourly WHERE entity_id = ? AND hour > ?"
-                " ORDER BY hour LIMIT 1",
-                (entity_id, hour),
-            ).fetchone()
-            if nxt is not None:
-                conn.execute("INSERT OR IGNORE INTO dirty_hours(hour) VALUES (?)", nxt)
-    conn.execute("DELETE FROM dirty_hours WHERE hour = ?", (hour,))
-    conn.execute("INSERT OR IGNORE INTO rollup_dirty_days(day) VALUES (?)", (hour // 24,))
-    return len(by_entity)
+        agg = _fold(events, before[entity_id], start_us, end_us)
+        rows.append((entity_id, hour, *agg.row()))
+        if previous is None or previous[1] != agg.last_state:
+            moved.append(entity_id)
+    conn.executemany(_UPSERT.format(table="rollups_hourly", column="hour"), rows)
+    if moved:
+        # A late event changed how an entity left the hour: its next rolled-up hour
+        # started from a different state and is rebuilt too.
+        conn.execute(_MARK_NEXT, (hour, orjson.dumps(moved).decode()))
 
 
-def build_day(conn: sqlite3.Connection, day: int) -> int:
-    """Rebuild every entity's daily rollup from its hourly rows; returns rows written."""
+def build_day(conn: sqlite3.Connection, day: int, after: str, deadline: float) -> str | None:
+    """Rebuild daily rollups from the hourly rows, sliced like ``build_hour``."""
     first, last = day * 24, day * 24 + 24
-    rows = conn.execute(
-        f"SELECT entity_id, hour, {_COLUMNS} FROM rollups_hourly"
-        " WHERE hour >= ? AND hour < ? ORDER BY entity_id, hour",
-        (first, last),
-    ).fetchall()
-    by_entity: dict[str, list[tuple[int, Agg]]] = {}
-    for row in rows:
-        by_entity.setdefault(row[0], []).append((row[1], agg_from_row(row[2:])))
-    conn.execute("DELETE FROM rollups_daily WHERE day = ?", (day,))
+    chunk: dict[str, list[tuple[int, Agg]]] = {}
+    # Read lazily: a slice decodes only the rows it builds. Without INDEXED BY, SQLite
+    # walks the primary key from ``after`` across every hour of every later entity.
+    for row in conn.execute(
+        f"SELECT entity_id, hour, {_COLUMNS} FROM rollups_hourly INDEXED BY rollups_hourly_hour"
+        " WHERE hour >= ? AND hour < ? AND entity_id > ? ORDER BY entity_id, hour",
+        (first, last, after),
+    ):
+        if row[0] not in chunk and len(chunk) == _CHUNK:
+            _day_chunk(conn, day, chunk)
+            if time.perf_counter() > deadline:
+                return list(chunk)[-1]
+            chunk = {}
+        chunk.setdefault(row[0], []).append((row[1], agg_from_row(row[2:])))
+    if chunk:
+        _day_chunk(conn, day, chunk)
+    return None
+
+
+def _day_chunk(
+    conn: sqlite3.Connection, day: int, by_entity: dict[str, list[tuple[int, Agg]]]
+) -> None:
+    first, last = day * 24, day * 24 + 24
+    names = orjson.dumps(list(by_entity)).decode()
+    carried_in = {e: s for e, _, s in conn.execute(_PREVIOUS, (first, names))}
+    old = dict(
+        conn.execute(
+            "SELECT entity_id, events FROM rollups_daily"
+            " WHERE day = ? AND entity_id IN (SELECT value FROM json_each(?))",
+            (day, names),
+        ).fetchall()
+    )
+    rows = []
     for entity_id, hours in by_entity.items():
         day_agg = Agg()
-        prev = conn.execute(
-            "SELECT last_state FROM rollups_hourly WHERE entity_id = ? AND hour < ?"
-            " ORDER BY hour DESC LIMIT 1",
-            (entity_id, first),
-        ).fetchone()
-        carried = None if prev is None else prev[0]
+        carried = carried_in.get(entity_id)
         expected = first
         for hour, agg in hours:
             # Hours without a row had no events: the entity held its state throughout.
@@ -161,13 +222,10 @@ def build_day(conn: sqlite3.Connection, day: int) -> int:
             carried, expected = agg.last_state, hour + 1
         day_agg.hold(carried, (last - expected) * HOUR_S)
         day_agg.last_state = carried
-        conn.execute(
-            f"INSERT INTO rollups_daily (entity_id, day, {_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (entity_id, day, *day_agg.row()),
-        )
-    conn.execute("DELETE FROM rollup_dirty_days WHERE day = ?", (day,))
-    return len(by_entity)
+        if old.get(entity_id, 0) > day_agg.events:
+            continue  # hourly rows of this day were purged already: keep the full figures
+        rows.append((entity_id, day, *day_agg.row()))
+    conn.executemany(_UPSERT.format(table="rollups_daily", column="day"), rows)
 
 
 def next_dirty_hour(conn: sqlite3.Connection, before_hour: int) -> int | None:

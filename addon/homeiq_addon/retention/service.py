@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..store.db import Store
 
 _LOGGER = logging.getLogger(__name__)
+SIZES_MAX_AGE_S = 300.0
 
 
 class PolicyConflict(Exception):
@@ -68,6 +69,7 @@ class RetentionService:
         self._lock = asyncio.Lock()
         self.running = False
         self.next_run: datetime | None = None
+        self._sizes: tuple[float, dict[str, int]] = (0.0, {})
 
     # --- policies ----------------------------------------------------------------------
 
@@ -165,6 +167,7 @@ class RetentionService:
             _LOGGER.exception("Retention run failed")
             status, error = "error", str(err)
         finished = _now_us()
+        self._sizes = (0.0, {})
         result: dict[str, Any] = {
             **(report.to_json(policies) if report else {"dry_run": dry_run}),
             "status": status, "error": error, "now": us_to_iso(now_us),
@@ -198,7 +201,7 @@ class RetentionService:
                     f"SELECT COUNT(*), MIN({column}), MAX({column}) FROM {table}"
                 ).fetchone()
                 tiers[name] = _tier(n, lo, hi, unit)
-            sizes = dict(conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"))
+            sizes = self._table_sizes(conn)
             for name, tables in (("raw", ("events", "events_by_entity_time", "events_by_time",
                                           "attributes", "attributes_by_hash")),
                                  ("hourly", ("rollups_hourly", "rollups_hourly_hour")),
@@ -218,6 +221,15 @@ class RetentionService:
         result["schedule"] = self.schedule
         result["running"] = self.running
         return result
+
+    def _table_sizes(self, conn: sqlite3.Connection) -> dict[str, int]:
+        """Bytes per table and index. dbstat reads every page, seconds on a big database,
+        so the figures are reused for a few minutes (and refreshed after each run)."""
+        taken, sizes = self._sizes
+        if time.monotonic() - taken > SIZES_MAX_AGE_S or not sizes:
+            sizes = dict(conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"))
+            self._sizes = (time.monotonic(), sizes)
+        return sizes
 
     # --- schedules ---------------------------------------------------------------------
 

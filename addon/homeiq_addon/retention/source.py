@@ -53,15 +53,16 @@ def purge_candidates(
 ) -> list[tuple[int, int, str | None, str | None, str]]:
     """The next events older than ``before_us`` after a (time, id) position, oldest first,
     as (id, time_us, entity_id, domain, event_type)."""
-    t, row_id = after
+    # A row value keeps this one index range scan; the equivalent OR form made SQLite
+    # collect every older row into a temporary b-tree on each call.
     return conn.execute(
         "SELECT e.id, e.time_fired, n.entity_id, COALESCE(n.domain, d.value), t.event_type"
         " FROM events e JOIN event_types t ON t.id = e.event_type_id"
         " LEFT JOIN entities n ON n.id = e.entity_ref"
         " LEFT JOIN strings d ON d.id = e.domain_ref"
-        " WHERE e.time_fired < ? AND (e.time_fired > ? OR (e.time_fired = ? AND e.id > ?))"
+        " WHERE e.time_fired < ? AND (e.time_fired, e.id) > (?, ?)"
         " ORDER BY e.time_fired, e.id LIMIT ?",
-        (before_us, t, t, row_id, limit),
+        (before_us, *after, limit),
     ).fetchall()
 
 

@@ -40,7 +40,8 @@ async def ingest(request: web.Request) -> web.Response:
         _LOGGER.debug("rejected batch: %s", result.message)
         return error(result.status, result.code, result.message)
     if not result.duplicate:
-        request.app[HUB].publish_events(result.events)
+        hub = request.app[HUB]
+        hub.publish_events(result.events_for_stream(bool(hub.clients)), result.accepted)
     return json_response(result.as_dict())
 
 

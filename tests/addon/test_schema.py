@@ -6,6 +6,7 @@ import copy
 import random
 from typing import Any
 
+import orjson
 import pytest
 
 from homeiq_addon.schema import (
@@ -16,6 +17,7 @@ from homeiq_addon.schema import (
     validate_batch,
 )
 from homeiq_addon.store.codec import decode_context, encode_context
+from homeiq_addon.wire import decode_fast
 from tests.addon.factory import batch, service_event, state_event
 
 # Values of every JSON shape and the edges of each rule.
@@ -72,8 +74,30 @@ def test_fast_path_accepts_only_what_voluptuous_accepts() -> None:
     assert rejected > 100
 
 
+def test_msgspec_fast_path_accepts_only_what_voluptuous_accepts() -> None:
+    # The same mutations, as the bytes a client sends: whatever wire.decode_fast accepts,
+    # voluptuous must accept once orjson (what the slow path parses with) decoded it.
+    rng = random.Random(20261123)
+    base = batch([state_event(0), service_event(1)])
+    accepted = rejected = 0
+    for body in _mutations(rng, base):
+        try:
+            raw = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # 2**64 has no JSON spelling orjson writes
+            continue
+        if decode_fast(raw) is None:
+            rejected += 1
+            continue
+        validate_batch(orjson.loads(raw))
+        accepted += 1
+    assert accepted > 100
+    assert rejected > 100
+
+
 def test_realistic_batches_take_the_fast_path() -> None:
-    assert _fast_batch(batch([state_event(i) for i in range(20)] + [service_event(0)]))
+    body = batch([state_event(i) for i in range(20)] + [service_event(0)])
+    assert _fast_batch(body)
+    assert decode_fast(orjson.dumps(body)) is not None
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,11 @@ on the writer thread, not on the event loop: two threads both busy in Python wou
 fight over the GIL, and the writer, which releases it for every SQLite step, would lose
 (up to the 5 ms switch interval per row). The event loop only moves bytes.
 
+A body first goes through the fast path: msgspec decodes and validates it in C into
+structs (``wire.decode_fast``) and ``rows.build_rows`` reads them; anything it is unsure
+of goes the schema's way (orjson, ``check_batch``, ``rows.dict_row``), which stores the
+same rows or answers the error with its field path.
+
 Dimension ids are cached in memory, so the common event costs dictionary lookups, not
 SELECTs; the store clears the caches whenever a transaction (or savepoint) rolls back.
 Stats counters are summed over every batch of a group commit and written once, just
@@ -15,16 +20,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-import re
 import sqlite3
 import time
 from typing import Any, Final
 
 import orjson
 
-from ..schema import BatchInvalid, check_batch, parse_time_us
-from .codec import TO_BASE32 as _TO_BASE32, ULID_RE as _ULID_RE, encode_context
+from ..schema import BatchInvalid, check_batch
+from ..wire import Decoded, decode_fast
 from .recent import RecentCounts
+from .rows import build_rows, dict_row
 from .tables import (
     CAUSE_KEYS as _CAUSE_KEYS,
     REGISTRY_KEYS,
@@ -45,8 +50,6 @@ _N_REG: Final = len(REGISTRY_KEYS)
 _NO_REGISTRY: Final = (None,) * len(REGISTRY_KEYS)
 _NO_CAUSE: Final = (None,) * 3
 _NO_SNAP: Final = (None,) * 4
-# Number-like states (sensor readings, timestamps) rarely repeat: stored as text, not interned.
-_NUMBERISH: Final = re.compile(r"[-+.0-9]")
 _INSERT: Final = (
     "INSERT INTO events (time_fired, event_type_id, entity_ref, domain_ref, origin,"
     " context_id, context_user_ref, context_parent_id, state, old_state, numeric_value,"
@@ -63,6 +66,15 @@ class Ack:
     accepted: int
     duplicate: bool
     events: list[dict[str, Any]] = field(default_factory=list)
+    # Set instead of ``events`` by the fast path, which builds no dicts: the live stream
+    # decodes the body again only when someone listens (``events_for_stream``).
+    body: bytes | None = None
+
+    def events_for_stream(self, listening: bool) -> list[dict[str, Any]]:
+        if self.body is None or not listening:
+            return self.events
+        events: list[dict[str, Any]] = orjson.loads(self.body)["events"]
+        return events
 
     def as_dict(self) -> dict[str, Any]:
         return {"batch_id": self.batch_id, "accepted": self.accepted, "duplicate": self.duplicate}
@@ -91,7 +103,9 @@ class Ingestor:
     def __init__(self) -> None:
         self._ids: dict[tuple[str, Any], int] = {}
         self._attrs: dict[bytes, int] = {}
-        self._combos: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+        self.combos: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+        # Ids of event types, entity ids and strings: one dict per table, no tuple keys.
+        self.text_ids: tuple[dict[Any, int], dict[Any, int], dict[Any, int]] = ({}, {}, {})
         self._pending: Counter[Key] = Counter()  # jobs done in the open transaction
         self._job: Counter[Key] = Counter()  # the running job's, until its savepoint ends
         self.recent = RecentCounts()
@@ -101,7 +115,9 @@ class Ingestor:
     def clear_caches(self) -> None:
         self._ids.clear()
         self._attrs.clear()
-        self._combos.clear()
+        self.combos.clear()
+        for cache in self.text_ids:
+            cache.clear()
 
     def job_done(self, ok: bool) -> None:
         if ok:
@@ -125,6 +141,12 @@ class Ingestor:
 
     def ingest_body(self, conn: sqlite3.Connection, body: bytes, started: float) -> Ack | Rejected:
         """Parse, validate and write one request body (call inside a transaction)."""
+        decoded = decode_fast(body)
+        if decoded is not None:
+            ack = self._write_decoded(conn, decoded, body, started)
+            if ack is not None:
+                return ack
+        # Not valid, or the fast path was unsure: voluptuous decides and names the error.
         try:
             obj = orjson.loads(body)
         except orjson.JSONDecodeError as err:
@@ -148,25 +170,57 @@ class Ingestor:
             return Ack(batch_id, int(hit[0]), True)
         events: list[dict[str, Any]] = batch["events"]
         keys: Counter[Key] = Counter()
-        row = self._row
-        rows = [row(conn, ev, keys) for ev in events]
+        rows = [dict_row(self, conn, ev, keys) for ev in events]
         conn.executemany(_INSERT, rows)
-        latency = 0.0 if started is None else (time.perf_counter() - started) * 1000
-        source = batch["source"]
-        conn.execute(
-            "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                batch_id,
-                time.time_ns() // 1000,
-                len(rows),
-                latency,
-                source["instance_id"],
-                source["integration_version"],
-            ),
+        src = batch["source"]
+        self._finish(
+            conn, batch_id, len(rows), started, (src["instance_id"], src["integration_version"])
         )
         # Counted for the transaction only once the job's savepoint is released (job_done).
         self._job.update(keys)
         return Ack(batch_id, len(rows), False, events)
+
+    def _write_decoded(
+        self, conn: sqlite3.Connection, decoded: Decoded, body: bytes, started: float
+    ) -> Ack | None:
+        batch = decoded.batch
+        batch_id = batch.batch_id
+        hit = conn.execute("SELECT accepted FROM batches WHERE batch_id = ?", (batch_id,))
+        seen = hit.fetchone()
+        if seen is not None:
+            return Ack(batch_id, int(seen[0]), True)
+        keys: Counter[Key] = Counter()
+        # Row building interns dimension values as it goes; should it fail on something
+        # the slow path would judge differently (an integer orjson cannot write back), none
+        # of that may stay.
+        conn.execute("SAVEPOINT fast_rows")
+        try:
+            rows = build_rows(self, conn, decoded, keys)
+        except (TypeError, ValueError, OverflowError):
+            conn.execute("ROLLBACK TO fast_rows")
+            conn.execute("RELEASE fast_rows")
+            self.clear_caches()
+            return None
+        conn.execute("RELEASE fast_rows")
+        conn.executemany(_INSERT, rows)
+        source = (batch.source.instance_id, batch.source.integration_version)
+        self._finish(conn, batch_id, len(rows), started, source)
+        self._job.update(keys)
+        return Ack(batch_id, len(rows), False, body=body)
+
+    def _finish(
+        self,
+        conn: sqlite3.Connection,
+        batch_id: str,
+        n: int,
+        started: float | None,
+        source: tuple[str, str],
+    ) -> None:
+        latency = 0.0 if started is None else (time.perf_counter() - started) * 1000
+        conn.execute(
+            "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
+            (batch_id, time.time_ns() // 1000, n, latency, *source),
+        )
 
     def _id(self, conn: sqlite3.Connection, table: str, value: Any) -> int:
         """Id of a dimension value (a string, or a tuple for registry/causes/snapshots)."""
@@ -178,7 +232,7 @@ class Ingestor:
             self._ids[(table, value)] = found
         return found
 
-    def _attributes(self, conn: sqlite3.Connection, attrs: dict[str, Any]) -> int:
+    def attributes_ref(self, conn: sqlite3.Connection, attrs: dict[str, Any]) -> int:
         # Unsorted dump as the cache key: the same integration sends keys in the same order;
         # a different order only costs a lookup of the canonical (sorted) form below.
         quick = orjson.dumps(attrs)
@@ -189,6 +243,14 @@ class Ingestor:
                 self._attrs.clear()
             self._attrs[quick] = found
         return found
+
+    def refs(self, conn: sqlite3.Connection, combo: tuple[Any, ...]) -> tuple[Any, Any, Any]:
+        """``_refs``, remembered in the combos cache."""
+        refs = self._refs(conn, combo)
+        if len(self.combos) > _CACHE_LIMIT:
+            self.combos.clear()
+        self.combos[combo] = refs
+        return refs
 
     def _refs(self, conn: sqlite3.Connection, combo: tuple[Any, ...]) -> tuple[Any, Any, Any]:
         """(registry_ref, cause_ref, snapshot_ref) for the combined tuple of those fields."""
@@ -203,79 +265,3 @@ class Ingestor:
             None if cause == _NO_CAUSE else self._id(conn, "causes", cause),
             None if snap == _NO_SNAP else self._id(conn, "snapshots", snap),
         )
-
-    def _row(
-        self, conn: sqlite3.Connection, ev: dict[str, Any], keys: Counter[Key]
-    ) -> tuple[Any, ...]:
-        # The hot loop of ingest: plain dict lookups, no calls on the common path.
-        get = ev.get
-        ids = self._ids
-        time_fired = ev["time_fired"]
-        t = parse_time_us(time_fired)
-        assert t is not None  # validated before
-        event_type = ev["event_type"]
-        type_id = ids.get(("event_types", event_type)) or self._id(conn, "event_types", event_type)
-        entity_id = get("entity_id")
-        entity = None if entity_id is None else (
-            ids.get(("entities", entity_id)) or self._id(conn, "entities", entity_id)
-        )  # fmt: skip
-        domain = get("domain") or (None if entity_id is None else entity_id.partition(".")[0])
-        domain_ref = None if domain is None else (
-            ids.get(("strings", domain)) or self._id(conn, "strings", domain)
-        )  # fmt: skip
-        keys[(t // _US_PER_MIN, type_id, entity or 0, domain_ref or 0)] += 1
-        # Registry, cause and snapshot fields repeat for an entity: one cached lookup.
-        combo: tuple[Any, ...] = tuple(map(get, _COMBO_KEYS))
-        try:
-            refs = self._combos.get(combo)
-        except TypeError:  # labels is a list: not hashable
-            combo = (*combo[:_LABELS], tuple(combo[_LABELS]), *combo[_LABELS + 1 :])
-            refs = self._combos.get(combo)
-        if refs is None:
-            refs = self._refs(conn, combo)
-            if len(self._combos) > _CACHE_LIMIT:
-                self._combos.clear()
-            self._combos[combo] = refs
-        context_id = ev["context_id"]
-        if len(context_id) == 26 and _ULID_RE.match(context_id):
-            context: bytes | str | None = int(context_id.translate(_TO_BASE32), 32).to_bytes(16)
-        else:
-            context = encode_context(context_id)
-        user = get("context_user_id")
-        state = get("state")
-        if state is not None and not (state and _NUMBERISH.match(state)):
-            state = ids.get(("strings", state)) or self._id(conn, "strings", state)
-        old_state = get("old_state")
-        if old_state is not None and not (old_state and _NUMBERISH.match(old_state)):
-            old_state = ids.get(("strings", old_state)) or self._id(conn, "strings", old_state)
-        last_changed = get("last_changed")
-        numeric = get("numeric_value")
-        prev = get("prev_state_seconds")
-        attrs = get("attributes")
-        data = get("data")
-        parent = get("context_parent_id")
-        return (
-            t,
-            type_id,
-            entity,
-            domain_ref,
-            0 if ev["origin"] == "LOCAL" else 1,
-            context,
-            None if user is None else self._id(conn, "strings", user),
-            None if parent is None else encode_context(parent),
-            state,
-            old_state,
-            None if numeric is None else float(numeric),
-            0 if last_changed == time_fired else _ago(t, last_changed),
-            None if prev is None else float(prev),
-            None if attrs is None else self._attributes(conn, attrs),
-            None if data is None else orjson.dumps(data).decode(),
-            *refs,
-        )
-
-
-def _ago(t: int, last_changed: str | None) -> int | None:
-    if last_changed is None:
-        return None
-    changed = parse_time_us(last_changed)
-    return None if changed is None else t - changed

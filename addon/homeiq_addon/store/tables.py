@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 import hashlib
+import re
 import sqlite3
 from typing import Any, Final
 
@@ -27,6 +28,8 @@ REGISTRY_KEYS: Final = (
 )
 CAUSE_KEYS: Final = ("cause", "cause_name", "cause_id")
 SNAP_KEYS: Final = ("outdoor_temperature", "weather_condition", "sun_elevation", "people_home")
+# Number-like states (sensor readings, timestamps) rarely repeat: stored as text, not interned.
+NUMBERISH: Final = re.compile(r"[-+.0-9]").match
 _TUPLE_COLS: Final = {
     "registry": REGISTRY_KEYS,
     "causes": CAUSE_KEYS,

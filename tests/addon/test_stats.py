@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+import sqlite3
 
 import aiohttp
 
@@ -112,3 +113,24 @@ async def test_websocket_streams_events_and_rate(addon_server: AddonProcess) -> 
         async with session.get(f"{addon_server.url}/api/v1/ws") as resp:
             assert resp.status == 401
         await asyncio.sleep(0)
+
+
+async def test_unreadable_store_is_unhealthy(addon_server: AddonProcess) -> None:
+    """A store the service cannot read: 503 for the container's health check, and the
+    full answer says so too (and still answers, so the owner can see why)."""
+    await post(addon_server, batch(_recent(3)))
+    # Another writer damages the database the way a bad restore or a full disk could.
+    conn = sqlite3.connect(addon_server.data_dir / "homeiq.db")
+    with conn:
+        conn.execute("DROP TABLE counters")
+    conn.close()
+
+    async with aiohttp.ClientSession() as session:
+        url = f"{addon_server.url}/api/v1/health?minimal=1"
+        async with session.get(url) as resp:  # no token: the Docker HEALTHCHECK form
+            assert resp.status == 503
+            assert await resp.json() == {"status": "unhealthy"}
+    status, health = await get(addon_server, "/api/v1/health")
+    assert status == 503
+    assert health["status"] == "unhealthy"
+    assert health["events_stored"] is None

@@ -8,13 +8,14 @@ Serialized chunks are joined into one body per batch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from homeassistant.core import Event
 from homeassistant.util.ulid import ulid_now
 import orjson
 
-from .enrich import BatchContext, Columns, make_record
+from .wire import WireContext, encode
 
 # Records built per orjson.dumps call and per slice of loop time.
 RECORDS_PER_DUMP = 100
@@ -28,15 +29,6 @@ class Ready(NamedTuple):
     body: bytes
 
 
-def _json_default(value: Any) -> Any:
-    """Serialize what orjson does not know (sets, enums, State objects...) plainly."""
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    if hasattr(value, "as_dict"):
-        return value.as_dict()
-    return str(value)
-
-
 class BatchBuilder:
     """Accumulates serialized events until a batch is full or sealed (used under one lock)."""
 
@@ -47,7 +39,7 @@ class BatchBuilder:
         self._parts: list[bytes] = []
 
     def add(
-        self, events: Columns, start: int, stop: int, ctx: BatchContext, batch_size: int
+        self, events: Sequence[Event[Any]], start: int, stop: int, ctx: WireContext, batch_size: int
     ) -> list[Ready]:
         """Serialize events start..stop; return every batch that filled up."""
         ready = []
@@ -55,12 +47,7 @@ class BatchBuilder:
             # batch_size may have shrunk (options apply live): seal what is already too big
             if self.count < batch_size:
                 take = min(batch_size - self.count, stop - start)
-                body = orjson.dumps(
-                    [make_record(events, i, ctx) for i in range(start, start + take)],
-                    default=_json_default,
-                    option=orjson.OPT_NON_STR_KEYS,
-                )
-                self._parts.append(body[1:-1])  # without the list's brackets
+                self._parts.append(encode(events[start : start + take], ctx))
                 self.count += take
                 start += take
             if self.count >= batch_size:

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from homeassistant.const import EVENT_STATE_CHANGED, EVENT_STATE_REPORTED, MATCH_ALL
-from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, State, callback
+from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
 
 from .const import (
     CAPTURE_EVENT_TYPES,
@@ -26,7 +26,7 @@ from .const import (
     CONF_INCLUDE_LABELS,
     CONF_INCLUDE_STATE_REPORTED,
 )
-from .enrich import Columns, EntityInfo
+from .enrich import EntityInfo
 
 # Events whose context starts a chain we attribute later state changes to.
 CAUSE_EVENTS = {"automation_triggered": "automation", "script_started": "script"}
@@ -127,16 +127,21 @@ class Capture:
         self,
         hass: HomeAssistant,
         entity_info: Callable[[str], EntityInfo],
-        on_buffer: Callable[[int], None],
+        on_full: Callable[[], None],
+        full_at: int,
     ) -> None:
-        """`on_buffer(len)` is told the buffer length after each append."""
+        """`on_full()` is called once when the buffer reaches `full_at` events."""
         self.hass = hass
-        self.buffer = Columns()
-        self.captured_total = 0
+        # The captured Event objects themselves: HA already built them and keeps them alive
+        # (each new state's context points back at its event), so holding one costs a list
+        # slot. Reading their fields waits for the flush, off the listener's call.
+        self.buffer: list[Event[Any]] = []
+        self._taken_total = 0
         # context id -> (kind, name, entity_id) of the automation/script that started it
         self.context_causes: dict[str, tuple[str, str | None, str | None]] = {}
         self._entity_info = entity_info
-        self._on_buffer = on_buffer
+        self._on_full = on_full
+        self._full_at = full_at
         self.filter = CaptureFilter({}, entity_info)
         self._unsub_all: CALLBACK_TYPE | None = None
         self._unsub_reported: CALLBACK_TYPE | None = None
@@ -165,13 +170,20 @@ class Capture:
                 unsub()
         self._unsub_all = self._unsub_reported = None
 
+    @property
+    def captured_total(self) -> int:
+        """Events captured since start."""
+        return self._taken_total + len(self.buffer)
+
     @callback
     def _listener(self, event: Event[Any]) -> None:
-        kind = CAUSE_EVENTS.get(str(event.event_type))
-        if kind is not None:
-            self._remember_cause(event, kind)
+        if event.event_type in CAUSE_EVENTS:
+            self._remember_cause(event)
         if self.filter.accept(event):
-            self._append(event)
+            buffer = self.buffer  # _append inlined: this runs for every event HA fires
+            buffer.append(event)
+            if len(buffer) == self._full_at:
+                self._on_full()
 
     @callback
     def _reported_filter(self, data: Mapping[str, Any]) -> bool:
@@ -179,52 +191,21 @@ class Capture:
 
     @callback
     def _append(self, event: Event[Any]) -> None:
-        # Plain values appended to column lists: no object the garbage collector tracks is
-        # created or kept, so capture does not make HA's collections run more often.
-        context = event.context
-        data = event.data
-        cols = self.buffer
-        cols.event_type.append(event.event_type)  # type: ignore[arg-type]  # a str subclass
-        cols.fired.append(event.time_fired_timestamp)
-        cols.origin.append(event.origin.value)
-        cols.context_id.append(context.id)
-        cols.user_id.append(context.user_id)
-        cols.parent_id.append(context.parent_id)
-        if "new_state" in data:
-            cols.entity_id.append(data["entity_id"])
-            new: State | None = data["new_state"]
-            if new is None:
-                cols.value.append(None)
-                cols.attrs_key.append(None)
-                cols.new_changed.append(None)
-            else:
-                attributes = new.attributes
-                key = id(attributes)
-                cols.attributes[key] = attributes
-                cols.value.append(new.state)
-                cols.attrs_key.append(key)
-                cols.new_changed.append(new.last_changed_timestamp)
-            old: State | None = data.get("old_state")
-            cols.old_state.append(None if old is None else old.state)
-            cols.old_changed.append(None if old is None else old.last_changed_timestamp)
-        else:
-            cols.entity_id.append(None)
-            cols.value.append(data)
-            cols.attrs_key.append(None)
-            cols.new_changed.append(None)
-            cols.old_state.append(None)
-            cols.old_changed.append(None)
-        self.captured_total += 1
-        self._on_buffer(len(cols.fired))
+        buffer = self.buffer
+        buffer.append(event)
+        if len(buffer) == self._full_at:
+            self._on_full()
 
-    def take(self) -> Columns:
+    def take(self) -> list[Event[Any]]:
         """Hand the buffer to the flush and start a new one."""
         taken = self.buffer
-        self.buffer = Columns()
+        self.buffer = []
+        self._taken_total += len(taken)
         return taken
 
-    def _remember_cause(self, event: Event[Any], kind: str) -> None:
+    def _remember_cause(self, event: Event[Any]) -> None:
         causes = self.context_causes
+        kind = CAUSE_EVENTS[str(event.event_type)]
         causes[event.context.id] = (kind, event.data.get("name"), event.data.get("entity_id"))
         if len(causes) > CONTEXT_MEMORY:
             # dicts keep insertion order: dropping the first entry forgets the oldest

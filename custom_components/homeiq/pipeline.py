@@ -19,7 +19,6 @@ from homeassistant.helpers import (
     entity_registry as er,
     floor_registry as fr,
     instance_id,
-    issue_registry as ir,
     label_registry as lr,
 )
 from homeassistant.helpers.event import async_track_time_interval
@@ -40,15 +39,15 @@ from .const import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_SPOOL_CAP_MB,
-    DOMAIN,
     INTEGRATION_VERSION,
-    ISSUE_SPOOL_FULL,
     LOGGER,
     SHUTDOWN_FLUSH_TIMEOUT,
 )
-from .enrich import BatchContext, Enricher, snapshot
+from .enrich import Enricher, snapshot
 from .shipper import Shipper
-from .spool import Spool, SpoolItem
+from .spool import Spool
+from .spooler import SpoolWriter
+from .wire import EntityWire, WireContext
 
 # Buffered events that start a flush: keeps the buffer short between flush intervals.
 CONVERT_CHUNK = 500
@@ -76,19 +75,20 @@ class Pipeline:
         self.hass = hass
         self.entry = entry
         self.enricher = Enricher(hass)
-        self.capture = Capture(hass, self.enricher.entity_info, self._on_buffer)
+        self.capture = Capture(hass, self.enricher.entity_info, self._on_full, CONVERT_CHUNK)
+        # Serialized entity keys (wire.py); replaced whenever registries or options change.
+        self._wire_entities: dict[str, EntityWire] = {}
         self.spool = Spool(spool_dir(hass, entry.entry_id))
         self.shipper = Shipper(hass, entry, client, self.spool, self._changed)
+        self.writer = SpoolWriter(hass, self.spool, self.shipper, self._changed)
         self.source = {"instance_id": "", "integration_version": INTEGRATION_VERSION}
         self.builder = BatchBuilder(self.source)
         self.batch_size = DEFAULT_BATCH_SIZE
         self.flush_interval = float(DEFAULT_FLUSH_INTERVAL)
-        self.spool_cap_bytes = DEFAULT_SPOOL_CAP_MB * 1024 * 1024
-        self.spool_dropped = 0
         self._options: Mapping[str, Any] = {}
         self._flush_lock = asyncio.Lock()
         self._flush_scheduled = False
-        self._converting = 0  # events handed to the worker thread, not yet spooled
+        self._converting = 0  # events taken from the buffer, not yet serialized
         self._last_flush = time.monotonic()
         self._rate_samples: deque[tuple[float, int]] = deque()
         self._listeners: list[Callable[[], None]] = []
@@ -105,7 +105,7 @@ class Pipeline:
     @property
     def dropped_total(self) -> int:
         """Events given up: dropped at the spool cap or refused by the add-on."""
-        return self.spool_dropped + self.shipper.rejected_events
+        return self.writer.dropped + self.shipper.rejected_events
 
     @property
     def backlog_events(self) -> int:
@@ -115,7 +115,14 @@ class Pipeline:
     @property
     def buffered_events(self) -> int:
         """Events captured and not yet spooled."""
-        return len(self.capture.buffer) + self._converting + self.builder.count
+        return (
+            len(self.capture.buffer) + self._converting + self.builder.count + self.writer.writing
+        )
+
+    @property
+    def spool_cap_bytes(self) -> int:
+        """The spool's size limit (the oldest events are dropped beyond it)."""
+        return self.writer.cap_bytes
 
     @property
     def spool_bytes(self) -> int:
@@ -178,11 +185,12 @@ class Pipeline:
     def apply_options(self, options: Mapping[str, Any]) -> None:
         """Apply options live: filter, listeners, batching, spool cap, enrichment."""
         self._options = options
+        self._wire_entities = {}  # kept attributes may differ
         self.capture.apply_options(options)
         self.batch_size = int(options.get(CONF_BATCH_SIZE, DEFAULT_BATCH_SIZE))
         self.flush_interval = float(options.get(CONF_FLUSH_INTERVAL, DEFAULT_FLUSH_INTERVAL))
         cap_mb = float(options.get(CONF_SPOOL_CAP_MB, DEFAULT_SPOOL_CAP_MB))
-        self.spool_cap_bytes = int(cap_mb * 1024 * 1024)
+        self.writer.cap_bytes = int(cap_mb * 1024 * 1024)
 
     async def _async_on_stop(self, _event: Event[Any]) -> None:
         await self.async_stop()
@@ -219,8 +227,9 @@ class Pipeline:
 
     # --- internals -----------------------------------------------------------------
     @callback
-    def _on_buffer(self, length: int) -> None:
-        if length >= CONVERT_CHUNK and not self._flush_scheduled:
+    def _on_full(self) -> None:
+        # A flush scheduled but not started yet will take this buffer too.
+        if not self._flush_scheduled:
             self._flush_scheduled = True
             # Not eager: the flush must not start inside the bus listener's call.
             self.entry.async_create_background_task(
@@ -231,6 +240,7 @@ class Pipeline:
     def _registry_updated(self, _event: Event[Any]) -> None:
         self.enricher.invalidate()
         self.capture.filter.invalidate()
+        self._wire_entities = {}
 
     @callback
     def _tick(self, _now: datetime) -> None:
@@ -242,7 +252,7 @@ class Pipeline:
         if self.buffered_events and now - self._last_flush >= self.flush_interval:
             self._flush_scheduled = True
             self.entry.async_create_background_task(
-                self.hass, self._async_flush_buffer(seal=True), "homeiq flush"
+                self.hass, self._async_flush_buffer(seal=True, wait=False), "homeiq flush"
             )
         if self._dirty or self.capture.buffer:
             self._dirty = False
@@ -253,8 +263,11 @@ class Pipeline:
     def _changed(self) -> None:
         self._dirty = True
 
-    async def _async_flush_buffer(self, seal: bool) -> None:
-        """Serialize the buffer (and with `seal`, spool even a partial batch)."""
+    async def _async_flush_buffer(self, seal: bool, wait: bool = True) -> None:
+        """Serialize the buffer (with `seal`, spool even a partial batch).
+
+        With `seal` and `wait`, everything is spooled when this returns (flush, stop).
+        """
         async with self._flush_lock:
             self._flush_scheduled = False
             if seal:
@@ -263,11 +276,11 @@ class Pipeline:
             self._converting = len(events)
             ready: list[Ready] = []
             if len(events):
-                await self.enricher.async_prepare(events)
+                await self.enricher.async_prepare_users({e.context.user_id for e in events})
                 options = self._options
-                ctx = BatchContext(
-                    entities=self.enricher.entities,
-                    attributes=events.attributes,
+                ctx = WireContext(
+                    entity_info=self.enricher.entity_info,
+                    entities=self._wire_entities,
                     users=self.enricher.users,
                     causes=self.capture.context_causes,
                     snapshot=snapshot(
@@ -289,44 +302,16 @@ class Pipeline:
                         await asyncio.sleep(0)  # let HA run, then carry on
                         slice_end = time.monotonic() + LOOP_SLICE
                 self._converting = 0
+                # HA's Events are cyclic garbage once HA drops them: holding them longer
+                # promotes them to older GC generations, which grows the RSS.
+                events.clear()
             if seal and self.builder.count:
                 ready.append(self.builder.seal())
             if not ready:
                 return
-            self._converting = sum(batch.events for batch in ready)  # being written
-            try:
-                items = await self.hass.async_add_executor_job(self._write, ready)
-            finally:
-                self._converting = 0
-            self.shipper.add(items)
-            await self._async_enforce_cap()
-            self._dirty = True
-
-    def _write(self, ready: list[Ready]) -> list[SpoolItem]:
-        return [self.spool.write(*batch) for batch in ready]
-
-    async def _async_enforce_cap(self) -> None:
-        dropped: list[SpoolItem] = []
-        while self.shipper.spool_bytes > self.spool_cap_bytes:
-            item = self.shipper.take_oldest()
-            if item is None:
-                break
-            dropped.append(item)
-        if not dropped:
-            return
-        count = sum(item.events for item in dropped)
-        self.spool_dropped += count
-        LOGGER.warning("HomeIQ spool is full: dropped the %s oldest events", count)
-        await self.hass.async_add_executor_job(self.spool.remove, dropped)
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            ISSUE_SPOOL_FULL,
-            is_fixable=False,
-            severity=ir.IssueSeverity.ERROR,
-            translation_key=ISSUE_SPOOL_FULL,
-            translation_placeholders={
-                "dropped": str(self.dropped_total),
-                "spool_cap_mb": str(round(self.spool_cap_bytes / 1024 / 1024)),
-            },
-        )
+            if seal and wait:
+                await self.writer.async_write(ready)
+            else:
+                # Written in its own task: the next buffer is serialized meanwhile (waiting
+                # for the disk here held capture for a quarter second under load).
+                self.writer.submit(ready)

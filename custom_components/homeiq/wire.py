@@ -1,0 +1,197 @@
+"""Captured events as the wire contract's EVENT objects, serialized a chunk at a time.
+
+What a state change says about its entity (entity id, domain, registry facts, kept
+attributes, device class, unit, friendly name) only changes when the registries, the
+options or the state's attributes object change. It is serialized once per entity and
+spliced into every event as an `orjson.Fragment`, which orjson writes verbatim: a fragment
+`"sensor.x","domain":"sensor",...` as the value of the record's last key, `entity_id`,
+yields all those keys. Per event only the few changing values go into a small dict.
+Optional keys without a value are left out (the contract allows absent optional keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+import math
+from typing import Any
+
+from homeassistant.const import (
+    ATTR_DEVICE_CLASS,
+    ATTR_FRIENDLY_NAME,
+    ATTR_UNIT_OF_MEASUREMENT,
+    EVENT_STATE_CHANGED,
+    EVENT_STATE_REPORTED,
+)
+from homeassistant.core import Event, EventOrigin, State
+import orjson
+
+from .enrich import EntityInfo
+
+ATTR_STATE_CLASS = "state_class"
+# Attributes that become their own keys are not repeated inside `attributes`.
+COLUMN_ATTRIBUTES = frozenset(
+    {ATTR_FRIENDLY_NAME, ATTR_UNIT_OF_MEASUREMENT, ATTR_DEVICE_CLASS, ATTR_STATE_CLASS}
+)
+STATE_EVENTS = frozenset({EVENT_STATE_CHANGED, EVENT_STATE_REPORTED})
+_LOCAL = EventOrigin.local  # compared by identity: enum hashing and .value run Python code
+_NUMERIC_START = frozenset("0123456789+-.")
+_DUMPS_OPTION = orjson.OPT_NON_STR_KEYS
+
+type Cause = tuple[str, str | None, str | None]
+
+
+def json_default(value: Any) -> Any:
+    """Serialize what orjson does not know (sets, enums, State objects...) plainly."""
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    return str(value)
+
+
+@dataclass(slots=True)
+class EntityWire:
+    """An entity's serialized keys, valid while its state keeps this attributes object."""
+
+    attributes: Mapping[str, Any]  # held, so the identity check cannot see a reused id
+    plain: orjson.Fragment  # when the event has its own cause (user, automation, script)
+    caused: orjson.Fragment  # with the default cause: the device or the integration
+
+
+@dataclass(frozen=True, slots=True)
+class WireContext:
+    """What one flush reads; the caches are replaced (not cleared) when they go stale."""
+
+    entity_info: Callable[[str], EntityInfo]
+    entities: dict[str, EntityWire]
+    users: Mapping[str, str | None]
+    causes: Mapping[str, Cause]
+    snapshot: Mapping[str, Any]
+    keep_attributes: frozenset[str]
+    drop_attributes: frozenset[str]
+
+
+def _numeric(state: str) -> float | None:
+    if not state or state[0] not in _NUMERIC_START:
+        return None  # most text states, without the cost of an exception
+    try:
+        value = float(state)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _dump_keys(fields: Mapping[str, Any]) -> bytes:
+    """`fields` as JSON object members, without the braces."""
+    return orjson.dumps(fields, default=json_default, option=_DUMPS_OPTION)[1:-1]
+
+
+def _default_cause(info: EntityInfo) -> bytes:
+    # No user and no automation in the chain: the device or its integration reported it.
+    kind = "device" if info.device_id else "integration"
+    return _dump_keys({"cause": kind, "cause_name": info.platform or info.fields["domain"]})
+
+
+def _entity_wire(entity_id: str, state: State | None, ctx: WireContext) -> EntityWire:
+    """Serialize an entity's keys (for a removed entity, `state` is None: no attributes)."""
+    info = ctx.entity_info(entity_id)
+    fields = dict(info.fields)
+    attrs: Mapping[str, Any] = {}
+    if state is not None:
+        attrs = state.attributes
+        if ctx.keep_attributes:
+            fields["attributes"] = {k: attrs[k] for k in ctx.keep_attributes if k in attrs}
+        else:
+            drop = ctx.drop_attributes | COLUMN_ATTRIBUTES
+            fields["attributes"] = {k: v for k, v in attrs.items() if k not in drop}
+        for key, value in (
+            ("device_class", attrs.get(ATTR_DEVICE_CLASS) or info.device_class),
+            ("state_class", attrs.get(ATTR_STATE_CLASS)),
+            ("unit", attrs.get(ATTR_UNIT_OF_MEASUREMENT) or info.unit),
+            ("friendly_name", attrs.get(ATTR_FRIENDLY_NAME) or info.name),
+        ):
+            if value is not None:
+                fields[key] = value
+    plain = b"".join((orjson.dumps(entity_id), b",", _dump_keys(fields)))
+    caused = b"".join((plain, b",", _default_cause(info)))
+    return EntityWire(attrs, orjson.Fragment(plain), orjson.Fragment(caused))
+
+
+def encode(events: Sequence[Event[Any]], ctx: WireContext) -> bytes:
+    """The events as JSON objects joined by commas, without the list's brackets.
+
+    One loop without helper calls per event: this runs for every captured event.
+    """
+    records: list[dict[str, Any]] = []
+    fromtimestamp = datetime.fromtimestamp
+    entities = ctx.entities
+    causes = ctx.causes
+    snapshot = ctx.snapshot
+    for event in events:
+        context = event.context
+        fired = event.time_fired_timestamp
+        time_fired = fromtimestamp(fired, UTC)
+        event_type = event.event_type
+        record: dict[str, Any] = {
+            "time_fired": time_fired,
+            "event_type": event_type,
+            "origin": "LOCAL" if event.origin is _LOCAL else event.origin.value,
+            "context_id": context.id,
+        }
+        cause: Cause | None = None
+        user_id = context.user_id
+        parent_id = context.parent_id
+        if parent_id is not None:
+            record["context_parent_id"] = parent_id
+        if user_id is not None:
+            record["context_user_id"] = user_id
+            cause = ("user", ctx.users.get(user_id), user_id)
+        elif causes:
+            cause = causes.get(context.id) or (causes.get(parent_id) if parent_id else None)
+        if cause is not None:
+            record["cause"] = cause[0]
+            if cause[1] is not None:
+                record["cause_name"] = cause[1]
+            if cause[2] is not None:
+                record["cause_id"] = cause[2]
+        data = event.data
+        if event_type in STATE_EVENTS:
+            entity_id: str = data["entity_id"]
+            new: State | None = data["new_state"]
+            old: State | None = data.get("old_state")
+            if old is not None:
+                record["old_state"] = old.state
+            if new is None:
+                record["state"] = None
+                wire = _entity_wire(entity_id, None, ctx)  # a removal: rare, not cached
+            else:
+                state = new.state
+                record["state"] = state
+                if (value := _numeric(state)) is not None:
+                    record["numeric_value"] = value
+                changed = new.last_changed_timestamp
+                record["last_changed"] = (
+                    time_fired if changed == fired else fromtimestamp(changed, UTC)
+                )
+                if old is not None and old.state != state:
+                    record["prev_state_seconds"] = changed - old.last_changed_timestamp
+                cached = entities.get(entity_id)
+                if cached is None or cached.attributes is not new.attributes:
+                    wire = entities[entity_id] = _entity_wire(entity_id, new, ctx)
+                else:
+                    wire = cached
+            if snapshot:
+                record.update(snapshot)
+            # Last key: its fragment carries the entity's other keys (see module docstring).
+            record["entity_id"] = wire.caused if cause is None else wire.plain
+        else:
+            if data:
+                record["data"] = data
+            if cause is None:
+                record["cause"] = "system"
+            if snapshot:
+                record.update(snapshot)
+        records.append(record)
+    return orjson.dumps(records, default=json_default, option=_DUMPS_OPTION)[1:-1]

@@ -123,6 +123,10 @@ def _fold(events: list[tuple[int, Any, Any]], current: Any, start_us: int, end_u
 
 
 _CHUNK: Final = 32  # entities per statement group; the deadline is checked between chunks
+# The events of the hour being built in slices, so that a continuation slice does not
+# read them again. Only a continuation (after != "") uses it; an event arriving between
+# slices marks the hour dirty again, so it is rebuilt from the database afterwards.
+_HOUR_EVENTS: dict[int, dict[str, list[tuple[int, Any, Any]]]] = {}
 
 
 def build_hour(conn: sqlite3.Connection, hour: int, after: str, deadline: float) -> str | None:
@@ -130,16 +134,20 @@ def build_hour(conn: sqlite3.Connection, hour: int, after: str, deadline: float)
     deadline (perf_counter) passes; returns the last entity done, or None when the hour
     is complete. Slices keep every writer step short on a busy hour."""
     start_us, end_us = hour * HOUR_US, (hour + 1) * HOUR_US
-    by_entity: dict[str, list[tuple[int, Any, Any]]] = {}
-    for entity_id, time_us, state, value in source.hour_events(conn, start_us, end_us):
-        if entity_id > after:
+    by_entity = _HOUR_EVENTS.get(hour) if after else None
+    if by_entity is None:
+        by_entity = {}
+        for entity_id, time_us, state, value in source.hour_events(conn, start_us, end_us):
             by_entity.setdefault(entity_id, []).append((time_us, state, value))
-    entities = list(by_entity)
+        _HOUR_EVENTS.clear()
+        _HOUR_EVENTS[hour] = by_entity
+    entities = [e for e in by_entity if e > after]  # already sorted by the query
     for first in range(0, len(entities), _CHUNK):
         chunk = entities[first : first + _CHUNK]
         _hour_chunk(conn, hour, {e: by_entity[e] for e in chunk})
         if time.perf_counter() > deadline and first + _CHUNK < len(entities):
             return chunk[-1]
+    _HOUR_EVENTS.pop(hour, None)
     return None
 
 
@@ -178,22 +186,32 @@ def _hour_chunk(
 def build_day(conn: sqlite3.Connection, day: int, after: str, deadline: float) -> str | None:
     """Rebuild daily rollups from the hourly rows, sliced like ``build_hour``."""
     first, last = day * 24, day * 24 + 24
-    chunk: dict[str, list[tuple[int, Agg]]] = {}
-    # Read lazily: a slice decodes only the rows it builds. Without INDEXED BY, SQLite
-    # walks the primary key from ``after`` across every hour of every later entity.
-    for row in conn.execute(
-        f"SELECT entity_id, hour, {_COLUMNS} FROM rollups_hourly INDEXED BY rollups_hourly_hour"
-        " WHERE hour >= ? AND hour < ? AND entity_id > ? ORDER BY entity_id, hour",
-        (first, last, after),
-    ):
-        if row[0] not in chunk and len(chunk) == _CHUNK:
-            _day_chunk(conn, day, chunk)
-            if time.perf_counter() > deadline:
-                return list(chunk)[-1]
-            chunk = {}
-        chunk.setdefault(row[0], []).append((row[1], agg_from_row(row[2:])))
-    if chunk:
+    # The day's entities from the (covering) hour index; without INDEXED BY, SQLite walks
+    # the primary key from ``after`` across every hour of every later entity.
+    entities: list[str] = [
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT entity_id FROM rollups_hourly INDEXED BY rollups_hourly_hour"
+            " WHERE hour >= ? AND hour < ? AND entity_id > ? ORDER BY entity_id",
+            (first, last, after),
+        )
+    ]
+    for start in range(0, len(entities), _CHUNK):
+        chunk_ids = entities[start : start + _CHUNK]
+        chunk: dict[str, list[tuple[int, Agg]]] = {}
+        for entity_id in chunk_ids:
+            # One primary-key range per entity: (entity, first hour) .. (entity, last hour).
+            chunk[entity_id] = [
+                (row[0], agg_from_row(row[1:]))
+                for row in conn.execute(
+                    f"SELECT hour, {_COLUMNS} FROM rollups_hourly"
+                    " WHERE entity_id = ? AND hour >= ? AND hour < ? ORDER BY hour",
+                    (entity_id, first, last),
+                )
+            ]
         _day_chunk(conn, day, chunk)
+        if time.perf_counter() > deadline and start + _CHUNK < len(entities):
+            return chunk_ids[-1]
     return None
 
 

@@ -302,16 +302,13 @@ class Pipeline:
                         await asyncio.sleep(0)  # let HA run, then carry on
                         slice_end = time.monotonic() + LOOP_SLICE
                 self._converting = 0
-                # HA's Events are cyclic garbage once HA drops them: holding them longer
-                # promotes them to older GC generations, which grows the RSS.
-                events.clear()
+                events.clear()  # not held over the disk write below
             if seal and self.builder.count:
                 ready.append(self.builder.seal())
-            if not ready:
-                return
             if seal and wait:
+                # Also waits for batches queued by earlier flushes: all spooled on return.
                 await self.writer.async_write(ready)
-            else:
+            elif ready:
                 # Written in its own task: the next buffer is serialized meanwhile (waiting
                 # for the disk here held capture for a quarter second under load).
                 self.writer.submit(ready)

@@ -12,6 +12,7 @@ from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
 
 from custom_components.homeiq.const import (
+    CONF_BATCH_SIZE,
     CONF_CAPTURE_MODE,
     CONF_DROP_ATTRIBUTES,
     CONF_FLUSH_INTERVAL,
@@ -121,6 +122,26 @@ async def test_home_assistant_stop_spools_the_buffer(
     assert pipeline.backlog_events == 10
     files = list(spool_dir(hass, entry.entry_id).glob("*.json"))
     assert sum(int(path.name.split("_")[1]) for path in files) == 10
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_flush_waits_for_batches_queued_before_it(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """Full batches a background flush queued for the disk are spooled when async_flush returns."""
+    await hass.async_add_executor_job(addon_server.stop)
+    entry = await make_entry(
+        addon_server.url, addon_server.token, **ONLY_SEQ, **{CONF_BATCH_SIZE: 100}
+    )
+    pipeline = entry.runtime_data.pipeline
+    for i in range(1000):
+        hass.states.async_set("sensor.seq", str(i))
+    await asyncio.sleep(0)  # the size-triggered flush serializes and queues ten batches
+    await asyncio.sleep(0)
+    assert pipeline.capture.buffer == []
+    await pipeline.async_flush()  # nothing left to seal, yet it waits for the queued writes
+    assert pipeline.buffered_events == 0
+    assert pipeline.backlog_events == 1000
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

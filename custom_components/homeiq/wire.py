@@ -36,7 +36,10 @@ COLUMN_ATTRIBUTES = frozenset(
 )
 STATE_EVENTS = frozenset({EVENT_STATE_CHANGED, EVENT_STATE_REPORTED})
 _LOCAL = EventOrigin.local  # compared by identity: enum hashing and .value run Python code
+# Only states starting like a number are parsed: most text states skip the exception.
 _NUMERIC_START = frozenset("0123456789+-.")
+# Keys that are not str (event data may have them) need OPT_NON_STR_KEYS, which makes every
+# dict slower to serialize: records are dumped without it, and again with it if that fails.
 _DUMPS_OPTION = orjson.OPT_NON_STR_KEYS
 
 type Cause = tuple[str, str | None, str | None]
@@ -71,16 +74,6 @@ class WireContext:
     snapshot: Mapping[str, Any]
     keep_attributes: frozenset[str]
     drop_attributes: frozenset[str]
-
-
-def _numeric(state: str) -> float | None:
-    if not state or state[0] not in _NUMERIC_START:
-        return None  # most text states, without the cost of an exception
-    try:
-        value = float(state)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _dump_keys(fields: Mapping[str, Any]) -> bytes:
@@ -169,8 +162,14 @@ def encode(events: Sequence[Event[Any]], ctx: WireContext) -> bytes:
             else:
                 state = new.state
                 record["state"] = state
-                if (value := _numeric(state)) is not None:
-                    record["numeric_value"] = value
+                if state and state[0] in _NUMERIC_START:  # _numeric, inlined
+                    try:
+                        value = float(state)
+                    except ValueError:
+                        pass
+                    else:
+                        if math.isfinite(value):
+                            record["numeric_value"] = value
                 changed = new.last_changed_timestamp
                 record["last_changed"] = (
                     time_fired if changed == fired else fromtimestamp(changed, UTC)
@@ -194,4 +193,7 @@ def encode(events: Sequence[Event[Any]], ctx: WireContext) -> bytes:
             if snapshot:
                 record.update(snapshot)
         records.append(record)
-    return orjson.dumps(records, default=json_default, option=_DUMPS_OPTION)[1:-1]
+    try:
+        return orjson.dumps(records, default=json_default)[1:-1]
+    except orjson.JSONEncodeError:
+        return orjson.dumps(records, default=json_default, option=_DUMPS_OPTION)[1:-1]

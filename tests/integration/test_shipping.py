@@ -197,6 +197,7 @@ async def test_payloads_pass_the_addon_validator(
     hass.states.async_set("sensor.plug_power", "7.25")  # state_reported
     hass.states.async_set("binary_sensor.door", "on")
     hass.states.async_set("sensor.text", "not a number")
+    hass.states.async_set("sensor.day", "2026-11-22")  # starts like a number, is not one
     hass.states.async_set("sensor.nan", "nan")
     hass.states.async_remove("binary_sensor.door")
     hass.bus.async_fire("automation_triggered", {"name": "A", "entity_id": "automation.a"})

@@ -24,8 +24,10 @@ from .api import (
 from .const import API_VERSION, BACKOFF_INITIAL, BACKOFF_MAX, LOGGER
 from .spool import Spool, SpoolItem
 
-# Batch bodies kept in memory so the common path never reads the file back.
-MEMORY_BUDGET = 4 * 1024 * 1024
+# Batch bodies kept in memory so the common path never reads the file back: a couple of
+# default-size batches (~0.5 MB each). Bigger or more come back from the page cache, which
+# costs a read but keeps megabytes out of HA's RSS under load.
+MEMORY_BUDGET = 1024 * 1024
 
 
 class Shipper:

@@ -19,6 +19,15 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_coverage_in_subprocesses() -> None:
+    """Coverage measures the integration, which runs in the test process. pytest-cov
+    would also start it in every add-on process a test spawns (through COV_CORE_*),
+    and those statement-only data files cannot be combined with the branch data."""
+    for key in [key for key in os.environ if key.startswith("COV_CORE_")]:
+        del os.environ[key]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

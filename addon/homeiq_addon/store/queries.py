@@ -9,6 +9,7 @@ from typing import Any, Final
 import orjson
 
 from .codec import decode_context, us_to_iso
+from .tables import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS
 
 STATE_TYPES_SQL: Final = (
     "SELECT id FROM event_types WHERE event_type IN ('state_changed', 'state_reported')"
@@ -44,25 +45,9 @@ _PLAIN: Final = (
     "last_changed",
     "prev_state_seconds",
     "attributes",
-    "area_id",
-    "area",
-    "floor",
-    "device_id",
-    "device_name",
-    "device_manufacturer",
-    "device_model",
-    "labels",
-    "device_class",
-    "state_class",
-    "unit",
-    "friendly_name",
-    "cause",
-    "cause_name",
-    "cause_id",
-    "outdoor_temperature",
-    "weather_condition",
-    "sun_elevation",
-    "people_home",
+    *REGISTRY_KEYS,
+    *CAUSE_KEYS,
+    *SNAP_KEYS,
 )
 _JSON_COLS: Final = frozenset({"attributes", "labels"})
 

@@ -11,6 +11,7 @@ from helpers import FlakyProxy, registries
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 import orjson
+import pytest
 
 from custom_components.homeiq.const import (
     CONF_BATCH_SIZE,
@@ -98,36 +99,31 @@ async def test_restart_with_backlog(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
-async def test_ack_lost_after_commit_stored_once(
-    hass: HomeAssistant, addon_server: Any, make_entry: Any
+@pytest.mark.parametrize(
+    ("mode", "count"),
+    [
+        # The add-on commits, the answer is lost: the resent batch id is not stored twice.
+        pytest.param("drop_ack", 300, id="ack_lost_after_commit_stored_once"),
+        # 429 with Retry-After: the batch waits as told and is then delivered.
+        pytest.param("429", 50, id="rate_limited_then_delivered"),
+    ],
+)
+async def test_first_send_fails_then_delivered_once(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any, mode: str, count: int
 ) -> None:
-    """The add-on commits, the answer is lost: the resent batch id is not stored twice."""
-    proxy = FlakyProxy(addon_server.url, "drop_ack")
+    """A real HTTP hop spoils the first ingest; the batch is resent and stored exactly once."""
+    proxy = FlakyProxy(addon_server.url, mode)
     await proxy.start()
-    entry = await make_entry(proxy.url, addon_server.token, **ONLY_SEQ)
-    for i in range(300):
-        hass.states.async_set("sensor.seq", str(i))
-    await delivered(entry)
-    assert proxy.ingests == 2
-    assert stored_values(addon_server) == [float(i) for i in range(300)]
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    await proxy.stop()
-
-
-async def test_rate_limited_then_delivered(
-    hass: HomeAssistant, addon_server: Any, make_entry: Any
-) -> None:
-    """429 with Retry-After: the batch waits as told and is then delivered."""
-    proxy = FlakyProxy(addon_server.url, "429")
-    await proxy.start()
-    entry = await make_entry(proxy.url, addon_server.token, **ONLY_SEQ)
-    for i in range(50):
-        hass.states.async_set("sensor.seq", str(i))
-    await delivered(entry)
-    assert proxy.ingests == 2
-    assert stored_values(addon_server) == [float(i) for i in range(50)]
-    assert await hass.config_entries.async_unload(entry.entry_id)
-    await proxy.stop()
+    try:
+        entry = await make_entry(proxy.url, addon_server.token, **ONLY_SEQ)
+        for i in range(count):
+            hass.states.async_set("sensor.seq", str(i))
+        await delivered(entry)
+        assert proxy.ingests == 2
+        assert stored_values(addon_server) == [float(i) for i in range(count)]
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await proxy.stop()
 
 
 async def test_spool_cap_drops_oldest_counts_and_raises_issue(

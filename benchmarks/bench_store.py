@@ -13,6 +13,10 @@ Options: --events-10m N to scale the big database down (e.g. for a quick look).
    over the last ~24 h; the add-on is then started on it and /stats is timed over HTTP
    (50 requests; p50 and p95) at 1M and at 10M stored events.
 3. RSS of the add-on process: peak (VmHWM) over the ingest runs and after the stats runs.
+
+Diagnostic: the batches of 1000 once more over HTTP into a database whose (entity, time)
+index was dropped (``ingest_events_per_s_without_entity_index``), which shows what that
+index, the one the history queries need, costs ingest.
 """
 
 from __future__ import annotations
@@ -223,6 +227,28 @@ async def http_ingest(addon: Addon, bodies: list[bytes], per_batch: int, infligh
     return len(bodies) * per_batch / elapsed
 
 
+async def ingest_without_entity_index(home: Home, events: int, now_us: int) -> float:
+    """The batch-1000 HTTP run on a database whose (entity, time) index was dropped."""
+    data = WORK / "http-unindexed"
+    addon = Addon(data)  # creates the database
+    await addon.wait()
+    addon.stop()
+    conn = sqlite3.connect(data / "homeiq.db")
+    conn.execute("DROP INDEX events_by_entity_time")
+    conn.close()
+    first_us = now_us - 3_600_000_000
+    bodies = [
+        orjson.dumps(make_batch(home, 1000, first_us + j * 1_000_000, 1000, f"u-{j}"))
+        for j in range(events // 1000)
+    ]
+    addon = Addon(data)
+    await addon.wait()
+    rate = await http_ingest(addon, bodies, 1000, inflight=4)
+    addon.stop()
+    shutil.rmtree(data)
+    return rate
+
+
 def inprocess_ingest(data_dir: Path, bodies: list[bytes]) -> float:
     store = Store.open_sync(data_dir)
     ingestor = Ingestor()
@@ -344,6 +370,10 @@ async def main() -> None:
     results["ingest_events_per_s_by_batch_size"] = rates
     results["ingest_events_per_s"] = rates["1000"]
     results["ingest_events_per_addon_cpu_s_by_batch_size"] = per_cpu
+    unindexed = await ingest_without_entity_index(home, args.ingest_events, now_us)
+    print(f"diagnostic: batches of 1000 without the (entity, time) index: {unindexed:,.0f} "
+          f"events/s over HTTP ({unindexed / rates['1000']:.2f}x)")  # fmt: skip
+    results["ingest_events_per_s_without_entity_index"] = round(unindexed)
 
     # 2. stats at 1M and 10M (bulk-loaded through the store's ingest function)
     big = WORK / "big"

@@ -3,8 +3,9 @@
 Create uses SQLite's online backup in ONE step from its own read-only connection: one
 read transaction, so the copy is a consistent snapshot while ingest keeps writing (WAL
 readers never block the writer). Restore validates the file completely before touching
-anything, then copies it into the live database through the store's writer thread in a
-single backup step, which SQLite applies as one transaction: all or nothing.
+anything, keeps the live database as a backup of its own (a restore can be undone), then
+copies the file into the live database through the store's writer thread in a single
+backup step, which SQLite applies as one transaction: all or nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from .context import CONFIG, STORE
+from .context import CONFIG, INGESTOR, STORE
 from .responses import error, json_response
 from .retention.service import next_daily
 from .store.db import Store, connect
@@ -52,15 +53,19 @@ def list_backups(data_dir: Path) -> list[dict[str, Any]]:
     return [_describe(p) for p in sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
-def create_backup(store: Store, data_dir: Path) -> dict[str, Any]:
-    """Write a consistent copy of the live database (blocking; run in a thread)."""
+def create_backup(store: Store, data_dir: Path, kind: str = "") -> dict[str, Any]:
+    """Write a consistent copy of the live database (blocking; run in a thread).
+
+    `kind` goes into the name (``homeiq-<kind>-<time>.db``), e.g. "before-restore".
+    """
     folder = backup_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = folder / f"homeiq-{stamp}.db"
+    stem = f"homeiq-{kind}-{stamp}" if kind else f"homeiq-{stamp}"
+    target = folder / f"{stem}.db"
     n = 1
     while target.exists():
-        target, n = folder / f"homeiq-{stamp}-{n}.db", n + 1
+        target, n = folder / f"{stem}-{n}.db", n + 1
     partial = target.with_suffix(".partial")
     source = connect(store.path, readonly=True)
     try:
@@ -161,13 +166,24 @@ async def restore(request: web.Request) -> web.Response:
             await asyncio.to_thread(check_backup, path)
         except BackupInvalid as err:
             return error(422, "invalid_backup", str(err))
+        data_dir = request.app[CONFIG].data_dir
+        try:
+            kept = await asyncio.to_thread(create_backup, store, data_dir, "before-restore")
+        except (OSError, sqlite3.Error) as err:
+            return error(
+                507,
+                "backup_failed",
+                f"could not keep a copy of the current data first ({err}); nothing was restored",
+            )
         version = await store.write(lambda c: _restore_into(c, path, store), transaction=False)
+    # The 15m/1h stats count from memory: recount them from the restored events.
+    await store.read(request.app[INGESTOR].recent.load)
     events = await store.read(
         lambda c: c.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()[0]
     )
-    _LOGGER.info("Restored the database from backup %s", path.name)
+    _LOGGER.info("Restored backup %s; the data it replaced is in %s", path.name, kept["name"])
     return json_response({"restored": path.name, "schema_version": version,
-                          "events_stored": events})  # fmt: skip
+                          "events_stored": events, "previous_data": kept["name"]})  # fmt: skip
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 import sqlite3
 from typing import Any
@@ -75,17 +75,51 @@ async def test_backup_while_ingesting_then_restore_equals_the_snapshot(
     assert sum(n for _, n in snap["batches"]) == len(snap["events"])
     assert addon_server.row_count() > len(snap["events"])  # ingest went on after it
 
+    before = snapshot(addon_server.data_dir / "homeiq.db")
     status, answer = await api.call("POST", f"/api/v1/backups/{info['name']}/restore")
     assert status == 200, answer
     assert answer["events_stored"] == len(snap["events"])
     live = snapshot(addon_server.data_dir / "homeiq.db")
     assert live == snap
+    # What the restore replaced was kept first, so the restore can be undone.
+    previous = answer["previous_data"]
+    assert previous.startswith("homeiq-before-restore-")
+    assert snapshot(addon_server.data_dir / "backups" / previous) == before
 
     # The store keeps working on the restored data (its id caches were reset).
     await api.ingest([event(T0 + timedelta(days=1), "sensor.new_after_restore", "1")])
     _, events = await api.call("GET", "/api/v1/events?entity_id=sensor.new_after_restore")
     assert len(events["events"]) == 1
     assert addon_server.row_count() == len(snap["events"]) + 1
+
+
+async def test_restore_can_be_undone_and_recounts_the_recent_stats(api: Api) -> None:
+    now = datetime.now(UTC)
+    recent = [
+        event(now - timedelta(minutes=2, seconds=k), "sensor.recent", str(k)) for k in range(30)
+    ]
+    await api.ingest(recent[:10])
+    _, first = await api.call("POST", "/api/v1/backups")
+    await api.ingest(recent[10:])
+
+    async def stats_15m() -> tuple[int, dict[str, int]]:
+        """Events in the period, and the per-entity breakdown (counted in memory)."""
+        status, stats = await api.call("GET", "/api/v1/stats?period=15m")
+        assert status == 200, stats
+        metrics = stats["metrics"]
+        return metrics["events"], {e["entity_id"]: e["count"] for e in metrics["top_entities"]}
+
+    assert await stats_15m() == (30, {"sensor.recent": 30})
+    status, answer = await api.call("POST", f"/api/v1/backups/{first['name']}/restore")
+    assert status == 200, answer
+    assert await stats_15m() == (10, {"sensor.recent": 10})
+    status, undone = await api.call("POST", f"/api/v1/backups/{answer['previous_data']}/restore")
+    assert status == 200, undone
+    assert undone["events_stored"] == 30
+    assert await stats_15m() == (30, {"sensor.recent": 30})
+    _, listing = await api.call("GET", "/api/v1/backups")
+    names = {b["name"] for b in listing["backups"]}
+    assert {first["name"], answer["previous_data"], undone["previous_data"]} <= names
 
 
 def _corrupt_copy(source: Path, target: Path) -> None:

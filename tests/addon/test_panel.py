@@ -265,6 +265,17 @@ async def test_panel_under_ingress_prefix(addon_server: AddonProcess, browser: B
         name = await browser.js("document.querySelector('#backups tbody tr').dataset.backup")
         assert (addon_server.data_dir / "backups" / name).exists()
 
+        # Restoring it takes a confirming second click and keeps the replaced data.
+        await browser.js(click("#backups tbody tr button"))
+        assert addon_server.row_count() == 300
+        await browser.js(click("#backups tbody tr button"))
+        message = await browser.wait_for(
+            "document.querySelector('#backup-message').textContent.startsWith('Restored')"
+            " && document.querySelector('#backup-message').textContent"
+        )
+        assert message.startswith(f"Restored {name}; the data it replaced is kept as homeiq-before")
+        await browser.wait_for("document.querySelectorAll('#backups tbody tr').length === 2")
+
         # The live chart gets rate messages over the proxied WebSocket.
         await browser.wait_for("document.querySelector('#rate-now').textContent !== '\\u2013'")
 

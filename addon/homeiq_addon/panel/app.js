@@ -208,7 +208,8 @@ async function refreshBackups() {
     const restore = el("button", { class: "small secondary" }, "Restore");
     // A second click confirms: window.confirm() is unavailable inside some HA frames.
     restore.addEventListener("click", () => {
-      if (restore.dataset.armed) backupAction(`api/v1/backups/${encodeURIComponent(b.name)}/restore`, "POST", `Restored ${b.name}`);
+      if (restore.dataset.armed) backupAction(`api/v1/backups/${encodeURIComponent(b.name)}/restore`, "POST",
+        (r) => `Restored ${b.name}; the data it replaced is kept as ${r.previous_data}`);
       else { restore.dataset.armed = "1"; restore.textContent = "Confirm restore"; }
     });
     return el("tr", { "data-backup": b.name },
@@ -223,7 +224,8 @@ async function backupAction(path, method, message) {
   $("#backup-create").disabled = true;
   try {
     const result = await api(path, { method });
-    $("#backup-message").textContent = message || `Created ${result.name}`;
+    const text = typeof message === "function" ? message(result) : message;
+    $("#backup-message").textContent = text || `Created ${result.name}`;
     await Promise.all([refreshBackups(), refreshStorage()]);
   } catch (err) {
     $("#backup-error").textContent = err.message;

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+import sqlite3
 from typing import Any
 
 import aiohttp
@@ -131,8 +132,60 @@ async def test_lock_history_outlives_default_and_rollups_survive_raw(
     assert len(hourly) - len(days) == 60 * 24
 
 
+def attribute_sets(addon: AddonProcess) -> tuple[int, int]:
+    """(attribute sets stored, events whose set is missing)."""
+    conn = sqlite3.connect(f"file:{addon.data_dir / 'homeiq.db'}?mode=ro", uri=True)
+    try:
+        return conn.execute(
+            "SELECT (SELECT COUNT(*) FROM attributes), (SELECT COUNT(*) FROM events e"
+            " WHERE attributes_ref IS NOT NULL AND NOT EXISTS"
+            " (SELECT 1 FROM attributes a WHERE a.id = e.attributes_ref))"
+        ).fetchone()
+    finally:
+        conn.close()
+
+
+async def test_attribute_sets_no_event_uses_are_removed(
+    api: Api, addon_server: AddonProcess
+) -> None:
+    # A media player whose position makes every attribute set new, for 60 days; a sensor
+    # whose one set is used from the first day to the last.
+    player = series("media_player.tv", T0, 60, HOUR, ["playing", "paused"])
+    for i, ev in enumerate(player):
+        ev["attributes"] = {"media_position": i}
+    meter = series("sensor.meter", T0, 120, timedelta(hours=6))
+    for ev in meter:
+        ev["attributes"] = {"unit_of_measurement": "W"}
+    await api.ingest([*player, *meter])
+    assert attribute_sets(addon_server) == (len(player) + 1, 0)
+
+    dry = await api.run(NOW, dry_run=True)
+    assert dry["attribute_sets_removed"] is None  # known only once events are gone
+    assert attribute_sets(addon_server) == (len(player) + 1, 0)
+
+    report = await api.run(NOW, dry_run=False)
+    # The default keeps 30 days: every player event is gone, and with it every set
+    # but the meter's.
+    assert report["totals"]["raw_events"] == len(player) + sum(
+        1 for e in meter if e["time_fired"] < (NOW - timedelta(days=30)).isoformat()
+    )
+    assert report["attribute_sets_removed"] == len(player)
+    assert attribute_sets(addon_server) == (1, 0)
+
+    # A set seen before is stored again when it comes back (no stale cached id).
+    back = event(NOW, "media_player.tv", "playing")
+    back["attributes"] = {"media_position": 0}
+    await api.ingest([back])
+    status, answer = await api.call("GET", "/api/v1/events?entity_id=media_player.tv")
+    assert status == 200, answer
+    assert [e["attributes"] for e in answer["events"]] == [{"media_position": 0}]
+    assert attribute_sets(addon_server) == (2, 0)
+
+
 async def test_ingest_goes_on_during_retention(api: Api, addon_server: AddonProcess) -> None:
     old = series("sensor.bulk_power", T0, 90, timedelta(minutes=2))
+    for i, ev in enumerate(old):
+        ev["attributes"] = {"k": i % 500}
     await api.ingest(old)
     await _configure(api)
     fresh = [
@@ -144,6 +197,9 @@ async def test_ingest_goes_on_during_retention(api: Api, addon_server: AddonProc
         )
         for i in range(6000)
     ]
+    for i, ev in enumerate(fresh):
+        # The old events' sets again: the ones only purged events used must survive.
+        ev["attributes"] = {"k": i % 500}
 
     async def keep_ingesting() -> int:
         for i in range(0, len(fresh), 200):
@@ -155,6 +211,7 @@ async def test_ingest_goes_on_during_retention(api: Api, addon_server: AddonProc
     purged = report["totals"]["raw_events"]
     assert purged == sum(1 for e in old if e["time_fired"] < (NOW - timedelta(days=7)).isoformat())
     assert addon_server.row_count() == len(old) - purged + sent
+    assert attribute_sets(addon_server) == (500, 0)
 
 
 async def test_stats_report_tiers_last_and_next_run(api: Api) -> None:

@@ -1,4 +1,5 @@
-"""The retention job: roll up, purge each tier per policy, give the space back.
+"""The retention job: roll up, purge each tier per policy, drop attribute sets no event
+uses any more (orphans.py), give the space back.
 
 Everything runs through ``Store.write`` in small transactions whose size adapts to a
 time budget, so an ingest batch queued behind the job waits at most one small step.
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from ..store.db import connect
-from . import rollups, source
+from . import orphans, rollups, source
 from .policies import Days, Policy, PolicySet
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class Report:
     per_policy: dict[str, Counts] = field(default_factory=dict)
     hours_built: int = 0
     days_built: int = 0
+    attribute_sets_removed: int | None = None  # not known before a real run
     freed_bytes: int = 0
 
     def count(self, policy: Policy) -> Counts:
@@ -68,6 +70,7 @@ class Report:
         totals = {k: sum(int(r[k]) for r in rows) for k in keys}
         return {"dry_run": self.dry_run, "policies": rows, "totals": totals,
                 "rollups_built": {"hours": self.hours_built, "days": self.days_built},
+                "attribute_sets_removed": self.attribute_sets_removed,
                 "freed_bytes": self.freed_bytes}  # fmt: skip
 
 
@@ -182,6 +185,7 @@ async def _run(store: Store, policies: PolicySet, *, now_us: int, dry_run: bool)
     await _purge_rollups(store, policies, report, "hourly")
     await _purge_rollups(store, policies, report, "daily")
     if not dry_run:
+        report.attribute_sets_removed = await orphans.remove_orphan_attributes(store)
         report.freed_bytes = await incremental_vacuum(store)
     return report
 

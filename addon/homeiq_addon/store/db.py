@@ -257,6 +257,12 @@ class Store:
             job.future.set_result(result)
 
     def _rolled_back(self) -> None:
-        # Caches of row ids (interned strings) may now point at rows that do not exist.
+        self.forget_row_ids()
+
+    def forget_row_ids(self) -> None:
+        """Drop every cache of row ids: rows were rolled back, deleted or replaced.
+
+        Call on the writer thread (in a write job), so no later job sees a stale id.
+        """
         for hook in self.rollback_hooks:
             hook()

@@ -1,0 +1,47 @@
+"""Attribute sets are deleted only when no event uses them, even one stored mid-way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+import sqlite3
+
+import orjson
+
+from homeiq_addon.retention import orphans, source
+from homeiq_addon.store.db import Store
+from homeiq_addon.store.ingest import Ingestor
+from tests.addon.factory import batch, state_event
+
+
+def _ingest(store: Store, ingestor: Ingestor, events: list[dict[str, object]]) -> None:
+    body = orjson.dumps(batch(events))
+    store.submit(lambda c: ingestor.ingest_body(c, body, 0.0)).result()
+
+
+def _attributes_of(conn: sqlite3.Connection) -> list[object]:
+    rows = conn.execute("SELECT a.json FROM events e JOIN attributes a ON a.id = e.attributes_ref")
+    return [orjson.loads(r[0]) for r in rows]
+
+
+async def test_a_set_reused_between_scan_and_delete_survives(tmp_path: Path) -> None:
+    store = Store.open_sync(tmp_path)
+    ingestor = Ingestor()
+    store.tx_hooks.append(ingestor)
+    store.rollback_hooks.append(ingestor.clear_caches)
+    try:
+        _ingest(store, ingestor, [state_event(i, attributes={"k": i}) for i in range(20)])
+        # Retention purged every event: all 20 sets are now unused ...
+        await store.write(lambda c: source.delete_events(c, list(range(1, 21))))
+        used = await orphans.used_attributes(store)
+        assert used is not None
+        # ... but before the delete steps run, a new event reuses one (from the cache).
+        _ingest(store, ingestor, [state_event(100, attributes={"k": 7})])
+
+        assert await orphans.delete_unused(store, used) == 19
+        _ingest(store, ingestor, [state_event(101, attributes={"k": 3})])  # gone: stored anew
+        rows = await store.read(_attributes_of)
+        assert sorted(rows, key=repr) == [{"k": 3}, {"k": 7}]
+        count = await store.read(lambda c: c.execute("SELECT COUNT(*) FROM attributes").fetchone())
+        assert count == (2,)
+    finally:
+        store.close_sync()

@@ -222,10 +222,13 @@ def fill(values: dict[str, str]) -> str:
 
 async def test_panel_under_ingress_prefix(addon_server: AddonProcess, browser: Browser) -> None:
     async with aiohttp.ClientSession() as session:
-        await Api(addon_server, session).ingest(
+        events = [
             event(T0 + timedelta(minutes=i), "sensor.old_power", str(i), numeric=float(i))
             for i in range(300)
-        )
+        ]
+        for i, ev in enumerate(events):
+            ev["attributes"] = {"phase": i % 3}
+        await Api(addon_server, session).ingest(events)
     runner, proxy = await ingress_proxy(addon_server.ingress_url)
     try:
         await browser.send("Page.navigate", url=f"{proxy}{PREFIX}/")
@@ -275,6 +278,15 @@ async def test_panel_under_ingress_prefix(addon_server: AddonProcess, browser: B
         )
         assert message.startswith(f"Restored {name}; the data it replaced is kept as homeiq-before")
         await browser.wait_for("document.querySelectorAll('#backups tbody tr').length === 2")
+
+        # The real run deletes what the preview showed.
+        await browser.js(click("#run-now"))
+        summary = await browser.wait_for(
+            "document.querySelector('#run-summary[data-dry-run=false]')?.textContent"
+        )
+        assert summary.startswith("Deleted 300 raw events")
+        assert summary.endswith(", and 3 attribute sets no event uses any more.")
+        assert addon_server.row_count() == 0
 
         # The live chart gets rate messages over the proxied WebSocket.
         await browser.wait_for("document.querySelector('#rate-now').textContent !== '\\u2013'")

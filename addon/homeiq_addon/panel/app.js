@@ -191,7 +191,8 @@ async function runRetention(dryRun) {
     $("#run-result").replaceChildren(
       el("p", { id: "run-summary", "data-dry-run": String(dryRun) },
         `${verb} ${report.totals.raw_events} raw events, ${report.totals.hourly_rollups} hourly and ` +
-        `${report.totals.daily_rollups} daily rollups.`),
+        `${report.totals.daily_rollups} daily rollups` +
+        (report.attribute_sets_removed ? `, and ${report.attribute_sets_removed} attribute sets no event uses any more.` : ".")),
       el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)));
     await refreshStorage();
   } catch (err) {

@@ -119,7 +119,7 @@ def _restore_into(conn: sqlite3.Connection, path: Path, store: Store) -> int:
     finally:
         source.close()
     version = migrate(conn)  # an older backup is brought up to this add-on's schema
-    store.forget_row_ids()  # they point into the replaced database
+    store.content_replaced()
     return version
 
 

@@ -7,6 +7,7 @@ import sqlite3
 
 import orjson
 
+from homeiq_addon.backups import _restore_into, create_backup
 from homeiq_addon.retention import orphans, source
 from homeiq_addon.store.db import Store
 from homeiq_addon.store.ingest import Ingestor
@@ -43,5 +44,26 @@ async def test_a_set_reused_between_scan_and_delete_survives(tmp_path: Path) -> 
         assert sorted(rows, key=repr) == [{"k": 3}, {"k": 7}]
         count = await store.read(lambda c: c.execute("SELECT COUNT(*) FROM attributes").fetchone())
         assert count == (2,)
+    finally:
+        store.close_sync()
+
+
+async def test_nothing_is_deleted_after_a_restore_swapped_the_database(tmp_path: Path) -> None:
+    store = Store.open_sync(tmp_path)
+    ingestor = Ingestor()
+    store.tx_hooks.append(ingestor)
+    store.rollback_hooks.append(ingestor.clear_caches)
+    try:
+        _ingest(store, ingestor, [state_event(i, attributes={"k": i}) for i in range(5)])
+        backup = tmp_path / "backups" / create_backup(store, tmp_path)["name"]
+        _ingest(store, ingestor, [state_event(9, attributes={"k": 9})])  # event id 6
+        await store.write(lambda c: source.delete_events(c, list(range(1, 6))))
+        used = await orphans.used_attributes(store)  # no event uses the first 5 sets ...
+        assert used is not None
+        # ... but the backup brings their events back (ids 1-5, below the newest seen)
+        # before the delete steps run.
+        await store.write(lambda c: _restore_into(c, backup, store), transaction=False)
+        assert await orphans.delete_unused(store, used) == 0
+        assert len(await store.read(_attributes_of)) == 5
     finally:
         store.close_sync()

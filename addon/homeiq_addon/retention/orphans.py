@@ -10,8 +10,9 @@ gathered by reading events in id ranges on a reader, into a bitmap. Ingest goes 
 meanwhile and may reuse any set, so every delete step, on the writer, first marks the
 sets of the events stored since the last look and deletes only sets still unmarked.
 Nothing else deletes events while this runs (retention runs one at a time), so "stored
-since" is exactly "id above the last one looked at". The ingest's id caches are cleared
-in the same step: it runs on the same thread, so no batch can see a deleted id.
+since" is exactly "id above the last one looked at"; a restore meanwhile swaps the whole
+database, and then nothing more is deleted. The ingest's id caches are cleared in the
+same step: it runs on the same thread, so no batch can see a deleted id.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ DELETE_SPAN: Final = 5_000  # attribute ids looked at per writer step
 
 
 class _Used:
-    """A bitmap of attribute ids in use, and the newest event id it has looked at."""
+    """A bitmap of attribute ids up to `top` in use, and the newest event id looked at."""
 
-    def __init__(self, top_id: int, seen_upto: int) -> None:
-        self.bits = bytearray(top_id // 8 + 1)
+    def __init__(self, top: int, seen_upto: int, replacements: int) -> None:
+        self.top = top
+        self.bits = bytearray(top // 8 + 1)
         self.seen_upto = seen_upto
+        self.replacements = replacements  # the store's count when the scan began
 
     def mark(self, ids: Iterable[int]) -> None:
         bits = self.bits
@@ -72,7 +75,7 @@ async def used_attributes(store: Store) -> _Used | None:
     top_attr, top_event = await store.read(_tops)
     if not top_attr:
         return None
-    used = _Used(top_attr, top_event)
+    used = _Used(top_attr, top_event, store.replacements)
     for low in range(0, top_event, SCAN_ROWS):
         used.mark(await store.read(partial(_refs, low=low, high=low + SCAN_ROWS)))
     return used
@@ -80,15 +83,16 @@ async def used_attributes(store: Store) -> _Used | None:
 
 async def delete_unused(store: Store, used: _Used) -> int:
     """Delete, in steps, the sets up to the bitmap's top that no event uses by then."""
-    top_attr = len(used.bits) * 8 - 1
 
     def step(conn: sqlite3.Connection, first: int) -> int:
+        if store.replacements != used.replacements:
+            return 0  # restored since the scan: the bitmap describes another database
         newest = _tops(conn)[1]
         used.mark(_refs(conn, used.seen_upto, newest))
         used.seen_upto = max(used.seen_upto, newest)
         ids = conn.execute(
             "SELECT id FROM attributes WHERE id >= ? AND id < ? AND id <= ?",
-            (first, first + DELETE_SPAN, top_attr),
+            (first, first + DELETE_SPAN, used.top),
         )
         doomed = [(i,) for (i,) in ids if i not in used]
         if doomed:
@@ -97,6 +101,6 @@ async def delete_unused(store: Store, used: _Used) -> int:
         return len(doomed)
 
     removed = 0
-    for first in range(1, top_attr + 1, DELETE_SPAN):
+    for first in range(1, used.top + 1, DELETE_SPAN):
         removed += await store.write(partial(step, first=first))
     return removed

@@ -89,6 +89,8 @@ class Store:
         # caches of row ids may point at rows that no longer exist.
         self.rollback_hooks: list[Callable[[], None]] = []
         self.tx_hooks: list[TxHooks] = []
+        # Long jobs that hold row ids across steps check this to notice a restore.
+        self.replacements = 0
         # The writer gets the big page cache: index inserts at random entity positions
         # are what it spends its I/O on. Readers mostly follow indexes: a small one each
         # keeps the add-on's RSS low.
@@ -257,6 +259,11 @@ class Store:
             job.future.set_result(result)
 
     def _rolled_back(self) -> None:
+        self.forget_row_ids()
+
+    def content_replaced(self) -> None:
+        """The whole database was swapped for another (a restore); call on the writer."""
+        self.replacements += 1
         self.forget_row_ids()
 
     def forget_row_ids(self) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 import sqlite3
 
 import orjson
+import pytest
 
 from homeiq_addon.backups import _restore_into, create_backup
 from homeiq_addon.retention import orphans, source
@@ -14,9 +16,25 @@ from homeiq_addon.store.ingest import Ingestor
 from tests.addon.factory import batch, state_event
 
 
-def _ingest(store: Store, ingestor: Ingestor, events: list[dict[str, object]]) -> None:
-    body = orjson.dumps(batch(events))
-    store.submit(lambda c: ingestor.ingest_body(c, body, 0.0)).result()
+class _Live:
+    """A store with the ingest wired to it as the app wires it."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = Store.open_sync(path)
+        self.ingestor = Ingestor()
+        self.store.tx_hooks.append(self.ingestor)
+        self.store.rollback_hooks.append(self.ingestor.clear_caches)
+
+    def ingest(self, events: list[dict[str, object]]) -> None:
+        body = orjson.dumps(batch(events))
+        self.store.submit(lambda c: self.ingestor.ingest_body(c, body, 0.0)).result()
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[_Live]:
+    live = _Live(tmp_path)
+    yield live
+    live.store.close_sync()
 
 
 def _attributes_of(conn: sqlite3.Connection) -> list[object]:
@@ -24,46 +42,36 @@ def _attributes_of(conn: sqlite3.Connection) -> list[object]:
     return [orjson.loads(r[0]) for r in rows]
 
 
-async def test_a_set_reused_between_scan_and_delete_survives(tmp_path: Path) -> None:
-    store = Store.open_sync(tmp_path)
-    ingestor = Ingestor()
-    store.tx_hooks.append(ingestor)
-    store.rollback_hooks.append(ingestor.clear_caches)
-    try:
-        _ingest(store, ingestor, [state_event(i, attributes={"k": i}) for i in range(20)])
-        # Retention purged every event: all 20 sets are now unused ...
-        await store.write(lambda c: source.delete_events(c, list(range(1, 21))))
-        used = await orphans.used_attributes(store)
-        assert used is not None
-        # ... but before the delete steps run, a new event reuses one (from the cache).
-        _ingest(store, ingestor, [state_event(100, attributes={"k": 7})])
+async def test_a_set_reused_between_scan_and_delete_survives(live: _Live) -> None:
+    store = live.store
+    live.ingest([state_event(i, attributes={"k": i}) for i in range(20)])
+    # Retention purged every event: all 20 sets are now unused ...
+    await store.write(lambda c: source.delete_events(c, list(range(1, 21))))
+    used = await orphans.used_attributes(store)
+    assert used is not None
+    # ... but before the delete steps run, a new event reuses one (from the cache).
+    live.ingest([state_event(100, attributes={"k": 7})])
 
-        assert await orphans.delete_unused(store, used) == 19
-        _ingest(store, ingestor, [state_event(101, attributes={"k": 3})])  # gone: stored anew
-        rows = await store.read(_attributes_of)
-        assert sorted(rows, key=repr) == [{"k": 3}, {"k": 7}]
-        count = await store.read(lambda c: c.execute("SELECT COUNT(*) FROM attributes").fetchone())
-        assert count == (2,)
-    finally:
-        store.close_sync()
+    assert await orphans.delete_unused(store, used) == 19
+    live.ingest([state_event(101, attributes={"k": 3})])  # gone: stored anew
+    rows = await store.read(_attributes_of)
+    assert sorted(rows, key=repr) == [{"k": 3}, {"k": 7}]
+    count = await store.read(lambda c: c.execute("SELECT COUNT(*) FROM attributes").fetchone())
+    assert count == (2,)
 
 
-async def test_nothing_is_deleted_after_a_restore_swapped_the_database(tmp_path: Path) -> None:
-    store = Store.open_sync(tmp_path)
-    ingestor = Ingestor()
-    store.tx_hooks.append(ingestor)
-    store.rollback_hooks.append(ingestor.clear_caches)
-    try:
-        _ingest(store, ingestor, [state_event(i, attributes={"k": i}) for i in range(5)])
-        backup = tmp_path / "backups" / create_backup(store, tmp_path)["name"]
-        _ingest(store, ingestor, [state_event(9, attributes={"k": 9})])  # event id 6
-        await store.write(lambda c: source.delete_events(c, list(range(1, 6))))
-        used = await orphans.used_attributes(store)  # no event uses the first 5 sets ...
-        assert used is not None
-        # ... but the backup brings their events back (ids 1-5, below the newest seen)
-        # before the delete steps run.
-        await store.write(lambda c: _restore_into(c, backup, store), transaction=False)
-        assert await orphans.delete_unused(store, used) == 0
-        assert len(await store.read(_attributes_of)) == 5
-    finally:
-        store.close_sync()
+async def test_nothing_is_deleted_after_a_restore_swapped_the_database(
+    live: _Live, tmp_path: Path
+) -> None:
+    store = live.store
+    live.ingest([state_event(i, attributes={"k": i}) for i in range(5)])
+    backup = tmp_path / "backups" / create_backup(store, tmp_path)["name"]
+    live.ingest([state_event(9, attributes={"k": 9})])  # event id 6
+    await store.write(lambda c: source.delete_events(c, list(range(1, 6))))
+    used = await orphans.used_attributes(store)  # no event uses the first 5 sets ...
+    assert used is not None
+    # ... but the backup brings their events back (ids 1-5, below the newest seen)
+    # before the delete steps run.
+    await store.write(lambda c: _restore_into(c, backup, store), transaction=False)
+    assert await orphans.delete_unused(store, used) == 0
+    assert len(await store.read(_attributes_of)) == 5

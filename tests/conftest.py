@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from typing import Any
 import urllib.error
 import urllib.request
 
@@ -152,10 +153,14 @@ class AddonProcess:
 
     def row_count(self) -> int:
         """Events stored, read straight from the SQLite file (read-only)."""
+        count: int = self.query("SELECT COUNT(*) FROM events")[0][0]
+        return count
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of `sql`, read straight from the SQLite file (read-only)."""
         conn = sqlite3.connect(f"file:{self.data_dir / 'homeiq.db'}?mode=ro", uri=True)
         try:
-            count: int = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-            return count
+            return conn.execute(sql).fetchall()
         finally:
             conn.close()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
-import sqlite3
 from typing import Any
 
 import aiohttp
@@ -134,15 +133,12 @@ async def test_lock_history_outlives_default_and_rollups_survive_raw(
 
 def attribute_sets(addon: AddonProcess) -> tuple[int, int]:
     """(attribute sets stored, events whose set is missing)."""
-    conn = sqlite3.connect(f"file:{addon.data_dir / 'homeiq.db'}?mode=ro", uri=True)
-    try:
-        return conn.execute(
-            "SELECT (SELECT COUNT(*) FROM attributes), (SELECT COUNT(*) FROM events e"
-            " WHERE attributes_ref IS NOT NULL AND NOT EXISTS"
-            " (SELECT 1 FROM attributes a WHERE a.id = e.attributes_ref))"
-        ).fetchone()
-    finally:
-        conn.close()
+    stored, dangling = addon.query(
+        "SELECT (SELECT COUNT(*) FROM attributes), (SELECT COUNT(*) FROM events e"
+        " WHERE attributes_ref IS NOT NULL AND NOT EXISTS"
+        " (SELECT 1 FROM attributes a WHERE a.id = e.attributes_ref))"
+    )[0]
+    return stored, dangling
 
 
 async def test_attribute_sets_no_event_uses_are_removed(

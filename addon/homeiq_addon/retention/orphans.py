@@ -39,9 +39,9 @@ class _Used:
         self.replacements = replacements  # the store's count when the scan began
 
     def mark(self, ids: Iterable[int]) -> None:
-        bits = self.bits
+        bits, top = self.bits, self.top
         for i in ids:
-            if i < len(bits) * 8:
+            if i <= top:  # newer sets are never candidates
                 bits[i >> 3] |= 1 << (i & 7)
 
     def __contains__(self, i: int) -> bool:

@@ -202,7 +202,7 @@ class RetentionService:
                 ).fetchone()
                 tiers[name] = _tier(n, lo, hi, unit)
             sizes = self._table_sizes(conn)
-            for name, tables in (("raw", ("events", "events_by_entity_time", "events_by_time",
+            for name, tables in (("raw", ("events", "events_by_entity", "events_by_time",
                                           "attributes", "attributes_by_hash")),
                                  ("hourly", ("rollups_hourly", "rollups_hourly_hour")),
                                  ("daily", ("rollups_daily", "rollups_daily_day"))):  # fmt: skip

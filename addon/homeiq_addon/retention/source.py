@@ -11,6 +11,8 @@ from typing import Final
 
 import orjson
 
+from ..store.entity_index import entity_ids
+
 # Only state events describe an entity's state; other events with an entity id
 # (service calls, for instance) do not count towards time in state.
 _STATE_TYPES: Final = (
@@ -34,16 +36,26 @@ def hour_events(
     ).fetchall()
 
 
+def _entity_ref(conn: sqlite3.Connection, entity_id: str) -> int | None:
+    row = conn.execute("SELECT id FROM entities WHERE entity_id = ?", (entity_id,)).fetchone()
+    return None if row is None else int(row[0])
+
+
 def previous_state(
     conn: sqlite3.Connection, entity_id: str, before_us: int
 ) -> tuple[bool, str | None]:
     """(found, state) of the entity's last raw state event before a time."""
+    ref = _entity_ref(conn, entity_id)
+    if ref is None:
+        return False, None
+    ids, params = entity_ids(
+        conn, ref, end_us=before_us, where=[f"e.event_type_id IN ({_STATE_TYPES})"],
+        newest_first=True, limit=1,
+    )  # fmt: skip
     row = conn.execute(
         f"SELECT {_STATE_TEXT} FROM events e LEFT JOIN strings s ON s.id = e.state"
-        " WHERE e.entity_ref = (SELECT id FROM entities WHERE entity_id = ?)"
-        f" AND e.time_fired < ? AND e.event_type_id IN ({_STATE_TYPES})"
-        " ORDER BY e.time_fired DESC, e.id DESC LIMIT 1",
-        (entity_id, before_us),
+        f" WHERE e.id IN ({ids}) ORDER BY e.time_fired DESC, e.id DESC LIMIT 1",
+        params,
     ).fetchone()
     return (False, None) if row is None else (True, row[0])
 
@@ -83,9 +95,10 @@ def raw_tier(conn: sqlite3.Connection) -> tuple[int, int | None, int | None]:
 
 def oldest_raw(conn: sqlite3.Connection, entity_id: str) -> int | None:
     """Time of the entity's oldest raw event still stored."""
-    row = conn.execute(
-        "SELECT MIN(time_fired) FROM events"
-        " WHERE entity_ref = (SELECT id FROM entities WHERE entity_id = ?)",
-        (entity_id,),
-    ).fetchone()
-    return None if row is None else row[0]
+    ref = _entity_ref(conn, entity_id)
+    if ref is None:
+        return None
+    ids, params = entity_ids(conn, ref, limit=1)
+    row = conn.execute(f"SELECT MIN(time_fired) FROM events WHERE id IN ({ids})", params)
+    found: int | None = row.fetchone()[0]
+    return found

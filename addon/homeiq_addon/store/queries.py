@@ -9,6 +9,7 @@ from typing import Any, Final
 import orjson
 
 from .codec import decode_context, us_to_iso
+from .entity_index import entity_ids
 from .tables import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS
 
 STATE_TYPES_SQL: Final = (
@@ -101,9 +102,13 @@ def list_events(conn: sqlite3.Connection, f: EventFilter) -> tuple[list[dict[str
     where: list[str] = []
     args: list[Any] = []
     # Resolve names to ids first: an unknown name means no rows, and a bound integer
-    # lets the planner pick the (entity, time) index.
+    # lets the planner pick an index.
+    entity: int | None = None
+    if f.entity_id is not None:
+        entity = _id_of(conn, "entities", "entity_id", f.entity_id)
+        if entity is None:
+            return [], False
     for value, table, col, column in (
-        (f.entity_id, "entities", "entity_id", "e.entity_ref"),
         (f.domain, "strings", "value", "e.domain_ref"),
         (f.event_type, "event_types", "event_type", "e.event_type_id"),
     ):
@@ -117,15 +122,20 @@ def list_events(conn: sqlite3.Connection, f: EventFilter) -> tuple[list[dict[str
     if f.area is not None:
         where.append("e.registry_ref IN (SELECT id FROM registry WHERE area = ? OR area_id = ?)")
         args += [f.area, f.area]
-    if f.start_us is not None:
-        where.append("e.time_fired >= ?")
-        args.append(f.start_us)
-    if f.end_us is not None:
-        where.append("e.time_fired < ?")
-        args.append(f.end_us)
-    if f.after is not None:
-        where.append("(e.time_fired, e.id) < (?, ?)")
-        args += list(f.after)
+    if entity is not None:
+        ids, params = entity_ids(
+            conn, entity, start_us=f.start_us, end_us=f.end_us, before=f.after,
+            where=where, args=args, newest_first=True, limit=f.limit + 1,
+        )  # fmt: skip
+        where, args = [f"e.id IN ({ids})"], params
+    else:
+        for cond, bound in (("e.time_fired >= ?", f.start_us), ("e.time_fired < ?", f.end_us)):
+            if bound is not None:
+                where.append(cond)
+                args.append(bound)
+        if f.after is not None:
+            where.append("(e.time_fired, e.id) < (?, ?)")
+            args += list(f.after)
     sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY e.time_fired DESC, e.id DESC LIMIT ?"
     rows = conn.execute(sql, (*args, f.limit + 1)).fetchall()
@@ -139,14 +149,16 @@ def raw_history(
     ref = _id_of(conn, "entities", "entity_id", entity_id)
     if ref is None:
         return []
+    ids, params = entity_ids(
+        conn, ref, start_us=start_us, end_us=end_us,
+        where=[f"e.event_type_id IN ({STATE_TYPES_SQL})"], limit=limit,
+    )  # fmt: skip
     rows = conn.execute(
         "SELECT e.time_fired,"
         " CASE typeof(e.state) WHEN 'integer' THEN s.value ELSE e.state END, e.numeric_value"
-        " FROM events e LEFT JOIN strings s ON s.id = e.state"
-        " WHERE e.entity_ref = ? AND e.time_fired >= ? AND e.time_fired < ?"
-        f" AND e.event_type_id IN ({STATE_TYPES_SQL})"
+        f" FROM events e LEFT JOIN strings s ON s.id = e.state WHERE e.id IN ({ids})"
         " ORDER BY e.time_fired, e.id LIMIT ?",
-        (ref, start_us, end_us, limit),
+        (*params, limit),
     ).fetchall()
     return [{"time": us_to_iso(t), "state": s, "numeric_value": v} for t, s, v in rows]
 

@@ -1,0 +1,167 @@
+"""Reads by entity see every event, whether the bulk-filled index has it yet or not."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+import sqlite3
+import time
+from typing import Any
+
+import pytest
+
+from homeiq_addon.retention import source
+from homeiq_addon.retention.schema import migrate_retention
+from homeiq_addon.store import entity_index, queries
+from homeiq_addon.store.db import Store
+from homeiq_addon.store.ingest import Ingestor
+from homeiq_addon.store.migrations import MIGRATIONS, m001_events
+from tests.addon.factory import batch, state_event
+
+KITCHEN = "sensor.kitchen"
+HALL = "sensor.hall"
+FAR = 2**62
+
+
+class _Store:
+    """A real store on a file, with the automatic catch-up off unless asked for."""
+
+    def __init__(self, path: Path, *, auto: bool = False) -> None:
+        self.store = Store.open_sync(path)
+        self.store.index_catch_up = auto
+        self.ingestor = Ingestor()
+        self.store.tx_hooks.append(self.ingestor)
+        self.store.rollback_hooks.append(self.ingestor.clear_caches)
+
+    def ingest(self, entity_id: str, seconds: range) -> None:
+        events = [state_event(i, entity_id=entity_id) for i in seconds]
+        self.store.submit(lambda c: self.ingestor.write_batch(c, batch(events))).result()
+
+    def catch_up(self) -> None:
+        self.store.submit(entity_index.catch_up, transaction=False).result()
+
+    def read(self, fn: Any) -> Any:
+        return self.store.read_sync(fn)
+
+    def watermark_and_top(self) -> tuple[int, int]:
+        return self.read(  # type: ignore[no-any-return]
+            lambda c: (
+                entity_index.watermark(c),
+                c.execute("SELECT MAX(id) FROM events").fetchone()[0],
+            )
+        )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[_Store]:
+    s = _Store(tmp_path)
+    yield s
+    s.store.close_sync()
+
+
+def _times(events: list[dict[str, Any]], key: str = "time_fired") -> list[str]:
+    return [e[key] for e in events]
+
+
+def test_reads_join_the_indexed_events_and_the_newer_tail(db: _Store) -> None:
+    db.ingest(KITCHEN, range(0, 20, 2))
+    db.ingest(HALL, range(1, 20, 2))
+    db.catch_up()
+    db.ingest(KITCHEN, range(20, 30))  # not indexed yet
+    indexed, top = db.watermark_and_top()
+    assert 0 < indexed < top  # both parts are really in play
+
+    history = db.read(lambda c: queries.raw_history(c, KITCHEN, 0, FAR, 1000))
+    assert len(history) == 20
+    assert _times(history, "time") == sorted(_times(history, "time"))
+
+    # Newest first, three per page, crossing from the tail into the indexed part.
+    pages: list[dict[str, Any]] = []
+    after: tuple[int, int] | None = None
+    more = True
+    while more:
+        f = queries.EventFilter(entity_id=KITCHEN, limit=3, after=after)
+        events, more = db.read(lambda c, f=f: queries.list_events(c, f))
+        pages += events
+        after = db.read(
+            lambda c, i=events[-1]["id"]: c.execute(
+                "SELECT time_fired, id FROM events WHERE id = ?", (i,)
+            ).fetchone()
+        )
+    assert len(pages) == 20
+    assert {e["entity_id"] for e in pages} == {KITCHEN}
+    assert _times(pages) == sorted(_times(pages), reverse=True)
+
+    assert db.read(lambda c: source.previous_state(c, KITCHEN, FAR)) == (True, history[-1]["state"])
+    first = db.read(lambda c: source.oldest_raw(c, KITCHEN))
+    assert first is not None
+    later = db.read(lambda c: source.oldest_raw(c, HALL))
+    assert later is not None and later > first
+
+
+def test_the_newest_events_only_in_the_tail_are_found(db: _Store) -> None:
+    db.ingest(KITCHEN, range(5))
+    indexed, top = db.watermark_and_top()
+    assert indexed == 0 and top == 5
+    history = db.read(lambda c: queries.raw_history(c, KITCHEN, 0, FAR, 1000))
+    assert len(history) == 5
+    assert db.read(lambda c: source.previous_state(c, KITCHEN, FAR)) == (True, history[-1]["state"])
+
+
+def test_deleting_the_newest_events_never_mixes_up_new_ones(db: _Store) -> None:
+    db.ingest(KITCHEN, range(10))
+    db.catch_up()
+    # Retention deletes the newest five: SQLite would hand their ids out again.
+    db.store.submit(lambda c: source.delete_events(c, [6, 7, 8, 9, 10])).result()
+    assert db.watermark_and_top() == (5, 5)
+    db.ingest(HALL, range(100, 105))  # ids 6..10 again, another entity
+    kitchen = db.read(lambda c: queries.raw_history(c, KITCHEN, 0, FAR, 1000))
+    hall = db.read(lambda c: queries.raw_history(c, HALL, 0, FAR, 1000))
+    assert (len(kitchen), len(hall)) == (5, 5)
+    db.catch_up()
+    kitchen = db.read(lambda c: queries.raw_history(c, KITCHEN, 0, FAR, 1000))
+    hall = db.read(lambda c: queries.raw_history(c, HALL, 0, FAR, 1000))
+    assert (len(kitchen), len(hall)) == (5, 5)
+    rows = db.read(lambda c: c.execute("SELECT COUNT(*) FROM events_by_entity").fetchone()[0])
+    assert rows == 10
+
+
+def test_the_writer_indexes_new_events_by_itself(tmp_path: Path) -> None:
+    db = _Store(tmp_path, auto=True)
+    try:
+        db.ingest(KITCHEN, range(10))
+        deadline = time.monotonic() + 30
+        while db.watermark_and_top() != (10, 10):
+            assert time.monotonic() < deadline, "the idle writer never indexed the events"
+            time.sleep(0.05)
+    finally:
+        db.store.close_sync()
+
+
+def test_an_older_database_is_migrated_with_its_events_indexed(tmp_path: Path) -> None:
+    # Schema version 2: events indexed by the old per-commit index.
+    conn = sqlite3.connect(tmp_path / "homeiq.db", autocommit=True)
+    conn.execute("BEGIN")
+    m001_events(conn)
+    migrate_retention(conn)
+    conn.execute("PRAGMA user_version = 2")
+    ingestor = Ingestor()
+    ingestor.write_batch(conn, batch([state_event(i, entity_id=KITCHEN) for i in range(7)]))
+    ingestor.write_batch(conn, batch([state_event(i, entity_id=HALL) for i in range(3)]))
+    conn.execute("COMMIT")
+    conn.close()
+
+    db = _Store(tmp_path)
+    try:
+        assert db.store.schema_version == len(MIGRATIONS)
+        assert db.watermark_and_top() == (10, 10)
+        history = db.read(lambda c: queries.raw_history(c, KITCHEN, 0, FAR, 1000))
+        assert len(history) == 7
+        old_index = db.read(
+            lambda c: c.execute(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'events_by_entity_time'"
+            ).fetchone()[0]
+        )
+        assert old_index == 0
+    finally:
+        db.store.close_sync()

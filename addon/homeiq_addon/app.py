@@ -12,12 +12,13 @@ from aiohttp import web
 from . import health, maintenance, openapi, query_routes, routes, stats, ws
 from .auth import auth_middleware
 from .config import Config, load_instance_id, load_token
-from .context import CONFIG, HISTORY, HUB, INGESTOR, RUNTIME, STORE, Runtime
+from .context import CONFIG, HISTORY, HUB, INGESTOR, PREPARER, RUNTIME, STORE, Runtime
 from .discovery import announce
 from .responses import error_middleware
 from .retention import routes as retention_routes
 from .store.db import Store
 from .store.ingest import Ingestor
+from .store.prepare import Preparer
 from .ws import Hub
 
 _LOGGER = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ async def build_app(config: Config, store: Store) -> web.Application:
     app[CONFIG] = config
     app[STORE] = store
     app[INGESTOR] = ingestor
+    app[PREPARER] = Preparer(ingestor)
     app[RUNTIME] = Runtime(
         token=load_token(config.data_dir), instance_id=load_instance_id(config.data_dir)
     )
@@ -58,7 +60,13 @@ async def build_app(config: Config, store: Store) -> web.Application:
     for plugin in PLUGINS:
         plugin(app)
     app.cleanup_ctx.append(_discovery)
+    app.cleanup_ctx.append(_decode_worker)
     return app
+
+
+async def _decode_worker(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await asyncio.to_thread(app[PREPARER].close)
 
 
 async def _discovery(app: web.Application) -> AsyncIterator[None]:

@@ -12,6 +12,7 @@ from aiohttp import web
 from .config import Config
 from .store.db import Store
 from .store.ingest import Ingestor
+from .store.prepare import Preparer
 
 if TYPE_CHECKING:
     from .ws import Hub
@@ -29,6 +30,7 @@ class Runtime:
 CONFIG = web.AppKey("homeiq_config", Config)
 STORE = web.AppKey("homeiq_store", Store)
 INGESTOR = web.AppKey("homeiq_ingestor", Ingestor)
+PREPARER = web.AppKey("homeiq_preparer", Preparer)
 RUNTIME = web.AppKey("homeiq_runtime", Runtime)
 HUB: web.AppKey[Hub] = web.AppKey("homeiq_hub")
 

@@ -8,7 +8,7 @@ import time
 
 from aiohttp import web
 
-from .context import HUB, INGESTOR, STORE
+from .context import HUB, INGESTOR, PREPARER, STORE
 from .responses import error, json_response
 from .store.ingest import Rejected, record_reject
 
@@ -32,9 +32,11 @@ async def ingest(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         return await _reject(request, 413, "body_too_large", _too_large(limit))
     ingestor = request.app[INGESTOR]
-    # Parsing and validation run on the writer thread too (see store/ingest.py).
+    # Big bodies are decoded in the worker process; the rest on the writer thread, not
+    # on this loop (see store/prepare.py and store/ingest.py).
+    prepared = await request.app[PREPARER].prepare(body)
     result = await request.app[STORE].write(
-        partial(ingestor.ingest_body, body=body, started=started)
+        partial(ingestor.ingest_prepared, prepared=prepared, body=body, started=started)
     )
     if isinstance(result, Rejected):
         _LOGGER.debug("rejected batch: %s", result.message)

@@ -21,15 +21,17 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 import sqlite3
+import threading
 import time
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
 from ..schema import BatchInvalid, check_batch
 from ..wire import Decoded, decode_fast
+from .prepare import fill_placeholders
 from .recent import RecentCounts
-from .rows import build_rows, dict_row
+from .rows import StoreDims, build_rows, dict_row
 from .tables import (
     CAUSE_KEYS as _CAUSE_KEYS,
     REGISTRY_KEYS,
@@ -39,6 +41,9 @@ from .tables import (
     flush_counts,
     lookup,
 )
+
+if TYPE_CHECKING:
+    from .prepare import Learned, Prepared
 
 _US_PER_MIN: Final = 60_000_000
 # Caches are dropped wholesale past this size: cheap, and keeps the RSS bounded when
@@ -109,6 +114,13 @@ class Ingestor:
         self._pending: Counter[Key] = Counter()  # jobs done in the open transaction
         self._job: Counter[Key] = Counter()  # the running job's, until its savepoint ends
         self.recent = RecentCounts()
+        # Ids the decode worker may hold are valid within one epoch (prepare.py); ids
+        # found for its placeholders go to it once committed.
+        self.epoch = 0
+        self._learned_lock = threading.Lock()
+        self._learned: list[Learned] = []
+        self._tx_learned: list[Learned] = []
+        self._job_learned: list[Learned] = []
 
     # --- store transaction hooks (writer thread) -------------------------------------
 
@@ -118,11 +130,16 @@ class Ingestor:
         self.combos.clear()
         for cache in self.text_ids:
             cache.clear()
+        with self._learned_lock:
+            self.epoch += 1
+            self._learned = []
 
     def job_done(self, ok: bool) -> None:
         if ok:
             self._pending.update(self._job)
+            self._tx_learned += self._job_learned
         self._job = Counter()
+        self._job_learned = []
 
     def before_commit(self, conn: sqlite3.Connection) -> None:
         if self._pending:
@@ -132,10 +149,22 @@ class Ingestor:
         if self._pending:
             self.recent.add(self._pending)
             self._pending = Counter()
+        if self._tx_learned:
+            with self._learned_lock:
+                self._learned += self._tx_learned
+            self._tx_learned = []
 
     def after_rollback(self) -> None:
         self._pending = Counter()
         self._job = Counter()
+        self._tx_learned = []
+        self._job_learned = []
+
+    def take_learned(self) -> tuple[int, list[Learned]]:
+        """(epoch, committed ids the worker has not been told); call from any thread."""
+        with self._learned_lock:
+            learned, self._learned = self._learned, []
+            return self.epoch, learned
 
     # --- the batch -------------------------------------------------------------------
 
@@ -158,6 +187,29 @@ class Ingestor:
             record_reject(conn)
             return Rejected(422, "invalid_batch", err.message)
         return self.write_batch(conn, batch, started)
+
+    def ingest_prepared(
+        self, conn: sqlite3.Connection, prepared: Prepared | None, body: bytes, started: float
+    ) -> Ack | Rejected:
+        """Write rows the decode worker built (call inside a transaction).
+
+        Decoded here instead when the worker was unsure or its ids may be stale.
+        """
+        if prepared is None or prepared.epoch != self.epoch:
+            return self.ingest_body(conn, body, started)
+        batch_id = prepared.batch_id
+        hit = conn.execute("SELECT accepted FROM batches WHERE batch_id = ?", (batch_id,))
+        seen = hit.fetchone()
+        if seen is not None:
+            return Ack(batch_id, int(seen[0]), True)
+        rows, keys = prepared.rows, prepared.keys
+        if prepared.new:
+            rows, keys, learned = fill_placeholders(self, conn, prepared)
+            self._job_learned += learned
+        conn.executemany(_INSERT, rows)
+        self._finish(conn, batch_id, len(rows), started, prepared.source)
+        self._job.update(keys)
+        return Ack(batch_id, len(rows), False, body=body)
 
     def write_batch(
         self, conn: sqlite3.Connection, batch: dict[str, Any], started: float | None = None
@@ -195,7 +247,7 @@ class Ingestor:
         # of that may stay.
         conn.execute("SAVEPOINT fast_rows")
         try:
-            rows = build_rows(self, conn, decoded, keys)
+            rows = build_rows(StoreDims(self, conn), decoded, keys)
         except (TypeError, ValueError, OverflowError):
             conn.execute("ROLLBACK TO fast_rows")
             conn.execute("RELEASE fast_rows")
@@ -238,7 +290,15 @@ class Ingestor:
         quick = orjson.dumps(attrs)
         found = self._attrs.get(quick)
         if found is None:
-            found = attributes_id(conn, orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS))
+            blob = orjson.dumps(attrs, option=orjson.OPT_SORT_KEYS)
+            found = self.attributes_by_blob(conn, quick, blob)
+        return found
+
+    def attributes_by_blob(self, conn: sqlite3.Connection, quick: bytes, blob: bytes) -> int:
+        """``attributes_ref`` for a set given as its quick (cache key) and sorted dumps."""
+        found = self._attrs.get(quick)
+        if found is None:
+            found = attributes_id(conn, blob)
             if len(self._attrs) > _CACHE_LIMIT:
                 self._attrs.clear()
             self._attrs[quick] = found

@@ -4,7 +4,9 @@ Both give the same rows (tests/addon/test_ingest_paths.py compares the stored re
 ``build_rows`` is the ingest's hot loop, reading msgspec structs: attribute access
 and one C-level ``attrgetter`` instead of dozens of ``dict.get`` calls, one cache dict
 per dimension table (no tuple key per lookup), and the per-minute keys counted once per
-batch by ``Counter`` in C.
+batch by ``Counter`` in C. It gets dimension ids from a ``Dims``: the writer's, which
+looks misses up in SQLite, or the decode worker's (prepare.py), which stands in
+placeholders for the writer to fill.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from operator import attrgetter
 import sqlite3
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import orjson
 
@@ -42,28 +44,61 @@ def intern(conn: sqlite3.Connection, cache: dict[Any, int], table: str, value: A
     return found
 
 
-def build_rows(
-    ing: Ingestor, conn: sqlite3.Connection, decoded: Decoded, keys: Counter[Key]
-) -> list[tuple[Any, ...]]:
-    types, entities, strings = ing.text_ids
-    combos = ing.combos
-    attributes = ing.attributes_ref
+class Dims(Protocol):
+    """Dimension ids for ``build_rows``: caches it reads directly, and what a miss costs."""
+
+    text_ids: tuple[dict[Any, int], dict[Any, int], dict[Any, int]]
+    combos: dict[tuple[Any, ...], tuple[Any, Any, Any]]
+
+    def intern(self, cache: dict[Any, int], table: str, value: Any) -> int: ...
+
+    def refs(self, combo: tuple[Any, ...]) -> tuple[Any, Any, Any]: ...
+
+    def attributes_ref(self, attrs: dict[str, Any]) -> int: ...
+
+
+class StoreDims:
+    """The writer's ``Dims``: the ingestor's caches, misses looked up (or added) in SQLite."""
+
+    __slots__ = ("combos", "conn", "ing", "text_ids")
+
+    def __init__(self, ing: Ingestor, conn: sqlite3.Connection) -> None:
+        self.ing = ing
+        self.conn = conn
+        self.text_ids = ing.text_ids
+        self.combos = ing.combos
+
+    def intern(self, cache: dict[Any, int], table: str, value: Any) -> int:
+        return intern(self.conn, cache, table, value)
+
+    def refs(self, combo: tuple[Any, ...]) -> tuple[Any, Any, Any]:
+        return self.ing.refs(self.conn, combo)
+
+    def attributes_ref(self, attrs: dict[str, Any]) -> int:
+        return self.ing.attributes_ref(self.conn, attrs)
+
+
+def build_rows(dims: Dims, decoded: Decoded, keys: Counter[Key]) -> list[tuple[Any, ...]]:
+    types, entities, strings = dims.text_ids
+    combos = dims.combos
+    attributes = dims.attributes_ref
+    missing = dims.intern
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     counted: list[Key] = []
     count = counted.append
     for ev, t, ago in zip(decoded.batch.events, decoded.times, decoded.agos, strict=True):
         event_type = ev.event_type
-        type_id = types.get(event_type) or intern(conn, types, "event_types", event_type)
+        type_id = types.get(event_type) or missing(types, "event_types", event_type)
         entity_id = ev.entity_id
         if entity_id is None:
             entity = None
             domain = ev.domain or None
         else:
-            entity = entities.get(entity_id) or intern(conn, entities, "entities", entity_id)
+            entity = entities.get(entity_id) or missing(entities, "entities", entity_id)
             domain = ev.domain or entity_id.partition(".")[0]
         domain_ref = None if domain is None else (
-            strings.get(domain) or intern(conn, strings, "strings", domain)
+            strings.get(domain) or missing(strings, "strings", domain)
         )  # fmt: skip
         count((t // _US_PER_MIN, type_id, entity or 0, domain_ref or 0))
         # Registry, cause and snapshot fields repeat for an entity: one cached lookup.
@@ -74,7 +109,7 @@ def build_rows(
             combo = (*combo[:_LABELS], tuple(combo[_LABELS]), *combo[_LABELS + 1 :])
             refs = combos.get(combo)
         if refs is None:
-            refs = ing.refs(conn, combo)
+            refs = dims.refs(combo)
         context_id = ev.context_id
         if len(context_id) == 26 and ULID_RE.match(context_id):
             # ASCII (the pattern matched), so bytes.translate gives the same digits.
@@ -86,10 +121,10 @@ def build_rows(
         state: Any = ev.state
         # Interned unless number-like (an empty state is interned too, as in dict_row).
         if state is not None and not numberish(state):
-            state = strings.get(state) or intern(conn, strings, "strings", state)
+            state = strings.get(state) or missing(strings, "strings", state)
         old_state: Any = ev.old_state
         if old_state is not None and not numberish(old_state):
-            old_state = strings.get(old_state) or intern(conn, strings, "strings", old_state)
+            old_state = strings.get(old_state) or missing(strings, "strings", old_state)
         user = ev.context_user_id
         parent = ev.context_parent_id
         numeric = ev.numeric_value
@@ -104,14 +139,14 @@ def build_rows(
                 domain_ref,
                 0 if ev.origin == "LOCAL" else 1,
                 context,
-                None if user is None else intern(conn, strings, "strings", user),
+                None if user is None else missing(strings, "strings", user),
                 None if parent is None else encode_context(parent),
                 state,
                 old_state,
                 None if numeric is None else float(numeric),
                 ago,
                 None if prev is None else float(prev),
-                None if attrs is None else attributes(conn, attrs),
+                None if attrs is None else attributes(attrs),
                 None if data is None else orjson.dumps(data).decode(),
                 *refs,
             )

@@ -22,8 +22,10 @@ from .responses import json_response
 from .store.codec import us_to_iso
 from .store.db import Store
 from .store.recent import RecentCounts
+from .store.settle import unsettled_counts
 
 _MIN: Final = 60_000_000
+_HOUR_US: Final = 3_600_000_000
 # period -> (minutes, trend bucket in minutes, breakdown from the hourly table?)
 PERIODS: Final = {
     "15m": (15, 1, False),
@@ -133,7 +135,10 @@ def compute_stats(
         # Whole clock hours: the breakdown covers up to 59 minutes more than the period.
         sql = "SELECT event_type_id, entity_ref, domain_ref, SUM(n) FROM stat_hour_key"
         sql += " WHERE hour >= ? AND hour <= ? GROUP BY 1, 2, 3"
-        rows = conn.execute(sql, (first_min // 60, now_min // 60)).fetchall()
+        first_hour, last_hour = first_min // 60, now_min // 60
+        rows = conn.execute(sql, (first_hour, last_hour)).fetchall()
+        # The newest events are not in the hourly table yet (store/settle.py).
+        rows += unsettled_counts(conn, first_hour * _HOUR_US, (last_hour + 1) * _HOUR_US)
     else:
         rows = [(*k, n) for k, n in recent.window(first_min, now_min).items()]
     by_type: Counter[int] = Counter()

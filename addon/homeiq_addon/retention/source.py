@@ -11,7 +11,7 @@ from typing import Final
 
 import orjson
 
-from ..store.entity_index import entity_ids
+from ..store.settle import entity_ids
 
 # Only state events describe an entity's state; other events with an entity id
 # (service calls, for instance) do not count towards time in state.

@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Final, Protocol
 
-from . import entity_index
+from . import settle
 from .migrations import migrate
 
 _LOGGER = logging.getLogger(__name__)
@@ -104,10 +104,10 @@ class Store:
         # Checkpoints happen in the writer thread as part of a commit; bigger ones, less often.
         self._writer.execute("PRAGMA wal_autocheckpoint = 4000")
         self.schema_version = migrate(self._writer)
-        # When the events above the index watermark must be indexed at the latest.
-        self._index_due: float | None = None
-        self._index_retry = 0.0  # after a failed catch-up, not again before this
-        self.index_catch_up = True  # tests turn it off to read the unindexed tail
+        # When the newest events must be settled at the latest (settle.py).
+        self._settle_due: float | None = None
+        self._settle_retry = 0.0  # after a failure, not again before this
+        self.settling = True  # tests turn it off to read the unsettled tail
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         for _ in range(_READERS):
             self._readers.put(connect(path))
@@ -177,12 +177,12 @@ class Store:
     # --- writer thread -----------------------------------------------------------------
 
     def _next_jobs(self) -> list[_Job | None]:
-        """The next jobs to run; none if the writer sat idle while events wait indexing."""
+        """The next jobs to run; none if the writer sat idle while events wait settling."""
         with self._wakeup:
             while not self._jobs:
-                if self._index_due is None or not self.index_catch_up:
+                if self._settle_due is None or not self.settling:
                     self._wakeup.wait()
-                elif not self._wakeup.wait(entity_index.CATCH_UP_IDLE_S):
+                elif not self._wakeup.wait(settle.SETTLE_AFTER_IDLE_S):
                     return []
             first = self._jobs.popleft()
             if first is None or not first.transaction:
@@ -200,36 +200,38 @@ class Store:
         while True:
             jobs = self._next_jobs()
             if not jobs:
-                self._index(conn, idle=True)
+                self._settle(conn, idle=True)
                 continue
             if jobs[0] is None:
+                # A clean stop leaves nothing to settle for the next start.
+                self._settle(conn, idle=True)
                 break
             if not jobs[0].transaction:
                 self._run_alone(conn, jobs[0])
             else:
                 self._run_group(conn, [j for j in jobs if j is not None])
-            self._index(conn, idle=False)
+            self._settle(conn, idle=False)
         conn.close()
 
-    def _index(self, conn: sqlite3.Connection, *, idle: bool) -> None:
-        """Bring the (entity, time) index up to date when it is due (entity_index.py)."""
+    def _settle(self, conn: sqlite3.Connection, *, idle: bool) -> None:
+        """Settle the newest events when it is due (settle.py)."""
         now = time.monotonic()
-        if not self.index_catch_up or now < self._index_retry:
+        if not self.settling or now < self._settle_retry:
             return
         try:
-            behind = entity_index.tail(conn)
+            behind = settle.unsettled(conn)
             if not behind:
-                self._index_due = None
+                self._settle_due = None
                 return
-            if self._index_due is None:
-                self._index_due = now + entity_index.CATCH_UP_MAX_AGE_S
-            if idle or behind >= entity_index.CATCH_UP_ROWS or now >= self._index_due:
-                entity_index.catch_up(conn)
-                self._index_due = None
+            if self._settle_due is None:
+                self._settle_due = now + settle.SETTLE_AFTER_MAX_AGE_S
+            if idle or behind >= settle.SETTLE_AFTER_ROWS or now >= self._settle_due:
+                settle.settle(conn)
+                self._settle_due = None
         except sqlite3.Error:
-            # Nothing is lost: reads also scan the unindexed tail. Try again later.
-            _LOGGER.exception("indexing new events by entity failed; retrying in a minute")
-            self._index_retry = now + 60
+            # Nothing is lost or miscounted: readers add the unsettled tail themselves.
+            _LOGGER.exception("settling the newest events failed; retrying in a minute")
+            self._settle_retry = now + 60
 
     def _run_alone(self, conn: sqlite3.Connection, job: _Job) -> None:
         try:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import sqlite3
 
 from ..retention.schema import migrate_retention
-from .entity_index import migrate_entity_index
+from .settle import migrate_settled
 
 type Migration = Callable[[sqlite3.Connection], None]
 
@@ -124,7 +124,7 @@ def m001_events(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_events, migrate_retention, migrate_entity_index]
+MIGRATIONS: list[Migration] = [m001_events, migrate_retention, migrate_settled]
 
 
 class SchemaTooNew(RuntimeError):

@@ -9,7 +9,7 @@ from typing import Any, Final
 import orjson
 
 from .codec import decode_context, us_to_iso
-from .entity_index import entity_ids
+from .settle import entity_ids
 from .tables import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS
 
 STATE_TYPES_SQL: Final = (

@@ -77,21 +77,14 @@ def attributes_id(conn: sqlite3.Connection, blob: bytes) -> int:
 
 
 def flush_counts(conn: sqlite3.Connection, keys: Counter[Key]) -> None:
-    """Per-minute totals, per-hour counts by key, dirty hours and the row count."""
+    """Per-minute totals, dirty hours and the row count (hourly counts: settle.py)."""
     minutes: Counter[int] = Counter()
-    hours: Counter[Key] = Counter()
-    for (minute, type_id, entity, domain), n in keys.items():
+    for (minute, _, _, _), n in keys.items():
         minutes[minute] += n
-        hours[(minute // 60, type_id, entity, domain)] += n
     conn.executemany(
         "INSERT INTO stat_minute VALUES (?, ?)"
         " ON CONFLICT (minute) DO UPDATE SET events = events + excluded.events",
         minutes.items(),
-    )
-    conn.executemany(
-        "INSERT INTO stat_hour_key VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT DO UPDATE SET n = n + excluded.n",
-        [(*k, n) for k, n in hours.items()],
     )
     conn.executemany(
         "INSERT OR IGNORE INTO dirty_hours VALUES (?)", [(h,) for h in {m // 60 for m in minutes}]

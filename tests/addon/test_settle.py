@@ -1,4 +1,4 @@
-"""Reads by entity see every event, whether the bulk-filled index has it yet or not."""
+"""Reads by entity and hourly stats see every event, settled (store/settle.py) or not."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import pytest
 
 from homeiq_addon.retention import source
 from homeiq_addon.retention.schema import migrate_retention
-from homeiq_addon.store import entity_index, queries
+from homeiq_addon.stats import compute_stats
+from homeiq_addon.store import queries, settle
 from homeiq_addon.store.db import Store
 from homeiq_addon.store.ingest import Ingestor
 from homeiq_addon.store.migrations import MIGRATIONS, m001_events
-from tests.addon.factory import batch, state_event
+from homeiq_addon.store.recent import RecentCounts
+from tests.addon.factory import BASE, batch, state_event
 
 KITCHEN = "sensor.kitchen"
 HALL = "sensor.hall"
@@ -28,7 +30,7 @@ class _Store:
 
     def __init__(self, path: Path, *, auto: bool = False) -> None:
         self.store = Store.open_sync(path)
-        self.store.index_catch_up = auto
+        self.store.settling = auto
         self.ingestor = Ingestor()
         self.store.tx_hooks.append(self.ingestor)
         self.store.rollback_hooks.append(self.ingestor.clear_caches)
@@ -37,8 +39,8 @@ class _Store:
         events = [state_event(i, entity_id=entity_id) for i in seconds]
         self.store.submit(lambda c: self.ingestor.write_batch(c, batch(events))).result()
 
-    def catch_up(self) -> None:
-        self.store.submit(entity_index.catch_up, transaction=False).result()
+    def settle(self) -> None:
+        self.store.submit(settle.settle, transaction=False).result()
 
     def read(self, fn: Any) -> Any:
         return self.store.read_sync(fn)
@@ -46,7 +48,7 @@ class _Store:
     def watermark_and_top(self) -> tuple[int, int]:
         return self.read(  # type: ignore[no-any-return]
             lambda c: (
-                entity_index.watermark(c),
+                settle.watermark(c),
                 c.execute("SELECT MAX(id) FROM events").fetchone()[0],
             )
         )
@@ -66,7 +68,7 @@ def _times(events: list[dict[str, Any]], key: str = "time_fired") -> list[str]:
 def test_reads_join_the_indexed_events_and_the_newer_tail(db: _Store) -> None:
     db.ingest(KITCHEN, range(0, 20, 2))
     db.ingest(HALL, range(1, 20, 2))
-    db.catch_up()
+    db.settle()
     db.ingest(KITCHEN, range(20, 30))  # not indexed yet
     indexed, top = db.watermark_and_top()
     assert 0 < indexed < top  # both parts are really in play
@@ -110,7 +112,7 @@ def test_the_newest_events_only_in_the_tail_are_found(db: _Store) -> None:
 
 def test_deleting_the_newest_events_never_mixes_up_new_ones(db: _Store) -> None:
     db.ingest(KITCHEN, range(10))
-    db.catch_up()
+    db.settle()
     # Retention deletes the newest five: SQLite would hand their ids out again.
     db.store.submit(lambda c: source.delete_events(c, [6, 7, 8, 9, 10])).result()
     assert db.watermark_and_top() == (5, 5)
@@ -118,12 +120,37 @@ def test_deleting_the_newest_events_never_mixes_up_new_ones(db: _Store) -> None:
     kitchen = db.read(lambda c: queries.raw_history(c, KITCHEN, 0, FAR, 1000))
     hall = db.read(lambda c: queries.raw_history(c, HALL, 0, FAR, 1000))
     assert (len(kitchen), len(hall)) == (5, 5)
-    db.catch_up()
+    db.settle()
     kitchen = db.read(lambda c: queries.raw_history(c, KITCHEN, 0, FAR, 1000))
     hall = db.read(lambda c: queries.raw_history(c, HALL, 0, FAR, 1000))
     assert (len(kitchen), len(hall)) == (5, 5)
     rows = db.read(lambda c: c.execute("SELECT COUNT(*) FROM events_by_entity").fetchone()[0])
     assert rows == 10
+
+
+def test_hourly_stats_count_events_before_and_after_they_settle(db: _Store) -> None:
+    db.ingest(KITCHEN, range(0, 7200, 600))  # 12 events over two clock hours
+    db.ingest(HALL, range(30, 60))
+    db.settle()
+    db.ingest(KITCHEN, range(7200, 7500, 100))  # 3 more, unsettled
+    now_us = int(BASE.timestamp() * 1_000_000) + 3 * 3_600_000_000
+
+    def metrics() -> Any:
+        stats = db.read(lambda c: compute_stats(c, "24h", now_us, RecentCounts()))
+        m = stats["metrics"]
+        return m["events"], m["by_domain"], m["by_event_type"], m["top_entities"]
+
+    expected = (
+        45,
+        {"sensor": 45},
+        {"state_changed": 45},
+        [{"entity_id": HALL, "count": 30}, {"entity_id": KITCHEN, "count": 15}],
+    )
+    assert metrics() == expected
+    db.settle()
+    indexed, top = db.watermark_and_top()
+    assert indexed == top
+    assert metrics() == expected
 
 
 def test_the_writer_indexes_new_events_by_itself(tmp_path: Path) -> None:

@@ -1,18 +1,25 @@
-"""The (entity, time) index of the raw events, filled in bulk instead of on every commit.
+"""Work taken out of every commit and done in bulk: the entity index, the hourly counts.
 
-A plain index on ``events (entity_ref, time_fired)`` makes every commit write to the
-WAL each index leaf its batch lands on, about one per entity in the batch: ~2 KB per
-555-byte event, which cut ingest by a third. So ingest only appends to ``events``,
-and the writer copies the new rows' (entity, time, id) into ``events_by_entity`` in
-sorted bulk (``catch_up``): after every ``CATCH_UP_ROWS`` events, when it is idle, and
-at least every ``CATCH_UP_MAX_AGE_S``. Each leaf then takes many entries per write.
+Ingest commits each batch before it answers, so whatever a commit writes is paid per
+batch. Two things used to be written there and cost more than the events themselves:
+- an index on ``events (entity_ref, time_fired)``: each commit wrote to the WAL every
+  index leaf its batch landed on, about one per entity, ~2 KB per 555-byte event;
+- the hourly counts by (event type, entity, domain) that /stats reads: ~400 upserts
+  per batch of 500.
+Now ingest only appends to ``events``, and the writer "settles" the new rows in bulk
+(``settle``): their (entity, time, id) go into ``events_by_entity`` in sorted order,
+and their counts into ``stat_hour_key``, grouped. It settles after every
+``SETTLE_AFTER_ROWS`` events, when it is idle, and at least every
+``SETTLE_AFTER_MAX_AGE_S``; each index leaf and counter row then takes many events per
+write.
 
-Every event up to the id in ``counters['entity_indexed']`` (the watermark) is in the
-table. Reads by entity (``entity_ids``) add the newer rows, the tail, by a rowid range
-scan of ``events``, so they never miss an event. Two triggers keep this true when
+Every event up to the id in ``counters['settled']`` (the watermark) is settled, and
+only those: the watermark moves in the transaction that settles. Readers add the
+newer rows, the tail, by a rowid range scan of ``events``: ``entity_ids`` for reads by
+entity, ``unsettled_counts`` for the hourly stats. Two triggers keep this true when
 events are deleted: an event's index row goes with it, and the watermark never stays
 above the largest id, so that a new event (SQLite gives it max(id) + 1) always lands in
-the tail and never under a stale index row.
+the tail, never under a stale index row.
 """
 
 from __future__ import annotations
@@ -21,15 +28,23 @@ from collections.abc import Sequence
 import sqlite3
 from typing import Any, Final
 
-CATCH_UP_ROWS: Final = 20_000
-CATCH_UP_IDLE_S: Final = 0.5
-CATCH_UP_MAX_AGE_S: Final = 5.0
+SETTLE_AFTER_ROWS: Final = 20_000
+SETTLE_AFTER_IDLE_S: Final = 0.5
+SETTLE_AFTER_MAX_AGE_S: Final = 5.0
 
-_WATERMARK: Final = "(SELECT value FROM counters WHERE name = 'entity_indexed')"
+_WATERMARK: Final = "(SELECT value FROM counters WHERE name = 'settled')"
+# Floor division, as Python's // in the ingest (SQLite's / truncates towards zero).
+_HOUR: Final = (
+    "CASE WHEN time_fired >= 0 THEN time_fired / 3600000000"
+    " ELSE -((-time_fired - 1) / 3600000000) - 1 END"
+)
 
 
-def migrate_entity_index(conn: sqlite3.Connection) -> None:
-    """Replace the per-commit index with the bulk-filled table (schema version 3)."""
+def migrate_settled(conn: sqlite3.Connection) -> None:
+    """Replace the per-commit index with the bulk-filled table (schema version 3).
+
+    The hourly counts of existing events were written by their commits: all settled.
+    """
     for statement in (
         "CREATE TABLE events_by_entity (entity_ref INTEGER NOT NULL,"
         " time_fired INTEGER NOT NULL, id INTEGER NOT NULL,"
@@ -39,7 +54,7 @@ def migrate_entity_index(conn: sqlite3.Connection) -> None:
         " FROM events INDEXED BY events_by_entity_time WHERE entity_ref IS NOT NULL"
         " ORDER BY entity_ref, time_fired, id",
         "DROP INDEX events_by_entity_time",
-        "INSERT INTO counters VALUES ('entity_indexed', COALESCE((SELECT MAX(id) FROM events), 0))",
+        "INSERT INTO counters VALUES ('settled', COALESCE((SELECT MAX(id) FROM events), 0))",
         "CREATE TRIGGER events_unindexed AFTER DELETE ON events"
         " WHEN old.entity_ref IS NOT NULL BEGIN"
         " DELETE FROM events_by_entity"
@@ -48,45 +63,64 @@ def migrate_entity_index(conn: sqlite3.Connection) -> None:
         "CREATE TRIGGER events_tail_deleted AFTER DELETE ON events"
         " WHEN old.id >= " + _WATERMARK + " BEGIN"
         " UPDATE counters SET value = MIN(value, COALESCE((SELECT MAX(id) FROM events), 0))"
-        " WHERE name = 'entity_indexed';"
+        " WHERE name = 'settled';"
         " END",
     ):
         conn.execute(statement)
 
 
 def watermark(conn: sqlite3.Connection) -> int:
-    """The id up to which every event is in ``events_by_entity``."""
+    """The id up to which every event is settled."""
     row = conn.execute(_WATERMARK[1:-1]).fetchone()
     return int(row[0])
 
 
-def tail(conn: sqlite3.Connection) -> int:
-    """How many ids lie above the watermark (an upper bound of the rows not indexed)."""
+def unsettled(conn: sqlite3.Connection) -> int:
+    """How many ids lie above the watermark (an upper bound of the rows to settle)."""
     top = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
     return 0 if top is None else max(0, int(top) - watermark(conn))
 
 
-def catch_up(conn: sqlite3.Connection) -> int:
-    """Index every event above the watermark, in one transaction; returns how many."""
+def settle(conn: sqlite3.Connection) -> int:
+    """Settle every event above the watermark, in one transaction; returns how many."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         low = watermark(conn)
         top = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
-        added = 0
+        settled = 0
         if top is not None and top > low:
             # Sorted, so each index leaf is written once with all its new entries.
-            added = conn.execute(
+            conn.execute(
                 "INSERT OR IGNORE INTO events_by_entity"
                 " SELECT entity_ref, time_fired, id FROM events"
                 " WHERE id > ? AND id <= ? AND entity_ref IS NOT NULL ORDER BY 1, 2, 3",
                 (low, top),
+            )
+            settled = conn.execute(
+                "INSERT INTO stat_hour_key"
+                f" SELECT {_HOUR}, event_type_id, COALESCE(entity_ref, 0),"
+                " COALESCE(domain_ref, 0), COUNT(*) FROM events WHERE id > ? AND id <= ?"
+                " GROUP BY 1, 2, 3, 4 ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                (low, top),
             ).rowcount
-            conn.execute("UPDATE counters SET value = ? WHERE name = 'entity_indexed'", (top,))
+            conn.execute("UPDATE counters SET value = ? WHERE name = 'settled'", (top,))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return added
+    return settled
+
+
+def unsettled_counts(
+    conn: sqlite3.Connection, start_us: int, end_us: int
+) -> list[tuple[int, int, int, int]]:
+    """(event_type_id, entity_ref, domain_ref, n) of the tail's events in [start, end)."""
+    rows = conn.execute(
+        "SELECT event_type_id, COALESCE(entity_ref, 0), COALESCE(domain_ref, 0), COUNT(*)"
+        " FROM events WHERE id > ? AND +time_fired >= ? AND +time_fired < ? GROUP BY 1, 2, 3",
+        (watermark(conn), start_us, end_us),
+    )
+    return [(int(t), int(e), int(d), int(n)) for t, e, d, n in rows]
 
 
 def entity_ids(

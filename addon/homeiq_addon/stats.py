@@ -21,11 +21,10 @@ from .params import BadParam, choice_param
 from .responses import json_response
 from .store.codec import us_to_iso
 from .store.db import Store
-from .store.recent import RecentCounts
+from .store.recent import RecentCounts, UnsettledCounts
 from .store.settle import unsettled_counts
 
 _MIN: Final = 60_000_000
-_HOUR_US: Final = 3_600_000_000
 # period -> (minutes, trend bucket in minutes, breakdown from the hourly table?)
 PERIODS: Final = {
     "15m": (15, 1, False),
@@ -118,7 +117,11 @@ def _names(conn: sqlite3.Connection, table: str, col: str, ids: set[int]) -> dic
 
 
 def compute_stats(
-    conn: sqlite3.Connection, period: str, now_us: int, recent: RecentCounts
+    conn: sqlite3.Connection,
+    period: str,
+    now_us: int,
+    recent: RecentCounts,
+    unsettled: UnsettledCounts,
 ) -> dict[str, Any]:
     minutes, bucket, hourly = PERIODS[period]
     now_min = now_us // _MIN
@@ -138,7 +141,7 @@ def compute_stats(
         first_hour, last_hour = first_min // 60, now_min // 60
         rows = conn.execute(sql, (first_hour, last_hour)).fetchall()
         # The newest events are not in the hourly table yet (store/settle.py).
-        rows += unsettled_counts(conn, first_hour * _HOUR_US, (last_hour + 1) * _HOUR_US)
+        rows += unsettled_counts(conn, first_hour * 60, last_hour * 60 + 59, unsettled)
     else:
         rows = [(*k, n) for k, n in recent.window(first_min, now_min).items()]
     by_type: Counter[int] = Counter()
@@ -195,8 +198,16 @@ async def stats(request: web.Request) -> web.Response:
         return err.response
     store = request.app[STORE]
     now_us = time.time_ns() // 1000
-    recent = request.app[INGESTOR].recent
-    answer = await store.read(partial(compute_stats, period=period, now_us=now_us, recent=recent))
+    ingestor = request.app[INGESTOR]
+    answer = await store.read(
+        partial(
+            compute_stats,
+            period=period,
+            now_us=now_us,
+            recent=ingestor.recent,
+            unsettled=ingestor.unsettled,
+        )
+    )
     answer["store"]["db_size_bytes"] = db_size_bytes(store.path)
     return json_response(answer)
 

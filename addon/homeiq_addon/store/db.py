@@ -50,6 +50,9 @@ class TxHooks(Protocol):
 
     def after_rollback(self) -> None: ...
 
+    def settled(self, position: tuple[int, int]) -> None:
+        """The newest events were settled (settle.py); ``position`` names what is."""
+
 
 class StoreClosed(RuntimeError):
     """The store was closed; no more reads or writes."""
@@ -226,12 +229,22 @@ class Store:
             if self._settle_due is None:
                 self._settle_due = now + settle.SETTLE_AFTER_MAX_AGE_S
             if idle or behind >= settle.SETTLE_AFTER_ROWS or now >= self._settle_due:
-                settle.settle(conn)
-                self._settle_due = None
+                self._settle_now(conn)
         except sqlite3.Error:
             # Nothing is lost or miscounted: readers add the unsettled tail themselves.
             _LOGGER.exception("settling the newest events failed; retrying in a minute")
             self._settle_retry = now + 60
+
+    def _settle_now(self, conn: sqlite3.Connection) -> None:
+        position = settle.settle(conn)
+        self._settle_due = None
+        if position is not None:
+            for hooks in self.tx_hooks:
+                hooks.settled(position)
+
+    def settle_now(self) -> Future[None]:
+        """Settle the newest events now, whatever is due (for tests and tools)."""
+        return self.submit(self._settle_now, transaction=False)
 
     def _run_alone(self, conn: sqlite3.Connection, job: _Job) -> None:
         try:

@@ -30,7 +30,7 @@ import orjson
 from ..schema import BatchInvalid, check_batch
 from ..wire import Decoded, decode_fast
 from .prepare import fill_placeholders
-from .recent import RecentCounts
+from .recent import RecentCounts, UnsettledCounts
 from .rows import StoreDims, build_rows, dict_row
 from .tables import (
     CAUSE_KEYS as _CAUSE_KEYS,
@@ -114,6 +114,7 @@ class Ingestor:
         self._pending: Counter[Key] = Counter()  # jobs done in the open transaction
         self._job: Counter[Key] = Counter()  # the running job's, until its savepoint ends
         self.recent = RecentCounts()
+        self.unsettled = UnsettledCounts()
         # Ids the decode worker may hold are valid within one epoch (prepare.py); ids
         # found for its placeholders go to it once committed.
         self.epoch = 0
@@ -133,6 +134,7 @@ class Ingestor:
         with self._learned_lock:
             self.epoch += 1
             self._learned = []
+        self.unsettled.forget()
 
     def job_done(self, ok: bool) -> None:
         if ok:
@@ -148,6 +150,7 @@ class Ingestor:
     def after_commit(self) -> None:
         if self._pending:
             self.recent.add(self._pending)
+            self.unsettled.add(self._pending)
             self._pending = Counter()
         if self._tx_learned:
             with self._learned_lock:
@@ -159,6 +162,9 @@ class Ingestor:
         self._job = Counter()
         self._tx_learned = []
         self._job_learned = []
+
+    def settled(self, position: tuple[int, int]) -> None:
+        self.unsettled.settled(position)
 
     def take_learned(self) -> tuple[int, list[Learned]]:
         """(epoch, committed ids the worker has not been told); call from any thread."""

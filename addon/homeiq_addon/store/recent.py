@@ -64,3 +64,46 @@ class RecentCounts:
         with self._lock:
             self._minutes.clear()
         self.add(keys)
+
+
+type Position = tuple[int, int]  # (watermark, settles) of store/settle.py
+
+
+class UnsettledCounts:
+    """Counts of the events committed since the store last settled (store/settle.py).
+
+    The hourly stats add these to the hourly table instead of grouping the unsettled
+    tail of raw events (tens of thousands of rows under load). Kept per settle
+    position, the (watermark, count of settles) a reader finds in its snapshot; the
+    previous one stays for readers whose snapshot predates the last settle. When the
+    reader's position is not here (after a restart, a rollback or a restore, or when
+    retention deleted the newest events and so lowered the watermark) ``since`` answers
+    None and the reader counts the tail in SQL. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._since: dict[Position, Counter[Key]] = {}
+        self._current: Position | None = None
+
+    def add(self, keys: Counter[Key]) -> None:
+        with self._lock:
+            if self._current is not None:
+                self._since[self._current].update(keys)
+
+    def settled(self, position: Position) -> None:
+        with self._lock:
+            previous = self._current
+            self._since = {} if previous is None else {previous: self._since[previous]}
+            self._since[position] = Counter()
+            self._current = position
+
+    def forget(self) -> None:
+        with self._lock:
+            self._since.clear()
+            self._current = None
+
+    def since(self, position: Position) -> Counter[Key] | None:
+        with self._lock:
+            found = self._since.get(position)
+            return None if found is None else Counter(found)

@@ -24,14 +24,19 @@ the tail, never under a stale index row.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 import sqlite3
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-SETTLE_AFTER_ROWS: Final = 20_000
+if TYPE_CHECKING:
+    from .recent import UnsettledCounts
+
+SETTLE_AFTER_ROWS: Final = 50_000
 SETTLE_AFTER_IDLE_S: Final = 0.5
 SETTLE_AFTER_MAX_AGE_S: Final = 5.0
 
+_MINUTE_US: Final = 60_000_000
 _WATERMARK: Final = "(SELECT value FROM counters WHERE name = 'settled')"
 # Floor division, as Python's // in the ingest (SQLite's / truncates towards zero).
 _HOUR: Final = (
@@ -55,6 +60,7 @@ def migrate_settled(conn: sqlite3.Connection) -> None:
         " ORDER BY entity_ref, time_fired, id",
         "DROP INDEX events_by_entity_time",
         "INSERT INTO counters VALUES ('settled', COALESCE((SELECT MAX(id) FROM events), 0))",
+        "INSERT INTO counters VALUES ('settles', 0)",
         "CREATE TRIGGER events_unindexed AFTER DELETE ON events"
         " WHEN old.entity_ref IS NOT NULL BEGIN"
         " DELETE FROM events_by_entity"
@@ -75,19 +81,27 @@ def watermark(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
+def position(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(watermark, how many times the store settled): names what is settled."""
+    row = conn.execute(
+        f"SELECT {_WATERMARK}, (SELECT value FROM counters WHERE name = 'settles')"
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
 def unsettled(conn: sqlite3.Connection) -> int:
     """How many ids lie above the watermark (an upper bound of the rows to settle)."""
     top = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
     return 0 if top is None else max(0, int(top) - watermark(conn))
 
 
-def settle(conn: sqlite3.Connection) -> int:
-    """Settle every event above the watermark, in one transaction; returns how many."""
+def settle(conn: sqlite3.Connection) -> tuple[int, int] | None:
+    """Settle every event above the watermark, in one transaction; the new position."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         low = watermark(conn)
         top = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
-        settled = 0
+        moved = None
         if top is not None and top > low:
             # Sorted, so each index leaf is written once with all its new entries.
             conn.execute(
@@ -96,29 +110,40 @@ def settle(conn: sqlite3.Connection) -> int:
                 " WHERE id > ? AND id <= ? AND entity_ref IS NOT NULL ORDER BY 1, 2, 3",
                 (low, top),
             )
-            settled = conn.execute(
+            conn.execute(
                 "INSERT INTO stat_hour_key"
                 f" SELECT {_HOUR}, event_type_id, COALESCE(entity_ref, 0),"
                 " COALESCE(domain_ref, 0), COUNT(*) FROM events WHERE id > ? AND id <= ?"
                 " GROUP BY 1, 2, 3, 4 ON CONFLICT DO UPDATE SET n = n + excluded.n",
                 (low, top),
-            ).rowcount
+            )
             conn.execute("UPDATE counters SET value = ? WHERE name = 'settled'", (top,))
+            conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'settles'")
+            moved = position(conn)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return settled
+    return moved
 
 
 def unsettled_counts(
-    conn: sqlite3.Connection, start_us: int, end_us: int
+    conn: sqlite3.Connection, first_minute: int, last_minute: int, known: UnsettledCounts
 ) -> list[tuple[int, int, int, int]]:
-    """(event_type_id, entity_ref, domain_ref, n) of the tail's events in [start, end)."""
+    """(event_type_id, entity_ref, domain_ref, n) of the unsettled events whose minute
+    lies in [first, last]: from memory when it knows this snapshot's position, else
+    grouped from the tail of raw events."""
+    counts = known.since(position(conn))
+    if counts is not None:
+        summed: Counter[tuple[int, int, int]] = Counter()
+        for (minute, type_id, entity, domain), n in counts.items():
+            if first_minute <= minute <= last_minute:
+                summed[(type_id, entity, domain)] += n
+        return [(*k, n) for k, n in summed.items()]
     rows = conn.execute(
         "SELECT event_type_id, COALESCE(entity_ref, 0), COALESCE(domain_ref, 0), COUNT(*)"
         " FROM events WHERE id > ? AND +time_fired >= ? AND +time_fired < ? GROUP BY 1, 2, 3",
-        (watermark(conn), start_us, end_us),
+        (watermark(conn), first_minute * _MINUTE_US, (last_minute + 1) * _MINUTE_US),
     )
     return [(int(t), int(e), int(d), int(n)) for t, e, d, n in rows]
 

@@ -18,7 +18,7 @@ from .responses import error_middleware
 from .retention import routes as retention_routes
 from .store.db import Store
 from .store.ingest import Ingestor
-from .store.prepare import Preparer
+from .store.worker import Preparer
 from .ws import Hub
 
 _LOGGER = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ async def build_app(config: Config, store: Store) -> web.Application:
 
 async def _decode_worker(app: web.Application) -> AsyncIterator[None]:
     yield
-    await asyncio.to_thread(app[PREPARER].close)
+    await app[PREPARER].close()
 
 
 async def _discovery(app: web.Application) -> AsyncIterator[None]:

@@ -12,7 +12,7 @@ from aiohttp import web
 from .config import Config
 from .store.db import Store
 from .store.ingest import Ingestor
-from .store.prepare import Preparer
+from .store.worker import Preparer
 
 if TYPE_CHECKING:
     from .ws import Hub

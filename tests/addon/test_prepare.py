@@ -17,7 +17,8 @@ import pytest
 
 from homeiq_addon.store.db import Store
 from homeiq_addon.store.ingest import Ack, Ingestor
-from homeiq_addon.store.prepare import WORKER_MIN_BYTES, Mirror, Prepared, prepare_batch
+from homeiq_addon.store.prepare import Mirror, Prepared, prepare_batch
+from homeiq_addon.store.worker import WORKER_MIN_BYTES
 from tests.addon.factory import batch, state_event
 from tests.addon.retention_data import Api
 from tests.addon.test_ingest_paths import _dump, _ingest, _varied
@@ -107,10 +108,10 @@ def test_the_worker_gives_way_on_what_it_cannot_judge(worker: _Worker) -> None:
 
 
 def _workers(pid: int) -> set[int]:
-    """The add-on's decode worker processes (multiprocessing's resource tracker aside)."""
+    """The add-on's decode worker processes."""
     found = set()
     for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+        if b"homeiq_addon.store.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
             found.add(int(child))
     return found
 

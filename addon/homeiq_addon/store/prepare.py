@@ -1,10 +1,10 @@
-"""Decoding big batches and building their rows in a worker process.
+"""Decoding a batch and building its rows away from the writer, then filling in its ids.
 
 The writer thread is ingest's one serial resource, and decoding plus row building was
 half of its work per event (~5.5 µs of ~11), all of it holding the GIL. Big bodies are
-therefore decoded, validated and turned into rows in one worker process on the other
-core (``prepare_batch``); the writer then only resolves what the worker could not know
-and inserts (``Ingestor.ingest_prepared``).
+therefore decoded, validated and turned into rows in a worker process on the other
+core (``prepare_batch``, run by worker.py); the writer then only resolves what the
+worker could not know and inserts (``fill_placeholders``, ``Ingestor.ingest_prepared``).
 
 Dimension ids stay the writer's alone. The worker keeps a mirror of the ids the writer
 told it (``Mirror``) and puts a placeholder, -1 for the batch's first unknown value, -2
@@ -13,23 +13,12 @@ them, patches the rows, and after the commit tells the worker the new ids with t
 task. Anything that can invalidate an id the worker holds (a rollback, a restore, the
 cleanup of unused attribute sets) bumps the ingestor's epoch: a batch prepared under an
 older epoch is decoded again on the writer, and the worker drops its mirror.
-
-Small bodies (a home's normal trickle) stay on the writer: sending them costs more than
-decoding them, and a home that never sends a big batch never starts the worker.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-import logging
-import multiprocessing
-from multiprocessing.connection import wait
-import os
-import threading
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -43,10 +32,6 @@ if TYPE_CHECKING:
 
     from .ingest import Ingestor
 
-_LOGGER = logging.getLogger(__name__)
-
-# ~100 events of a typical enriched state change; below this the writer decodes.
-WORKER_MIN_BYTES: Final = 64 * 1024
 _MIRROR_LIMIT: Final = 100_000
 # Row columns that hold dimension ids (see ingest._INSERT); 15-17 come from one combo.
 DIM_COLUMNS: Final = (1, 2, 3, 6, 8, 9, 13, 15, 16, 17)
@@ -199,53 +184,3 @@ def fill_placeholders(
     for (minute, type_id, entity, domain), n in prepared.keys.items():
         keys[(minute, real(type_id), real(entity), real(domain))] += n
     return rows, keys, learned
-
-
-def _exit_with_parent() -> None:
-    """Worker initializer: leave when the add-on process is gone, even killed by SIGKILL.
-
-    The worker holds both ends of its task pipe, so it would never see end-of-file and
-    would linger, one more each time the add-on is restarted after a crash.
-    """
-    parent = multiprocessing.parent_process()
-    if parent is None:
-        return
-
-    def watch() -> None:
-        wait([parent.sentinel])
-        os._exit(0)
-
-    threading.Thread(target=watch, name="homeiq-parent-watch", daemon=True).start()
-
-
-class Preparer:
-    """The event loop's side: sends big bodies to the worker, which it starts on demand."""
-
-    def __init__(self, ingestor: Ingestor) -> None:
-        self._ingestor = ingestor
-        self._pool: ProcessPoolExecutor | None = None
-
-    async def prepare(self, body: bytes) -> Prepared | None:
-        """The worker's rows for a big body; None means the writer decodes it itself."""
-        if len(body) < WORKER_MIN_BYTES:
-            return None
-        if self._pool is None:
-            # spawn, not fork: the add-on process has threads (the writer, SQLite's).
-            self._pool = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with_parent
-            )
-        epoch, learned = self._ingestor.take_learned()
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._pool, prepare_batch, body, epoch, learned)
-        except BrokenProcessPool:
-            # Killed (out of memory, say): the writer decodes this one; the next big
-            # batch starts a new worker, with an empty mirror.
-            _LOGGER.warning("the decode worker process died; starting a new one")
-            self._pool = None
-            return None
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None

@@ -158,6 +158,26 @@ def test_hourly_stats_count_events_before_and_after_they_settle(db: _Store) -> N
     assert metrics() == expected
 
 
+def test_hourly_counts_settled_from_memory_match_the_raw_events(db: _Store) -> None:
+    db.ingest(KITCHEN, range(0, 7200, 300))
+    db.settle()  # nothing known in memory yet: grouped from the raw events
+    db.ingest(HALL, range(30, 4000, 7))
+    db.ingest(KITCHEN, range(7200, 9000, 60))
+    assert db.ingestor.unsettled.since(db.read(settle.position)) is not None
+    db.settle()  # from the counts the ingest kept
+    stored = db.read(lambda c: sorted(c.execute("SELECT * FROM stat_hour_key")))
+    counted = db.read(
+        lambda c: sorted(
+            c.execute(
+                "SELECT time_fired / 3600000000, event_type_id, COALESCE(entity_ref, 0),"
+                " COALESCE(domain_ref, 0), COUNT(*) FROM events GROUP BY 1, 2, 3, 4"
+            )
+        )
+    )
+    assert stored == counted
+    assert len(stored) > 4
+
+
 def test_the_writer_indexes_new_events_by_itself(tmp_path: Path) -> None:
     db = _Store(tmp_path, auto=True)
     try:

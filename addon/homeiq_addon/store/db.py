@@ -23,10 +23,15 @@ import queue
 import sqlite3
 import threading
 import time
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from . import settle
 from .migrations import migrate
+
+if TYPE_CHECKING:
+    from collections import Counter
+
+    from .tables import Key
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -52,6 +57,9 @@ class TxHooks(Protocol):
 
     def settled(self, position: tuple[int, int]) -> None:
         """The newest events were settled (settle.py); ``position`` names what is."""
+
+    def unsettled_since(self, position: tuple[int, int]) -> Counter[Key] | None:
+        """Counts by minute key of the events committed since ``position``, if known."""
 
 
 class StoreClosed(RuntimeError):
@@ -235,8 +243,15 @@ class Store:
             _LOGGER.exception("settling the newest events failed; retrying in a minute")
             self._settle_retry = now + 60
 
+    def _unsettled_since(self, position: tuple[int, int]) -> Counter[Key] | None:
+        for hooks in self.tx_hooks:
+            counts = hooks.unsettled_since(position)
+            if counts is not None:
+                return counts
+        return None
+
     def _settle_now(self, conn: sqlite3.Connection) -> None:
-        position = settle.settle(conn)
+        position = settle.settle(conn, self._unsettled_since)
         self._settle_due = None
         if position is not None:
             for hooks in self.tx_hooks:

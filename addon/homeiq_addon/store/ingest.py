@@ -166,6 +166,9 @@ class Ingestor:
     def settled(self, position: tuple[int, int]) -> None:
         self.unsettled.settled(position)
 
+    def unsettled_since(self, position: tuple[int, int]) -> Counter[Key] | None:
+        return self.unsettled.since(position)
+
     def take_learned(self) -> tuple[int, list[Learned]]:
         """(epoch, committed ids the worker has not been told); call from any thread."""
         with self._learned_lock:

@@ -25,12 +25,13 @@ the tail, never under a stale index row.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from .recent import UnsettledCounts
+    from .recent import Position, UnsettledCounts
+    from .tables import Key
 
 SETTLE_AFTER_ROWS: Final = 50_000
 SETTLE_AFTER_IDLE_S: Final = 0.5
@@ -95,11 +96,18 @@ def unsettled(conn: sqlite3.Connection) -> int:
     return 0 if top is None else max(0, int(top) - watermark(conn))
 
 
-def settle(conn: sqlite3.Connection) -> tuple[int, int] | None:
-    """Settle every event above the watermark, in one transaction; the new position."""
+def settle(
+    conn: sqlite3.Connection, known: Callable[[Position], Counter[Key] | None] | None = None
+) -> Position | None:
+    """Settle every event above the watermark, in one transaction; the new position.
+
+    ``known`` gives the counts by minute of the events committed since a position, if
+    the ingest kept them (recent.UnsettledCounts): then the hourly counts need no pass
+    over the raw events.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        low = watermark(conn)
+        low, settles = position(conn)
         top = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
         moved = None
         if top is not None and top > low:
@@ -110,13 +118,24 @@ def settle(conn: sqlite3.Connection) -> tuple[int, int] | None:
                 " WHERE id > ? AND id <= ? AND entity_ref IS NOT NULL ORDER BY 1, 2, 3",
                 (low, top),
             )
-            conn.execute(
-                "INSERT INTO stat_hour_key"
-                f" SELECT {_HOUR}, event_type_id, COALESCE(entity_ref, 0),"
-                " COALESCE(domain_ref, 0), COUNT(*) FROM events WHERE id > ? AND id <= ?"
-                " GROUP BY 1, 2, 3, 4 ON CONFLICT DO UPDATE SET n = n + excluded.n",
-                (low, top),
-            )
+            counts = None if known is None else known((low, settles))
+            if counts is None:
+                conn.execute(
+                    "INSERT INTO stat_hour_key"
+                    f" SELECT {_HOUR}, event_type_id, COALESCE(entity_ref, 0),"
+                    " COALESCE(domain_ref, 0), COUNT(*) FROM events WHERE id > ? AND id <= ?"
+                    " GROUP BY 1, 2, 3, 4 ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                    (low, top),
+                )
+            else:
+                hours: Counter[Key] = Counter()
+                for (minute, type_id, entity, domain), n in counts.items():
+                    hours[(minute // 60, type_id, entity, domain)] += n
+                conn.executemany(
+                    "INSERT INTO stat_hour_key VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO UPDATE SET n = n + excluded.n",
+                    [(*k, n) for k, n in hours.items()],
+                )
             conn.execute("UPDATE counters SET value = ? WHERE name = 'settled'", (top,))
             conn.execute("UPDATE counters SET value = value + 1 WHERE name = 'settles'")
             moved = position(conn)

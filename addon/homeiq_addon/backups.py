@@ -23,7 +23,8 @@ from aiohttp import web
 from .context import CONFIG, INGESTOR, STORE
 from .responses import error, json_response
 from .retention.service import next_daily
-from .store.db import Store, connect
+from .store.connection import connect
+from .store.db import Store
 from .store.migrations import MIGRATIONS, migrate
 
 _LOGGER = logging.getLogger(__name__)

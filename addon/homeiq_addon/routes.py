@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .context import HUB, INGESTOR, PREPARER, STORE
 from .responses import error, json_response
-from .store.ingest import Rejected, record_reject
+from .store.acks import Rejected, record_reject
 
 _LOGGER = logging.getLogger(__name__)
 

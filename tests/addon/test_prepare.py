@@ -15,8 +15,9 @@ import aiohttp
 import orjson
 import pytest
 
+from homeiq_addon.store.acks import Ack
 from homeiq_addon.store.db import Store
-from homeiq_addon.store.ingest import Ack, Ingestor
+from homeiq_addon.store.ingest import Ingestor
 from homeiq_addon.store.prepare import Mirror, Prepared, prepare_batch
 from homeiq_addon.store.worker import WORKER_MIN_BYTES
 from tests.addon.factory import batch, state_event

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from ..store.db import connect
+from ..store.connection import connect
 from . import orphans, rollups, source
 from .policies import Days, Policy, PolicySet
 

@@ -23,9 +23,10 @@ import queue
 import sqlite3
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final
 
 from . import settle
+from .connection import TxHooks, connect
 from .migrations import migrate
 
 if TYPE_CHECKING:
@@ -43,25 +44,6 @@ _READERS: Final = 3
 type WriteFn[T] = Callable[[sqlite3.Connection], T]
 
 
-class TxHooks(Protocol):
-    """Work tied to the writer's transactions (the ingest's deferred counters)."""
-
-    def job_done(self, ok: bool) -> None:
-        """A job's savepoint was released (ok) or rolled back (its work is gone)."""
-
-    def before_commit(self, conn: sqlite3.Connection) -> None: ...
-
-    def after_commit(self) -> None: ...
-
-    def after_rollback(self) -> None: ...
-
-    def settled(self, position: tuple[int, int]) -> None:
-        """The newest events were settled (settle.py); ``position`` names what is."""
-
-    def unsettled_since(self, position: tuple[int, int]) -> Counter[Key] | None:
-        """Counts by minute key of the events committed since ``position``, if known."""
-
-
 class StoreClosed(RuntimeError):
     """The store was closed; no more reads or writes."""
 
@@ -73,21 +55,6 @@ class _Job:
         self.fn = fn
         self.transaction = transaction
         self.future: Future[Any] = Future()
-
-
-def connect(path: Path, *, readonly: bool = False, cache_mb: int = 8) -> sqlite3.Connection:
-    """Open a connection with the pragmas every connection of the store uses."""
-    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
-    # autocommit=True: the module never opens or commits transactions behind our back
-    # (not even in executescript); every transaction here is an explicit BEGIN.
-    conn = sqlite3.connect(uri, uri=True, autocommit=True, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 10000")
-    # FULL syncs the WAL on every commit: an acknowledged batch survives a power cut,
-    # not only a crash. Group commit keeps the number of commits (and syncs) low.
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute(f"PRAGMA cache_size = -{cache_mb * 1000}")
-    conn.execute("PRAGMA temp_store = MEMORY")
-    return conn
 
 
 class Store:

@@ -1,9 +1,11 @@
 """Writing a batch: events, batch id, dirty hours and counters in one transaction.
 
-Everything CPU-heavy about a batch (JSON parsing, validation, building rows) runs here,
-on the writer thread, not on the event loop: two threads both busy in Python would
-fight over the GIL, and the writer, which releases it for every SQLite step, would lose
-(up to the 5 ms switch interval per row). The event loop only moves bytes.
+Everything CPU-heavy about a batch (JSON parsing, validation, building rows) runs on
+the writer thread, not on the event loop: two threads both busy in Python would fight
+over the GIL, and the writer, which releases it for every SQLite step, would lose (up
+to the switch interval per row). The event loop only moves bytes. Big bodies are the
+exception: a worker process decodes them and builds their rows (prepare.py, worker.py),
+and the writer only fills in the ids the worker could not know (``ingest_prepared``).
 
 A body first goes through the fast path: msgspec decodes and validates it in C into
 structs (``wire.decode_fast``) and ``rows.build_rows`` reads them; anything it is unsure
@@ -19,7 +21,6 @@ before COMMIT (``before_commit``).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 import sqlite3
 import threading
 import time
@@ -29,6 +30,7 @@ import orjson
 
 from ..schema import BatchInvalid, check_batch
 from ..wire import Decoded, decode_fast
+from .acks import Ack, Rejected, record_reject
 from .prepare import fill_placeholders
 from .recent import RecentCounts, UnsettledCounts
 from .rows import StoreDims, build_rows, dict_row
@@ -61,45 +63,6 @@ _INSERT: Final = (
     " last_changed_ago, prev_state_seconds, attributes_ref, data, registry_ref, cause_ref,"
     " snapshot_ref) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
-
-
-@dataclass(slots=True)
-class Ack:
-    """What the add-on answers for an accepted (or already accepted) batch."""
-
-    batch_id: str
-    accepted: int
-    duplicate: bool
-    events: list[dict[str, Any]] = field(default_factory=list)
-    # Set instead of ``events`` by the fast path, which builds no dicts: the live stream
-    # decodes the body again only when someone listens (``events_for_stream``).
-    body: bytes | None = None
-
-    def events_for_stream(self, listening: bool) -> list[dict[str, Any]]:
-        if self.body is None or not listening:
-            return self.events
-        events: list[dict[str, Any]] = orjson.loads(self.body)["events"]
-        return events
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"batch_id": self.batch_id, "accepted": self.accepted, "duplicate": self.duplicate}
-
-
-@dataclass(slots=True)
-class Rejected:
-    """A batch refused for its content; nothing of it was written."""
-
-    status: int
-    code: str
-    message: str
-
-
-def record_reject(conn: sqlite3.Connection, now: float | None = None) -> None:
-    minute = int((time.time() if now is None else now) // 60)
-    conn.execute(
-        "INSERT INTO batch_rejects VALUES (?, 1) ON CONFLICT (minute) DO UPDATE SET n = n + 1",
-        (minute,),
-    )
 
 
 class Ingestor:

@@ -85,6 +85,7 @@ class Store:
         # When the newest events must be settled at the latest (settle.py).
         self._settle_due: float | None = None
         self._settle_retry = 0.0  # after a failure, not again before this
+        self._settle_look = 0.0  # the next look at how many events wait
         self.settling = True  # tests turn it off to read the unsettled tail
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         for _ in range(_READERS):
@@ -194,16 +195,21 @@ class Store:
     def _settle(self, conn: sqlite3.Connection, *, idle: bool) -> None:
         """Settle the newest events when it is due (settle.py)."""
         now = time.monotonic()
-        if not self.settling or now < self._settle_retry:
+        if not self.settling:
             return
+        if self._settle_due is None:
+            # Events may have come: look when idle, or after the max age at the latest.
+            self._settle_due = now + settle.SETTLE_AFTER_MAX_AGE_S
+        # Two queries per look; between commits they let the next job queue up behind
+        # another (a retention step), so busy writers look only every so often.
+        if now < self._settle_retry or (not idle and now < self._settle_look):
+            return
+        self._settle_look = now + settle.LOOK_EVERY_S
         try:
             behind = settle.unsettled(conn)
             if not behind:
                 self._settle_due = None
-                return
-            if self._settle_due is None:
-                self._settle_due = now + settle.SETTLE_AFTER_MAX_AGE_S
-            if idle or behind >= settle.SETTLE_AFTER_ROWS or now >= self._settle_due:
+            elif idle or behind >= settle.SETTLE_AFTER_ROWS or now >= self._settle_due:
                 self._settle_now(conn)
         except sqlite3.Error:
             # Nothing is lost or miscounted: readers add the unsettled tail themselves.

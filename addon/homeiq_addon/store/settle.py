@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 SETTLE_AFTER_ROWS: Final = 50_000
 SETTLE_AFTER_IDLE_S: Final = 0.5
 SETTLE_AFTER_MAX_AGE_S: Final = 5.0
+LOOK_EVERY_S: Final = 0.1  # how often a busy writer counts the events waiting
 
 _MINUTE_US: Final = 60_000_000
 _WATERMARK: Final = "(SELECT value FROM counters WHERE name = 'settled')"

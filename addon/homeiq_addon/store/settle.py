@@ -8,7 +8,8 @@ batch. Two things used to be written there and cost more than the events themsel
   per batch of 500.
 Now ingest only appends to ``events``, and the writer "settles" the new rows in bulk
 (``settle``): their (entity, time, id) go into ``events_by_entity`` in sorted order,
-and their counts into ``stat_hour_key``, grouped. It settles after every
+and their counts into ``stat_hour_key``, from the counts the ingest kept in memory
+since the last settle (or grouped from the rows when it has none). It settles after every
 ``SETTLE_AFTER_ROWS`` events, when it is idle, and at least every
 ``SETTLE_AFTER_MAX_AGE_S``; each index leaf and counter row then takes many events per
 write.
@@ -83,7 +84,7 @@ def watermark(conn: sqlite3.Connection) -> int:
     return int(row[0])
 
 
-def position(conn: sqlite3.Connection) -> tuple[int, int]:
+def position(conn: sqlite3.Connection) -> Position:
     """(watermark, how many times the store settled): names what is settled."""
     row = conn.execute(
         f"SELECT {_WATERMARK}, (SELECT value FROM counters WHERE name = 'settles')"

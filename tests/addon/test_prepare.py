@@ -161,6 +161,23 @@ async def test_big_batches_are_stored_and_survive_a_killed_worker(
     assert len(_workers(pid) - {victim}) == 1  # a new worker took over
 
 
+async def test_a_batch_in_the_worker_when_it_dies_is_still_stored(
+    api: Api, addon_server: AddonProcess
+) -> None:
+    assert addon_server.proc is not None
+    status, _ = await api.call("POST", "/api/v1/ingest", _big(0))
+    assert status == 200
+    (worker,) = _workers(addon_server.proc.pid)
+    os.kill(worker, signal.SIGSTOP)  # the next batch waits in the worker's pipe
+    sending = asyncio.create_task(api.call("POST", "/api/v1/ingest", _big(1000)))
+    await asyncio.sleep(0.5)
+    assert not sending.done()
+    os.kill(worker, signal.SIGKILL)
+    status, answer = await asyncio.wait_for(sending, 30)
+    assert (status, answer["accepted"]) == (200, 300), answer
+    assert addon_server.row_count() == 600
+
+
 async def test_the_worker_leaves_with_a_killed_add_on(api: Api, addon_server: AddonProcess) -> None:
     assert addon_server.proc is not None
     status, _ = await api.call("POST", "/api/v1/ingest", _big(0))

@@ -185,7 +185,6 @@ async def main(total: int) -> dict[str, Any]:
     WORK.mkdir(parents=True)
     store = await Store.open(WORK)
     ingestor = Ingestor()
-    store.rollback_hooks.append(ingestor.clear_caches)
     store.tx_hooks.append(ingestor)
     home = Home()
     now_us = time.time_ns() // 1000

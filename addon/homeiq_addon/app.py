@@ -44,7 +44,6 @@ async def build_app(config: Config, store: Store) -> web.Application:
         client_max_size=config.max_body_bytes + 1,
     )
     ingestor = Ingestor()
-    store.rollback_hooks.append(ingestor.clear_caches)
     store.tx_hooks.append(ingestor)
     await store.read(ingestor.recent.load)
     app[CONFIG] = config

@@ -63,7 +63,6 @@ def _ingest(path: Path, bodies: list[bytes], fast: bool) -> list[Ack]:
     store = Store.open_sync(path)
     ingestor = Ingestor()
     store.tx_hooks.append(ingestor)
-    store.rollback_hooks.append(ingestor.clear_caches)
 
     def job(conn: sqlite3.Connection, body: bytes) -> Any:
         if fast:

@@ -23,7 +23,6 @@ class _Live:
         self.store = Store.open_sync(path)
         self.ingestor = Ingestor()
         self.store.tx_hooks.append(self.ingestor)
-        self.store.rollback_hooks.append(self.ingestor.clear_caches)
 
     def ingest(self, events: list[dict[str, object]]) -> None:
         body = orjson.dumps(batch(events))

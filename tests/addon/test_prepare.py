@@ -33,7 +33,6 @@ class _Worker:
         self.store = Store.open_sync(path)
         self.ingestor = Ingestor()
         self.store.tx_hooks.append(self.ingestor)
-        self.store.rollback_hooks.append(self.ingestor.clear_caches)
         self.mirror = Mirror()
 
     def prepare(self, body: bytes) -> Prepared | None:

@@ -33,7 +33,6 @@ class _Store:
         self.store.settling = auto
         self.ingestor = Ingestor()
         self.store.tx_hooks.append(self.ingestor)
-        self.store.rollback_hooks.append(self.ingestor.clear_caches)
 
     def ingest(self, entity_id: str, seconds: range) -> None:
         events = [state_event(i, entity_id=entity_id) for i in seconds]

@@ -18,7 +18,6 @@ async def test_a_failing_job_rolls_back_only_itself(tmp_path: Path) -> None:
     store = await Store.open(tmp_path)
     ingestor = Ingestor()
     store.tx_hooks.append(ingestor)
-    store.rollback_hooks.append(ingestor.clear_caches)
 
     def boom(conn: sqlite3.Connection) -> None:
         # Writes a new dimension row and an event, then fails: both must vanish.

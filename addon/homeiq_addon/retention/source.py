@@ -11,6 +11,7 @@ from typing import Final
 
 import orjson
 
+from ..store.queries import entity_ref
 from ..store.settle import entity_ids
 
 # Only state events describe an entity's state; other events with an entity id
@@ -36,16 +37,11 @@ def hour_events(
     ).fetchall()
 
 
-def _entity_ref(conn: sqlite3.Connection, entity_id: str) -> int | None:
-    row = conn.execute("SELECT id FROM entities WHERE entity_id = ?", (entity_id,)).fetchone()
-    return None if row is None else int(row[0])
-
-
 def previous_state(
     conn: sqlite3.Connection, entity_id: str, before_us: int
 ) -> tuple[bool, str | None]:
     """(found, state) of the entity's last raw state event before a time."""
-    ref = _entity_ref(conn, entity_id)
+    ref = entity_ref(conn, entity_id)
     if ref is None:
         return False, None
     ids, params = entity_ids(
@@ -95,7 +91,7 @@ def raw_tier(conn: sqlite3.Connection) -> tuple[int, int | None, int | None]:
 
 def oldest_raw(conn: sqlite3.Connection, entity_id: str) -> int | None:
     """Time of the entity's oldest raw event still stored."""
-    ref = _entity_ref(conn, entity_id)
+    ref = entity_ref(conn, entity_id)
     if ref is None:
         return None
     ids, params = entity_ids(conn, ref, limit=1)

@@ -39,6 +39,10 @@ class TxHooks(Protocol):
 
     def after_rollback(self) -> None: ...
 
+    def clear_caches(self) -> None:
+        """Cached row ids may point at rows gone: after any rollback (also of one job's
+        savepoint), a restore, or a cleanup that deleted rows (``Store.forget_row_ids``)."""
+
     def settled(self, position: tuple[int, int]) -> None:
         """The newest events were settled (settle.py); ``position`` names what is."""
 

@@ -65,15 +65,12 @@ class Store:
         self._jobs: deque[_Job | None] = deque()
         self._wakeup = threading.Condition()
         self._closed = False
-        # Called after any rollback (also of a single job's savepoint) and after a restore:
-        # caches of row ids may point at rows that no longer exist.
-        self.rollback_hooks: list[Callable[[], None]] = []
         self.tx_hooks: list[TxHooks] = []
         # Long jobs that hold row ids across steps check this to notice a restore.
         self.replacements = 0
-        # The writer gets the big page cache: index inserts at random entity positions
-        # are what it spends its I/O on. Readers mostly follow indexes: a small one each
-        # keeps the add-on's RSS low.
+        # The writer gets the big page cache: settling inserts into the entity index at
+        # about one place per entity, which is what it spends its I/O on. Readers mostly
+        # follow indexes: a small one each keeps the add-on's RSS low.
         self._writer = connect(path, cache_mb=32)
         # Must precede the first table of a new file; lets retention hand space back
         # with PRAGMA incremental_vacuum (a no-op on an existing file).
@@ -308,5 +305,5 @@ class Store:
 
         Call on the writer thread (in a write job), so no later job sees a stale id.
         """
-        for hook in self.rollback_hooks:
-            hook()
+        for hooks in self.tx_hooks:
+            hooks.clear_caches()

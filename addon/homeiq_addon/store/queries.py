@@ -105,7 +105,7 @@ def list_events(conn: sqlite3.Connection, f: EventFilter) -> tuple[list[dict[str
     # lets the planner pick an index.
     entity: int | None = None
     if f.entity_id is not None:
-        entity = _id_of(conn, "entities", "entity_id", f.entity_id)
+        entity = entity_ref(conn, f.entity_id)
         if entity is None:
             return [], False
     for value, table, col, column in (
@@ -146,7 +146,7 @@ def raw_history(
     conn: sqlite3.Connection, entity_id: str, start_us: int, end_us: int, limit: int
 ) -> list[dict[str, Any]]:
     """The entity's state events in [start, end), oldest first."""
-    ref = _id_of(conn, "entities", "entity_id", entity_id)
+    ref = entity_ref(conn, entity_id)
     if ref is None:
         return []
     ids, params = entity_ids(
@@ -163,5 +163,10 @@ def raw_history(
     return [{"time": us_to_iso(t), "state": s, "numeric_value": v} for t, s, v in rows]
 
 
+def entity_ref(conn: sqlite3.Connection, entity_id: str) -> int | None:
+    """The entity's interned id, or None if no event of it was ever stored."""
+    return _id_of(conn, "entities", "entity_id", entity_id)
+
+
 def entity_known(conn: sqlite3.Connection, entity_id: str) -> bool:
-    return _id_of(conn, "entities", "entity_id", entity_id) is not None
+    return entity_ref(conn, entity_id) is not None

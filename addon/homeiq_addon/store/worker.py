@@ -60,7 +60,7 @@ def main() -> None:
     for pipe in (source, sink):
         with contextlib.suppress(OSError):
             fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-    while (meta := _read_frame(source)) is not None and (body := _read_frame(source)):
+    while (meta := _read_frame(source)) is not None and (body := _read_frame(source)) is not None:
         # Pickles only ever pass between the add-on and this child it started.
         epoch, learned = pickle.loads(meta)  # noqa: S301
         try:

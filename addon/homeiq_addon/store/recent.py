@@ -1,4 +1,5 @@
-"""Per-minute event counts by (event type, entity, domain) for the last hour.
+"""Event counts by (event type, entity, domain) kept in memory: per minute for the last
+hour (``RecentCounts``), and since the store last settled (``UnsettledCounts``).
 
 The 15m and 1h stats need counts at minute resolution; writing them to SQLite would cost
 about one upsert per event, so they live in memory (added after each commit) and are

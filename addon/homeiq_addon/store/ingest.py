@@ -170,17 +170,13 @@ class Ingestor:
         if prepared is None or prepared.epoch != self.epoch:
             return self.ingest_body(conn, body, started)
         batch_id = prepared.batch_id
-        hit = conn.execute("SELECT accepted FROM batches WHERE batch_id = ?", (batch_id,))
-        seen = hit.fetchone()
-        if seen is not None:
-            return Ack(batch_id, int(seen[0]), True)
+        if (seen := self._seen(conn, batch_id)) is not None:
+            return seen
         rows, keys = prepared.rows, prepared.keys
         if prepared.new:
             rows, keys, learned = fill_placeholders(self, conn, prepared)
             self._job_learned += learned
-        conn.executemany(_INSERT, rows)
-        self._finish(conn, batch_id, len(rows), started, prepared.source)
-        self._job.update(keys)
+        self._write(conn, batch_id, rows, keys, started=started, source=prepared.source)
         return Ack(batch_id, len(rows), False, body=body)
 
     def write_batch(
@@ -188,20 +184,14 @@ class Ingestor:
     ) -> Ack:
         """Insert a validated batch unless its id was seen (call inside a transaction)."""
         batch_id: str = batch["batch_id"]
-        seen = conn.execute("SELECT accepted FROM batches WHERE batch_id = ?", (batch_id,))
-        hit = seen.fetchone()
-        if hit is not None:
-            return Ack(batch_id, int(hit[0]), True)
+        if (seen := self._seen(conn, batch_id)) is not None:
+            return seen
         events: list[dict[str, Any]] = batch["events"]
         keys: Counter[Key] = Counter()
         rows = [dict_row(self, conn, ev, keys) for ev in events]
-        conn.executemany(_INSERT, rows)
         src = batch["source"]
-        self._finish(
-            conn, batch_id, len(rows), started, (src["instance_id"], src["integration_version"])
-        )
-        # Counted for the transaction only once the job's savepoint is released (job_done).
-        self._job.update(keys)
+        source = (src["instance_id"], src["integration_version"])
+        self._write(conn, batch_id, rows, keys, started=started, source=source)
         return Ack(batch_id, len(rows), False, events)
 
     def _write_decoded(
@@ -209,10 +199,8 @@ class Ingestor:
     ) -> Ack | None:
         batch = decoded.batch
         batch_id = batch.batch_id
-        hit = conn.execute("SELECT accepted FROM batches WHERE batch_id = ?", (batch_id,))
-        seen = hit.fetchone()
-        if seen is not None:
-            return Ack(batch_id, int(seen[0]), True)
+        if (seen := self._seen(conn, batch_id)) is not None:
+            return seen
         keys: Counter[Key] = Counter()
         # Row building interns dimension values as it goes; should it fail on something
         # the slow path would judge differently (an integer orjson cannot write back), none
@@ -226,25 +214,35 @@ class Ingestor:
             self.clear_caches()
             return None
         conn.execute("RELEASE fast_rows")
-        conn.executemany(_INSERT, rows)
         source = (batch.source.instance_id, batch.source.integration_version)
-        self._finish(conn, batch_id, len(rows), started, source)
-        self._job.update(keys)
+        self._write(conn, batch_id, rows, keys, started=started, source=source)
         return Ack(batch_id, len(rows), False, body=body)
 
-    def _finish(
+    @staticmethod
+    def _seen(conn: sqlite3.Connection, batch_id: str) -> Ack | None:
+        """The acknowledgement again, for a batch id already stored."""
+        hit = conn.execute("SELECT accepted FROM batches WHERE batch_id = ?", (batch_id,))
+        seen = hit.fetchone()
+        return None if seen is None else Ack(batch_id, int(seen[0]), True)
+
+    def _write(
         self,
         conn: sqlite3.Connection,
         batch_id: str,
-        n: int,
+        rows: list[tuple[Any, ...]],
+        keys: Counter[Key],
+        *,
         started: float | None,
         source: tuple[str, str],
     ) -> None:
+        """The rows and the batch id; the counts wait for the job's savepoint (job_done)."""
+        conn.executemany(_INSERT, rows)
         latency = 0.0 if started is None else (time.perf_counter() - started) * 1000
         conn.execute(
             "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
-            (batch_id, time.time_ns() // 1000, n, latency, *source),
+            (batch_id, time.time_ns() // 1000, len(rows), latency, *source),
         )
+        self._job.update(keys)
 
     def _id(self, conn: sqlite3.Connection, table: str, value: Any) -> int:
         """Id of a dimension value (a string, or a tuple for registry/causes/snapshots)."""

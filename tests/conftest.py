@@ -21,12 +21,27 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True, scope="session")
-def no_coverage_in_subprocesses() -> None:
-    """Coverage measures the integration, which runs in the test process. pytest-cov
-    would also start it in every add-on process a test spawns (through COV_CORE_*),
-    and those statement-only data files cannot be combined with the branch data."""
+def addon_coverage_in_subprocesses() -> Iterator[None]:
+    """Under scripts/test (HOMEIQ_ADDON_COVERAGE=1) every Python process the tests start
+    measures the add-on with tests/addon.coveragerc: the add-on, its decode worker, the
+    one-shot commands. pytest-cov's own subprocess start (COV_CORE_*) is switched off:
+    it would measure with the integration's settings, a second time."""
     for key in [key for key in os.environ if key.startswith("COV_CORE_")]:
         del os.environ[key]
+    if os.environ.get("HOMEIQ_ADDON_COVERAGE") != "1":
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COVERAGE_PROCESS_START", str(REPO / "tests" / "addon.coveragerc"))
+        patch.setenv("COVERAGE_FILE", str(REPO / ".coverage-addon"))
+        patch.setenv("PYTHONPATH", pythonpath(REPO / "tests" / "coverage_startup"))
+        yield
+
+
+def pythonpath(*dirs: Path) -> str:
+    """`dirs` first, then the tests' own PYTHONPATH (which carries the coverage start-up)."""
+    inherited = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+    return os.pathsep.join([*map(str, dirs), *inherited])
 
 
 def free_port() -> int:
@@ -104,7 +119,7 @@ class AddonProcess:
             *(["--dev"] if self.dev else []),
             *self.extra_args,
         ]
-        env = {**os.environ, "PYTHONPATH": str(REPO / "addon"), **self.env}
+        env = {**os.environ, "PYTHONPATH": pythonpath(REPO / "addon"), **self.env}
         if "SUPERVISOR_TOKEN" not in self.env:
             env.pop("SUPERVISOR_TOKEN", None)
         log = self.log_path.open("ab")

@@ -362,3 +362,24 @@ async def test_a_genuine_backup_stored_differently_is_restored(
     assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     conn.close()
     await carries_on(api, addon_server, 30)
+
+
+async def test_sql_written_in_another_layout_is_the_same_schema(
+    api: Api, addon_server: AddonProcess
+) -> None:
+    """An older add-on may have worded its migrations' comments and spacing otherwise."""
+    await api.ingest(readings(0, 30))
+    status, genuine = await api.call("POST", "/api/v1/backups")
+    assert status == 201, genuine
+    folder = addon_server.data_dir / "backups"
+    shutil.copyfile(folder / genuine["name"], folder / "layout.db")
+    conn = sqlite3.connect(folder / "layout.db", autocommit=True)
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events_enriched'").fetchone()
+    conn.execute("DROP VIEW events_enriched")
+    conn.execute("-- the view\n" + " \n  ".join(sql.split()).replace("SELECT", "select /* */"))
+    conn.close()
+
+    status, answer = await api.call("POST", "/api/v1/backups/layout.db/restore")
+
+    assert status == 200, answer
+    assert answer["events_stored"] == 30

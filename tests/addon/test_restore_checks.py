@@ -134,6 +134,27 @@ def _corrupt_page(genuine: Path, target: Path) -> None:
     target.write_bytes(bytes(data))
 
 
+def _index_out_of_step(genuine: Path, target: Path) -> None:
+    """Pages SQLite reads without complaint, but an index that disagrees with its table."""
+    shutil.copyfile(genuine, target)
+    conn = sqlite3.connect(target, autocommit=True)
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events_by_time'").fetchone()
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute(
+        "UPDATE sqlite_master SET sql = 'CREATE INDEX events_by_time ON events (origin)'"
+        " WHERE name = 'events_by_time'"
+    )
+    conn.close()
+    conn = sqlite3.connect(target, autocommit=True)
+    # Indexed under its origin, not under its time.
+    conn.execute(
+        "INSERT INTO events (time_fired, event_type_id, origin, context_id) VALUES (1, 1, 0, x'00')"
+    )
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'events_by_time'", (sql,))
+    conn.close()
+
+
 def _a_counter_row_too_many_for_migrating(genuine: Path, target: Path) -> None:
     """An older version's file the migration cannot bring up: its copy, not the live data."""
     _older(target, len(MIGRATIONS) - 1)
@@ -241,6 +262,7 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "empty_file": (_empty, "not a SQLite database"),
     "truncated": (_truncated, "integrity check failed"),
     "corrupt_page": (_corrupt_page, "integrity check failed"),
+    "index_out_of_step": (_index_out_of_step, "integrity check failed: row 61 missing from index"),
     "no_schema_version": (
         _copy_then("PRAGMA user_version = 0"),
         "not a HomeIQ database (it has no schema version)",

@@ -172,23 +172,25 @@ async def restore(request: web.Request) -> web.Response:
     async with request.app[LOCK]:
         try:
             page_size = await store.read(lambda c: c.execute("PRAGMA page_size").fetchone()[0])
-            version = await asyncio.to_thread(stage, path, staged, page_size)
-        except (InvalidDatabase, SchemaTooNew) as err:
-            await asyncio.to_thread(_discard, staged)
-            return error(422, "invalid_backup", str(err))
-        except OSError as err:
-            await asyncio.to_thread(_discard, staged)
-            return error(507, "restore_failed", f"could not copy {path.name} to check it ({err})")
-        try:
-            kept = await asyncio.to_thread(create_backup, store, data_dir, "before-restore")
-        except (OSError, sqlite3.Error) as err:
-            await asyncio.to_thread(_discard, staged)
-            return error(
-                507,
-                "backup_failed",
-                f"could not keep a copy of the current data first ({err}); nothing was restored",
-            )
-        try:
+            try:
+                version = await asyncio.to_thread(stage, path, staged, page_size)
+            except (InvalidDatabase, SchemaTooNew) as err:
+                return error(422, "invalid_backup", str(err))
+            except (OSError, sqlite3.Error) as err:
+                return error(
+                    507,
+                    "restore_failed",
+                    f"could not prepare {path.name} for the restore ({err}); nothing was restored",
+                )
+            try:
+                kept = await asyncio.to_thread(create_backup, store, data_dir, "before-restore")
+            except (OSError, sqlite3.Error) as err:
+                return error(
+                    507,
+                    "backup_failed",
+                    f"could not keep a copy of the current data first ({err});"
+                    " nothing was restored",
+                )
             await store.write(lambda c: _restore_into(c, staged, store), transaction=False)
         finally:
             await asyncio.to_thread(_discard, staged)

@@ -344,6 +344,7 @@ async def test_a_backup_of_an_older_schema_is_restored_and_migrated(
     live = live_state(addon_server.data_dir / "homeiq.db")
     assert live["version"] == len(MIGRATIONS)
     assert differences(expected_schemas()[-1].objects, live["schema"]) == []
+    assert not list(folder.glob(".restoring*"))  # the checked copy is gone
     # The backup file itself was not migrated: it can be restored again.
     conn = sqlite3.connect(f"file:{folder / 'older.db'}?mode=ro", uri=True)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == version

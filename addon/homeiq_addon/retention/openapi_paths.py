@@ -130,7 +130,10 @@ PATHS: Final[dict[str, dict[str, Any]]] = {
                 "400": _err("bad name"),
                 "404": _err("unknown"),
                 "422": _err("corrupt, foreign or altered file; live data untouched"),
-                "507": _err("no room to keep the current data first; live data untouched"),
+                "507": _err(
+                    "no room for the checked copy or to keep the current data first;"
+                    " live data untouched"
+                ),
             },
             name="name",
         ),

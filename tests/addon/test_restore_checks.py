@@ -258,6 +258,14 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
         _copy_then("DELETE FROM counters WHERE name = 'events'"),
         "the counters table lacks the row(s) 'events'",
     ),
+    "counter_not_a_number": (
+        _copy_then("UPDATE counters SET value = 'many' WHERE name = 'events'"),
+        "the counters row(s) 'events' hold no whole number",
+    ),
+    "watermark_beyond_events": (
+        _copy_then("UPDATE counters SET value = 1000 WHERE name = 'settled'"),
+        "the counters mark the events up to id 1000 as settled, beyond the newest event (60)",
+    ),
     "not_sqlite": (_garbage, "not a SQLite database"),
     "empty_file": (_empty, "not a SQLite database"),
     "truncated": (_truncated, "integrity check failed"),

@@ -19,6 +19,7 @@ import re
 import sqlite3
 from typing import Final
 
+from . import settle
 from .migrations import MIGRATIONS, SchemaTooNew, migrate
 
 _HEADER: Final = b"SQLite format 3\x00"
@@ -186,6 +187,28 @@ def _listed(problems: list[str]) -> str:
     return "; ".join(problems[:_LISTED]) + (f"; and {more} more" if more > 0 else "")
 
 
+def _check_counters(conn: sqlite3.Connection, name: str, expected: Schema) -> None:
+    """The rows every read and write of the add-on counts on."""
+    present = {row[0] for row in conn.execute("SELECT name FROM counters")}
+    if lacking := sorted(expected.counters - present):
+        raise InvalidDatabase(
+            f"{name}: the counters table lacks the row(s) {', '.join(map(repr, lacking))}"
+        )
+    rows = conn.execute("SELECT name FROM counters WHERE typeof(value) != 'integer' ORDER BY 1")
+    if odd := [row[0] for row in rows]:
+        raise InvalidDatabase(
+            f"{name}: the counters row(s) {', '.join(map(repr, odd))} hold no whole number"
+        )
+    if "settled" in expected.counters:
+        top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        # Above the newest event, new events would count as indexed without being so.
+        if (mark := settle.watermark(conn)) > top:
+            raise InvalidDatabase(
+                f"{name}: the counters mark the events up to id {mark} as settled,"
+                f" beyond the newest event ({top})"
+            )
+
+
 def check_database(path: Path, name: str | None = None) -> int:
     """Return the schema version of the HomeIQ database at ``path``, or refuse it.
 
@@ -225,11 +248,7 @@ def check_database(path: Path, name: str | None = None) -> int:
                 f"{name}: not a HomeIQ database: its schema differs from schema version "
                 f"{version}'s: {_listed(problems)}"
             )
-        present = {row[0] for row in conn.execute("SELECT name FROM counters")}
-        if lacking := sorted(expected.counters - present):
-            raise InvalidDatabase(
-                f"{name}: the counters table lacks the row(s) {', '.join(map(repr, lacking))}"
-            )
+        _check_counters(conn, name, expected)
     except sqlite3.DatabaseError as err:
         raise InvalidDatabase(f"{name}: cannot be read: {err}") from err
     finally:

@@ -32,9 +32,9 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    # After a Supervisor restore only the backup snapshot exists; it becomes the database.
-    promote_snapshot(config.data_dir)
     try:
+        # After a Supervisor restore only the backup snapshot exists; it becomes the database.
+        promote_snapshot(config.data_dir)
         asyncio.run(_main(config))
     except SchemaTooNew as err:
         logging.getLogger("homeiq_addon").error("%s", err)

@@ -2,10 +2,12 @@
 
 Create uses SQLite's online backup in ONE step from its own read-only connection: one
 read transaction, so the copy is a consistent snapshot while ingest keeps writing (WAL
-readers never block the writer). Restore validates the file completely before touching
-anything, keeps the live database as a backup of its own (a restore can be undone), then
-copies the file into the live database through the store's writer thread in a single
-backup step, which SQLite applies as one transaction: all or nothing.
+readers never block the writer). Restore copies the file aside and checks the copy
+completely (store/schema_check.py: integrity, and exactly the schema of a version this
+add-on has) before touching anything; brings the copy, not the live database, to this
+add-on's schema; keeps the live database as a backup of its own (a restore can be
+undone); then copies the checked file into the live database through the store's writer
+thread in a single backup step, which SQLite applies as one transaction: all or nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import UTC, datetime
 import logging
 from pathlib import Path
 import re
+import shutil
 import sqlite3
 from typing import Any, Final
 
@@ -25,17 +28,15 @@ from .responses import error, json_response
 from .retention.service import next_daily
 from .store.connection import connect
 from .store.db import Store
-from .store.migrations import MIGRATIONS, migrate
+from .store.migrations import MIGRATIONS, SchemaTooNew, migrate
+from .store.schema_check import InvalidDatabase, check_database
 
 _LOGGER = logging.getLogger(__name__)
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.db$")
-# Tables any HomeIQ database has; a SQLite file without them is someone else's.
-_REQUIRED: Final = ("events", "entities", "event_types", "dirty_hours", "counters")
+# Where a backup is copied to be checked and migrated before it replaces the live data.
+_STAGED: Final = ".restoring"
+_INCREMENTAL: Final = 2  # PRAGMA auto_vacuum, as the store sets it
 LOCK = web.AppKey("homeiq_backup_lock", asyncio.Lock)
-
-
-class BackupInvalid(ValueError):
-    """The file cannot be restored; the message says why."""
 
 
 def backup_dir(data_dir: Path) -> Path:
@@ -82,46 +83,52 @@ def create_backup(store: Store, data_dir: Path, kind: str = "") -> dict[str, Any
     return _describe(target)
 
 
-def check_backup(path: Path) -> int:
-    """Integrity, identity and schema version of a backup file; returns its version."""
-    with path.open("rb") as handle:
-        if handle.read(16) != b"SQLite format 3\x00":
-            raise BackupInvalid(f"{path.name}: not a SQLite database")
+def _discard(path: Path) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def stage(path: Path, staged: Path, page_size: int) -> int:
+    """Copy a backup, check the copy and bring it to this add-on's schema (blocking).
+
+    Returns the schema version the backup had. Raises InvalidDatabase or SchemaTooNew
+    (nothing was changed) and leaves ``staged`` ready to be copied into the live database:
+    the live database is never migrated or rebuilt in place. ``page_size`` is the live
+    database's: SQLite cannot copy a database of another page size into a WAL database.
+    """
+    _discard(staged)
+    shutil.copyfile(path, staged)
+    version = check_database(staged, path.name)  # the copy: what is checked is what is used
+    conn = sqlite3.connect(staged, autocommit=True)
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error as err:
-        raise BackupInvalid(f"{path.name}: cannot be opened: {err}") from err
-    try:
-        result = [row[0] for row in conn.execute("PRAGMA integrity_check(5)")]
-        if result != ["ok"]:
-            raise BackupInvalid(f"{path.name}: integrity check failed: {'; '.join(result)}")
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        missing = [t for t in _REQUIRED if t not in tables]
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    except sqlite3.DatabaseError as err:
-        raise BackupInvalid(f"{path.name}: integrity check failed: {err}") from err
+        conn.execute("PRAGMA journal_mode = DELETE")
+        try:
+            migrate(conn)
+        except sqlite3.Error as err:
+            raise InvalidDatabase(
+                f"{path.name}: cannot be brought from schema version {version} to "
+                f"{len(MIGRATIONS)}: {err}"
+            ) from err
+        if (
+            conn.execute("PRAGMA page_size").fetchone()[0] != page_size
+            or conn.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL
+        ):
+            conn.execute(f"PRAGMA page_size = {int(page_size)}")
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("VACUUM")  # rewrites the file with both
     finally:
         conn.close()
-    if missing or version < 1:
-        raise BackupInvalid(f"{path.name}: not a HomeIQ database (missing {', '.join(missing)})")
-    if version > len(MIGRATIONS):
-        raise BackupInvalid(
-            f"{path.name}: schema version {version} is newer than this add-on's "
-            f"({len(MIGRATIONS)}); upgrade the add-on first"
-        )
     return version
 
 
-def _restore_into(conn: sqlite3.Connection, path: Path, store: Store) -> int:
-    """Runs on the writer thread, outside any transaction."""
-    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def _restore_into(conn: sqlite3.Connection, staged: Path, store: Store) -> None:
+    """Runs on the writer thread, outside any transaction: one step, all or nothing."""
+    source = sqlite3.connect(f"file:{staged}?mode=ro", uri=True)
     try:
         source.backup(conn)
     finally:
         source.close()
-    version = migrate(conn)  # an older backup is brought up to this add-on's schema
     store.content_replaced()
-    return version
 
 
 def resolve(data_dir: Path, name: str) -> Path:
@@ -159,30 +166,43 @@ async def post_backup(request: web.Request) -> web.Response:
 
 async def restore(request: web.Request) -> web.Response:
     store = request.app[STORE]
-    path = resolve(request.app[CONFIG].data_dir, request.match_info["name"])
+    data_dir = request.app[CONFIG].data_dir
+    path = resolve(data_dir, request.match_info["name"])
+    staged = backup_dir(data_dir) / _STAGED
     async with request.app[LOCK]:
         try:
-            await asyncio.to_thread(check_backup, path)
-        except BackupInvalid as err:
-            return error(422, "invalid_backup", str(err))
-        data_dir = request.app[CONFIG].data_dir
-        try:
-            kept = await asyncio.to_thread(create_backup, store, data_dir, "before-restore")
-        except (OSError, sqlite3.Error) as err:
-            return error(
-                507,
-                "backup_failed",
-                f"could not keep a copy of the current data first ({err}); nothing was restored",
-            )
-        version = await store.write(lambda c: _restore_into(c, path, store), transaction=False)
+            page_size = await store.read(lambda c: c.execute("PRAGMA page_size").fetchone()[0])
+            try:
+                version = await asyncio.to_thread(stage, path, staged, page_size)
+            except (InvalidDatabase, SchemaTooNew) as err:
+                return error(422, "invalid_backup", str(err))
+            except (OSError, sqlite3.Error) as err:
+                return error(
+                    507,
+                    "restore_failed",
+                    f"could not prepare {path.name} for the restore ({err}); nothing was restored",
+                )
+            try:
+                kept = await asyncio.to_thread(create_backup, store, data_dir, "before-restore")
+            except (OSError, sqlite3.Error) as err:
+                return error(
+                    507,
+                    "backup_failed",
+                    f"could not keep a copy of the current data first ({err});"
+                    " nothing was restored",
+                )
+            await store.write(lambda c: _restore_into(c, staged, store), transaction=False)
+        finally:
+            await asyncio.to_thread(_discard, staged)
     # The 15m/1h stats count from memory: recount them from the restored events.
     await store.read(request.app[INGESTOR].recent.load)
     events = await store.read(
         lambda c: c.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()[0]
     )
     _LOGGER.info("Restored backup %s; the data it replaced is in %s", path.name, kept["name"])
-    return json_response({"restored": path.name, "schema_version": version,
-                          "events_stored": events, "previous_data": kept["name"]})  # fmt: skip
+    return json_response({"restored": path.name, "schema_version": len(MIGRATIONS),
+                          "backup_schema_version": version, "events_stored": events,
+                          "previous_data": kept["name"]})  # fmt: skip
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -4,15 +4,21 @@ The Supervisor backs the add-on up hot, by copying /data. A file copy of a SQLit
 database in WAL mode can catch a half-written page, so config.yaml excludes the live
 files and runs this module first (`backup_pre`): SQLite's online backup writes a
 consistent snapshot while ingest goes on. After the Supervisor restores such a backup
-the live database is absent, and the service promotes the snapshot at start.
+the live database is absent, and the service promotes the snapshot at start, once it
+passed the same checks as a restore of the add-on's own backups.
 """
 
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 import logging
 from pathlib import Path
+import shutil
 import sqlite3
+
+from .store.migrations import SchemaTooNew
+from .store.schema_check import InvalidDatabase, check_database
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -50,16 +56,37 @@ def take_snapshot(data_dir: Path) -> Path:
 
 
 def promote_snapshot(data_dir: Path) -> bool:
-    """Make the snapshot the live database when a restore left only the snapshot."""
+    """Make the snapshot the live database when a restore left only the snapshot.
+
+    The snapshot is checked like any backup first (store/schema_check.py). One that fails
+    is not promoted but moved aside, named in an error in the log, and the add-on starts
+    with an empty database; one written by a newer add-on raises SchemaTooNew and stays
+    where it is, for the upgraded add-on to promote.
+    """
     live = data_dir / DB_NAME
     snapshot = snapshot_path(data_dir)
     if live.exists() or not snapshot.exists():
+        return False
+    try:
+        check_database(snapshot)
+    except SchemaTooNew as err:
+        raise SchemaTooNew(f"the Supervisor backup's database was not restored: {err}") from err
+    except InvalidDatabase as err:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        rejected = snapshot.with_name(f"homeiq-rejected-{stamp}.db")
+        snapshot.replace(rejected)
+        _LOGGER.error(
+            "The database in the Supervisor backup was not restored: %s. It is kept as %s;"
+            " the add-on starts with an empty database",
+            err,
+            rejected,
+        )
         return False
     for suffix in ("-wal", "-shm"):
         # A WAL left from another database must not be replayed onto the snapshot.
         Path(f"{live}{suffix}").unlink(missing_ok=True)
     partial = live.with_suffix(".promoting")
-    partial.write_bytes(snapshot.read_bytes())
+    shutil.copyfile(snapshot, partial)
     partial.replace(live)
     _LOGGER.info("Restored the database from the Supervisor backup snapshot")
     return True

@@ -122,14 +122,18 @@ PATHS: Final[dict[str, dict[str, Any]]] = {
     },
     "/api/v1/backups/{name}/restore": {
         "post": _op(
-            "Restore a backup after checking its integrity and schema version; the data it"
-            " replaces is kept as a new backup (previous_data)",
+            "Restore a backup after checking its integrity and its whole schema (an older"
+            " version's is migrated on a copy); the data it replaces is kept as a new backup"
+            " (previous_data)",
             {
                 "200": _ok("restored"),
                 "400": _err("bad name"),
                 "404": _err("unknown"),
-                "422": _err("corrupt or foreign file; live data untouched"),
-                "507": _err("no room to keep the current data first; live data untouched"),
+                "422": _err("corrupt, foreign or altered file; live data untouched"),
+                "507": _err(
+                    "no room for the checked copy or to keep the current data first;"
+                    " live data untouched"
+                ),
             },
             name="name",
         ),

@@ -131,15 +131,17 @@ class SchemaTooNew(RuntimeError):
     """The database was written by a newer add-on; refusing to touch it."""
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the missing migrations; return the schema version now in place."""
+def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:
+    """Apply the missing migrations up to version ``upto`` (default: this add-on's);
+    return the schema version now in place."""
     version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    upto = len(MIGRATIONS) if upto is None else upto
     if version > len(MIGRATIONS):
         raise SchemaTooNew(
             f"database schema version {version} is newer than this add-on's "
             f"({len(MIGRATIONS)}); restore a backup or upgrade the add-on"
         )
-    for number in range(version, len(MIGRATIONS)):
+    for number in range(version, upto):
         conn.execute("BEGIN IMMEDIATE")
         try:
             MIGRATIONS[number](conn)
@@ -148,4 +150,4 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
-    return len(MIGRATIONS)
+    return max(version, upto)

@@ -22,12 +22,18 @@ INFLATED: Final = {"gzip": _GZIP_WBITS, "x-gzip": _GZIP_WBITS, "deflate": zlib.M
 _STEP: Final = 1 << 20
 
 
-class BodyTimeout(TimeoutError):
-    """The request body did not arrive within the body timeout (set by connections.py).
+class BodyLost(TimeoutError):
+    """The request body cannot be read to its end (set on it by connections.py): it stalled
+    past the body timeout (408), or the HTTP framing around it broke (400).
 
-    A TimeoutError, because that is what aiohttp expects when it reads the rest of an
-    unread body after the response.
+    A TimeoutError, because when aiohttp reads what is left of an unread body after the
+    response, it stops quietly on one and logs anything else at ERROR.
     """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class BodyRefused(Exception):

@@ -10,7 +10,8 @@ at ERROR. Each connection here is a GuardedConnection instead:
 - a new connection must complete its first request head within ``header_timeout``;
 - between requests a connection may stay idle for ``idle_timeout`` (aiohttp's keep-alive);
 - a request body must be complete within ``body_timeout`` of its head: reading it then
-  raises BodyTimeout, answered 408 by the error middleware, and the connection closes;
+  raises BodyLost, answered 408 by the error middleware, and the connection closes; a
+  body whose framing breaks (a bad chunk) raises BodyLost at once, answered 400;
 - bodies are not inflated here (body.py does it, after authentication, bounded);
 - a request that is not valid HTTP is answered 400 in JSON with the parser's reason only,
   and logged at debug without any of its bytes.
@@ -30,7 +31,7 @@ from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooL
 from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 
-from .body import BodyTimeout
+from .body import BodyLost
 from .responses import error
 
 _LOGGER = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ class GuardedConnection(web.RequestHandler):
         super().__init__(manager, **kwargs)
         self._timeouts = timeouts
         self._head_timer: asyncio.TimerHandle | None = None
-        self._body_timers: set[asyncio.TimerHandle] = set()
+        # The bodies still arriving, each with its deadline.
+        self._bodies: dict[StreamReader, asyncio.TimerHandle] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -90,21 +92,32 @@ class GuardedConnection(web.RequestHandler):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-        for _message, payload in arrived:
-            if not payload.is_eof():
+        for message, payload in arrived:
+            # aiohttp queues a parse error as a message of its own (with the exception),
+            # after the request whose body it broke; that body's reader would wait for more.
+            problem = getattr(message, "exc", None)
+            if isinstance(problem, HttpProcessingError):
+                self._lose_bodies(BodyLost(400, f"body: not valid HTTP: {_reason(problem)}"))
+            elif not payload.is_eof():
                 self._watch_body(payload)
 
     def _watch_body(self, payload: StreamReader) -> None:
-        timer = asyncio.get_running_loop().call_later(
-            self._timeouts.body, self._body_overdue, payload
+        self._bodies[payload] = asyncio.get_running_loop().call_later(
+            self._timeouts.body, self._body_overdue
         )
-        self._body_timers.add(timer)
 
         def done() -> None:
-            timer.cancel()
-            self._body_timers.discard(timer)
+            if timer := self._bodies.pop(payload, None):
+                timer.cancel()
 
         payload.on_eof(done)
+
+    def _lose_bodies(self, problem: BodyLost) -> None:
+        for payload, timer in self._bodies.items():
+            timer.cancel()
+            if payload.exception() is None:
+                payload.set_exception(problem)
+        self._bodies.clear()
 
     def _head_overdue(self) -> None:
         self._head_timer = None
@@ -114,19 +127,16 @@ class GuardedConnection(web.RequestHandler):
         )
         self.force_close()
 
-    def _body_overdue(self, payload: StreamReader) -> None:
-        if not payload.is_eof() and payload.exception() is None:
-            _LOGGER.debug("a request body was not complete within %g s", self._timeouts.body)
-            payload.set_exception(
-                BodyTimeout(f"body: not received within {self._timeouts.body:g} s")
-            )
+    def _body_overdue(self) -> None:
+        _LOGGER.debug("a request body was not complete within %g s", self._timeouts.body)
+        self._lose_bodies(BodyLost(408, f"body: not received within {self._timeouts.body:g} s"))
 
     def _cancel_timers(self) -> None:
-        for timer in (self._head_timer, *self._body_timers):
+        for timer in (self._head_timer, *self._bodies.values()):
             if timer is not None:
                 timer.cancel()
         self._head_timer = None
-        self._body_timers.clear()
+        self._bodies.clear()
 
     def handle_error(
         self,

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import gzip
 from pathlib import Path
 import socket
+import time
 import zlib
 
 import aiohttp
@@ -38,10 +39,17 @@ def peak_rss_kib(server: AddonProcess) -> int:
     return int(line.split()[1])
 
 
-def exchange(server: AddonProcess, request: bytes, *, port: int | None = None) -> bytes:
-    """Send raw bytes, then read until the add-on closes the connection (10 s at most)."""
-    with socket.create_connection(("127.0.0.1", port or server.port), timeout=10) as sock:
+def exchange(server: AddonProcess, request: bytes, *, then: bytes | None = None) -> bytes:
+    """Send raw bytes (and ``then`` a moment later, or end the sending side if it is b""),
+    then read until the add-on closes the connection (10 s at most)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(request)
+        if then is not None:
+            time.sleep(0.2)  # so the add-on reads the two parts separately
+            if then:
+                sock.sendall(then)
+            else:
+                sock.shutdown(socket.SHUT_WR)
         received = b""
         while chunk := sock.recv(65536):
             received += chunk
@@ -266,6 +274,30 @@ def test_stalled_compressed_body_is_answered_408(stall_server: AddonProcess) -> 
     )
     status, _ = split_response(exchange(stall_server, http_request(head, data[:-5])))
     assert status == 408
+
+
+def test_broken_chunk_in_a_body_is_400_at_once(addon_server: AddonProcess) -> None:
+    head = (
+        f"POST /api/v1/ingest HTTP/1.1\nHost: x\nAuthorization: Bearer {addon_server.token}\n"
+        "Transfer-Encoding: chunked\n"
+    )
+    # The add-on waits 60 s for a stalled body; exchange() gives up after 10.
+    response = exchange(addon_server, http_request(head, b'3\r\n{"b\r\n'), then=b"zz\r\n")
+    status, answer = split_response(response)
+    assert (status, answer["error"]) == (400, "bad_request")
+    assert addon_server.row_count() == 0
+
+
+def test_client_leaving_mid_body_is_no_error(addon_server: AddonProcess) -> None:
+    head = (
+        f"POST /api/v1/ingest HTTP/1.1\nHost: x\nAuthorization: Bearer {addon_server.token}\n"
+        "Content-Length: 1000\n"
+    )
+    assert exchange(addon_server, http_request(head, b'{"batch_id"'), then=b"") == b""
+    request = http_request("GET /api/v1/health?minimal=1 HTTP/1.1\nConnection: close\n")
+    assert exchange(addon_server, request).startswith(b"HTTP/1.1 200 ")
+    addon_server.stop()
+    assert " ERROR " not in addon_server.log()
 
 
 def test_idle_keep_alive_connection_is_closed(stall_server: AddonProcess) -> None:

@@ -70,7 +70,8 @@ class GuardedConnection(web.RequestHandler):
         super().__init__(manager, **kwargs)
         self._timeouts = timeouts
         self._head_timer: asyncio.TimerHandle | None = None
-        # The bodies still arriving, each with its deadline.
+        # The body still arriving, with its deadline: the parser reads one request at a
+        # time, so there is at most one.
         self._bodies: dict[StreamReader, asyncio.TimerHandle] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -8,7 +8,7 @@ import signal
 import sys
 
 from .app import serve
-from .config import Config, parse_args
+from .config import Config, TokenRefused, parse_args
 from .snapshot import promote_snapshot
 from .store.migrations import SchemaTooNew
 
@@ -36,7 +36,7 @@ def main() -> None:
         # After a Supervisor restore only the backup snapshot exists; it becomes the database.
         promote_snapshot(config.data_dir)
         asyncio.run(_main(config))
-    except SchemaTooNew as err:
+    except (SchemaTooNew, TokenRefused) as err:
         logging.getLogger("homeiq_addon").error("%s", err)
         sys.exit(2)
 

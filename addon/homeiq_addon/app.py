@@ -12,6 +12,7 @@ from aiohttp import web
 from . import health, maintenance, openapi, query_routes, routes, stats, ws
 from .auth import auth_middleware
 from .config import Config, load_instance_id, load_token
+from .connections import GuardedRunner, Timeouts
 from .context import CONFIG, HISTORY, HUB, INGESTOR, PREPARER, RUNTIME, STORE, Runtime
 from .discovery import announce
 from .responses import error_middleware
@@ -39,7 +40,7 @@ PLUGINS: list[Callable[[web.Application], None]] = [
 
 async def build_app(config: Config, store: Store) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[error_middleware, auth_middleware, routes.plain_body_elsewhere],
         # Slightly above the limit so the ingest route can answer 413 itself, in JSON.
         client_max_size=config.max_body_bytes + 1,
     )
@@ -79,8 +80,13 @@ async def _discovery(app: web.Application) -> AsyncIterator[None]:
 async def serve(config: Config, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set; then stop taking requests, finish writes, close."""
     store = await Store.open(config.data_dir)
-    app = await build_app(config, store)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    try:
+        app = await build_app(config, store)
+    except BaseException:
+        await store.close()
+        raise
+    timeouts = Timeouts(config.header_timeout, config.idle_timeout, config.body_timeout)
+    runner = GuardedRunner(app, timeouts=timeouts, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         sites = [web.TCPSite(runner, config.host, config.port)]

@@ -44,9 +44,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not header:
         return error(401, "missing_token", "Authorization: Bearer <token> header is required")
     scheme, _, token = header.partition(" ")
-    expected = request.app[RUNTIME].token
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.strip().encode(), expected.encode()
+    token = token.strip()
+    if scheme.lower() == "bearer" and not token:
+        return error(401, "missing_token", "Authorization: Bearer <token>: the token is empty")
+    # aiohttp keeps bytes that are not UTF-8 as surrogates; no token of ours has them.
+    if (
+        scheme.lower() != "bearer"
+        or not token.isascii()
+        or not hmac.compare_digest(token.encode(), request.app[RUNTIME].token.encode())
     ):
         return error(401, "invalid_token", "the token is not this add-on's token")
     return await handler(request)

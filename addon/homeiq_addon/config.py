@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+import logging
 import os
 from pathlib import Path
 import secrets
@@ -13,8 +14,12 @@ import uuid
 import orjson
 import voluptuous as vol
 
+_LOGGER = logging.getLogger(__name__)
+
 API_PORT: Final = 8765
 INGRESS_PORT: Final = 8099
+# Shorter tokens, or ones with spaces or control characters, are refused (see load_token).
+MIN_TOKEN_LENGTH: Final = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,12 @@ class Config:
     backup_keep: int = 7
     backup_schedule: str = "04:00"
     share_dir: Path = Path("/share/homeiq")
+    # How long a client may stall (seconds): a new connection until its request head is
+    # complete, a connection between requests, a request body from its head. Not options:
+    # tests shorten them with hidden arguments.
+    header_timeout: float = 15.0
+    idle_timeout: float = 60.0
+    body_timeout: float = 60.0
     options: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -97,6 +108,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--share-dir", type=Path, help="where exports go (default /share/homeiq)")
     parser.add_argument("--dev", action="store_true", help="ingress also answers 127.0.0.1/::1")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    for name in ("header", "idle", "body"):
+        parser.add_argument(f"--{name}-timeout", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     values: dict[str, Any] = {}
     options: dict[str, Any] = {}
@@ -114,7 +127,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
         parser.error("--data-dir or --options is required")
     else:
         data_dir = args.data_dir
-    for name in ("port", "ingress_port", "host", "share_dir", "log_level"):
+    for name in (
+        "port",
+        "ingress_port",
+        "host",
+        "share_dir",
+        "log_level",
+        "header_timeout",
+        "idle_timeout",
+        "body_timeout",
+    ):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     if args.share_dir is None and args.options is None:
@@ -122,28 +144,63 @@ def parse_args(argv: list[str] | None = None) -> Config:
     return Config(data_dir=data_dir, dev=args.dev, options=options, **values)
 
 
-def _read_or_create(path: Path, make: str) -> str:
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        pass
+def _write_private(path: Path, value: str) -> None:
     # O_EXCL + mode 600: never readable by others, never half-written over an existing one.
     tmp = path.with_suffix(".new")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(make + "\n")
+        handle.write(value + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)
+
+
+def _read_or_create(path: Path, make: str) -> str:
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    _write_private(path, make)
     return make
 
 
+class TokenRefused(Exception):
+    """The configured token is too weak to guard the API; the service does not start."""
+
+
+def _token_problem(token: str) -> str | None:
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"shorter than {MIN_TOKEN_LENGTH} characters"
+    if not all("!" <= char <= "~" for char in token):
+        return "it may only hold visible ASCII characters (no spaces or control characters)"
+    return None
+
+
 def load_token(data_dir: Path) -> str:
-    """The API token: $HOMEIQ_TOKEN, else DATA/token (created at first start)."""
-    return os.environ.get("HOMEIQ_TOKEN") or _read_or_create(
-        data_dir / "token", secrets.token_urlsafe(32)
-    )
+    """The API token: $HOMEIQ_TOKEN, else DATA/token (created at first start).
+
+    An empty token file (a disk that filled up, a copy gone wrong) gets a new token, which
+    discovery hands to Home Assistant; a short or malformed token, from the file or the
+    environment, is refused: TokenRefused names where it came from, never the token.
+    """
+    from_env = os.environ.get("HOMEIQ_TOKEN", "").strip()
+    if from_env:
+        if problem := _token_problem(from_env):
+            raise TokenRefused(f"HOMEIQ_TOKEN is refused: {problem}")
+        return from_env
+    path = data_dir / "token"
+    token = _read_or_create(path, secrets.token_urlsafe(32))
+    if not token:
+        token = secrets.token_urlsafe(32)
+        _write_private(path, token)
+        _LOGGER.warning("%s was empty; a new token was generated", path)
+    if problem := _token_problem(token):
+        raise TokenRefused(
+            f"the token in {path} is refused: {problem}; "
+            "delete the file and restart the add-on to get a new one"
+        )
+    return token
 
 
 def load_instance_id(data_dir: Path) -> str:

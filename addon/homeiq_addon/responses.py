@@ -9,6 +9,8 @@ from typing import Any
 from aiohttp import web
 import orjson
 
+from .body import BodyLost
+
 _LOGGER = logging.getLogger(__name__)
 
 type Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -33,6 +35,7 @@ _CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "body_too_large",
 }
 
@@ -50,6 +53,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if not text or text.startswith(f"{exc.status}: "):
             text = f"{request.method} {request.path}: {exc.reason}"
         return error(exc.status, code, text)
-    except Exception:
+    except BodyLost as exc:
+        # The rest of the body may still come; this connection is done either way.
+        response = error(exc.status, _CODES[exc.status], exc.message)
+        response.force_close()
+        return response
+    except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and request.transport is None:
+            # The client went away, mid-body for one: nobody is left to answer.
+            _LOGGER.debug("%s %s: the client closed the connection", request.method, request.path)
+            return error(400, "bad_request", "the connection closed during the request")
         _LOGGER.exception("error while handling %s %s", request.method, request.path)
         return error(500, "internal_error", "internal error; see the add-on log")

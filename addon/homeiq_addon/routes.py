@@ -8,11 +8,14 @@ import time
 
 from aiohttp import web
 
+from .body import BodyRefused, content_coding, read_body, too_large
 from .context import HUB, INGESTOR, PREPARER, STORE
-from .responses import error, json_response
+from .responses import Handler, error, json_response
 from .store.acks import Rejected, record_reject
 
 _LOGGER = logging.getLogger(__name__)
+
+INGEST_PATH = "/api/v1/ingest"
 
 
 async def _reject(request: web.Request, status: int, code: str, message: str) -> web.Response:
@@ -25,12 +28,12 @@ async def _reject(request: web.Request, status: int, code: str, message: str) ->
 async def ingest(request: web.Request) -> web.Response:
     started = time.perf_counter()
     limit = request.app[STORE_LIMIT]
-    if request.content_length is not None and request.content_length > limit:
-        return await _reject(request, 413, "body_too_large", _too_large(limit))
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return await _reject(request, 413, "body_too_large", _too_large(limit))
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large(limit)
+        body = await read_body(request, limit)
+    except BodyRefused as err:
+        return await _reject(request, err.status, err.code, err.message)
     ingestor = request.app[INGESTOR]
     # Big bodies are decoded in the worker process; the rest on the writer thread, not
     # on this loop (see store/prepare.py and store/ingest.py).
@@ -47,12 +50,21 @@ async def ingest(request: web.Request) -> web.Response:
     return json_response(result.as_dict())
 
 
-def _too_large(limit: int) -> str:
-    return f"body: larger than the {limit // (1024 * 1024)} MB limit (max_body_mb)"
-
-
 STORE_LIMIT = web.AppKey("homeiq_body_limit", int)
 
 
+@web.middleware
+async def plain_body_elsewhere(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Only ingest inflates a body; any other route would take compressed bytes for JSON."""
+    coding = content_coding(request)
+    if coding != "identity" and request.body_exists and request.path != INGEST_PATH:
+        return error(
+            415,
+            "unsupported_encoding",
+            f"Content-Encoding {coding!r}: only POST {INGEST_PATH} takes a compressed body",
+        )
+    return await handler(request)
+
+
 def setup(app: web.Application) -> None:
-    app.router.add_post("/api/v1/ingest", ingest)
+    app.router.add_post(INGEST_PATH, ingest)

@@ -16,7 +16,6 @@ from typing import Any, Final
 from aiohttp import web
 
 from .context import HUB, INGESTOR, STORE
-from .health import db_size_bytes
 from .params import BadParam, choice_param
 from .responses import json_response
 from .store.codec import us_to_iso
@@ -208,7 +207,7 @@ async def stats(request: web.Request) -> web.Response:
             unsettled=ingestor.unsettled,
         )
     )
-    answer["store"]["db_size_bytes"] = db_size_bytes(store.path)
+    answer["store"]["db_size_bytes"] = store.size_bytes()
     return json_response(answer)
 
 

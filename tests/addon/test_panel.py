@@ -32,6 +32,11 @@ LAYOUT_PROBLEMS = """(() => {
     if (table.scrollWidth > table.clientWidth + 1 || box.right > width + 0.5)
       problems.push(`table ${table.id || table.parentElement.id} is cut off`);
   }
+  for (const th of document.querySelectorAll("main th")) {
+    // A column too narrow for its own heading breaks it mid-word ("Hourl/y").
+    const height = th.getBoundingClientRect().height;
+    if (height > 36) problems.push(`column ${th.textContent} wraps`);
+  }
   for (const button of document.querySelectorAll("main button")) {
     if (button.disabled) continue;
     button.scrollIntoView({ block: "center", inline: "nearest" });
@@ -105,7 +110,8 @@ async def test_panel_under_ingress_prefix(addon_server: AddonProcess, browser: B
         # The chart shows the last hour as soon as the panel opens, with axes and a unit.
         caption = await browser.js("document.querySelector('#rate-caption').textContent")
         assert caption.startswith(f"Last hour: {RECENT} events, at most {RECENT} in a minute")
-        assert await browser.js("document.querySelector('#rate-chart').dataset.points") == "61"
+        # 59 whole minutes and the live rate at "now".
+        assert await browser.js("document.querySelector('#rate-chart').dataset.points") == "60"
         # No backup yet: the list says so instead of staying blank.
         empty = await browser.js("document.querySelector('#backups tbody').innerText")
         assert empty.startswith("No backups yet.")

@@ -41,11 +41,12 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Decimal units, as Home Assistant shows the integration's database size sensor.
 function bytes(n) {
   if (n == null) return "–";
   const units = ["B", "kB", "MB", "GB", "TB"];
   let i = 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
@@ -327,7 +328,8 @@ function drawChart() {
 async function refreshRate() {
   try {
     const rate = await api("api/v1/event-rate");
-    minutes = (rate.minutes || []).map((m) => ({ t: Date.parse(m.start), v: m.events }));
+    // The current minute is not over: its count would draw a false drop at the end.
+    minutes = (rate.minutes || []).slice(0, -1).map((m) => ({ t: Date.parse(m.start), v: m.events }));
     if (live === null) showLive(rate.events_per_minute);
     drawChart();
   } catch (_) { /* the header shows the app is unreachable */ }

@@ -208,6 +208,8 @@ async def shoot(
     scheme = [{"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]
     await browser.send("Emulation.setEmulatedMedia", features=scheme)
     await browser.send("Emulation.setDeviceMetricsOverride", **metrics)
+    # A full-page shot is as wide as the page: no scrollbar taking part of it.
+    await browser.send("Emulation.setScrollbarsHidden", hidden=True)
     await asyncio.sleep(3)  # re-layout, charts redraw
     path = IMAGES / f"{name}.png"
     await browser.screenshot(path, full_page=full)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 import time
@@ -14,7 +13,6 @@ from . import API_VERSION, __version__
 from .context import RUNTIME, STORE
 from .responses import json_response
 from .store.codec import us_to_iso
-from .store.db import DB_NAME
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -23,14 +21,6 @@ def _store_info(conn: sqlite3.Connection) -> dict[str, Any]:
     events = conn.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()[0]
     last = conn.execute("SELECT MAX(received_us) FROM batches").fetchone()[0]
     return {"events_stored": int(events), "last_ingest_us": last}
-
-
-def db_size_bytes(store_path: Any) -> int:
-    total = 0
-    for suffix in ("", "-wal"):
-        with contextlib.suppress(FileNotFoundError):
-            total += (store_path.parent / f"{DB_NAME}{suffix}").stat().st_size
-    return total
 
 
 async def health(request: web.Request) -> web.Response:
@@ -59,7 +49,7 @@ async def health(request: web.Request) -> web.Response:
             "schema_version": store.schema_version,
             "instance_id": runtime.instance_id,
             "uptime_seconds": round(time.monotonic() - runtime.started, 3),
-            "db_size_bytes": db_size_bytes(store.path),
+            "db_size_bytes": store.size_bytes(),
             "events_stored": None if info is None else info["events_stored"],
             "last_ingest": None if last is None else us_to_iso(last),
         },

@@ -4,6 +4,10 @@ The page uses relative URLs only, so it works below the Supervisor's ingress pre
 (``/api/hassio_ingress/<token>/``). When the Supervisor sends ``X-Ingress-Path`` the page
 also gets a ``<base href>``, so relative URLs resolve even if the page was reached
 without its trailing slash.
+
+``GET /token`` hands the API token to the panel, for people who add the integration by
+hand. Only the ingress port answers it: there Home Assistant has already checked who is
+asking (the panel sits behind its login). On the API port it does not exist.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ import re
 from typing import Final
 
 from aiohttp import web
+
+from .auth import is_ingress
+from .context import RUNTIME
+from .responses import error, json_response
 
 PANEL_DIR: Final = Path(__file__).parent / "panel"
 _FILES: Final = {
@@ -53,6 +61,16 @@ async def static(request: web.Request) -> web.Response:
     )
 
 
+async def token(request: web.Request) -> web.Response:
+    if not is_ingress(request):
+        return error(404, "not_found", f"GET {request.path}: Not Found")
+    response = json_response({"token": request.app[RUNTIME].token})
+    response.headers.update(_HEADERS)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/", index)
+    app.router.add_get("/token", token)
     app.router.add_get("/{name:(app\\.js|style\\.css)}", static)

@@ -16,7 +16,6 @@ from typing import Any, Final
 from aiohttp import web
 
 from .context import HUB, INGESTOR, STORE
-from .health import db_size_bytes
 from .params import BadParam, choice_param
 from .responses import json_response
 from .store.codec import us_to_iso
@@ -33,6 +32,8 @@ PERIODS: Final = {
     "7d": (10080, 360, True),
 }
 TOP_ENTITIES: Final = 10
+# /event-rate's per-minute history: what the panel's chart shows when it opens.
+RATE_HISTORY_MINUTES: Final = 60
 # HomeIQ admin API thresholds (percent; milliseconds for processing).
 ERROR_RATE_ERROR: Final = 5.0
 ERROR_RATE_WARNING: Final = 2.0
@@ -208,12 +209,32 @@ async def stats(request: web.Request) -> web.Response:
             unsettled=ingestor.unsettled,
         )
     )
-    answer["store"]["db_size_bytes"] = db_size_bytes(store.path)
+    answer["store"]["db_size_bytes"] = store.size_bytes()
     return json_response(answer)
 
 
+def minute_counts(conn: sqlite3.Connection, now_us: int, minutes: int) -> list[dict[str, Any]]:
+    """Events per minute (by the time they fired) for the last ``minutes``, oldest first."""
+    now_min = now_us // _MIN
+    first_min = now_min - minutes + 1
+    counts = dict(
+        conn.execute(
+            "SELECT minute, events FROM stat_minute WHERE minute >= ? AND minute <= ?",
+            (first_min, now_min),
+        ).fetchall()
+    )
+    return [
+        {"start": us_to_iso(minute * _MIN), "events": int(counts.get(minute, 0))}
+        for minute in range(first_min, now_min + 1)
+    ]
+
+
 async def event_rate(request: web.Request) -> web.Response:
-    return json_response(request.app[HUB].meter.snapshot())
+    answer = request.app[HUB].meter.snapshot()
+    answer["minutes"] = await request.app[STORE].read(
+        partial(minute_counts, now_us=time.time_ns() // 1000, minutes=RATE_HISTORY_MINUTES)
+    )
+    return json_response(answer)
 
 
 def setup(app: web.Application) -> None:

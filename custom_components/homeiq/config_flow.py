@@ -201,7 +201,7 @@ def _number(low: int, high: int, unit: str = "") -> NumberSelector:
     return NumberSelector(config)
 
 
-def _options_schema() -> vol.Schema:
+def _options_schema(weather_field: bool) -> vol.Schema:
     text_list = TextSelector(TextSelectorConfig(multiple=True))
     schema: dict[vol.Marker, Any] = {
         vol.Required(CONF_CAPTURE_MODE): SelectSelector(
@@ -221,11 +221,12 @@ def _options_schema() -> vol.Schema:
         else:
             selector = text_list
         schema[vol.Optional(key)] = selector
+    if weather_field:
+        schema[vol.Optional(CONF_WEATHER_ENTITY)] = EntitySelector(
+            EntitySelectorConfig(domain="weather")
+        )
     schema.update(
         {
-            vol.Optional(CONF_WEATHER_ENTITY): EntitySelector(
-                EntitySelectorConfig(domain="weather")
-            ),
             vol.Optional(CONF_ENRICH_SUN): BooleanSelector(),
             vol.Optional(CONF_ENRICH_PEOPLE): BooleanSelector(),
             vol.Required(CONF_BATCH_SIZE): _number(MIN_BATCH_SIZE, MAX_BATCH_SIZE),
@@ -255,8 +256,17 @@ class HomeIQOptionsFlow(OptionsFlow):
             else:
                 return self.async_create_entry(data=options)
         current = {**DEFAULT_OPTIONS, **self.config_entry.options, **(user_input or {})}
+        # With no weather entity in Home Assistant the picker would show its "No matching
+        # entities found" where a value goes: leave the field out until there is one.
+        weather_field = bool(
+            self.hass.states.async_entity_ids("weather") or current[CONF_WEATHER_ENTITY]
+        )
+        # An empty suggestion is no suggestion (None would be shown as a value).
+        suggested = {key: value for key, value in current.items() if value is not None}
         return self.async_show_form(
             step_id="init",
-            data_schema=self.add_suggested_values_to_schema(_options_schema(), current),
+            data_schema=self.add_suggested_values_to_schema(
+                _options_schema(weather_field), suggested
+            ),
             errors=errors,
         )

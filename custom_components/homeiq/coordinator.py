@@ -3,7 +3,7 @@
 It polls the add-on's health and stats and merges in the capture pipeline's local
 counters. An unreachable add-on is a normal state here, not a failed update: the
 pipeline keeps capturing and spooling, so its counters (backlog above all) must keep
-updating while the add-on-fed entities go unavailable.
+updating while the add-on-fed entities go unavailable (and the status reads unreachable).
 """
 
 from __future__ import annotations

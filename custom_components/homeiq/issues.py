@@ -6,7 +6,7 @@ options), so there is no repairs platform; the issue ids double as translation k
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from homeassistant.core import HomeAssistant
@@ -49,6 +49,12 @@ def _clear(hass: HomeAssistant, issue_id: str) -> None:
     ir.async_delete_issue(hass, DOMAIN, issue_id)
 
 
+def _local_time(moment: datetime) -> str:
+    """A repair placeholder is plain text: the time in HA's time zone, as people write it."""
+    local = dt_util.as_local(moment)
+    return f"{local:%H:%M} on {local:%Y-%m-%d} ({local.tzname()})"
+
+
 class IssueTracker:
     """Keep the repair issues in step with each refresh of the coordinator."""
 
@@ -74,7 +80,7 @@ class IssueTracker:
             self.hass,
             ISSUE_ADDON_UNREACHABLE,
             ir.IssueSeverity.ERROR,
-            {"url": self.url, "since": since.isoformat(timespec="seconds")},
+            {"url": self.url, "since": _local_time(since)},
         )
 
     def _incompatible(self, state: HomeIQState) -> None:

@@ -28,7 +28,8 @@ PARALLEL_UPDATES = 0
 
 UNIT_EVENTS = "events"
 UNIT_EVENTS_PER_MINUTE = "events/min"
-STATUS_OPTIONS = ["ok", "warning", "error"]
+STATUS_UNREACHABLE = "unreachable"
+STATUS_OPTIONS = ["ok", "warning", "error", STATUS_UNREACHABLE]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +38,8 @@ class HomeIQSensorEntityDescription(SensorEntityDescription):
 
     value_fn: Callable[[HomeIQState], StateType | datetime]
     local: bool = False
+    # Stays available while the add-on is down and says so itself (the status).
+    always_available: bool = False
     attributes_fn: Callable[[HomeIQState], Mapping[str, Any]] | None = None
 
 
@@ -49,8 +52,13 @@ def _int_or_none(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _status(state: HomeIQState) -> str:
-    """Worst of the add-on's alerts and its health status."""
+def _status(state: HomeIQState) -> str | None:
+    """Worst of the add-on's alerts and its health status; "unreachable" while it is down.
+
+    Before the first answer (right after setup) it is unknown, not unreachable.
+    """
+    if not state.addon_available:
+        return STATUS_UNREACHABLE if state.unreachable_since is not None else None
     levels = {alert.get("level") for alert in state.stats.get("alerts") or []}
     health = state.health.get("status")
     if "error" in levels or health == "unhealthy":
@@ -75,7 +83,8 @@ SENSORS: tuple[HomeIQSensorEntityDescription, ...] = (
         translation_key="events_per_minute",
         native_unit_of_measurement=UNIT_EVENTS_PER_MINUTE,
         state_class=SensorStateClass.MEASUREMENT,
-        suggested_display_precision=1,
+        # Whole events: "116 events/min" fits a tile where "116.0 events/min" did not.
+        suggested_display_precision=0,
         local=True,
         value_fn=lambda s: s.pipeline.events_per_minute,
     ),
@@ -158,6 +167,7 @@ SENSORS: tuple[HomeIQSensorEntityDescription, ...] = (
         translation_key="status",
         device_class=SensorDeviceClass.ENUM,
         options=STATUS_OPTIONS,
+        always_available=True,
         value_fn=_status,
         attributes_fn=_alerts,
     ),
@@ -183,9 +193,12 @@ class HomeIQSensor(HomeIQEntity, SensorEntity):
 
     @property
     def available(self) -> bool:
-        """Add-on figures need the add-on; pipeline counters do not."""
+        """Add-on figures need the add-on; pipeline counters and the status do not."""
+        description = self.entity_description
         return super().available and (
-            self.entity_description.local or self.coordinator.data.addon_available
+            description.local
+            or description.always_available
+            or self.coordinator.data.addon_available
         )
 
     @property

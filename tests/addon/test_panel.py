@@ -1,199 +1,63 @@
 """The ingress panel end to end in real headless chromium, below an ingress prefix.
 
-A tiny aiohttp reverse proxy plays the Supervisor: it serves
-``/api/hassio_ingress/<token>/...`` by forwarding to the add-on's ingress port with
-``X-Ingress-Path`` set (WebSocket included). Chromium is driven over the DevTools
-protocol with aiohttp alone. A failing test leaves a screenshot in tests/artifacts/.
+A tiny aiohttp reverse proxy plays the Supervisor (tests/browser.py). A failing test
+leaves a screenshot in tests/artifacts/.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import AsyncIterator
 import contextlib
-from datetime import timedelta
-import itertools
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-import shutil
-import subprocess
-import tempfile
-from typing import Any
 
 import aiohttp
-from aiohttp import web
-import orjson
 import pytest
 
 from tests.addon.retention_data import T0, Api, event
-from tests.conftest import REPO, AddonProcess, free_port
+from tests.browser import CHROMIUM, PREFIX, Browser, ingress_proxy
+from tests.conftest import REPO, AddonProcess
 
-CHROMIUM = "/usr/bin/chromium"
-PREFIX = "/api/hassio_ingress/Xk9_tokenABC"
 ARTIFACTS = REPO / "tests" / "artifacts"
+RECENT = 12
+# Everything that sticks out of the viewport sideways, is hidden or cannot be clicked:
+# the page, each table, and each enabled button (scrolled into view first).
+LAYOUT_PROBLEMS = """(() => {
+  const problems = [];
+  const width = window.innerWidth;
+  if (document.documentElement.scrollWidth > width) problems.push("page scrolls sideways");
+  for (const table of document.querySelectorAll("table")) {
+    const box = table.getBoundingClientRect();
+    if (table.scrollWidth > table.clientWidth + 1 || box.right > width + 0.5)
+      problems.push(`table ${table.id || table.parentElement.id} is cut off`);
+  }
+  for (const th of document.querySelectorAll("main th")) {
+    // A column too narrow for its own heading breaks it mid-word ("Hourl/y").
+    const height = th.getBoundingClientRect().height;
+    if (height > 36) problems.push(`column ${th.textContent} wraps`);
+  }
+  for (const button of document.querySelectorAll("main button")) {
+    if (button.disabled) continue;
+    button.scrollIntoView({ block: "center", inline: "nearest" });
+    const box = button.getBoundingClientRect();
+    const name = `${button.textContent} (${button.closest("[id]").id})`;
+    if (!box.width || !box.height) { problems.push(`${name} is hidden`); continue; }
+    if (box.left < 0 || box.right > width + 0.5) {
+      problems.push(`${name} is off screen`);
+      continue;
+    }
+    const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+    if (!button.contains(hit)) problems.push(`${name} is covered`);
+  }
+  window.scrollTo(0, 0);
+  return problems;
+})()"""
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed"),
 ]
-
-
-async def ingress_proxy(upstream: str) -> tuple[web.AppRunner, str]:
-    """Forward PREFIX/... to the add-on's ingress port as the Supervisor does."""
-    session = aiohttp.ClientSession(auto_decompress=False)
-    sockets: set[web.WebSocketResponse] = set()
-
-    async def forward(request: web.Request) -> web.StreamResponse:
-        tail = request.match_info["tail"]
-        url = f"{upstream}/{tail}" + (f"?{request.query_string}" if request.query_string else "")
-        headers = {"X-Ingress-Path": PREFIX}
-        if request.headers.get("Upgrade", "").lower() == "websocket":
-            return await _forward_ws(
-                request, session, url.replace("http", "ws", 1), headers, sockets
-            )
-        for name in ("Content-Type", "Accept"):
-            if name in request.headers:
-                headers[name] = request.headers[name]
-        async with session.request(
-            request.method, url, data=await request.read(), headers=headers
-        ) as resp:
-            body = await resp.read()
-            keep = {k: v for k, v in resp.headers.items() if k in ("Content-Type",)}
-            return web.Response(status=resp.status, body=body, headers=keep)
-
-    async def close(_: web.Application) -> None:
-        await session.close()
-
-    async def shutdown(_: web.Application) -> None:
-        # Open WebSockets would hold the runner's cleanup for its whole timeout.
-        for ws in list(sockets):
-            await ws.close()
-
-    app = web.Application()
-    app.router.add_route("*", PREFIX + "/{tail:.*}", forward)
-    app.on_shutdown.append(shutdown)
-    app.on_cleanup.append(close)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}"
-
-
-async def _forward_ws(
-    request: web.Request,
-    session: aiohttp.ClientSession,
-    url: str,
-    headers: dict[str, str],
-    sockets: set[web.WebSocketResponse],
-) -> web.WebSocketResponse:
-    client = web.WebSocketResponse()
-    await client.prepare(request)
-    sockets.add(client)
-    async with session.ws_connect(url, headers=headers) as upstream:
-
-        async def pump(src: Any, dst: Any) -> None:
-            async for msg in src:
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    break
-                await dst.send_str(msg.data)
-
-        tasks = [asyncio.create_task(pump(upstream, client)),
-                 asyncio.create_task(pump(client, upstream))]  # fmt: skip
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            task.cancel()
-    sockets.discard(client)
-    return client
-
-
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-class Browser:
-    """Headless chromium and one page, over the DevTools protocol."""
-
-    def __init__(self) -> None:
-        self.profile = Path(tempfile.mkdtemp(prefix="homeiq-chromium-"))
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.session: aiohttp.ClientSession | None = None
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self._ids = itertools.count(1)
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: ASYNC220 - started once, not awaited on
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-             "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
-             "--window-size=1200,900", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        port_file = self.profile / "DevToolsActivePort"
-        for _ in range(300):
-            if port_file.exists() and port_file.read_text().count("\n") >= 1:
-                break
-            await asyncio.sleep(0.05)
-        port = int(port_file.read_text().splitlines()[0])
-        self.session = aiohttp.ClientSession()
-        for _ in range(100):
-            async with self.session.get(f"http://127.0.0.1:{port}/json/list") as resp:
-                pages = [t for t in await resp.json() if t["type"] == "page"]
-            if pages:
-                break
-            await asyncio.sleep(0.05)
-        self.ws = await self.session.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0)
-        await self.send("Page.enable")
-        await self.send("Runtime.enable")
-
-    async def send(self, method: str, **params: Any) -> dict[str, Any]:
-        assert self.ws is not None
-        msg_id = next(self._ids)
-        await self.ws.send_str(
-            orjson.dumps({"id": msg_id, "method": method, "params": params}).decode()
-        )
-        while True:
-            reply = orjson.loads((await self.ws.receive(timeout=30)).data)
-            if reply.get("id") == msg_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return dict(reply["result"])
-
-    async def js(self, expression: str) -> Any:
-        result = await self.send(
-            "Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True
-        )
-        if "exceptionDetails" in result:
-            raise AssertionError(f"{expression}: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    async def wait_for(self, expression: str, seconds: float = 15.0) -> Any:
-        deadline = asyncio.get_running_loop().time() + seconds
-        while True:
-            value = await self.js(expression)
-            if value:
-                return value
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"timed out waiting for: {expression}")
-            await asyncio.sleep(0.1)
-
-    async def screenshot(self, path: Path) -> None:
-        shot = await self.send("Page.captureScreenshot", format="png")
-        await asyncio.to_thread(_write, path, base64.b64decode(shot["data"]))
-
-    async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-        if self.session is not None:
-            await self.session.close()
-        if self.proc is not None:
-            self.proc.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(10)
-            if self.proc.poll() is None:
-                self.proc.kill()
-        shutil.rmtree(self.profile, ignore_errors=True)
 
 
 @pytest.fixture
@@ -228,7 +92,10 @@ async def test_panel_under_ingress_prefix(addon_server: AddonProcess, browser: B
         ]
         for i, ev in enumerate(events):
             ev["attributes"] = {"phase": i % 3}
-        await Api(addon_server, session).ingest(events)
+        # And a dozen from the last few minutes, for the event-rate chart.
+        now = datetime.now(UTC)
+        recent = [event(now - timedelta(minutes=3), "light.desk", "on") for _ in range(RECENT)]
+        await Api(addon_server, session).ingest(events + recent)
     runner, proxy = await ingress_proxy(addon_server.ingress_url)
     try:
         await browser.send("Page.navigate", url=f"{proxy}{PREFIX}/")
@@ -240,12 +107,38 @@ async def test_panel_under_ingress_prefix(addon_server: AddonProcess, browser: B
         assert status in ("healthy", "degraded")
         await browser.wait_for("document.querySelector('[data-tier=raw]') !== null")
 
+        # The chart shows the last hour as soon as the panel opens, with axes and a unit.
+        caption = await browser.js("document.querySelector('#rate-caption').textContent")
+        assert caption.startswith(f"Last hour: {RECENT} events, at most {RECENT} in a minute")
+        # 59 whole minutes and the live rate at "now".
+        assert await browser.js("document.querySelector('#rate-chart').dataset.points") == "60"
+        # No backup yet: the list says so instead of staying blank.
+        empty = await browser.js("document.querySelector('#backups tbody').innerText")
+        assert empty.startswith("No backups yet.")
+        # The token for adding the integration by hand: hidden until asked for, copyable.
+        token = "document.querySelector('#token')"
+        assert await browser.wait_for(f"{token}.value") == addon_server.token
+        assert await browser.js(f"{token}.type") == "password"
+        await browser.js(click("#token-show"))
+        assert await browser.js(f"{token}.type") == "text"
+        await browser.js(click("#token-copy"))
+        copied = await browser.wait_for("document.querySelector('#token-message').textContent")
+        assert copied.startswith("Copied.")
+
         # A bad glob is refused with the server's message, next to the form.
         await browser.js(fill({"#p-name": "power", "#p-match-type": "entity",
                                "#p-pattern": "sensor.[power", "#p-raw": "7"}))  # fmt: skip
         await browser.js(click("#policy-save"))
         message = await browser.wait_for("document.querySelector('#policy-error').textContent")
-        assert message.startswith("pattern:")
+        assert message.startswith("Pattern:")  # the form's label, not the API's field name
+        await browser.js(fill({"#p-pattern": "sensor.*_power", "#p-raw": "-3"}))
+        await browser.js(click("#policy-save"))
+        message = await browser.wait_for(
+            "document.querySelector('#policy-error').textContent.startsWith('Raw days:')"
+            " && document.querySelector('#policy-error').textContent"
+        )
+        assert "raw_days" not in message
+        await browser.js(fill({"#p-raw": "7"}))
         # Fixed, it is saved and listed.
         await browser.js(fill({"#p-pattern": "sensor.*_power"}))
         await browser.js(click("#policy-save"))
@@ -260,24 +153,30 @@ async def test_panel_under_ingress_prefix(addon_server: AddonProcess, browser: B
             "document.querySelector('#run-summary[data-dry-run=true]')?.textContent"
         )
         assert summary.startswith("Would delete 300 raw events")
-        assert addon_server.row_count() == 300
+        assert addon_server.row_count() == 300 + RECENT
 
         # A backup is created and listed.
         await browser.js(click("#backup-create"))
-        await browser.wait_for("document.querySelectorAll('#backups tbody tr').length === 1")
-        name = await browser.js("document.querySelector('#backups tbody tr').dataset.backup")
+        await browser.wait_for(
+            "document.querySelectorAll('#backups tbody tr[data-backup]').length === 1"
+        )
+        name = await browser.js(
+            "document.querySelector('#backups tbody tr[data-backup]').dataset.backup"
+        )
         assert (addon_server.data_dir / "backups" / name).exists()
 
         # Restoring it takes a confirming second click and keeps the replaced data.
         await browser.js(click("#backups tbody tr button"))
-        assert addon_server.row_count() == 300
+        assert addon_server.row_count() == 300 + RECENT
         await browser.js(click("#backups tbody tr button"))
         message = await browser.wait_for(
             "document.querySelector('#backup-message').textContent.startsWith('Restored')"
             " && document.querySelector('#backup-message').textContent"
         )
         assert message.startswith(f"Restored {name}; the data it replaced is kept as homeiq-before")
-        await browser.wait_for("document.querySelectorAll('#backups tbody tr').length === 2")
+        await browser.wait_for(
+            "document.querySelectorAll('#backups tbody tr[data-backup]').length === 2"
+        )
 
         # The real run deletes what the preview showed.
         await browser.js(click("#run-now"))
@@ -286,23 +185,40 @@ async def test_panel_under_ingress_prefix(addon_server: AddonProcess, browser: B
         )
         assert summary.startswith("Deleted 300 raw events")
         assert summary.endswith(", and 3 attribute sets no event uses any more.")
-        assert addon_server.row_count() == 0
+        assert addon_server.row_count() == RECENT
 
         # The live chart gets rate messages over the proxied WebSocket.
         await browser.wait_for("document.querySelector('#rate-now').textContent !== '\\u2013'")
 
-        # HA's dark look follows the system setting.
+        # Desktop width: every action is on screen too.
+        assert await browser.js(LAYOUT_PROBLEMS) == []
+
+        # HA's dark look follows the system setting, the header included.
         background = "getComputedStyle(document.body).backgroundColor"
+        header = "getComputedStyle(document.querySelector('.top')).backgroundColor"
         assert await browser.js(background) == "rgb(250, 250, 250)"
+        assert await browser.js(header) == "rgb(3, 169, 244)"
         dark = [{"name": "prefers-color-scheme", "value": "dark"}]
         await browser.send("Emulation.setEmulatedMedia", features=dark)
         assert await browser.js(background) == "rgb(17, 17, 17)"
+        assert await browser.js(header) == "rgb(28, 28, 28)"
 
-        # Phone width: nothing sticks out sideways.
+        # Phone width, dark and light: nothing sticks out sideways, no table is cut off,
+        # and every button can be seen and clicked.
         await browser.send("Emulation.setDeviceMetricsOverride", width=390, height=844,
                            deviceScaleFactor=2, mobile=True)  # fmt: skip
-        await asyncio.sleep(0.2)
-        assert await browser.js("document.documentElement.scrollWidth") <= 390
+        for scheme in ("dark", "light"):
+            features = [{"name": "prefers-color-scheme", "value": scheme}]
+            await browser.send("Emulation.setEmulatedMedia", features=features)
+            await asyncio.sleep(0.2)
+            assert await browser.js("window.innerWidth") == 390
+            assert await browser.js(LAYOUT_PROBLEMS) == [], scheme
+            # The stacked rows still name their columns.
+            labels = await browser.js(
+                "[...document.querySelectorAll('[data-policy=power] td')]"
+                ".map((td) => getComputedStyle(td, '::before').content)"
+            )
+            assert labels[:5] == ['"Name"', '"Matches"', '"Raw"', '"Hourly"', '"Daily"']
     finally:
         await runner.cleanup()
 
@@ -327,5 +243,26 @@ async def test_panel_html_base_and_ingress_guard(tmp_path: Path, socket_enabled:
             headers["X-Ingress-Path"] = '"><script>alert(1)</script>'
             async with session.get(f"{server.url}/", headers=headers) as resp:
                 assert "<script>alert" not in await resp.text()
+
+            # The panel's token route: never on the API port, with or without the token,
+            # and on the ingress port only for the Supervisor.
+            for headers in ({}, server.headers):
+                async with session.get(f"{server.url}/token", headers=headers) as resp:
+                    assert resp.status == (404 if headers else 401)
+                    assert server.token not in await resp.text()
+            async with session.get(f"{server.ingress_url}/token") as resp:
+                assert resp.status == 403
+                assert server.token not in await resp.text()
     finally:
         server.stop()
+
+
+async def test_ingress_hands_the_token_to_the_panel(addon_server: AddonProcess) -> None:
+    """Behind Home Assistant's login (ingress, here --dev loopback) the panel gets it."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{addon_server.ingress_url}/token") as resp,
+    ):
+        assert resp.status == 200
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert await resp.json() == {"token": addon_server.token}

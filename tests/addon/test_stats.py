@@ -83,7 +83,12 @@ async def test_health_and_rate(addon_server: AddonProcess) -> None:
     assert health["last_ingest"] is not None
     assert health["schema_version"] >= 1
     _, rate = await get(addon_server, "/api/v1/event-rate")
+    minutes = rate.pop("minutes")
     assert rate == {"events_per_second": 0.2, "events_per_minute": 12, "window_seconds": 60}
+    # The last hour per minute (by when events fired), oldest first: the panel's chart.
+    assert len(minutes) == 60
+    assert sum(m["events"] for m in minutes) == 12
+    assert [m["start"] for m in minutes] == sorted(m["start"] for m in minutes)
     # The instance id survives restarts (it is the integration's unique id).
     addon_server.stop()
     addon_server.start()

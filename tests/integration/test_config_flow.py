@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 import socket
 from typing import Any
 
@@ -24,6 +26,8 @@ from custom_components.homeiq.const import (
     CONF_WEATHER_ENTITY,
     DOMAIN,
 )
+
+COMPONENT = Path(__file__).resolve().parents[2] / "custom_components" / "homeiq"
 
 
 def _dead_url() -> str:
@@ -259,4 +263,34 @@ async def test_options_flow(hass: HomeAssistant, addon_server: Any, make_entry: 
     assert pipeline.flush_interval == 2
     assert pipeline.spool_cap_bytes == 10 * 1024 * 1024
     assert pipeline.capture.filter.mode == "event_types"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_options_form_fields(hass: HomeAssistant, addon_server: Any, make_entry: Any) -> None:
+    """Each field has the helper text HA's frontend looks up; no empty weather picker."""
+    strings = json.loads((COMPONENT / "strings.json").read_text())["options"]["step"]["init"]
+    entry: MockConfigEntry = await make_entry(addon_server.url, addon_server.token)
+
+    async def form_fields() -> dict[str, Any]:
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        hass.config_entries.options.async_abort(result["flow_id"])
+        return {str(key): key for key in result["data_schema"].schema}
+
+    # No weather entity in this Home Assistant: the picker would only say so.
+    fields = await form_fields()
+    assert CONF_WEATHER_ENTITY not in fields
+    hass.states.async_set("weather.home", "sunny")
+    fields = await form_fields()
+    assert CONF_WEATHER_ENTITY in fields
+    # Nothing is suggested for an unset weather entity (None would read as a value).
+    assert "suggested_value" not in (fields[CONF_WEATHER_ENTITY].description or {})
+
+    # HA's frontend reads options.step.<step_id>.data_description.<field> (as markdown).
+    assert set(fields) == set(strings["data"])
+    assert set(fields) == set(strings["data_description"])
+    for field, text in strings["data_description"].items():
+        assert text.strip() == text
+        assert " ." not in text, field
+        if "*" in text:  # a glob, which markdown would turn into emphasis
+            assert "`" in text, field
     assert await hass.config_entries.async_unload(entry.entry_id)

@@ -66,6 +66,8 @@ async def test_addon_unreachable_after_15_minutes(
     freezer: FrozenDateTimeFactory,
 ) -> None:
     """Down for a moment: no issue. Down for over 15 minutes: issue. Back: cleared."""
+    await hass.config.async_set_time_zone("Europe/Amsterdam")
+    freezer.move_to("2026-12-01T20:38:06+00:00")
     await hass.async_add_executor_job(addon_server.stop)
     await _refresh(hass, homeiq_entry)
     assert issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_UNREACHABLE) is None
@@ -83,6 +85,8 @@ async def test_addon_unreachable_after_15_minutes(
     assert issue.severity is ir.IssueSeverity.ERROR
     assert issue.translation_placeholders is not None
     assert issue.translation_placeholders["url"] == addon_server.url
+    # Read by people: the local time in Home Assistant's time zone, not ISO 8601 in UTC.
+    assert issue.translation_placeholders["since"] == "21:38 on 2026-12-01 (CET)"
 
     await hass.async_add_executor_job(addon_server.start)
     await _refresh(hass, homeiq_entry)

@@ -33,11 +33,11 @@ TEST_UNIQUE_ID = "test-instance"
 
 PREFIX = "sensor.homeiq_"
 DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "dashboard.yaml"
-CONNECTION = "binary_sensor.homeiq_add_on_connection"
+CONNECTION = "binary_sensor.homeiq_connection"
 # Pipeline counters: they stay available while the add-on is down.
-LOCAL = ["events_captured_per_minute", "events_captured", "backlog", "dropped_events"]
+LOCAL = ["event_rate", "events_captured", "backlog", "dropped_events"]
 # Figures from the add-on's store: unavailable while it is down.
-REMOTE = ["events_stored", "database_size", "status"]
+REMOTE = ["events_stored", "database_size"]
 DISABLED = {"delivery_latency", "oldest_event"}
 
 
@@ -73,8 +73,8 @@ async def test_states_and_attributes(
     assert captured.state == "3"
     assert captured.attributes[ATTR_STATE_CLASS] == "total_increasing"
     assert captured.attributes[ATTR_UNIT_OF_MEASUREMENT] == "events"
-    assert float(state("events_captured_per_minute").state) >= 0
-    assert state("events_captured_per_minute").attributes[ATTR_UNIT_OF_MEASUREMENT] == "events/min"
+    assert float(state("event_rate").state) >= 0
+    assert state("event_rate").attributes[ATTR_UNIT_OF_MEASUREMENT] == "events/min"
     assert state("backlog").state == "0"
     assert state("dropped_events").state == "0"
     assert state("events_stored").state == "3"
@@ -100,7 +100,7 @@ async def test_states_and_attributes(
     status = state("status")
     assert status.state == "ok"
     assert status.attributes[ATTR_DEVICE_CLASS] == "enum"
-    assert status.attributes[ATTR_OPTIONS] == ["ok", "warning", "error"]
+    assert status.attributes[ATTR_OPTIONS] == ["ok", "warning", "error", "unreachable"]
     assert status.attributes["alerts"] == []
 
     connection = hass.states.get(CONNECTION)
@@ -172,6 +172,8 @@ async def test_availability_follows_the_addon(
         assert hass.states.get(f"{PREFIX}{object_id}").state != STATE_UNAVAILABLE, object_id
     assert hass.states.get(f"{PREFIX}backlog").state == "1"
     assert hass.states.get(CONNECTION).state == STATE_OFF
+    # The status says so itself, so an automation can trigger on it.
+    assert hass.states.get(f"{PREFIX}status").state == "unreachable"
     assert caplog.text.count("is unreachable") == 1
 
     await hass.async_add_executor_job(addon_server.start)
@@ -185,6 +187,7 @@ async def test_availability_follows_the_addon(
     assert hass.states.get(f"{PREFIX}backlog").state == "0"
     assert hass.states.get(f"{PREFIX}events_stored").state == "1"
     assert hass.states.get(CONNECTION).state == STATE_ON
+    assert hass.states.get(f"{PREFIX}status").state == "ok"
     assert caplog.text.count("is reachable again") == 1
     assert caplog.text.count("is unreachable") == 1
 
@@ -206,6 +209,8 @@ async def test_placeholders_before_first_answer(
     assert hass.states.get(f"{PREFIX}events_stored").state == STATE_UNAVAILABLE
     assert hass.states.get(f"{PREFIX}backlog").state == "0"
     assert hass.states.get(f"{PREFIX}last_delivery").state == STATE_UNKNOWN
+    # The first refresh (in the background) found the add-on down.
+    assert hass.states.get(f"{PREFIX}status").state == "unreachable"
     assert hass.states.get(CONNECTION).state == STATE_OFF
     assert await hass.config_entries.async_unload(entry.entry_id)
 
@@ -298,18 +303,25 @@ def _dashboard_entities(node: Any) -> set[str]:
 async def test_dashboard_uses_real_entity_ids(
     hass: HomeAssistant, homeiq_entry: MockConfigEntry, entity_registry: er.EntityRegistry
 ) -> None:
-    """docs/dashboard.yaml names exactly the entities the integration creates."""
+    """docs/dashboard.yaml shows only entities a fresh entry creates, enabled, with a state."""
     dashboard = await hass.async_add_executor_job(load_yaml, str(DASHBOARD))
     used = _dashboard_entities(dashboard)
     created = {
-        entry.entity_id
+        entry.entity_id: entry
         for entry in er.async_entries_for_config_entry(entity_registry, homeiq_entry.entry_id)
     }
-    assert used == created
-    graphs = [
-        card
-        for view in dashboard["views"]
-        for card in view["cards"]
-        if card["type"] == "statistics-graph"
-    ]
-    assert graphs[0]["entities"][0]["entity"] == f"{PREFIX}events_captured_per_minute"
+    assert used <= set(created), used - set(created)
+    for entity_id in used:
+        # A disabled entity would show as a yellow "Entity not available" box.
+        assert created[entity_id].disabled_by is None, entity_id
+        state = hass.states.get(entity_id)
+        assert state is not None, entity_id
+        assert state.state != STATE_UNAVAILABLE, entity_id
+    cards = [card for view in dashboard["views"] for card in view["cards"]]
+    # Statistics need a full hour before they draw anything; recorded history does not.
+    assert "statistics-graph" not in {card["type"] for card in cards}
+    rate = next(card for card in cards if card.get("title") == "Event rate")
+    assert rate["type"] == "history-graph"
+    assert rate["entities"][0]["entity"] == f"{PREFIX}event_rate"
+    rate_state = hass.states.get(f"{PREFIX}event_rate")
+    assert rate_state.attributes[ATTR_STATE_CLASS] == "measurement"

@@ -30,6 +30,7 @@ def test_entities_have_names_and_icons() -> None:
             assert STRINGS["entity"][platform][key]["name"]
             assert ICONS["entity"][platform][key]["default"].startswith("mdi:")
     assert set(STRINGS["entity"]["sensor"]["status"]["state"]) == set(STATUS_OPTIONS)
+    assert set(ICONS["entity"]["sensor"]["status"]["state"]) == set(STATUS_OPTIONS) - {"ok"}
 
 
 def test_translation_keys_used_in_code_exist() -> None:

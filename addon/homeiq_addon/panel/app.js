@@ -4,6 +4,11 @@
 
 const $ = (sel) => document.querySelector(sel);
 const TIERS = ["raw_days", "hourly_days", "daily_days"];
+// The server names the field it refuses by its API name; people read the form's label.
+const FIELDS = {
+  name: ["#p-name", "Name"], match_type: ["#p-match-type", "Match"], pattern: ["#p-pattern", "Pattern"],
+  raw_days: ["#p-raw", "Raw days"], hourly_days: ["#p-hourly", "Hourly days"], daily_days: ["#p-daily", "Daily days"],
+};
 
 function url(path) {
   return new URL(path, document.baseURI).toString();
@@ -36,16 +41,22 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Decimal units, as Home Assistant shows the integration's database size sensor.
 function bytes(n) {
   if (n == null) return "–";
   const units = ["B", "kB", "MB", "GB", "TB"];
   let i = 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
 function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "–";
+}
+
+// A table cell that carries its column name, shown beside the value at phone width.
+function cell(label, ...children) {
+  return el("td", label ? { "data-label": label } : { class: "actions" }, ...children);
 }
 
 function days(value) {
@@ -101,10 +112,10 @@ let policies = [];
 async function refreshPolicies() {
   policies = (await api("api/v1/retention/policies")).policies;
   const rows = policies.map((p) => el("tr", { "data-policy": p.name },
-    el("td", {}, p.name),
-    el("td", {}, p.match_type === "default" ? "everything else" : `${p.match_type}: ${p.pattern}`),
-    ...TIERS.map((t) => el("td", {}, days(p[t]))),
-    el("td", {},
+    cell("Name", p.name),
+    cell("Matches", p.match_type === "default" ? "everything else" : `${p.match_type}: ${p.pattern}`),
+    ...TIERS.map((t, i) => cell(["Raw", "Hourly", "Daily"][i], days(p[t]))),
+    cell("",
       el("button", { class: "small secondary", onclick: () => editPolicy(p) }, "Edit"),
       p.builtin ? "" : el("button", { class: "small danger", onclick: () => deletePolicy(p.name) }, "Delete"))));
   $("#policies tbody").replaceChildren(...rows);
@@ -162,9 +173,10 @@ async function savePolicy(event) {
     resetForm();
     await refreshPolicies();
   } catch (err) {
-    $("#policy-error").textContent = err.message;
-    const field = { name: "#p-name", pattern: "#p-pattern", raw_days: "#p-raw", hourly_days: "#p-hourly", daily_days: "#p-daily" }[err.message.split(":")[0]];
-    if (field) $(field).setAttribute("aria-invalid", "true");
+    const [key, ...rest] = err.message.split(":");
+    const field = FIELDS[key.trim()];
+    $("#policy-error").textContent = field ? `${field[1]}:${rest.join(":")}` : err.message;
+    if (field) $(field[0]).setAttribute("aria-invalid", "true");
   }
 }
 
@@ -186,14 +198,15 @@ async function runRetention(dryRun) {
     const head = el("tr", {}, el("th", {}, "Policy"), el("th", {}, "Raw events"),
       el("th", {}, "Hourly"), el("th", {}, "Daily"));
     const rows = report.policies.map((p) => el("tr", { "data-policy": p.name },
-      el("td", {}, p.name), el("td", {}, p.raw_events), el("td", {}, p.hourly_rollups), el("td", {}, p.daily_rollups)));
+      cell("Policy", p.name), cell("Raw events", p.raw_events), cell("Hourly", p.hourly_rollups),
+      cell("Daily", p.daily_rollups)));
     const verb = dryRun ? "Would delete" : "Deleted";
     $("#run-result").replaceChildren(
       el("p", { id: "run-summary", "data-dry-run": String(dryRun) },
         `${verb} ${report.totals.raw_events} raw events, ${report.totals.hourly_rollups} hourly and ` +
         `${report.totals.daily_rollups} daily rollups` +
         (report.attribute_sets_removed ? `, and ${report.attribute_sets_removed} attribute sets no event uses any more.` : ".")),
-      el("table", {}, el("thead", {}, head), el("tbody", {}, ...rows)));
+      el("table", { class: "stack" }, el("thead", {}, head), el("tbody", {}, ...rows)));
     await refreshStorage();
   } catch (err) {
     $("#run-error").textContent = err.message;
@@ -205,6 +218,11 @@ async function runRetention(dryRun) {
 // ---- backups ------------------------------------------------------------------------
 async function refreshBackups() {
   const list = (await api("api/v1/backups")).backups;
+  if (!list.length) {
+    $("#backups tbody").replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: "4" },
+      "No backups yet. Create one here; the app also makes one every day unless its backup_keep option is 0.")));
+    return;
+  }
   $("#backups tbody").replaceChildren(...list.map((b) => {
     const restore = el("button", { class: "small secondary" }, "Restore");
     // A second click confirms: window.confirm() is unavailable inside some HA frames.
@@ -214,8 +232,8 @@ async function refreshBackups() {
       else { restore.dataset.armed = "1"; restore.textContent = "Confirm restore"; }
     });
     return el("tr", { "data-backup": b.name },
-      el("td", {}, b.name), el("td", {}, bytes(b.size_bytes)), el("td", {}, when(b.created_at)),
-      el("td", {}, restore, el("button", { class: "small danger", onclick: () =>
+      cell("Name", b.name), cell("Size", bytes(b.size_bytes)), cell("Created", when(b.created_at)),
+      cell("", restore, el("button", { class: "small danger", onclick: () =>
         backupAction(`api/v1/backups/${encodeURIComponent(b.name)}`, "DELETE", `Deleted ${b.name}`) }, "Delete")));
   }));
 }
@@ -235,43 +253,131 @@ async function backupAction(path, method, message) {
   }
 }
 
-// ---- live event rate ----------------------------------------------------------------
-const rates = [];
+// ---- event rate chart ---------------------------------------------------------------
+// The last hour per minute (by the time events fired, from the app's per-minute counts),
+// loaded when the panel opens and every minute; "now" is the live rate of the WebSocket.
+const HOUR_MS = 3600e3;
+let minutes = []; // [{t: ms, v: events}]
+let live = null; // events over the last 60 s, or null before the first message
+
+function niceMax(value) {
+  if (value <= 5) return 5;
+  const magnitude = 10 ** Math.floor(Math.log10(value));
+  return [1, 2, 2.5, 5, 10].map((m) => m * magnitude).find((m) => m >= value);
+}
+
+function clock(ms) {
+  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
 
 function drawChart() {
   const canvas = $("#rate-chart");
+  const style = getComputedStyle(document.documentElement);
+  const color = (name) => style.getPropertyValue(name).trim();
   const ratio = window.devicePixelRatio || 1;
-  canvas.width = canvas.clientWidth * ratio;
-  canvas.height = 120 * ratio;
+  const width = canvas.clientWidth, height = canvas.clientHeight;
+  if (!width) return;
+  canvas.width = width * ratio;
+  canvas.height = height * ratio;
   const ctx = canvas.getContext("2d");
-  const max = Math.max(1, ...rates);
-  const step = canvas.width / 119;
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
-  ctx.strokeStyle = getComputedStyle(document.documentElement).getPropertyValue("--primary");
-  ctx.lineWidth = 2 * ratio;
+  ctx.scale(ratio, ratio);
+  ctx.clearRect(0, 0, width, height);
+  const now = Date.now();
+  const points = minutes.map((m) => ({ t: m.t + 30e3, v: m.v }));
+  if (live !== null) points.push({ t: now, v: live });
+  const top = niceMax(Math.max(1, ...points.map((p) => p.v)));
+  ctx.font = `12px ${style.fontFamily}`;
+  const left = 8 + ctx.measureText(String(top)).width + 12, right = 8, above = 20, below = 22;
+  const plotW = width - left - right, plotH = height - above - below;
+  const x = (t) => left + ((t - (now - HOUR_MS)) / HOUR_MS) * plotW;
+  const y = (v) => above + plotH - (v / top) * plotH;
+
+  ctx.fillStyle = color("--muted");
+  ctx.strokeStyle = color("--divider");
+  ctx.lineWidth = 1;
+  ctx.textBaseline = "middle";
+  ctx.textAlign = "right";
+  for (const v of [0, top / 2, top]) {
+    ctx.beginPath(); ctx.moveTo(left, Math.round(y(v)) + 0.5); ctx.lineTo(width - right, Math.round(y(v)) + 0.5); ctx.stroke();
+    ctx.fillText(String(v), left - 6, y(v));
+  }
+  ctx.textAlign = "left";
+  ctx.textBaseline = "top";
+  ctx.fillText("events/min", 0, 0);
+  ctx.textBaseline = "bottom";
+  const step = plotW < 320 ? 30 : 15; // minutes between time labels
+  for (let ago = 60; ago >= 0; ago -= step) {
+    const t = now - ago * 60e3;
+    ctx.textAlign = ago === 60 ? "left" : ago === 0 ? "right" : "center";
+    ctx.fillText(ago === 0 ? "now" : clock(t), ago === 0 ? width - right : ago === 60 ? left : x(t), height);
+  }
+  ctx.strokeStyle = color("--primary");
+  ctx.lineWidth = 2;
+  ctx.lineJoin = "round";
   ctx.beginPath();
-  rates.forEach((r, i) => {
-    const x = canvas.width - (rates.length - 1 - i) * step;
-    const y = canvas.height - (r / max) * (canvas.height - 4 * ratio) - 2 * ratio;
-    if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
-  });
+  points.forEach((p, i) => (i ? ctx.lineTo(x(p.t), y(p.v)) : ctx.moveTo(x(p.t), y(p.v))));
   ctx.stroke();
+  const total = minutes.reduce((sum, m) => sum + m.v, 0);
+  const peak = minutes.reduce((best, m) => (m.v > best.v ? m : best), { v: 0, t: 0 });
+  $("#rate-chart").dataset.points = String(points.length);
+  $("#rate-caption").textContent = total
+    ? `Last hour: ${total.toLocaleString()} events, at most ${peak.v.toLocaleString()} in a minute (${clock(peak.t)}).`
+    : "No events in the last hour.";
 }
 
-function pushRate(value) {
-  rates.push(value);
-  if (rates.length > 120) rates.shift();
-  $("#rate-now").textContent = value.toFixed(1);
-  drawChart();
+async function refreshRate() {
+  try {
+    const rate = await api("api/v1/event-rate");
+    // The current minute is not over: its count would draw a false drop at the end.
+    minutes = (rate.minutes || []).slice(0, -1).map((m) => ({ t: Date.parse(m.start), v: m.events }));
+    if (live === null) showLive(rate.events_per_minute);
+    drawChart();
+  } catch (_) { /* the header shows the app is unreachable */ }
+}
+
+function showLive(perMinute) {
+  live = Number(perMinute) || 0;
+  $("#rate-now").textContent = live.toLocaleString();
 }
 
 function connectLive() {
   const ws = new WebSocket(url("api/v1/ws").replace(/^http/, "ws"));
   ws.addEventListener("message", (msg) => {
     const data = JSON.parse(msg.data);
-    if (data.type === "rate") pushRate(Number(data.events_per_second) || 0);
+    if (data.type === "rate") { showLive(data.events_per_minute); drawChart(); }
   });
   ws.addEventListener("close", () => setTimeout(connectLive, 5000));
+}
+
+// ---- API token ----------------------------------------------------------------------
+async function loadToken() {
+  try {
+    $("#token").value = (await api("token")).token;
+  } catch (err) {
+    $("#token-message").textContent = err.message;
+  }
+}
+
+function toggleToken() {
+  const input = $("#token");
+  const hidden = input.type === "password";
+  input.type = hidden ? "text" : "password";
+  $("#token-show").textContent = hidden ? "Hide" : "Show";
+}
+
+async function copyToken() {
+  const input = $("#token");
+  try {
+    await navigator.clipboard.writeText(input.value);
+  } catch (_) {
+    // No clipboard API outside a secure context: copy from the (briefly shown) field.
+    const type = input.type;
+    input.type = "text";
+    input.select();
+    document.execCommand("copy");
+    input.type = type;
+  }
+  $("#token-message").textContent = "Copied. Paste it into the integration's Token field.";
 }
 
 // ---- start --------------------------------------------------------------------------
@@ -281,11 +387,16 @@ function start() {
   $("#run-dry").addEventListener("click", () => runRetention(true));
   $("#run-now").addEventListener("click", () => runRetention(false));
   $("#backup-create").addEventListener("click", () => backupAction("api/v1/backups", "POST"));
-  Promise.allSettled([refreshStatus(), refreshStorage(), refreshPolicies(), refreshBackups()])
+  $("#token-show").addEventListener("click", toggleToken);
+  $("#token-copy").addEventListener("click", copyToken);
+  window.addEventListener("resize", drawChart);
+  Promise.allSettled([refreshStatus(), refreshStorage(), refreshPolicies(), refreshBackups(),
+    refreshRate(), loadToken()])
     .then(() => { document.body.dataset.ready = "1"; });
   connectLive();
   setInterval(refreshStatus, 30000);
   setInterval(refreshStorage, 60000);
+  setInterval(refreshRate, 60000);
 }
 
 start();

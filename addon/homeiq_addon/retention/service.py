@@ -208,12 +208,13 @@ class RetentionService:
                                  ("daily", ("rollups_daily", "rollups_daily_day"))):  # fmt: skip
                 tiers[name]["bytes"] = sum(sizes.get(t, 0) for t in tables)
             page = conn.execute("PRAGMA page_size").fetchone()[0]
-            pages = conn.execute("PRAGMA page_count").fetchone()[0]
             free = conn.execute("PRAGMA freelist_count").fetchone()[0]
             last = conn.execute(
                 "SELECT report FROM retention_runs WHERE dry_run = 0 ORDER BY id DESC LIMIT 1"
             ).fetchone()
-            return {"tiers": tiers, "db_size_bytes": page * pages, "free_bytes": page * free,
+            # The same size as health and stats report (file and WAL: Store.size_bytes).
+            return {"tiers": tiers, "db_size_bytes": self.store.size_bytes(),
+                    "free_bytes": page * free,
                     "last_run": None if last is None else orjson.loads(last[0])}  # fmt: skip
 
         result = await self.store.read(read)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 import sqlite3
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
     from collections import Counter
 
     from .tables import Key
+
+
+BUSY_TIMEOUT_MS: Final = 10_000
 
 
 def connect(path: Path, *, readonly: bool = False, cache_mb: int = 8) -> sqlite3.Connection:
@@ -18,7 +21,7 @@ def connect(path: Path, *, readonly: bool = False, cache_mb: int = 8) -> sqlite3
     # autocommit=True: the module never opens or commits transactions behind our back
     # (not even in executescript); every transaction here is an explicit BEGIN.
     conn = sqlite3.connect(uri, uri=True, autocommit=True, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     # FULL syncs the WAL on every commit: an acknowledged batch survives a power cut,
     # not only a crash. Group commit keeps the number of commits (and syncs) low.
     conn.execute("PRAGMA synchronous = FULL")

@@ -26,7 +26,7 @@ import time
 from typing import TYPE_CHECKING, Any, Final
 
 from . import settle
-from .connection import TxHooks, connect
+from .connection import BUSY_TIMEOUT_MS, TxHooks, connect
 from .migrations import migrate
 
 if TYPE_CHECKING:
@@ -40,6 +40,13 @@ DB_NAME: Final = "homeiq.db"
 # A merged transaction stops taking more jobs past this many (keeps latency bounded).
 _MAX_JOBS_PER_TX: Final = 64
 _READERS: Final = 3
+# The WAL keeps the size it grew to (a catch-up after an outage leaves tens of MB beside
+# a small database). Once the writer has been idle this long after writing, and the WAL
+# is bigger than WAL_TRUNCATE_BYTES, it copies the WAL back and truncates it to zero.
+WAL_IDLE_S: Final = 2.0
+WAL_TRUNCATE_BYTES: Final = 1024 * 1024
+# A backstop for a writer that is never idle: a reset WAL is cut back to this size.
+_JOURNAL_SIZE_LIMIT: Final = 4 * 1024 * 1024
 
 type WriteFn[T] = Callable[[sqlite3.Connection], T]
 
@@ -78,6 +85,8 @@ class Store:
         self._writer.execute("PRAGMA journal_mode = WAL")
         # Checkpoints happen in the writer thread as part of a commit; bigger ones, less often.
         self._writer.execute("PRAGMA wal_autocheckpoint = 4000")
+        self._writer.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
+        self._wal_written = True  # look at the WAL once the writer is first idle
         self.schema_version = migrate(self._writer)
         # When the newest events must be settled at the latest (settle.py).
         self._settle_due: float | None = None
@@ -98,6 +107,18 @@ class Store:
     def open_sync(cls, data_dir: Path) -> Store:
         data_dir.mkdir(parents=True, exist_ok=True)
         return cls(data_dir / DB_NAME)
+
+    def size_bytes(self) -> int:
+        """The store's size on disk: the database file and its write-ahead log.
+
+        The one definition of "database size" (health, stats, the panel): committed
+        events may still sit in the WAL, so the file alone would undercount them.
+        """
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(FileNotFoundError):
+                total += self.path.with_name(self.path.name + suffix).stat().st_size
+        return total
 
     async def write[T](self, fn: WriteFn[T], *, transaction: bool = True) -> T:
         """Run ``fn(conn)`` on the writer thread; committed when this returns.
@@ -156,9 +177,10 @@ class Store:
         """The next jobs to run; none if the writer sat idle while events wait settling."""
         with self._wakeup:
             while not self._jobs:
-                if self._settle_due is None or not self.settling:
+                idle_after = self._idle_work_after()
+                if idle_after is None:
                     self._wakeup.wait()
-                elif not self._wakeup.wait(settle.SETTLE_AFTER_IDLE_S):
+                elif not self._wakeup.wait(idle_after):
                     return []
             first = self._jobs.popleft()
             if first is None or not first.transaction:
@@ -171,12 +193,22 @@ class Store:
                 batch.append(self._jobs.popleft())
             return batch
 
+    def _idle_work_after(self) -> float | None:
+        """Seconds of idleness after which the writer has work of its own, if any."""
+        waits = []
+        if self._settle_due is not None and self.settling:
+            waits.append(settle.SETTLE_AFTER_IDLE_S)
+        if self._wal_written:
+            waits.append(WAL_IDLE_S)
+        return min(waits, default=None)
+
     def _run(self) -> None:
         conn = self._writer
         while True:
             jobs = self._next_jobs()
             if not jobs:
                 self._settle(conn, idle=True)
+                self._truncate_wal(conn)
                 continue
             if jobs[0] is None:
                 # A clean stop leaves nothing to settle for the next start.
@@ -187,7 +219,31 @@ class Store:
             else:
                 self._run_group(conn, [j for j in jobs if j is not None])
             self._settle(conn, idle=False)
+            self._wal_written = True
         conn.close()
+
+    def _truncate_wal(self, conn: sqlite3.Connection) -> None:
+        """Idle after writing: give a big WAL's space back (see WAL_IDLE_S)."""
+        if self._settle_due is not None and self.settling:
+            return  # settling first writes to the WAL again
+        self._wal_written = False
+        try:
+            wal = self.path.with_name(self.path.name + "-wal").stat().st_size
+        except FileNotFoundError:
+            return
+        if wal <= WAL_TRUNCATE_BYTES:
+            return
+        # A reader in the middle of a snapshot makes it busy: wait briefly, else next time.
+        conn.execute("PRAGMA busy_timeout = 200")
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:
+            _LOGGER.exception("truncating the write-ahead log failed")
+            busy = 1
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if busy:
+            self._wal_written = True
 
     def _settle(self, conn: sqlite3.Connection, *, idle: bool) -> None:
         """Settle the newest events when it is due (settle.py)."""

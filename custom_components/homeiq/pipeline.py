@@ -121,12 +121,16 @@ class Pipeline:
         return self.shipper.backlog_events
 
     @property
+    def serializing_events(self) -> int:
+        """Events a flush took from the buffer and has not serialized yet."""
+        return len(self._taken) - self._serialized
+
+    @property
     def buffered_events(self) -> int:
         """Events captured and not yet spooled."""
         return (
             len(self.capture.buffer)
-            + len(self._taken)
-            - self._serialized
+            + self.serializing_events
             + self.builder.count
             + sum(batch.events for batch in self._sealed)
             + self.writer.writing
@@ -230,6 +234,9 @@ class Pipeline:
         for unsub in self._unsubs:
             unsub()
         self._unsubs.clear()
+        # Called from inside an event's dispatch (final write), the capture listener still
+        # gets that event after this yield: the flush below takes it.
+        await asyncio.sleep(0)
         try:
             async with asyncio.timeout(SHUTDOWN_FLUSH_TIMEOUT):
                 await self._async_flush_buffer(seal=True)

@@ -8,13 +8,16 @@ from typing import Any
 
 from helpers import FlakyProxy
 from homeassistant.config_entries import SOURCE_REAUTH
-from homeassistant.const import EVENT_HOMEASSISTANT_STOP
+from homeassistant.const import EVENT_HOMEASSISTANT_FINAL_WRITE, EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
+import orjson
 
 from custom_components.homeiq.const import (
+    CAPTURE_EVENT_TYPES,
     CONF_BATCH_SIZE,
     CONF_CAPTURE_MODE,
     CONF_DROP_ATTRIBUTES,
+    CONF_EVENT_TYPES,
     CONF_FLUSH_INTERVAL,
     CONF_INCLUDE_ENTITIES,
     CONF_KEEP_ATTRIBUTES,
@@ -122,6 +125,56 @@ async def test_home_assistant_stop_spools_the_buffer(
     assert pipeline.backlog_events == 10
     files = list(spool_dir(hass, entry.entry_id).glob("*.json"))
     assert sum(int(path.name.split("_")[1]) for path in files) == 10
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_home_assistant_stop_events_are_spooled(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """homeassistant_stop and final_write are captured as HA stops, and spooled too."""
+    await hass.async_add_executor_job(addon_server.stop)
+    entry = await make_entry(
+        addon_server.url,
+        addon_server.token,
+        **{
+            CONF_CAPTURE_MODE: CAPTURE_EVENT_TYPES,
+            CONF_EVENT_TYPES: [EVENT_HOMEASSISTANT_STOP, EVENT_HOMEASSISTANT_FINAL_WRITE],
+        },
+    )
+    pipeline = entry.runtime_data.pipeline
+    # The order Home Assistant's stop fires them in.
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
+    await hass.async_block_till_done()
+    assert pipeline.captured_total == 2
+    assert pipeline.buffered_events == 0
+    spooled = [
+        event["event_type"]
+        for path in sorted(spool_dir(hass, entry.entry_id).glob("*.json"))
+        for event in orjson.loads(path.read_bytes())["events"]
+    ]
+    assert spooled == [EVENT_HOMEASSISTANT_STOP, EVENT_HOMEASSISTANT_FINAL_WRITE]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_unwritable_spool_counts_events_as_dropped(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """A spool the disk refuses loses its events: counted as dropped, not silently."""
+    await hass.async_add_executor_job(addon_server.stop)
+    entry = await make_entry(addon_server.url, addon_server.token, **ONLY_SEQ)
+    pipeline = entry.runtime_data.pipeline
+    directory = spool_dir(hass, entry.entry_id)
+    # The spool's directory turns into a file: every write in it fails.
+    await hass.async_add_executor_job(directory.rmdir)
+    await hass.async_add_executor_job(directory.write_bytes, b"")
+    for i in range(10):
+        hass.states.async_set("sensor.seq", str(i))
+    await pipeline.async_flush()
+    assert pipeline.buffered_events == 0
+    assert pipeline.backlog_events == 0
+    assert pipeline.dropped_total == 10
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

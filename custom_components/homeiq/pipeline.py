@@ -278,11 +278,25 @@ class Pipeline:
     def _on_full(self) -> None:
         # A flush scheduled but not started yet will take this buffer too.
         if not self._flush_scheduled:
-            self._flush_scheduled = True
             # Not eager: the flush must not start inside the bus listener's call.
-            self.entry.async_create_background_task(
-                self.hass, self._async_flush_buffer(seal=False), "homeiq flush", eager_start=False
-            )
+            self._schedule_flush(seal=False, eager_start=False)
+
+    @callback
+    def _schedule_flush(self, seal: bool, eager_start: bool = True) -> None:
+        self._flush_scheduled = True
+        task = self.entry.async_create_background_task(
+            self.hass,
+            self._async_flush_buffer(seal=seal, wait=False),
+            "homeiq flush",
+            eager_start=eager_start,
+        )
+        task.add_done_callback(self._flush_done)
+
+    @callback
+    def _flush_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            # Cancelled before it started, it never cleared the flag: let the next one go.
+            self._flush_scheduled = False
 
     @callback
     def _registry_updated(self, _event: Event[Any]) -> None:
@@ -298,10 +312,7 @@ class Pipeline:
         while samples and samples[0][0] < now - 60:
             samples.popleft()
         if self.buffered_events and now - self._last_flush >= self.flush_interval:
-            self._flush_scheduled = True
-            self.entry.async_create_background_task(
-                self.hass, self._async_flush_buffer(seal=True, wait=False), "homeiq flush"
-            )
+            self._schedule_flush(seal=True)
         if self._dirty or self.capture.buffer:
             self._dirty = False
             for update in list(self._listeners):

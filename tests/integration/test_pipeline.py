@@ -158,6 +158,44 @@ async def test_home_assistant_stop_events_are_spooled(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def test_cancelled_flushes_and_spool_writes_lose_nothing(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """Flush and spool-write tasks cancelled at any await (as HA stopping cancels them):
+    the final flush spools every event, once and in order, and the pipeline knows it."""
+    await hass.async_add_executor_job(addon_server.stop)
+    entry = await make_entry(
+        addon_server.url, addon_server.token, **ONLY_SEQ, **{CONF_BATCH_SIZE: 100}
+    )
+    pipeline = entry.runtime_data.pipeline
+    total = 0
+    for steps in range(20):
+        # Past the size that starts a background flush: it serializes in slices of loop
+        # time and queues its batches for the writer task; a flush that waits follows.
+        for _ in range(2500):
+            hass.states.async_set("sensor.seq", str(total))
+            total += 1
+        flush = hass.async_create_task(pipeline.async_flush(), eager_start=False)
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        flush.cancel()
+        for task in asyncio.all_tasks():
+            if task.get_name() in ("homeiq flush", "homeiq spool write"):
+                task.cancel()
+        await asyncio.sleep(0)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    values = [
+        int(event["state"])
+        for path in sorted(spool_dir(hass, entry.entry_id).glob("*.json"))
+        for event in orjson.loads(path.read_bytes())["events"]
+    ]
+    assert values == list(range(total))
+    assert pipeline.captured_total == total
+    # None was written behind the pipeline's back: the shipper knows them all.
+    assert pipeline.backlog_events == total
+    assert pipeline.dropped_total == 0
+
+
 async def test_unwritable_spool_counts_events_as_dropped(
     hass: HomeAssistant, addon_server: Any, make_entry: Any
 ) -> None:

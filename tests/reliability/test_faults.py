@@ -79,7 +79,7 @@ def assert_accounted(captured: int, stored: int, spooled: int, dropped: int) -> 
     }
 
 
-@pytest.mark.parametrize("count", [3000, 6000, 10_000])
+@pytest.mark.parametrize("count", [10_000, 15_000, 20_000])
 def test_stop_while_a_flush_is_paused_between_slices(
     addon_server: Any, start_hass: Callable[[], PlainHass], count: int
 ) -> None:

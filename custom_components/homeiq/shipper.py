@@ -216,11 +216,12 @@ class Shipper:
                 self._reauth_started = True
                 self.entry.async_start_reauth(self.hass)
             return BACK_OFF
-        except HomeIQServerError as err:
-            # It answered, failing: probing would only say it is up and resend at once.
+        except (HomeIQServerError, OSError) as err:
+            # It answered, failing (or the spool file could not be read): the probe would
+            # only say it is up and have the batch resent at once.
             self._failed(str(err))
             return BACK_OFF
-        except (HomeIQConnectionError, OSError) as err:
+        except HomeIQConnectionError as err:
             self._failed(str(err))
             return BACK_OFF_UNTIL_BACK
         except HomeIQResponseError as err:

@@ -251,6 +251,8 @@ class Pipeline:
         The job on its way to the disk is left to finish: its thread writes it anyway.
         """
         lost = self.buffered_events - self.writer.on_disk_soon
+        if not lost:
+            return
         self.capture.take()
         self._taken, self._serialized, self._sealed = [], 0, []
         if self.builder.count:

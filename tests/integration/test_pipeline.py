@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+import threading
 from typing import Any
 
 from helpers import FlakyProxy
+from homeassistant import runner
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import EVENT_HOMEASSISTANT_FINAL_WRITE, EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
 import orjson
+import pytest
 
 from custom_components.homeiq.const import (
     CAPTURE_EVENT_TYPES,
@@ -22,6 +25,7 @@ from custom_components.homeiq.const import (
     CONF_INCLUDE_ENTITIES,
     CONF_KEEP_ATTRIBUTES,
     DOMAIN,
+    SHUTDOWN_FLUSH_TIMEOUT,
 )
 from custom_components.homeiq.pipeline import spool_dir
 
@@ -194,6 +198,48 @@ async def test_cancelled_flushes_and_spool_writes_lose_nothing(
     # None was written behind the pipeline's back: the shipper knows them all.
     assert pipeline.backlog_events == total
     assert pipeline.dropped_total == 0
+
+
+async def test_spool_stuck_past_the_stop_bound_counts_as_dropped(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Unload while every executor thread is stuck: past the bound the unspooled events
+    are counted as dropped and logged (the batch already queued for a thread is written
+    when one frees up), so the account still closes."""
+    await hass.async_add_executor_job(addon_server.stop)
+    entry = await make_entry(
+        addon_server.url, addon_server.token, **ONLY_SEQ, **{CONF_BATCH_SIZE: 100}
+    )
+    pipeline = entry.runtime_data.pipeline
+    gate = threading.Event()
+    stuck = [hass.async_add_executor_job(gate.wait) for _ in range(runner.MAX_EXECUTOR_WORKERS)]
+    for i in range(600):  # a size-triggered flush queues these for a thread...
+        hass.states.async_set("sensor.seq", str(i))
+    async with asyncio.timeout(10):
+        while pipeline.capture.buffer:  # noqa: ASYNC110 - the flush takes them
+            await asyncio.sleep(0)
+    for i in range(600, 850):  # ...and these wait in memory behind them
+        hass.states.async_set("sensor.seq", str(i))
+    unload = hass.async_create_task(hass.config_entries.async_unload(entry.entry_id))
+    try:
+        async with asyncio.timeout(SHUTDOWN_FLUSH_TIMEOUT + 10):
+            while pipeline.dropped_total == 0:  # noqa: ASYNC110 - the bound runs out first
+                await asyncio.sleep(0.1)
+    finally:
+        gate.set()
+    await asyncio.gather(*stuck)
+    assert await unload
+    await hass.async_block_till_done()  # the write that waited for a thread ends
+    assert "could not spool" in caplog.text
+    spooled = [
+        int(event["state"])
+        for path in sorted(spool_dir(hass, entry.entry_id).glob("*.json"))
+        for event in orjson.loads(path.read_bytes())["events"]
+    ]
+    assert spooled == list(range(600))
+    assert pipeline.dropped_total == 250
+    assert pipeline.captured_total == 850
+    assert pipeline.buffered_events == 0
 
 
 async def test_unwritable_spool_counts_events_as_dropped(

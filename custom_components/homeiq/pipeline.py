@@ -112,7 +112,8 @@ class Pipeline:
 
     @property
     def dropped_total(self) -> int:
-        """Events given up: dropped at the spool cap or refused by the add-on (ever)."""
+        """Events given up since the entry was added (kept across restarts): dropped at the
+        spool cap, refused by the add-on, or not writable to the spool."""
         return self.dropped.total
 
     @property

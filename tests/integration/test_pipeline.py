@@ -203,7 +203,7 @@ async def test_cancelled_flushes_and_spool_writes_lose_nothing(
 async def test_spool_stuck_past_the_stop_bound_counts_as_dropped(
     hass: HomeAssistant, addon_server: Any, make_entry: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Unload while every executor thread is stuck: past the bound the unspooled events
+    """Stop while every executor thread is stuck: past the bound the unspooled events
     are counted as dropped and logged (the batch already queued for a thread is written
     when one frees up), so the account still closes."""
     await hass.async_add_executor_job(addon_server.stop)
@@ -220,7 +220,9 @@ async def test_spool_stuck_past_the_stop_bound_counts_as_dropped(
             await asyncio.sleep(0)
     for i in range(600, 850):  # ...and these wait in memory behind them
         hass.states.async_set("sensor.seq", str(i))
-    unload = hass.async_create_task(hass.config_entries.async_unload(entry.entry_id))
+    # The pipeline's own stop (what unload and HA stop call): the rest of an unload may
+    # want an executor thread too.
+    stop = hass.async_create_task(pipeline.async_stop())
     try:
         async with asyncio.timeout(SHUTDOWN_FLUSH_TIMEOUT + 10):
             while pipeline.dropped_total == 0:  # noqa: ASYNC110 - the bound runs out first
@@ -228,7 +230,8 @@ async def test_spool_stuck_past_the_stop_bound_counts_as_dropped(
     finally:
         gate.set()
     await asyncio.gather(*stuck)
-    assert await unload
+    await stop
+    assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()  # the write that waited for a thread ends
     assert "could not spool" in caplog.text
     spooled = [

@@ -13,6 +13,7 @@ from homeassistant.helpers.typing import ConfigType
 from .api import HomeIQClient
 from .const import CONF_TOKEN, CONF_URL, DOMAIN
 from .coordinator import HomeIQCoordinator
+from .dropped import DroppedEvents
 from .models import HomeIQConfigEntry, HomeIQData
 from .pipeline import Pipeline, spool_dir
 from .services import async_setup_services
@@ -58,5 +59,6 @@ async def async_unload_entry(hass: HomeAssistant, entry: HomeIQConfigEntry) -> b
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: HomeIQConfigEntry) -> None:
-    """Delete the entry's spool: nothing will ever ship it."""
+    """Delete the entry's spool (nothing will ever ship it) and its dropped count."""
     await hass.async_add_executor_job(shutil.rmtree, spool_dir(hass, entry.entry_id), True)
+    await DroppedEvents(hass, entry.entry_id).async_remove()

@@ -9,6 +9,8 @@ import aiohttp
 import orjson
 
 REQUEST_TIMEOUT = 30.0
+# The reachability probe answers at once when the add-on is up.
+PING_TIMEOUT = 2.0
 
 
 class HomeIQError(Exception):
@@ -17,6 +19,10 @@ class HomeIQError(Exception):
 
 class HomeIQConnectionError(HomeIQError):
     """The add-on could not be reached (or answered with a server error)."""
+
+
+class HomeIQServerError(HomeIQConnectionError):
+    """The add-on answered, with a server error: it is up, but failing."""
 
 
 class HomeIQAuthError(HomeIQError):
@@ -96,7 +102,7 @@ class HomeIQClient:
         if status in (429, 503):
             raise HomeIQRateLimitedError(message, retry_after)
         if status >= 500:
-            raise HomeIQConnectionError(f"Add-on error {status}: {message}")
+            raise HomeIQServerError(f"Add-on error {status}: {message}")
         raise HomeIQResponseError(message, status, code)
 
     async def async_ingest(self, body: bytes) -> dict[str, Any]:
@@ -108,6 +114,10 @@ class HomeIQClient:
         """Return the add-on's health (status, version, api_version, instance_id...)."""
         result: dict[str, Any] = await self._request("GET", "/api/v1/health", deadline=10)
         return result
+
+    async def async_ping(self) -> None:
+        """Ask the unauthenticated minimal health (cheap: no store figures are gathered)."""
+        await self._request("GET", "/api/v1/health", params={"minimal": "1"}, deadline=PING_TIMEOUT)
 
     async def async_stats(self, period: str = "1h") -> dict[str, Any]:
         """Return the add-on's stats for a period (15m, 1h, 24h, 7d)."""

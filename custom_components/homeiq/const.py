@@ -87,3 +87,5 @@ SHUTDOWN_FLUSH_TIMEOUT: Final = 10.0
 # Shipper back-off bounds (seconds).
 BACKOFF_INITIAL: Final = 1.0
 BACKOFF_MAX: Final = 60.0
+# While backing off from an unreachable add-on: how often its minimal health is asked.
+PROBE_INTERVAL: Final = 1.0

@@ -43,6 +43,7 @@ from .const import (
     LOGGER,
     SHUTDOWN_FLUSH_TIMEOUT,
 )
+from .dropped import DroppedEvents
 from .enrich import Enricher, snapshot
 from .shipper import Shipper
 from .spool import Spool
@@ -79,8 +80,9 @@ class Pipeline:
         # Serialized entity keys (wire.py); replaced whenever registries or options change.
         self._wire_entities: dict[str, EntityWire] = {}
         self.spool = Spool(spool_dir(hass, entry.entry_id))
-        self.shipper = Shipper(hass, entry, client, self.spool, self._changed)
-        self.writer = SpoolWriter(hass, self.spool, self.shipper, self._changed)
+        self.dropped = DroppedEvents(hass, entry.entry_id)
+        self.shipper = Shipper(hass, entry, client, self.spool, self._changed, dropped=self.dropped)
+        self.writer = SpoolWriter(hass, self.spool, self.shipper, self.dropped, self._changed)
         self.source = {"instance_id": "", "integration_version": INTEGRATION_VERSION}
         self.builder = BatchBuilder(self.source)
         self.batch_size = DEFAULT_BATCH_SIZE
@@ -88,7 +90,13 @@ class Pipeline:
         self._options: Mapping[str, Any] = {}
         self._flush_lock = asyncio.Lock()
         self._flush_scheduled = False
-        self._converting = 0  # events taken from the buffer, not yet serialized
+        # What a flush holds between its awaits lives here, not in its locals: a cancelled
+        # flush (HA cancels background tasks before it fires homeassistant_stop) leaves it
+        # for the next one. Events taken from the buffer; how many of them are serialized;
+        # batches sealed and not yet queued for the disk.
+        self._taken: list[Event[Any]] = []
+        self._serialized = 0
+        self._sealed: list[Ready] = []
         self._last_flush = time.monotonic()
         self._rate_samples: deque[tuple[float, int]] = deque()
         self._listeners: list[Callable[[], None]] = []
@@ -104,8 +112,9 @@ class Pipeline:
 
     @property
     def dropped_total(self) -> int:
-        """Events given up: dropped at the spool cap or refused by the add-on."""
-        return self.writer.dropped + self.shipper.rejected_events
+        """Events given up since the entry was added (kept across restarts): dropped at the
+        spool cap, refused by the add-on, or not writable to the spool."""
+        return self.dropped.total
 
     @property
     def backlog_events(self) -> int:
@@ -113,10 +122,19 @@ class Pipeline:
         return self.shipper.backlog_events
 
     @property
+    def serializing_events(self) -> int:
+        """Events a flush took from the buffer and has not serialized yet."""
+        return len(self._taken) - self._serialized
+
+    @property
     def buffered_events(self) -> int:
         """Events captured and not yet spooled."""
         return (
-            len(self.capture.buffer) + self._converting + self.builder.count + self.writer.writing
+            len(self.capture.buffer)
+            + self.serializing_events
+            + self.builder.count
+            + sum(batch.events for batch in self._sealed)
+            + self.writer.writing
         )
 
     @property
@@ -167,6 +185,7 @@ class Pipeline:
     async def async_start(self) -> None:
         """Listen at once; load the spool left by an earlier run and let the shipper send it."""
         self.source["instance_id"] = await instance_id.async_get(self.hass)
+        await self.dropped.async_load()
         self.apply_options(self.entry.options)
         items = await self.hass.async_add_executor_job(self.spool.load)
         self.shipper.add(items)
@@ -177,7 +196,7 @@ class Pipeline:
             self.hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, self._async_on_stop)
         )
         self._unsubs.append(
-            self.hass.bus.async_listen(EVENT_HOMEASSISTANT_FINAL_WRITE, self._async_on_stop)
+            self.hass.bus.async_listen(EVENT_HOMEASSISTANT_FINAL_WRITE, self._async_on_final_write)
         )
         self.shipper.start()
 
@@ -193,6 +212,18 @@ class Pipeline:
         self.writer.cap_bytes = int(cap_mb * 1024 * 1024)
 
     async def _async_on_stop(self, _event: Event[Any]) -> None:
+        """HA stops: spool the buffer and what its cancelled flushes held, at once.
+
+        Capture goes on until the final write: events fired while integrations stop,
+        homeassistant_stop itself first, are kept too.
+        """
+        try:
+            async with asyncio.timeout(SHUTDOWN_FLUSH_TIMEOUT):
+                await self._async_flush_buffer(seal=True)
+        except TimeoutError:
+            pass  # the final write tries again, and counts what it cannot spool
+
+    async def _async_on_final_write(self, _event: Event[Any]) -> None:
         await self.async_stop()
 
     async def async_stop(self) -> None:
@@ -204,16 +235,36 @@ class Pipeline:
         for unsub in self._unsubs:
             unsub()
         self._unsubs.clear()
+        # Called from inside an event's dispatch (final write), the capture listener still
+        # gets that event after this yield: the flush below takes it.
+        await asyncio.sleep(0)
         try:
             async with asyncio.timeout(SHUTDOWN_FLUSH_TIMEOUT):
                 await self._async_flush_buffer(seal=True)
         except TimeoutError:
-            LOGGER.warning(
-                "HomeIQ could not spool %s events within %ss",
-                self.buffered_events,
-                SHUTDOWN_FLUSH_TIMEOUT,
-            )
+            self._give_up_unspooled()
         await self.shipper.async_stop()
+        await self.dropped.async_save()
+
+    def _give_up_unspooled(self) -> None:
+        """Count what missed the shutdown bound as dropped (the disk hangs), and let it go.
+
+        The job on its way to the disk is left to finish: its thread writes it anyway.
+        """
+        lost = self.buffered_events - self.writer.on_disk_soon
+        if not lost:
+            return
+        self.capture.take()
+        self._taken, self._serialized, self._sealed = [], 0, []
+        if self.builder.count:
+            self.builder.seal()
+        self.writer.discard_queued()
+        LOGGER.error(
+            "HomeIQ could not spool %s events within %ss: counted as dropped",
+            lost,
+            SHUTDOWN_FLUSH_TIMEOUT,
+        )
+        self.dropped.add(lost)
 
     async def async_flush(self) -> None:
         """Spool what is buffered and try to ship now, cutting any back-off short."""
@@ -230,11 +281,25 @@ class Pipeline:
     def _on_full(self) -> None:
         # A flush scheduled but not started yet will take this buffer too.
         if not self._flush_scheduled:
-            self._flush_scheduled = True
             # Not eager: the flush must not start inside the bus listener's call.
-            self.entry.async_create_background_task(
-                self.hass, self._async_flush_buffer(seal=False), "homeiq flush", eager_start=False
-            )
+            self._schedule_flush(seal=False, eager_start=False)
+
+    @callback
+    def _schedule_flush(self, seal: bool, eager_start: bool = True) -> None:
+        self._flush_scheduled = True
+        task = self.entry.async_create_background_task(
+            self.hass,
+            self._async_flush_buffer(seal=seal, wait=False),
+            "homeiq flush",
+            eager_start=eager_start,
+        )
+        task.add_done_callback(self._flush_done)
+
+    @callback
+    def _flush_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            # Cancelled before it started, it never cleared the flag: let the next one go.
+            self._flush_scheduled = False
 
     @callback
     def _registry_updated(self, _event: Event[Any]) -> None:
@@ -250,10 +315,7 @@ class Pipeline:
         while samples and samples[0][0] < now - 60:
             samples.popleft()
         if self.buffered_events and now - self._last_flush >= self.flush_interval:
-            self._flush_scheduled = True
-            self.entry.async_create_background_task(
-                self.hass, self._async_flush_buffer(seal=True, wait=False), "homeiq flush"
-            )
+            self._schedule_flush(seal=True)
         if self._dirty or self.capture.buffer:
             self._dirty = False
             for update in list(self._listeners):
@@ -267,44 +329,17 @@ class Pipeline:
         """Serialize the buffer (with `seal`, spool even a partial batch).
 
         With `seal` and `wait`, everything is spooled when this returns (flush, stop).
+        Cancelled at any await, it leaves what it took in `_taken`/`_sealed` and in the
+        writer's queue: the next flush carries on from there, in capture order.
         """
         async with self._flush_lock:
             self._flush_scheduled = False
             if seal:
                 self._last_flush = time.monotonic()
-            events = self.capture.take()
-            self._converting = len(events)
-            ready: list[Ready] = []
-            if len(events):
-                await self.enricher.async_prepare_users({e.context.user_id for e in events})
-                options = self._options
-                ctx = WireContext(
-                    entity_info=self.enricher.entity_info,
-                    entities=self._wire_entities,
-                    users=self.enricher.users,
-                    causes=self.capture.context_causes,
-                    snapshot=snapshot(
-                        self.hass,
-                        options.get(CONF_WEATHER_ENTITY),
-                        bool(options.get(CONF_ENRICH_SUN)),
-                        bool(options.get(CONF_ENRICH_PEOPLE)),
-                    ),
-                    keep_attributes=frozenset(options.get(CONF_KEEP_ATTRIBUTES) or ()),
-                    drop_attributes=frozenset(options.get(CONF_DROP_ATTRIBUTES) or ()),
-                )
-                total = len(events)
-                slice_end = time.monotonic() + LOOP_SLICE
-                for start in range(0, total, RECORDS_PER_DUMP):
-                    stop = min(start + RECORDS_PER_DUMP, total)
-                    self._converting = total - stop
-                    ready += self.builder.add(events, start, stop, ctx, self.batch_size)
-                    if stop < total and time.monotonic() > slice_end:
-                        await asyncio.sleep(0)  # let HA run, then carry on
-                        slice_end = time.monotonic() + LOOP_SLICE
-                self._converting = 0
-                events.clear()  # not held over the disk write below
+            await self._async_serialize_taken()
             if seal and self.builder.count:
-                ready.append(self.builder.seal())
+                self._sealed.append(self.builder.seal())
+            ready, self._sealed = self._sealed, []
             if seal and wait:
                 # Also waits for batches queued by earlier flushes: all spooled on return.
                 await self.writer.async_write(ready)
@@ -312,3 +347,46 @@ class Pipeline:
                 # Written in its own task: the next buffer is serialized meanwhile (waiting
                 # for the disk here held capture for a quarter second under load).
                 self.writer.submit(ready)
+
+    async def _async_serialize_taken(self) -> None:
+        """Take the buffer and serialize it into the builder, a slice of loop time at a time.
+
+        Its own function so that no local keeps the Events alive over the disk write.
+        """
+        if self._serialized < len(self._taken):
+            self._taken += self.capture.take()  # behind what a cancelled flush left
+        else:
+            self._taken, self._serialized = self.capture.take(), 0
+        events = self._taken
+        total = len(events)
+        if self._serialized == total:
+            return
+        await self.enricher.async_prepare_users(
+            {e.context.user_id for e in events[self._serialized :]}
+        )
+        options = self._options
+        ctx = WireContext(
+            entity_info=self.enricher.entity_info,
+            entities=self._wire_entities,
+            users=self.enricher.users,
+            causes=self.capture.context_causes,
+            snapshot=snapshot(
+                self.hass,
+                options.get(CONF_WEATHER_ENTITY),
+                bool(options.get(CONF_ENRICH_SUN)),
+                bool(options.get(CONF_ENRICH_PEOPLE)),
+            ),
+            keep_attributes=frozenset(options.get(CONF_KEEP_ATTRIBUTES) or ()),
+            drop_attributes=frozenset(options.get(CONF_DROP_ATTRIBUTES) or ()),
+        )
+        slice_end = time.monotonic() + LOOP_SLICE
+        while self._serialized < total:
+            start = self._serialized
+            stop = min(start + RECORDS_PER_DUMP, total)
+            # No await between these two: each chunk is either in the builder or still taken.
+            self._sealed += self.builder.add(events, start, stop, ctx, self.batch_size)
+            self._serialized = stop
+            if stop < total and time.monotonic() > slice_end:
+                await asyncio.sleep(0)  # let HA run, then carry on
+                slice_end = time.monotonic() + LOOP_SLICE
+        self._taken, self._serialized = [], 0

@@ -20,14 +20,19 @@ from .api import (
     HomeIQError,
     HomeIQRateLimitedError,
     HomeIQResponseError,
+    HomeIQServerError,
 )
-from .const import API_VERSION, BACKOFF_INITIAL, BACKOFF_MAX, LOGGER
+from .const import API_VERSION, BACKOFF_INITIAL, BACKOFF_MAX, LOGGER, PROBE_INTERVAL
+from .dropped import DroppedEvents
 from .spool import Spool, SpoolItem
 
 # Batch bodies kept in memory so the common path never reads the file back: a couple of
 # default-size batches (~0.5 MB each). Bigger or more come back from the page cache, which
 # costs a read but keeps megabytes out of HA's RSS under load.
 MEMORY_BUDGET = 1024 * 1024
+# What `_ship` answers besides None (delivered) and a delay in seconds.
+BACK_OFF = -1.0  # wait out the exponential back-off
+BACK_OFF_UNTIL_BACK = -2.0  # the same, cut short when the unreachable add-on answers
 
 
 class Shipper:
@@ -40,18 +45,20 @@ class Shipper:
         client: HomeIQClient,
         spool: Spool,
         on_change: Callable[[], None],
+        *,
+        dropped: DroppedEvents,
     ) -> None:
         """Nothing runs until `start`."""
         self.hass = hass
         self.entry = entry
         self.client = client
         self.spool = spool
+        self.dropped = dropped
         self._on_change = on_change
         self.pending: deque[SpoolItem] = deque()
         self.inflight: SpoolItem | None = None
         self.backlog_events = 0
         self.spool_bytes = 0
-        self.rejected_events = 0
         self.connected = False
         self.last_error: str | None = None
         self.last_delivery: datetime | None = None
@@ -135,6 +142,7 @@ class Shipper:
             if delay is None:
                 backoff = BACKOFF_INITIAL
                 continue
+            until_back = delay == BACK_OFF_UNTIL_BACK
             if delay < 0:
                 # exponential back-off with jitter, so many clients don't retry in step
                 delay = random.uniform(backoff / 2, backoff)
@@ -142,9 +150,31 @@ class Shipper:
             self._retry_now.clear()
             try:
                 async with asyncio.timeout(delay):
-                    await self._retry_now.wait()
+                    if until_back:
+                        await self._wait_until_back()
+                    else:
+                        await self._retry_now.wait()
             except TimeoutError:
                 pass
+
+    async def _wait_until_back(self) -> None:
+        """Return on `retry_now` or as soon as the add-on answers the cheap probe.
+
+        Only the minimal health is asked this often; batches keep the back-off while the
+        add-on cannot be reached.
+        """
+        while True:
+            try:
+                async with asyncio.timeout(PROBE_INTERVAL):
+                    await self._retry_now.wait()
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.client.async_ping()
+            except HomeIQError:
+                continue
+            return
 
     async def _probe(self) -> None:
         try:
@@ -179,24 +209,32 @@ class Shipper:
             await self.client.async_ingest(body)
         except HomeIQRateLimitedError as err:
             self._failed(str(err))
-            return err.retry_after if err.retry_after is not None else -1.0
+            return err.retry_after if err.retry_after is not None else BACK_OFF
         except HomeIQAuthError as err:
             self._failed(str(err))
             if not self._reauth_started:
                 self._reauth_started = True
                 self.entry.async_start_reauth(self.hass)
-            return -1.0
-        except (HomeIQConnectionError, OSError) as err:
+            return BACK_OFF
+        except (HomeIQServerError, OSError) as err:
+            # It answered, failing (or the spool file could not be read): the probe would
+            # only say it is up and have the batch resent at once.
             self._failed(str(err))
-            return -1.0
+            return BACK_OFF
+        except HomeIQConnectionError as err:
+            self._failed(str(err))
+            return BACK_OFF_UNTIL_BACK
         except HomeIQResponseError as err:
             # Our own payload was refused: keep the file aside, count its events as dropped.
             LOGGER.error("Add-on rejected batch %s: %s", item.path.name, err)
             self.last_error = f"Batch rejected: {err}"
             self._done(item)
-            self.rejected_events += item.events
-            await self.hass.async_add_executor_job(
-                item.path.rename, item.path.with_suffix(".rejected")
+            self.dropped.add(item.events)
+            # Shielded: renamed even if this task is cancelled, or the next start resends it.
+            await asyncio.shield(
+                self.hass.async_add_executor_job(
+                    item.path.rename, item.path.with_suffix(".rejected")
+                )
             )
             self._on_change()
             return None
@@ -212,7 +250,8 @@ class Shipper:
         self._removals = [job for job in self._removals if not job.done()]
         self._removals.append(self.hass.async_add_executor_job(self.spool.remove, [item]))
         if len(self.pending) == 1:
-            await asyncio.gather(*self._removals)
+            # wait, not gather: a cancelled shipper must not cancel the removals
+            await asyncio.wait(self._removals)
             self._removals.clear()
         self._done(item)
         self.connected = True

@@ -54,7 +54,7 @@ class FlakyProxy:
 
     def __init__(self, upstream: str, mode: str) -> None:
         self.upstream = upstream
-        self.mode = mode  # "drop_ack", "429", "422" or "old_api"
+        self.mode = mode  # "drop_ack", "429", "422", "500" or "old_api"
         self.ingests = 0
         self.server: asyncio.Server | None = None
         self.url = ""
@@ -83,8 +83,12 @@ class FlakyProxy:
             if path == "/api/v1/ingest":
                 self.ingests += 1
                 first = self.ingests == 1
-            if first and self.mode in ("429", "422"):
-                status_line = {"429": b"429 Too Many Requests", "422": b"422 Unprocessable"}
+            if first and self.mode in ("429", "422", "500"):
+                status_line = {
+                    "429": b"429 Too Many Requests",
+                    "422": b"422 Unprocessable",
+                    "500": b"500 Internal Server Error",
+                }
                 payload = b'{"error": "invalid_batch", "message": "events[0].state: too long"}'
                 writer.write(
                     b"HTTP/1.1 " + status_line[self.mode] + b"\r\nRetry-After: 0\r\n"

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+import threading
 from typing import Any
 
 from helpers import FlakyProxy
+from homeassistant import runner
 from homeassistant.config_entries import SOURCE_REAUTH
-from homeassistant.const import EVENT_HOMEASSISTANT_STOP
+from homeassistant.const import EVENT_HOMEASSISTANT_FINAL_WRITE, EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
+import orjson
+import pytest
 
 from custom_components.homeiq.const import (
+    CAPTURE_EVENT_TYPES,
     CONF_BATCH_SIZE,
     CONF_CAPTURE_MODE,
     CONF_DROP_ATTRIBUTES,
+    CONF_EVENT_TYPES,
     CONF_FLUSH_INTERVAL,
     CONF_INCLUDE_ENTITIES,
     CONF_KEEP_ATTRIBUTES,
     DOMAIN,
+    SHUTDOWN_FLUSH_TIMEOUT,
 )
 from custom_components.homeiq.pipeline import spool_dir
 
@@ -122,6 +129,139 @@ async def test_home_assistant_stop_spools_the_buffer(
     assert pipeline.backlog_events == 10
     files = list(spool_dir(hass, entry.entry_id).glob("*.json"))
     assert sum(int(path.name.split("_")[1]) for path in files) == 10
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_home_assistant_stop_events_are_spooled(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """homeassistant_stop and final_write are captured as HA stops, and spooled too."""
+    await hass.async_add_executor_job(addon_server.stop)
+    entry = await make_entry(
+        addon_server.url,
+        addon_server.token,
+        **{
+            CONF_CAPTURE_MODE: CAPTURE_EVENT_TYPES,
+            CONF_EVENT_TYPES: [EVENT_HOMEASSISTANT_STOP, EVENT_HOMEASSISTANT_FINAL_WRITE],
+        },
+    )
+    pipeline = entry.runtime_data.pipeline
+    # The order Home Assistant's stop fires them in.
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
+    await hass.async_block_till_done()
+    assert pipeline.captured_total == 2
+    assert pipeline.buffered_events == 0
+    spooled = [
+        event["event_type"]
+        for path in sorted(spool_dir(hass, entry.entry_id).glob("*.json"))
+        for event in orjson.loads(path.read_bytes())["events"]
+    ]
+    assert spooled == [EVENT_HOMEASSISTANT_STOP, EVENT_HOMEASSISTANT_FINAL_WRITE]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_cancelled_flushes_and_spool_writes_lose_nothing(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """Flush and spool-write tasks cancelled at any await (as HA stopping cancels them):
+    the final flush spools every event, once and in order, and the pipeline knows it."""
+    await hass.async_add_executor_job(addon_server.stop)
+    entry = await make_entry(
+        addon_server.url, addon_server.token, **ONLY_SEQ, **{CONF_BATCH_SIZE: 100}
+    )
+    pipeline = entry.runtime_data.pipeline
+    total = 0
+    for steps in range(20):
+        # Past the size that starts a background flush: it serializes in slices of loop
+        # time and queues its batches for the writer task; a flush that waits follows.
+        for _ in range(2500):
+            hass.states.async_set("sensor.seq", str(total))
+            total += 1
+        flush = hass.async_create_task(pipeline.async_flush(), eager_start=False)
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        flush.cancel()
+        for task in asyncio.all_tasks():
+            if task.get_name() in ("homeiq flush", "homeiq spool write"):
+                task.cancel()
+        await asyncio.sleep(0)
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    values = [
+        int(event["state"])
+        for path in sorted(spool_dir(hass, entry.entry_id).glob("*.json"))
+        for event in orjson.loads(path.read_bytes())["events"]
+    ]
+    assert values == list(range(total))
+    assert pipeline.captured_total == total
+    # None was written behind the pipeline's back: the shipper knows them all.
+    assert pipeline.backlog_events == total
+    assert pipeline.dropped_total == 0
+
+
+async def test_spool_stuck_past_the_stop_bound_counts_as_dropped(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stop while every executor thread is stuck: past the bound the unspooled events
+    are counted as dropped and logged (the batch already queued for a thread is written
+    when one frees up), so the account still closes."""
+    await hass.async_add_executor_job(addon_server.stop)
+    entry = await make_entry(
+        addon_server.url, addon_server.token, **ONLY_SEQ, **{CONF_BATCH_SIZE: 100}
+    )
+    pipeline = entry.runtime_data.pipeline
+    gate = threading.Event()
+    stuck = [hass.async_add_executor_job(gate.wait) for _ in range(runner.MAX_EXECUTOR_WORKERS)]
+    for i in range(600):  # a size-triggered flush queues these for a thread...
+        hass.states.async_set("sensor.seq", str(i))
+    async with asyncio.timeout(10):
+        while pipeline.capture.buffer:  # noqa: ASYNC110 - the flush takes them
+            await asyncio.sleep(0)
+    for i in range(600, 850):  # ...and these wait in memory behind them
+        hass.states.async_set("sensor.seq", str(i))
+    # The pipeline's own stop (what unload and HA stop call): the rest of an unload may
+    # want an executor thread too.
+    stop = hass.async_create_task(pipeline.async_stop())
+    try:
+        async with asyncio.timeout(SHUTDOWN_FLUSH_TIMEOUT + 10):
+            while pipeline.dropped_total == 0:  # noqa: ASYNC110 - the bound runs out first
+                await asyncio.sleep(0.1)
+    finally:
+        gate.set()
+    await asyncio.gather(*stuck)
+    await stop
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()  # the write that waited for a thread ends
+    assert "could not spool" in caplog.text
+    spooled = [
+        int(event["state"])
+        for path in sorted(spool_dir(hass, entry.entry_id).glob("*.json"))
+        for event in orjson.loads(path.read_bytes())["events"]
+    ]
+    assert spooled == list(range(600))
+    assert pipeline.dropped_total == 250
+    assert pipeline.captured_total == 850
+    assert pipeline.buffered_events == 0
+
+
+async def test_unwritable_spool_counts_events_as_dropped(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """A spool the disk refuses loses its events: counted as dropped, not silently."""
+    await hass.async_add_executor_job(addon_server.stop)
+    entry = await make_entry(addon_server.url, addon_server.token, **ONLY_SEQ)
+    pipeline = entry.runtime_data.pipeline
+    directory = spool_dir(hass, entry.entry_id)
+    # The spool's directory turns into a file: every write in it fails.
+    await hass.async_add_executor_job(directory.rmdir)
+    await hass.async_add_executor_job(directory.write_bytes, b"")
+    for i in range(10):
+        hass.states.async_set("sensor.seq", str(i))
+    await pipeline.async_flush()
+    assert pipeline.buffered_events == 0
+    assert pipeline.backlog_events == 0
+    assert pipeline.dropped_total == 10
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -12,6 +12,7 @@ from freezegun.api import FrozenDateTimeFactory
 from helpers import FlakyProxy
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.translation import async_get_translations
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -142,6 +143,13 @@ async def test_spool_near_full(
     assert issue.translation_placeholders["spool_cap_mb"] == "1"
     assert pipeline.dropped_total == 0
     assert issue_registry.async_get_issue(DOMAIN, "spool_full") is None
+    # What the user reads: at the cap the oldest events make room for new ones.
+    texts = await async_get_translations(hass, "en", "issues", [DOMAIN])
+    description = texts[f"component.{DOMAIN}.issues.spool_near_full.description"].format(
+        **issue.translation_placeholders
+    )
+    assert "the oldest events are dropped" in description
+    assert "new events are dropped" not in description
 
     await _redeliver(hass, homeiq_entry, addon_server)
     assert issue_registry.async_get_issue(DOMAIN, issues.ISSUE_SPOOL_NEAR_FULL) is None
@@ -173,3 +181,39 @@ async def test_events_dropped(
 
     await _redeliver(hass, homeiq_entry, addon_server)
     assert issue_registry.async_get_issue(DOMAIN, "spool_full") is None
+
+
+@pytest.mark.parametrize("homeiq_options", [SMALL_SPOOL])
+async def test_dropped_count_survives_a_reload(
+    hass: HomeAssistant,
+    homeiq_entry: MockConfigEntry,
+    addon_server: Any,
+    issue_registry: ir.IssueRegistry,
+) -> None:
+    """The dropped count is kept on disk: after a reload the sensor and the issue still show it."""
+    await hass.async_add_executor_job(addon_server.stop)
+    pipeline = homeiq_entry.runtime_data.pipeline
+    async with asyncio.timeout(60):
+        while pipeline.dropped_total == 0:
+            await _fill_spool(hass, homeiq_entry, pipeline.spool_bytes + 1)
+    dropped = pipeline.dropped_total
+
+    assert await hass.config_entries.async_reload(homeiq_entry.entry_id)
+    await hass.async_block_till_done()
+    assert homeiq_entry.runtime_data.pipeline is not pipeline
+    await _refresh(hass, homeiq_entry)
+    assert hass.states.get("sensor.homeiq_dropped_events").state == str(dropped)
+    issue = issue_registry.async_get_issue(DOMAIN, "spool_full")
+    assert issue is not None
+    assert issue.translation_placeholders is not None
+    assert issue.translation_placeholders["dropped"] == str(dropped)
+
+    # Later drops add to it.
+    pipeline = homeiq_entry.runtime_data.pipeline
+    async with asyncio.timeout(60):
+        while pipeline.dropped_total == dropped:
+            hass.bus.async_fire(TEST_EVENT, {"blob": os.urandom(8192).hex()})
+            await hass.async_block_till_done()
+            await pipeline.async_flush()
+    await _refresh(hass, homeiq_entry)
+    assert hass.states.get("sensor.homeiq_dropped_events").state == str(pipeline.dropped_total)

@@ -106,6 +106,8 @@ async def test_restart_with_backlog(
         pytest.param("drop_ack", 300, id="ack_lost_after_commit_stored_once"),
         # 429 with Retry-After: the batch waits as told and is then delivered.
         pytest.param("429", 50, id="rate_limited_then_delivered"),
+        # A server error: the add-on is up, so the batch waits the back-off, then goes.
+        pytest.param("500", 50, id="server_error_then_delivered"),
     ],
 )
 async def test_first_send_fails_then_delivered_once(

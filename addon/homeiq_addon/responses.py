@@ -36,6 +36,8 @@ _CODES = {
     413: "body_too_large",
 }
 
+_BODY_HEADERS = frozenset({"content-type", "content-length"})
+
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -49,7 +51,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # aiohttp's default text is just "404: Not Found"; name what was asked for instead.
         if not text or text.startswith(f"{exc.status}: "):
             text = f"{request.method} {request.path}: {exc.reason}"
-        return error(exc.status, code, text)
+        response = error(exc.status, code, text)
+        # The body becomes JSON; the headers that say more (Allow on a 405) stay.
+        for name, value in exc.headers.items():
+            if name.lower() not in _BODY_HEADERS:
+                response.headers[name] = value
+        return response
     except Exception:
         _LOGGER.exception("error while handling %s %s", request.method, request.path)
         return error(500, "internal_error", "internal error; see the add-on log")

@@ -155,6 +155,8 @@ STORE_PATHS: Final[dict[str, dict[str, Any]]] = {
     "/api/v1/health": {
         "get": {
             "summary": "healthy, degraded (recent alerts) or unhealthy (store unreadable)",
+            # minimal=1 answers without the token (the container's health check).
+            "security": [{"bearer": []}, {}],
             "parameters": [_q("minimal", "1: only {status}, no token needed", {"enum": ["1"]})],
             "responses": {"200": _ok("health"), "503": _error("unhealthy"), **_AUTH_ERRORS},
         }
@@ -162,11 +164,18 @@ STORE_PATHS: Final[dict[str, dict[str, Any]]] = {
     "/api/v1/ws": {
         "get": {
             "summary": "WebSocket: {type: rate} every second, {type: events} per batch",
-            "responses": {"101": {"description": "switching protocols"}, **_AUTH_ERRORS},
+            "responses": {
+                "101": {"description": "switching protocols"},
+                "400": _error("not a WebSocket handshake (no Upgrade header)"),
+                **_AUTH_ERRORS,
+            },
         }
     },
     "/api/openapi.json": {
-        "get": {"summary": "This document", "responses": {"200": _ok("OpenAPI 3.1")}},
+        "get": {
+            "summary": "This document",
+            "responses": {"200": _ok("OpenAPI 3.1"), **_AUTH_ERRORS},
+        },
     },
 }
 

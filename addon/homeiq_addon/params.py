@@ -1,4 +1,7 @@
-"""Query-string parameters: parsed strictly, each failure a 400 naming the parameter."""
+"""Query-string parameters: parsed strictly, each failure a 400 naming the parameter.
+
+A parameter given empty (``?limit=``) is no integer or time either: refused, not ignored.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ class BadParam(Exception):
 
 def time_param(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     # A '+' in a query string arrives as a space; put it back before parsing.
     value = parse_time_us(raw.replace(" ", "+"))
@@ -41,7 +44,7 @@ def parse_int(raw: str) -> int | None:
 
 def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     value = parse_int(raw)
     if value is None or not low <= value <= high:

@@ -40,7 +40,9 @@ from schemathesis.specs.openapi.checks import (
 from tests.addon.factory import batch, service_event, state_event
 from tests.conftest import AddonProcess
 
-EXAMPLES = int(os.environ.get("HOMEIQ_FUZZ_EXAMPLES", "15"))
+EXAMPLES = int(os.environ.get("HOMEIQ_FUZZ_EXAMPLES", "50"))
+# All operations run inside one test item: its time grows with the examples.
+pytestmark = pytest.mark.timeout(max(300, EXAMPLES * 6))
 # Without the token every answer is a 401, an unsupported method's too: the token is
 # checked before anything else is revealed.
 CHECKS_ANONYMOUS = [

@@ -22,7 +22,6 @@ import urllib.request
 
 import orjson
 import pytest
-import pytest_socket
 import schemathesis
 from schemathesis import Case
 from schemathesis.checks import not_a_server_error
@@ -38,6 +37,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.addon.factory import batch, service_event, state_event
+from tests.addon.module_addon import sockets_lifted
 from tests.conftest import AddonProcess
 
 EXAMPLES = int(os.environ.get("HOMEIQ_FUZZ_EXAMPLES", "50"))
@@ -69,10 +69,7 @@ def _fetch(server: AddonProcess, path: str, body: Any = None) -> Any:
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AddonProcess, Any]]:
     """The add-on with some events, and its document (served with the token)."""
-    # A module's fixture runs before any test's socket_enabled: lift the block for the
-    # start and the set-up requests only (to 127.0.0.1, the add-on just started).
-    pytest_socket.enable_socket()
-    try:
+    with sockets_lifted():
         server = AddonProcess(Path(tmp_path_factory.mktemp("fuzz")) / "data")
         server.data_dir.mkdir()
         server.start()
@@ -80,8 +77,6 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AddonProc
         _fetch(server, "/api/v1/ingest", batch([service_event(i) for i in range(5)]))
         _fetch(server, "/api/v1/backups", {})
         document = _fetch(server, "/api/openapi.json")
-    finally:
-        pytest_socket.disable_socket(allow_unix_socket=True)
     try:
         yield server, document
     finally:

@@ -53,6 +53,38 @@ def event_schema() -> dict[str, Any]:
     }
 
 
+def stored_event_schema() -> dict[str, Any]:
+    """An event as /events answers it: as ingested (null fields left out), plus its id."""
+    schema = event_schema()
+    schema["properties"] = {"id": {"type": "integer"}, **schema["properties"]}
+    schema["required"] = ["id", *schema["required"]]
+    return schema
+
+
+_EVENTS_PAGE: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["events", "next_cursor"],
+    "properties": {
+        "events": {"type": "array", "items": {"$ref": "#/components/schemas/StoredEvent"}},
+        "next_cursor": {
+            "type": ["string", "null"],
+            "description": "pass as cursor for the next page; null on the last one",
+        },
+    },
+}
+_HISTORY: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["entity_id", "resolution", "points"],
+    "properties": {
+        "entity_id": _STR,
+        "resolution": {"enum": ["raw", "hour", "day"]},
+        "points": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": _json({"$ref": "#/components/schemas/Error"})}
 
@@ -112,7 +144,7 @@ STORE_PATHS: Final[dict[str, dict[str, Any]]] = {
                 _q("cursor", "next_cursor of the previous page"),
             ],
             "responses": {
-                "200": _ok("a page of events"),
+                "200": _ok("a page of events", _EVENTS_PAGE),
                 "400": _error("bad parameter"),
                 **_AUTH_ERRORS,
             },
@@ -129,7 +161,7 @@ STORE_PATHS: Final[dict[str, dict[str, Any]]] = {
                 _q("resolution", "raw, hour or day", {"enum": ["raw", "hour", "day"]}),
             ],
             "responses": {
-                "200": _ok("points, oldest first"),
+                "200": _ok("points, oldest first", _HISTORY),
                 "400": _error("bad parameter"),
                 **_AUTH_ERRORS,
             },
@@ -198,6 +230,7 @@ def document(app: web.Application) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Event": event_schema(),
+                "StoredEvent": stored_event_schema(),
                 "Batch": {
                     "type": "object",
                     "additionalProperties": False,

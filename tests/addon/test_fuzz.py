@@ -40,9 +40,9 @@ from tests.addon.factory import batch, service_event, state_event
 from tests.addon.module_addon import sockets_lifted
 from tests.conftest import AddonProcess
 
-EXAMPLES = int(os.environ.get("HOMEIQ_FUZZ_EXAMPLES", "50"))
+EXAMPLES = int(os.environ.get("HOMEIQ_FUZZ_EXAMPLES", "100"))
 # All operations run inside one test item: its time grows with the examples.
-pytestmark = pytest.mark.timeout(max(300, EXAMPLES * 6))
+pytestmark = pytest.mark.timeout(max(600, EXAMPLES * 6))
 # Without the token every answer is a 401, an unsupported method's too: the token is
 # checked before anything else is revealed.
 CHECKS_ANONYMOUS = [

@@ -18,7 +18,7 @@ import orjson
 
 from .context import CONFIG, STORE
 from .responses import error, json_response
-from .schema import parse_time_us
+from .schema import TIME_EXPECTED, parse_time_us
 from .store.codec import decode_context, us_to_iso
 from .store.db import Store
 
@@ -113,7 +113,7 @@ async def post_export(request: web.Request) -> web.Response:
     for key in ("start", "end"):
         value = parse_time_us(body.get(key)) if isinstance(body.get(key), str) else None
         if value is None:
-            return error(400, "bad_request", f"{key}: expected ISO 8601 datetime with offset")
+            return error(400, "bad_request", f"{key}: {TIME_EXPECTED}")
         times[key] = value
     if times["start"] >= times["end"]:
         return error(400, "bad_request", "end: must be after start")

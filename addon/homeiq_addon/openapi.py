@@ -53,6 +53,38 @@ def event_schema() -> dict[str, Any]:
     }
 
 
+def stored_event_schema() -> dict[str, Any]:
+    """An event as /events answers it: as ingested (null fields left out), plus its id."""
+    schema = event_schema()
+    schema["properties"] = {"id": {"type": "integer"}, **schema["properties"]}
+    schema["required"] = ["id", *schema["required"]]
+    return schema
+
+
+_EVENTS_PAGE: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["events", "next_cursor"],
+    "properties": {
+        "events": {"type": "array", "items": {"$ref": "#/components/schemas/StoredEvent"}},
+        "next_cursor": {
+            "type": ["string", "null"],
+            "description": "pass as cursor for the next page; null on the last one",
+        },
+    },
+}
+_HISTORY: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["entity_id", "resolution", "points"],
+    "properties": {
+        "entity_id": _STR,
+        "resolution": {"enum": ["raw", "hour", "day"]},
+        "points": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": _json({"$ref": "#/components/schemas/Error"})}
 
@@ -112,7 +144,7 @@ STORE_PATHS: Final[dict[str, dict[str, Any]]] = {
                 _q("cursor", "next_cursor of the previous page"),
             ],
             "responses": {
-                "200": _ok("a page of events"),
+                "200": _ok("a page of events", _EVENTS_PAGE),
                 "400": _error("bad parameter"),
                 **_AUTH_ERRORS,
             },
@@ -129,7 +161,7 @@ STORE_PATHS: Final[dict[str, dict[str, Any]]] = {
                 _q("resolution", "raw, hour or day", {"enum": ["raw", "hour", "day"]}),
             ],
             "responses": {
-                "200": _ok("points, oldest first"),
+                "200": _ok("points, oldest first", _HISTORY),
                 "400": _error("bad parameter"),
                 **_AUTH_ERRORS,
             },
@@ -155,6 +187,8 @@ STORE_PATHS: Final[dict[str, dict[str, Any]]] = {
     "/api/v1/health": {
         "get": {
             "summary": "healthy, degraded (recent alerts) or unhealthy (store unreadable)",
+            # minimal=1 answers without the token (the container's health check).
+            "security": [{"bearer": []}, {}],
             "parameters": [_q("minimal", "1: only {status}, no token needed", {"enum": ["1"]})],
             "responses": {"200": _ok("health"), "503": _error("unhealthy"), **_AUTH_ERRORS},
         }
@@ -162,11 +196,18 @@ STORE_PATHS: Final[dict[str, dict[str, Any]]] = {
     "/api/v1/ws": {
         "get": {
             "summary": "WebSocket: {type: rate} every second, {type: events} per batch",
-            "responses": {"101": {"description": "switching protocols"}, **_AUTH_ERRORS},
+            "responses": {
+                "101": {"description": "switching protocols"},
+                "400": _error("not a WebSocket handshake (no Upgrade header)"),
+                **_AUTH_ERRORS,
+            },
         }
     },
     "/api/openapi.json": {
-        "get": {"summary": "This document", "responses": {"200": _ok("OpenAPI 3.1")}},
+        "get": {
+            "summary": "This document",
+            "responses": {"200": _ok("OpenAPI 3.1"), **_AUTH_ERRORS},
+        },
     },
 }
 
@@ -189,6 +230,7 @@ def document(app: web.Application) -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Event": event_schema(),
+                "StoredEvent": stored_event_schema(),
                 "Batch": {
                     "type": "object",
                     "additionalProperties": False,

@@ -1,11 +1,21 @@
-"""Query-string parameters: parsed strictly, each failure a 400 naming the parameter."""
+"""Query-string parameters: parsed strictly, each failure a 400 naming the parameter.
+
+A parameter given empty (``?limit=``) is no integer or time either: refused, not ignored.
+"""
 
 from __future__ import annotations
+
+import re
+from typing import Final
 
 from aiohttp import web
 
 from .responses import error
-from .schema import parse_time_us
+from .schema import TIME_EXPECTED, parse_time_us
+
+# ASCII digits only: int() would also take " 12", "1_2", Arabic-Indic or fullwidth digits.
+# Nineteen digits at most: beyond that a number cannot be a 64-bit SQLite integer.
+INTEGER_RE: Final = re.compile(r"-?[0-9]{1,19}")
 
 
 class BadParam(Exception):
@@ -18,24 +28,26 @@ class BadParam(Exception):
 
 def time_param(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     # A '+' in a query string arrives as a space; put it back before parsing.
     value = parse_time_us(raw.replace(" ", "+"))
     if value is None:
-        raise BadParam(name, "expected ISO 8601 datetime with UTC offset")
+        raise BadParam(name, TIME_EXPECTED)
     return value
+
+
+def parse_int(raw: str) -> int | None:
+    """The integer written in ASCII digits (optionally signed), else None."""
+    return int(raw) if INTEGER_RE.fullmatch(raw) else None
 
 
 def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadParam(name, f"expected integer from {low} to {high}") from None
-    if not low <= value <= high:
+    value = parse_int(raw)
+    if value is None or not low <= value <= high:
         raise BadParam(name, f"expected integer from {low} to {high}")
     return value
 

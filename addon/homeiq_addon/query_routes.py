@@ -8,21 +8,30 @@ import time
 from aiohttp import web
 
 from .context import HISTORY, STORE
-from .params import BadParam, choice_param, int_param, time_param
+from .params import BadParam, choice_param, int_param, parse_int, time_param
 from .responses import json_response
 from .store.queries import EventFilter, list_events, raw_history
 
 _DAY_US = 86_400_000_000
+_INT64 = 2**63
 RESOLUTIONS = ("raw", "hour", "day")
 
 
 def _cursor(value: str | None) -> tuple[int, int] | None:
+    """(time_fired, id) of ``<time µs>_<id>``; any 64-bit time, as stored times may be."""
     if not value:
         return None
     t, sep, row_id = value.partition("_")
-    if not sep or not t.lstrip("-").isdigit() or not row_id.isdigit():
+    time_us, after_id = parse_int(t), parse_int(row_id)
+    if (
+        not sep
+        or time_us is None
+        or after_id is None
+        or not -_INT64 <= time_us < _INT64
+        or not 0 <= after_id < _INT64
+    ):
         raise BadParam("cursor", "not a cursor from a previous answer")
-    return int(t), int(row_id)
+    return time_us, after_id
 
 
 async def events(request: web.Request) -> web.Response:
@@ -40,26 +49,18 @@ async def events(request: web.Request) -> web.Response:
         )
     except BadParam as err:
         return err.response
-    found, more = await request.app[STORE].read(partial(list_events, f=f))
-    cursor = None
-    if more and found:
-        last = found[-1]
-        cursor = f"{_time_of(last['time_fired'])}_{last['id']}"
+    found, last = await request.app[STORE].read(partial(list_events, f=f))
+    # From the stored time, not the text: a time a datetime cannot hold reads as the
+    # end of its range, which would make a wrong cursor.
+    cursor = None if last is None else f"{last[0]}_{last[1]}"
     return json_response({"events": found, "next_cursor": cursor})
-
-
-def _time_of(iso: str) -> int:
-    from .schema import parse_time_us  # noqa: PLC0415 - tiny helper, avoids a cycle
-
-    value = parse_time_us(iso)
-    assert value is not None
-    return value
 
 
 async def history(request: web.Request) -> web.Response:
     entity_id = request.match_info["entity_id"]
     try:
-        end = time_param(request, "end") or time.time_ns() // 1000
+        end = time_param(request, "end")
+        end = time.time_ns() // 1000 if end is None else end
         start = time_param(request, "start")
         start = end - _DAY_US if start is None else start
         limit = int_param(request, "limit", 1000, 1, 10_000)

@@ -39,6 +39,8 @@ _CODES = {
     413: "body_too_large",
 }
 
+_BODY_HEADERS = frozenset({"content-type", "content-length"})
+
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -52,7 +54,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # aiohttp's default text is just "404: Not Found"; name what was asked for instead.
         if not text or text.startswith(f"{exc.status}: "):
             text = f"{request.method} {request.path}: {exc.reason}"
-        return error(exc.status, code, text)
+        response = error(exc.status, code, text)
+        # The body becomes JSON; the headers that say more (Allow on a 405) stay.
+        for name, value in exc.headers.items():
+            if name.lower() not in _BODY_HEADERS:
+                response.headers[name] = value
+        return response
     except BodyLost as exc:
         # The rest of the body may still come; this connection is done either way.
         response = error(exc.status, _CODES[exc.status], exc.message)

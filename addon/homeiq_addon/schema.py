@@ -16,6 +16,7 @@ import math
 import re
 from typing import Any, Final
 
+import orjson
 import voluptuous as vol
 
 MAX_EVENTS: Final = 5000
@@ -26,6 +27,17 @@ CAUSES: Final = ("user", "automation", "script", "device", "integration", "syste
 _BATCH_ID_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ENTITY_ID_RE: Final = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 _MAX_INT: Final = 2**53
+# The times the store takes (time_fired, last_changed, and every time a client asks
+# with): any real event fits, and every reader can turn them back into a date, which
+# year 1 or 9999 with an offset cannot (datetime ends at 9999-12-31).
+TIME_MIN: Final = datetime(1970, 1, 1, tzinfo=UTC)
+TIME_END: Final = datetime(2200, 1, 1, tzinfo=UTC)  # exclusive
+TIME_EXPECTED: Final = (
+    "expected ISO 8601 datetime with UTC offset, from 1970-01-01 to before 2200-01-01 (UTC)"
+)
+# How deep `data` and `attributes` may nest (objects and arrays, the value itself being
+# level 1): orjson's limit, which writes them into the store (tests pin it).
+MAX_NESTING: Final = 254
 
 
 class BatchInvalid(ValueError):
@@ -37,26 +49,41 @@ class BatchInvalid(ValueError):
 
 
 def parse_time_us(value: Any) -> int | None:
-    """UTC epoch microseconds of an ISO 8601 string with an offset, else None."""
+    """UTC epoch microseconds of an ISO 8601 string with an offset in the accepted range
+    (TIME_MIN to TIME_END), else None."""
     if type(value) is not str or len(value) > 64:
         return None
     try:
         parsed = datetime.fromisoformat(value)
         # Aware minus aware, floor-divided by 1 µs: exact integer arithmetic (a float
         # timestamp would round the microseconds).
-        return (parsed - _EPOCH) // _ONE_US
+        us = (parsed - _EPOCH) // _ONE_US
     except (ValueError, TypeError, OverflowError):
         # TypeError: a naive datetime (no offset) cannot be subtracted from an aware one.
         return None
+    return us if _MIN_US <= us < _END_US else None
+
+
+def fits_json(value: Any) -> bool:
+    """Whether the store can write the value back as JSON: nested at most MAX_NESTING
+    levels deep (and, for values not parsed from JSON, integers within 64 bits)."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return False
+    return True
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US: Final = timedelta(microseconds=1)
+_MIN_US: Final = (TIME_MIN - _EPOCH) // _ONE_US
+_END_US: Final = (TIME_END - _EPOCH) // _ONE_US
 
 # Each rule is ONE Python expression over `v`. It is compiled once into the function
 # voluptuous calls and once inlined into the fast path, so both run the same test.
 _NS: Final[dict[str, Any]] = {
     "parse_time_us": parse_time_us,
+    "fits_json": fits_json,
     "isfinite": math.isfinite,
     "CAUSES": frozenset(CAUSES),
     "ENTITY_ID_RE": _ENTITY_ID_RE,
@@ -72,8 +99,11 @@ _NUM: Final = (
     "(type(v) is float and isfinite(v)) or (type(v) is int and -MAX_INT <= v <= MAX_INT)",
     "expected finite number",
 )
-_TIME: Final = ("parse_time_us(v) is not None", "expected ISO 8601 datetime with UTC offset")
-_OBJ: Final = ("type(v) is dict and all(type(k) is str for k in v)", "expected object")
+_TIME: Final = ("parse_time_us(v) is not None", TIME_EXPECTED)
+_OBJ: Final = (
+    "type(v) is dict and all(type(k) is str for k in v) and fits_json(v)",
+    f"expected object nested at most {MAX_NESTING} levels deep",
+)
 # name -> (required, nullable, rule expression, message when the rule fails)
 EVENT_FIELDS: Final[dict[str, tuple[bool, bool, str, str]]] = {
     "time_fired": (True, False, *_TIME),

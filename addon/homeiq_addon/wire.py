@@ -8,8 +8,10 @@ sure it answers None and the caller falls back to orjson + voluptuous, which acc
 body or names the failing field. tests/addon/test_schema.py checks on mutations that
 whatever this accepts, voluptuous accepts.
 
-The rules msgspec cannot express (ISO 8601 times with an offset; state events need an
-entity id) run in Python in ``decode_fast``; the parsed times are kept for the rows.
+The rules msgspec cannot express (ISO 8601 times with an offset, in the accepted range;
+state events need an entity id) run in Python in ``decode_fast``; the parsed times are
+kept for the rows. The nesting limit of ``data`` and ``attributes`` holds where the rows
+are built: orjson refuses to write anything deeper, and the batch goes the slow way.
 """
 
 from __future__ import annotations
@@ -127,7 +129,8 @@ def decode_fast(body: bytes) -> Decoded | None:
     """The validated batch, or None: then orjson + voluptuous decide (and name the error)."""
     try:
         batch = _DECODER.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nested deeper than msgspec goes; orjson names the problem.
         return None
     times: list[int] = []
     agos: list[int | None] = []

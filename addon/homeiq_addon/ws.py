@@ -94,7 +94,8 @@ async def _reader(client: _Client) -> None:
             continue
         try:
             filters = _filters(msg.json())
-        except ValueError:
+        except (ValueError, RecursionError):
+            # Not JSON, or nested deeper than the parser goes: the same clear answer.
             filters = None
         if filters is None:
             await client.ws.send_json(
@@ -134,7 +135,8 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
     finally:
         hub.clients.discard(client)
         reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        # The client may be gone while the reader answered it.
+        with contextlib.suppress(asyncio.CancelledError, ConnectionResetError):
             await reader
         await ws.close()
     return ws

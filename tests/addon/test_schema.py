@@ -11,6 +11,7 @@ import pytest
 
 from homeiq_addon.schema import (
     EVENT_FIELDS,
+    TIME_EXPECTED,
     BatchInvalid,
     _fast_batch,
     check_batch,
@@ -27,6 +28,9 @@ ODD_VALUES: list[Any] = [
     "automation", "light.kitchen", "Light.Kitchen", "light.", "2026-11-22T10:00:00+00:00",
     "2026-11-22T10:00:00", "2026-11-22", "20261122T100000Z", [], ["a"], ["a", 1], {}, {"a": 1},
     {1: "a"}, [["nested"]],
+    # The ends of the accepted time range, and beyond.
+    "1970-01-01T00:00:00+00:00", "1970-01-01T00:59:59+01:00", "2199-12-31T23:59:59.999999Z",
+    "2200-01-01T00:00:00+00:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00",
 ]  # fmt: skip
 
 
@@ -103,7 +107,8 @@ def test_realistic_batches_take_the_fast_path() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"time_fired": "now"}, "events[0].time_fired: expected ISO 8601 datetime with UTC offset"),
+        ({"time_fired": "now"}, f"events[0].time_fired: {TIME_EXPECTED}"),
+        ({"last_changed": "1969-12-31T23:59:59+00:00"}, f"events[0].last_changed: {TIME_EXPECTED}"),
         ({"numeric_value": "1"}, "events[0].numeric_value: expected finite number"),
         ({"labels": ["a", 2]}, "events[0].labels: expected list of at most 100 strings"),
         ({"extra": 1}, "events[0].extra: extra keys not allowed"),

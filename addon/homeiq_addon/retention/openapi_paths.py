@@ -6,9 +6,14 @@ from typing import Any, Final
 
 _STR: Final[dict[str, Any]] = {"type": "string"}
 _TIME: Final[dict[str, Any]] = {"type": "string", "format": "date-time"}
+_SOME_DAYS: Final[dict[str, Any]] = {"type": "number", "exclusiveMinimum": 0, "maximum": 36500}
 _DAYS: Final[dict[str, Any]] = {
-    "anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"const": "forever"}, {"type": "null"}],
+    "anyOf": [_SOME_DAYS, {"const": "forever"}, {"type": "null"}],
     "description": 'days, "forever", or null to inherit from the default policy',
+}
+_DEFAULT_DAYS: Final[dict[str, Any]] = {"anyOf": [_SOME_DAYS, {"const": "forever"}]}
+_DESCRIPTION: Final[dict[str, Any]] = {
+    "anyOf": [{"type": "string", "maxLength": 500}, {"type": "null"}]
 }
 POLICY: Final[dict[str, Any]] = {
     "type": "object",
@@ -17,11 +22,57 @@ POLICY: Final[dict[str, Any]] = {
     "properties": {
         "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"},
         "match_type": {"enum": ["entity", "domain", "event_type"]},
-        "pattern": {"type": "string", "description": "glob (entity, domain) or event type"},
+        "pattern": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255,
+            "description": "glob (entity, domain) or event type",
+        },
         "raw_days": _DAYS,
         "hourly_days": _DAYS,
         "daily_days": _DAYS,
-        "description": {"type": ["string", "null"]},
+        "description": _DESCRIPTION,
+    },
+}
+# PUT: the name comes from the URL; the default policy is edited with its own shape.
+_POLICY_PUT: Final[dict[str, Any]] = {
+    "anyOf": [
+        {**POLICY, "required": ["match_type", "pattern"]},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["raw_days", "hourly_days", "daily_days"],
+            "description": "the default policy (PUT .../policies/default)",
+            "properties": {
+                "name": {"const": "default"},
+                "match_type": {"const": "default"},
+                "pattern": {"type": "null"},
+                "raw_days": _DEFAULT_DAYS,
+                "hourly_days": _DEFAULT_DAYS,
+                "daily_days": _DEFAULT_DAYS,
+                "description": _DESCRIPTION,
+            },
+        },
+    ]
+}
+# What the service answers: the built-in default policy too, and `builtin`.
+POLICY_ANSWER: Final[dict[str, Any]] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": [
+        "name",
+        "match_type",
+        "pattern",
+        "builtin",
+        "raw_days",
+        "hourly_days",
+        "daily_days",
+    ],
+    "properties": {
+        **POLICY["properties"],
+        "match_type": {"enum": ["default", "entity", "domain", "event_type"]},
+        "pattern": {"type": ["string", "null"], "description": "null for the default policy"},
+        "builtin": {"type": "boolean", "description": "true for the default policy"},
     },
 }
 
@@ -71,24 +122,34 @@ _EXPORT_BODY = {
     "properties": {"start": _TIME, "end": _TIME, "format": {"enum": ["jsonl", "csv"]}},
 }
 _P = "/api/v1/retention/policies"
+_POLICIES = {
+    "type": "object",
+    "required": ["policies"],
+    "properties": {"policies": {"type": "array", "items": POLICY_ANSWER}},
+}
 
 PATHS: Final[dict[str, dict[str, Any]]] = {
     _P: {
-        "get": _op("Retention policies (the default first)", {"200": _ok("policies")}),
+        "get": _op(
+            "Retention policies (the default first)",
+            {"200": _ok("policies", _POLICIES)},
+        ),
         "post": _op(
             "Add a policy",
-            {"201": _ok("created", POLICY), "409": _err("name taken"), **_BAD},
+            {"201": _ok("created", POLICY_ANSWER), "409": _err("name taken"), **_BAD},
             POLICY,
         ),
     },
     _P + "/{name}": {
         "get": _op(
-            "One policy", {"200": _ok("policy", POLICY), "404": _err("unknown")}, name="name"
+            "One policy",
+            {"200": _ok("policy", POLICY_ANSWER), "404": _err("unknown")},
+            name="name",
         ),
         "put": _op(
             "Replace a policy (the default too)",
-            {"200": _ok("updated", POLICY), "404": _err("unknown"), **_BAD},
-            POLICY,
+            {"200": _ok("updated", POLICY_ANSWER), "404": _err("unknown"), **_BAD},
+            _POLICY_PUT,
             name="name",
         ),
         "delete": _op(
@@ -140,7 +201,9 @@ PATHS: Final[dict[str, dict[str, Any]]] = {
     },
     "/api/v1/backups/{name}": {
         "delete": _op(
-            "Delete a backup", {"200": _ok("deleted"), "404": _err("unknown")}, name="name"
+            "Delete a backup",
+            {"200": _ok("deleted"), "400": _err("bad name"), "404": _err("unknown")},
+            name="name",
         ),
     },
     "/api/v1/export": {

@@ -15,7 +15,7 @@ from .. import archive, backups, panel
 from ..context import CONFIG, HISTORY, STORE
 from ..openapi import add_paths
 from ..responses import error, json_response
-from ..schema import parse_time_us
+from ..schema import TIME_EXPECTED, parse_time_us
 from . import history
 from .openapi_paths import PATHS
 from .policies import DEFAULT_NAME, Policy, PolicyInvalid
@@ -96,7 +96,7 @@ async def run(request: web.Request) -> web.Response:
             return error(400, "bad_request", "now: only accepted in development mode (--dev)")
         now_us = parse_time_us(body["now"]) if isinstance(body["now"], str) else None
         if now_us is None:
-            return error(400, "bad_request", "now: expected ISO 8601 datetime with offset")
+            return error(400, "bad_request", f"now: {TIME_EXPECTED}")
     try:
         report = await request.app[RETENTION].run(dry_run=dry_run, now_us=now_us)
     except RunInProgress as err:

@@ -22,6 +22,8 @@ ULID_RE: Final = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 _HEX_RE: Final = re.compile(r"^[0-9a-f]{32}$")
 _HEX_TAG: Final = b"\x01"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_LOWEST_US: Final = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+_HIGHEST_US: Final = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 
 
 def encode_context(value: str | None) -> bytes | str | None:
@@ -50,5 +52,12 @@ def decode_context(value: bytes | str | None) -> str | None:
 
 
 def us_to_iso(us: int) -> str:
-    """UTC ISO 8601 with microseconds, e.g. 2026-11-22T10:00:00.123456+00:00."""
-    return (_EPOCH + timedelta(microseconds=us)).isoformat(timespec="microseconds")
+    """UTC ISO 8601 with microseconds, e.g. 2026-11-22T10:00:00.123456+00:00.
+
+    Times beyond what a datetime holds (a database of an older version took any year,
+    and an offset pushes year 1 or 9999 past the ends) come out as the first or last
+    microsecond of the datetime range, so a reader never fails on a stored time.
+    """
+    return (_EPOCH + timedelta(microseconds=min(max(us, _LOWEST_US), _HIGHEST_US))).isoformat(
+        timespec="microseconds"
+    )

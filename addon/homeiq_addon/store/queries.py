@@ -78,13 +78,15 @@ def _event(row: tuple[Any, ...]) -> dict[str, Any]:
         out["context_user_id"] = row[5]
     if row[6] is not None:
         out["context_parent_id"] = decode_context(row[6])
+    # JSON columns go into the answer as stored, not parsed and written again: `data`
+    # may nest as deep as orjson writes, and the answer's own levels would push it past.
     if row[7] is not None:
-        out["data"] = orjson.loads(row[7])
+        out["data"] = orjson.Fragment(row[7])
     for name, value in zip(_PLAIN, row[8:], strict=True):
         if value is None:
             continue
         if name in _JSON_COLS:
-            out[name] = orjson.loads(value)
+            out[name] = orjson.Fragment(value)
         elif name == "last_changed":
             out[name] = us_to_iso(value)
         else:
@@ -97,8 +99,11 @@ def _id_of(conn: sqlite3.Connection, table: str, col: str, value: str) -> int | 
     return None if row is None else int(row[0])
 
 
-def list_events(conn: sqlite3.Connection, f: EventFilter) -> tuple[list[dict[str, Any]], bool]:
-    """Newest first; returns (events, more) where more says a next page exists."""
+def list_events(
+    conn: sqlite3.Connection, f: EventFilter
+) -> tuple[list[dict[str, Any]], tuple[int, int] | None]:
+    """Newest first; returns (events, last) where last is the (time_fired, id) of the
+    page's last event when a next page exists, else None."""
     where: list[str] = []
     args: list[Any] = []
     # Resolve names to ids first: an unknown name means no rows, and a bound integer
@@ -107,7 +112,7 @@ def list_events(conn: sqlite3.Connection, f: EventFilter) -> tuple[list[dict[str
     if f.entity_id is not None:
         entity = entity_ref(conn, f.entity_id)
         if entity is None:
-            return [], False
+            return [], None
     for value, table, col, column in (
         (f.domain, "strings", "value", "e.domain_ref"),
         (f.event_type, "event_types", "event_type", "e.event_type_id"),
@@ -116,7 +121,7 @@ def list_events(conn: sqlite3.Connection, f: EventFilter) -> tuple[list[dict[str
             continue
         ref = _id_of(conn, table, col, value)
         if ref is None:
-            return [], False
+            return [], None
         where.append(f"{column} = ?")
         args.append(ref)
     if f.area is not None:
@@ -139,7 +144,9 @@ def list_events(conn: sqlite3.Connection, f: EventFilter) -> tuple[list[dict[str
     sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY e.time_fired DESC, e.id DESC LIMIT ?"
     rows = conn.execute(sql, (*args, f.limit + 1)).fetchall()
-    return [_event(r) for r in rows[: f.limit]], len(rows) > f.limit
+    page = rows[: f.limit]
+    last = (int(page[-1][1]), int(page[-1][0])) if len(rows) > f.limit else None
+    return [_event(r) for r in page], last
 
 
 def raw_history(

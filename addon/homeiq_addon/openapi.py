@@ -123,8 +123,9 @@ STORE_PATHS: Final[dict[str, dict[str, Any]]] = {
                     "committed (or already committed: duplicate=true)",
                     {"$ref": "#/components/schemas/Ack"},
                 ),
-                "400": _error("malformed JSON"),
-                "413": _error("body larger than max_body_mb"),
+                "400": _error("malformed JSON, or a damaged gzip/deflate body"),
+                "413": _error("body (compressed or inflated) larger than max_body_mb"),
+                "415": _error("a Content-Encoding other than gzip or deflate"),
                 "422": _error("breaks the wire contract; message names the field path"),
                 **_AUTH_ERRORS,
             },
@@ -219,13 +220,32 @@ def add_paths(app: web.Application, paths: dict[str, dict[str, Any]]) -> None:
         app[OPENAPI].setdefault(path, {}).update(methods)
 
 
+# What the connection layer answers for any request with a body (connections.py, routes.py).
+_BODY_ERRORS: Final = {
+    "408": _error("the body did not arrive within the body timeout"),
+    "415": _error("a compressed body (only ingest takes one)"),
+}
+
+
+def _with_body_errors(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for path, methods in sorted(paths.items()):
+        out[path] = {}
+        for method, operation in methods.items():
+            out[path][method] = operation
+            if "requestBody" in operation:
+                responses = {**_BODY_ERRORS, **operation["responses"]}
+                out[path][method] = {**operation, "responses": dict(sorted(responses.items()))}
+    return out
+
+
 def document(app: web.Application) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "HomeIQ add-on API", "version": __version__},
         "servers": [{"url": f"http://homeiq:{app[CONFIG].port}"}],
         "security": [{"bearer": []}],
-        "paths": dict(sorted(app[OPENAPI].items())),
+        "paths": _with_body_errors(app[OPENAPI]),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {

@@ -12,6 +12,7 @@ import gzip
 from pathlib import Path
 import socket
 import time
+import urllib.request
 import zlib
 
 import aiohttp
@@ -54,6 +55,14 @@ def exchange(server: AddonProcess, request: bytes, *, then: bytes | None = None)
         while chunk := sock.recv(65536):
             received += chunk
         return received
+
+
+def documented(server: AddonProcess, path: str, method: str = "post") -> set[int]:
+    """The statuses the add-on's own OpenAPI document lists for an operation."""
+    request = urllib.request.Request(f"{server.url}/api/openapi.json", headers=server.headers)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        responses = orjson.loads(answer.read())["paths"][path][method]["responses"]
+    return {int(status) for status in responses}
 
 
 def http_request(head: str, body: bytes = b"") -> bytes:
@@ -171,6 +180,7 @@ async def test_content_encoding_that_does_not_fit_is_a_clear_4xx(
     assert answer[1]["error"] == code
     assert "Content-Encoding" in str(answer[1]["message"])
     assert addon_server.row_count() == 0
+    assert status in documented(addon_server, "/api/v1/ingest")
 
 
 async def test_only_ingest_takes_a_compressed_body(addon_server: AddonProcess) -> None:
@@ -182,6 +192,7 @@ async def test_only_ingest_takes_a_compressed_body(addon_server: AddonProcess) -
     )
     assert (status, answer["error"]) == (415, "unsupported_encoding")
     assert "/api/v1/ingest" in str(answer["message"])
+    assert status in documented(addon_server, "/api/v1/retention/policies")
 
 
 # --- the Authorization header ------------------------------------------------------------
@@ -264,6 +275,7 @@ def test_stalled_body_is_answered_408_and_closed(stall_server: AddonProcess) -> 
     status, answer = split_response(exchange(stall_server, http_request(head, b'{"batch_id"')))
     assert (status, answer["error"]) == (408, "request_timeout")
     assert stall_server.row_count() == 0
+    assert status in documented(stall_server, "/api/v1/ingest")
 
 
 def test_stalled_compressed_body_is_answered_408(stall_server: AddonProcess) -> None:

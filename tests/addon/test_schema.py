@@ -104,6 +104,10 @@ def test_realistic_batches_take_the_fast_path() -> None:
     ("change", "message"),
     [
         ({"time_fired": "now"}, "events[0].time_fired: expected ISO 8601 datetime with UTC offset"),
+        (
+            {"last_reported": "now"},
+            "events[0].last_reported: expected ISO 8601 datetime with UTC offset",
+        ),
         ({"numeric_value": "1"}, "events[0].numeric_value: expected finite number"),
         ({"labels": ["a", 2]}, "events[0].labels: expected list of at most 100 strings"),
         ({"extra": 1}, "events[0].extra: extra keys not allowed"),
@@ -112,6 +116,7 @@ def test_realistic_batches_take_the_fast_path() -> None:
 )
 def test_errors_name_the_field_path(change: dict[str, Any], message: str) -> None:
     body = batch([{**state_event(0), **change}])
+    assert decode_fast(orjson.dumps(body)) is None  # the fast path leaves it to this one
     with pytest.raises(BatchInvalid) as err:
         check_batch(body)
     assert err.value.message == message

@@ -198,6 +198,11 @@ async def test_payloads_pass_the_addon_validator(
     hass.states.async_remove("binary_sensor.door")
     hass.bus.async_fire("automation_triggered", {"name": "A", "entity_id": "automation.a"})
     hass.bus.async_fire("homeiq_odd", {1: "int key", "when": hass.states.get("sensor.nan")})
+    # The entry's first refresh (the add-on is down) sets its sensors' states: wait for it,
+    # or on 2026.10 those may be captured just after the flush.
+    coordinator = entry.runtime_data.coordinator
+    await wait_for(lambda: coordinator.data.unreachable_since is not None)
+    await hass.async_block_till_done()
     await entry.runtime_data.pipeline.async_flush()
     files = spool_files(hass, entry)
     assert files

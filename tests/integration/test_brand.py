@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +39,8 @@ def _name_color(logo: Image.Image) -> tuple[int, ...]:
     """The most common opaque color right of the square icon: the name's letters."""
     width, height = logo.size
     letters = logo.crop((height, 0, width, height)).convert("RGBA")
-    opaque = Counter(pixel for pixel in letters.getdata() if pixel[3] == 255)
-    return opaque.most_common(1)[0][0]
+    colors = letters.getcolors(letters.width * letters.height) or []
+    return max((count, color) for count, color in colors if color[3] == 255)[1]
 
 
 def test_brand_images_follow_the_brands_rules() -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import logging
 import os
 from pathlib import Path
+import re
 import signal
 import socket
 import sqlite3
@@ -18,6 +20,13 @@ import urllib.request
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# How Home Assistant reports a deprecated use (helpers/frame.py's report_usage, and
+# helpers/deprecation.py): for a custom integration only a logged warning, until the
+# release where it stops working.
+DEPRECATION_REPORT = re.compile(
+    r"^Detected (that custom integration|code that) |^The deprecated .+ was .+ from homeiq\b"
+)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -44,11 +53,30 @@ def pythonpath(*dirs: Path) -> str:
     return os.pathsep.join([*map(str, dirs), *inherited])
 
 
+@pytest.fixture(autouse=True)
+def no_deprecation_reports(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Home Assistant's reports of deprecated use fail the test that caused them, so a
+    deprecation is caught the day a release brings it, not the day it breaks."""
+    yield
+    records = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
+    reports = [
+        record.getMessage()
+        for record in records
+        if record.levelno >= logging.WARNING and DEPRECATION_REPORT.search(record.getMessage())
+    ]
+    assert not reports, "Home Assistant reported deprecated use:\n" + "\n".join(reports)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+# The add-on runs from the environment made of addon/requirements.txt, as it ships
+# (scripts/test points HOMEIQ_ADDON_PYTHON at .venv-addon's Python); else from this one.
+ADDON_PYTHON = os.environ.get("HOMEIQ_ADDON_PYTHON") or sys.executable
 
 
 class PortTaken(Exception):
@@ -105,7 +133,7 @@ class AddonProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         args = [
-            sys.executable,
+            ADDON_PYTHON,
             "-m",
             "homeiq_addon",
             "--data-dir",

@@ -24,6 +24,7 @@ _TIME: Final[dict[str, Any]] = {"type": "string", "format": "date-time"}
 _KINDS: Final[dict[str, dict[str, Any]]] = {
     "time_fired": _TIME,
     "last_changed": _TIME,
+    "last_reported": _TIME,
     "origin": {"enum": list(ORIGINS)},
     "cause": {"enum": list(CAUSES)},
     "data": {"type": "object"},

@@ -124,6 +124,7 @@ EVENT_FIELDS: Final[dict[str, tuple[bool, bool, str, str]]] = {
     "old_state": (False, True, *_STR),
     "numeric_value": (False, True, *_NUM),
     "last_changed": (False, True, *_TIME),
+    "last_reported": (False, True, *_TIME),
     "prev_state_seconds": (False, True, *_NUM),
     "attributes": (False, True, *_OBJ),
     "area_id": (False, True, *_STR),

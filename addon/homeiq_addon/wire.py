@@ -65,6 +65,7 @@ class Event(Struct, forbid_unknown_fields=True, gc=False):
     old_state: _Str | None = None
     numeric_value: _Num | None = None
     last_changed: _Time | None = None
+    last_reported: _Time | None = None
     prev_state_seconds: _Num | None = None
     attributes: _Obj | None = None
     area_id: _Str | None = None
@@ -150,6 +151,8 @@ def decode_fast(body: bytes) -> Decoded | None:
                 return None
             agos.append(t - c)
         if ev.entity_id is None and ev.event_type in STATE_EVENT_TYPES:
+            return None
+        if ev.last_reported is not None and parse_time_us(ev.last_reported) is None:
             return None
         times.append(t)
     return Decoded(batch, times, agos)

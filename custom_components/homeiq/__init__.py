@@ -40,13 +40,23 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeIQConfigEntry) -> bo
     coordinator = HomeIQCoordinator(hass, entry, client, pipeline)
     entry.runtime_data = HomeIQData(client=client, pipeline=pipeline, coordinator=coordinator)
     coordinator.async_start()
-    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+    entry.async_on_unload(entry.add_update_listener(_async_entry_updated))
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
 
-async def _async_options_updated(hass: HomeAssistant, entry: HomeIQConfigEntry) -> None:
-    """Apply changed options to the running pipeline, without a reload."""
+async def _async_entry_updated(hass: HomeAssistant, entry: HomeIQConfigEntry) -> None:
+    """The one place that decides what a changed entry needs.
+
+    A new URL or token (reauth, reconfigure, a rediscovered add-on) reloads the entry;
+    new options are applied to the running pipeline, without a reload.
+    """
+    client = entry.runtime_data.client
+    if client.url != entry.data[CONF_URL].rstrip("/") or not client.uses_token(
+        entry.data[CONF_TOKEN]
+    ):
+        hass.config_entries.async_schedule_reload(entry.entry_id)
+        return
     entry.runtime_data.pipeline.apply_options(entry.options)
 
 

@@ -67,6 +67,10 @@ class HomeIQClient:
         self.url = url.rstrip("/")
         self._token = token
 
+    def uses_token(self, token: str) -> bool:
+        """Whether requests carry `token`; the token itself stays private to the client."""
+        return token == self._token
+
     async def _request(
         self,
         method: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from homeassistant.config_entries import ConfigFlow, ConfigFlowResult, OptionsFlow
+from homeassistant.config_entries import ConfigEntry, ConfigFlow, ConfigFlowResult, OptionsFlow
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
@@ -101,7 +101,8 @@ class HomeIQConfigFlow(ConfigFlow, domain=DOMAIN):
             if error is None:
                 await self.async_set_unique_id(instance_id)
                 data = {CONF_URL: url, CONF_TOKEN: user_input[CONF_TOKEN]}
-                self._abort_if_unique_id_configured(updates=data)
+                # The entry's update listener reloads it when this changes its data.
+                self._abort_if_unique_id_configured(updates=data, reload_on_update=False)
                 return self.async_create_entry(title=TITLE, data=data)
             errors["base"] = error
         return self.async_show_form(
@@ -119,8 +120,9 @@ class HomeIQConfigFlow(ConfigFlow, domain=DOMAIN):
             return self.async_abort(reason=error)
         await self.async_set_unique_id(instance_id)
         self._discovery = {CONF_URL: url, CONF_TOKEN: config[CONF_TOKEN]}
-        # A reinstalled add-on comes back with a new token: follow it.
-        self._abort_if_unique_id_configured(updates=self._discovery)
+        # A reinstalled add-on comes back with a new token: follow it (the entry's update
+        # listener reloads it).
+        self._abort_if_unique_id_configured(updates=self._discovery, reload_on_update=False)
         self._addon_name = discovery_info.name
         return await self.async_step_hassio_confirm()
 
@@ -152,8 +154,8 @@ class HomeIQConfigFlow(ConfigFlow, domain=DOMAIN):
             if error is None:
                 await self.async_set_unique_id(instance_id)
                 self._abort_if_unique_id_mismatch(reason="wrong_addon")
-                return self.async_update_reload_and_abort(
-                    entry, data_updates={CONF_TOKEN: user_input[CONF_TOKEN]}
+                return self._update_and_abort(
+                    entry, {CONF_TOKEN: user_input[CONF_TOKEN]}, "reauth_successful"
                 )
             errors["base"] = error
         return self.async_show_form(
@@ -175,8 +177,10 @@ class HomeIQConfigFlow(ConfigFlow, domain=DOMAIN):
             if error is None:
                 await self.async_set_unique_id(instance_id)
                 self._abort_if_unique_id_mismatch(reason="wrong_addon")
-                return self.async_update_reload_and_abort(
-                    entry, data_updates={CONF_URL: url, CONF_TOKEN: user_input[CONF_TOKEN]}
+                return self._update_and_abort(
+                    entry,
+                    {CONF_URL: url, CONF_TOKEN: user_input[CONF_TOKEN]},
+                    "reconfigure_successful",
                 )
             errors["base"] = error
         return self.async_show_form(
@@ -186,6 +190,17 @@ class HomeIQConfigFlow(ConfigFlow, domain=DOMAIN):
             ),
             errors=errors,
         )
+
+    def _update_and_abort(
+        self, entry: ConfigEntry, data_updates: dict[str, str], reason: str
+    ) -> ConfigFlowResult:
+        """Store the new connection and finish; the entry's update listener owns the reload.
+
+        Home Assistant's own reloading helpers would reload a second time beside the
+        listener, which it reports from 2026.6 and refuses from 2026.12.
+        """
+        self.hass.config_entries.async_update_entry(entry, data={**entry.data, **data_updates})
+        return self.async_abort(reason=reason)
 
 
 def _connection_schema() -> vol.Schema:

@@ -165,7 +165,11 @@ class HomeIQCoordinator(DataUpdateCoordinator[HomeIQState]):
         if not isinstance(version, str) or version == self._device_version:
             return
         registry = dr.async_get(self.hass)
-        device = registry.async_get_device(identifiers={(DOMAIN, self.config_entry.entry_id)})
+        entry_id = self.config_entry.entry_id
+        # Among the entry's own devices: looking a device up by identifier alone is
+        # deprecated from Home Assistant 2026.9, and this works on every supported release.
+        devices = dr.async_entries_for_config_entry(registry, entry_id)
+        device = next((d for d in devices if (DOMAIN, entry_id) in d.identifiers), None)
         if device is not None:
             registry.async_update_device(device.id, sw_version=version)
             self._device_version = version

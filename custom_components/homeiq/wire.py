@@ -176,6 +176,13 @@ def encode(events: Sequence[Event[Any]], ctx: WireContext) -> bytes:
                 )
                 if old is not None and old.state != state:
                     record["prev_state_seconds"] = changed - old.last_changed_timestamp
+                if event_type == EVENT_STATE_REPORTED:
+                    # The state object carries the report's time on every supported
+                    # release (the event data too, from 2025.8).
+                    reported = new.last_reported_timestamp
+                    record["last_reported"] = (
+                        time_fired if reported == fired else fromtimestamp(reported, UTC)
+                    )
                 cached = entities.get(entity_id)
                 if cached is None or cached.attributes is not new.attributes:
                     wire = entities[entity_id] = _entity_wire(entity_id, new, ctx)

@@ -33,6 +33,7 @@ def _varied(rng: random.Random, i: int) -> dict[str, Any]:
         "context_user_id": [None, "user-1"],
         "context_parent_id": [None, ev["context_id"], "abc"],
         "last_changed": [ev["time_fired"], None, "2026-11-22T09:00:00.000001+01:00"],
+        "last_reported": [ev["time_fired"], None, "2026-11-22T09:00:00.000001+01:00"],
         "labels": [None, [], ["a", "b"]],
         "numeric_value": [None, 3, 2.5],
         "prev_state_seconds": [None, 7, 0.5],

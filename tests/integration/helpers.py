@@ -73,7 +73,10 @@ class FlakyProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return  # the client hung up before asking anything (an unload)
             lines = head.decode().split("\r\n")
             method, path, _ = lines[0].split(" ")
             headers = dict(line.split(": ", 1) for line in lines[1:] if line)

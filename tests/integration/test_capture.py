@@ -121,6 +121,23 @@ async def test_state_change_enrichment(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def test_state_report_keeps_when_it_was_reported(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """A state written again unchanged fires state_reported: the store keeps its time."""
+    entry = await make_entry(
+        addon_server.url, addon_server.token, **{CONF_INCLUDE_STATE_REPORTED: True}
+    )
+    hass.states.async_set("sensor.meter", "5", timestamp=T0)
+    hass.states.async_set("sensor.meter", "5", timestamp=T0 + 60)
+    changed, reported = await stored(entry, entity_id="sensor.meter")
+    assert changed["event_type"] == "state_changed"
+    assert reported["event_type"] == "state_reported"
+    assert when(reported["data"]["last_reported"]) == T0 + 60
+    assert when(reported["last_changed"]) == T0
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
 async def test_causes_and_other_event_types(
     hass: HomeAssistant, addon_server: Any, make_entry: Any
 ) -> None:

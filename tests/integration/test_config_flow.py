@@ -7,7 +7,7 @@ from pathlib import Path
 import socket
 from typing import Any
 
-from homeassistant.config_entries import SOURCE_HASSIO, SOURCE_USER
+from homeassistant.config_entries import SOURCE_HASSIO, SOURCE_USER, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers.service_info.hassio import HassioServiceInfo
@@ -213,6 +213,9 @@ async def test_reconfigure(hass: HomeAssistant, addon_server: Any, make_entry: A
     assert result["reason"] == "reconfigure_successful"
     assert entry.data[CONF_URL] == addon_server.url
     await hass.async_block_till_done()
+    # Reloaded once, by the entry's update listener: it now talks to the new address.
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.runtime_data.client.url == addon_server.url
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

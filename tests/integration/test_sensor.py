@@ -140,8 +140,9 @@ async def test_registry_and_device(
     assert all(entry.translation_key == key for key, entry in by_key.items() if key != "status")
     assert hass.states.get(f"{PREFIX}delivery_latency") is None
 
-    device = device_registry.async_get_device(identifiers={(DOMAIN, homeiq_entry.entry_id)})
-    assert device is not None
+    devices = dr.async_entries_for_config_entry(device_registry, homeiq_entry.entry_id)
+    assert [device.identifiers for device in devices] == [{(DOMAIN, homeiq_entry.entry_id)}]
+    device = devices[0]
     assert device.entry_type is DeviceEntryType.SERVICE
     assert device.name == "HomeIQ"
     health = homeiq_entry.runtime_data.coordinator.data.health

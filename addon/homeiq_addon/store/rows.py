@@ -131,6 +131,8 @@ def build_rows(dims: Dims, decoded: Decoded, keys: Counter[Key]) -> list[tuple[A
         prev = ev.prev_state_seconds
         attrs = ev.attributes
         data = ev.data
+        if ev.last_reported is not None:
+            data = with_last_reported(data, ev.last_reported)
         append(
             (
                 t,
@@ -201,6 +203,8 @@ def dict_row(
     prev = get("prev_state_seconds")
     attrs = get("attributes")
     data = get("data")
+    if (reported := get("last_reported")) is not None:
+        data = with_last_reported(data, reported)
     parent = get("context_parent_id")
     return (
         t,
@@ -220,6 +224,12 @@ def dict_row(
         None if data is None else orjson.dumps(data).decode(),
         *refs,
     )
+
+
+def with_last_reported(data: dict[str, Any] | None, last_reported: str) -> dict[str, Any]:
+    """A state report's time is kept in the row's data, where Home Assistant's own
+    state_reported event data carries it (it is no column: most rows have none)."""
+    return {**(data or {}), "last_reported": last_reported}
 
 
 def _ago(t: int, last_changed: str | None) -> int | None:

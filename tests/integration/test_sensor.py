@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 import json
 from pathlib import Path
@@ -19,9 +20,10 @@ from homeassistant.const import (
     STATE_UNKNOWN,
     EntityCategory,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr, entity_registry as er
 from homeassistant.helpers.device_registry import DeviceEntryType
+from homeassistant.helpers.event import async_track_state_change_event
 from homeassistant.util import dt as dt_util
 from homeassistant.util.yaml import load_yaml
 import pytest
@@ -206,11 +208,24 @@ async def test_placeholders_before_first_answer(
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
+    unreachable = asyncio.Event()
+
+    @callback
+    def status_changed(event: Event[EventStateChangedData]) -> None:
+        if (state := event.data["new_state"]) is not None and state.state == "unreachable":
+            unreachable.set()
+
+    unsub = async_track_state_change_event(hass, f"{PREFIX}status", status_changed)
     await hass.async_block_till_done()
+    # The first refresh is a background task (block_till_done does not wait for those;
+    # the shipper's never ends): give it a bounded while to find the add-on down.
+    if hass.states.get(f"{PREFIX}status").state != "unreachable":
+        async with asyncio.timeout(10):
+            await unreachable.wait()
+    unsub()
     assert hass.states.get(f"{PREFIX}events_stored").state == STATE_UNAVAILABLE
     assert hass.states.get(f"{PREFIX}backlog").state == "0"
     assert hass.states.get(f"{PREFIX}last_delivery").state == STATE_UNKNOWN
-    # The first refresh (in the background) found the add-on down.
     assert hass.states.get(f"{PREFIX}status").state == "unreachable"
     assert hass.states.get(CONNECTION).state == STATE_OFF
     assert await hass.config_entries.async_unload(entry.entry_id)

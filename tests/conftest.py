@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -208,16 +209,23 @@ class AddonProcess:
             conn.close()
 
 
-@pytest.fixture
-def addon_server(tmp_path: Path, socket_enabled: None) -> Iterator[AddonProcess]:
-    """A running add-on on free loopback ports with its own data dir (--dev mode).
-
-    ``socket_enabled`` lifts pytest-socket's block; its host rule still allows 127.0.0.1 only.
-    """
-    server = AddonProcess(tmp_path / "data")
+@contextlib.contextmanager
+def running_addon(data_dir: Path, **kwargs: Any) -> Iterator[AddonProcess]:
+    """An add-on started on a new data dir (``AddonProcess`` arguments), stopped after."""
+    server = AddonProcess(data_dir, **kwargs)
     server.data_dir.mkdir()
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def addon_server(tmp_path: Path, socket_enabled: None) -> Iterator[AddonProcess]:
+    """A running add-on on free loopback ports with its own data dir (--dev mode).
+
+    ``socket_enabled`` lifts pytest-socket's block; its host rule still allows 127.0.0.1 only.
+    """
+    with running_addon(tmp_path / "data") as server:
+        yield server

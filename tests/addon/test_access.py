@@ -16,7 +16,7 @@ from homeiq_addon.config import Config
 from homeiq_addon.store.db import Store
 from tests.addon.factory import batch
 from tests.addon.test_ingest import post
-from tests.conftest import AddonProcess
+from tests.conftest import AddonProcess, running_addon
 
 # A value for each path parameter the routes have; an unknown one gets "x".
 _PATH_VALUES = {"entity_id": "sensor.nothing_here", "name": "nothing-here"}
@@ -43,13 +43,8 @@ async def served_routes(tmp_path: Path) -> list[tuple[str, str]]:
 @pytest.fixture
 def production_server(tmp_path: Path, socket_enabled: None) -> Iterator[AddonProcess]:
     """The add-on as it runs under the Supervisor: not in --dev mode."""
-    server = AddonProcess(tmp_path / "data", dev=False)
-    server.data_dir.mkdir()
-    server.start()
-    try:
+    with running_addon(tmp_path / "data", dev=False) as server:
         yield server
-    finally:
-        server.stop()
 
 
 async def _status(

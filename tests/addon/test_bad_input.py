@@ -8,6 +8,7 @@ big one (>= 64 KiB) in the decode worker process.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import contextlib
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 import sqlite3
@@ -21,7 +22,7 @@ from homeiq_addon.schema import MAX_NESTING, TIME_EXPECTED
 from homeiq_addon.store.worker import WORKER_MIN_BYTES
 from tests.addon.factory import batch, service_event, state_event
 from tests.addon.module_addon import sockets_lifted
-from tests.conftest import AddonProcess
+from tests.conftest import AddonProcess, running_addon
 
 _NESTED = '"nested here"'
 
@@ -101,14 +102,11 @@ def _ingest_case(size: str, changes: dict[str, Any]) -> bytes:
 @pytest.fixture(scope="module")
 def shared_addon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AddonProcess]:
     """One add-on for the tables below, holding one batch already."""
-    with sockets_lifted():
-        server = AddonProcess(Path(tmp_path_factory.mktemp("bad-input")) / "data")
-        server.data_dir.mkdir()
-        server.start()
-    try:
+    with contextlib.ExitStack() as stack:
+        with sockets_lifted():
+            data_dir = Path(tmp_path_factory.mktemp("bad-input")) / "data"
+            server = stack.enter_context(running_addon(data_dir))
         yield server
-    finally:
-        server.stop()
 
 
 async def request(

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from tests.addon.factory import batch, state_event
-from tests.conftest import AddonProcess
+from tests.conftest import AddonProcess, running_addon
 
 MiB = 1024 * 1024
 
@@ -87,16 +87,11 @@ async def send(
 @pytest.fixture
 def stall_server(tmp_path: Path, socket_enabled: None) -> Iterator[AddonProcess]:
     """An add-on that waits only a second for a stalled client (hidden arguments)."""
-    server = AddonProcess(
+    with running_addon(
         tmp_path / "data",
         extra_args=["--header-timeout", "1", "--idle-timeout", "1", "--body-timeout", "1"],
-    )
-    server.data_dir.mkdir()
-    server.start()
-    try:
+    ) as server:
         yield server
-    finally:
-        server.stop()
 
 
 # --- compressed bodies -------------------------------------------------------------------

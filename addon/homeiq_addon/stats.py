@@ -117,6 +117,20 @@ def _names(conn: sqlite3.Connection, table: str, col: str, ids: set[int]) -> dic
     return {int(i): str(v) for i, v in rows}
 
 
+def _last_minutes(
+    conn: sqlite3.Connection, now_us: int, minutes: int
+) -> tuple[int, int, list[tuple[int, int]]]:
+    """The first and last minute of the last ``minutes`` up to now, and their stored counts
+    as (minute, events) rows (minutes without events have none)."""
+    now_min = now_us // _MIN
+    first_min = now_min - minutes + 1
+    rows = conn.execute(
+        "SELECT minute, events FROM stat_minute WHERE minute >= ? AND minute <= ?",
+        (first_min, now_min),
+    ).fetchall()
+    return first_min, now_min, rows
+
+
 def compute_stats(
     conn: sqlite3.Connection,
     period: str,
@@ -125,14 +139,10 @@ def compute_stats(
     unsettled: UnsettledCounts,
 ) -> dict[str, Any]:
     minutes, bucket, hourly = PERIODS[period]
-    now_min = now_us // _MIN
-    first_min = now_min - minutes + 1
+    first_min, now_min, per_minute = _last_minutes(conn, now_us, minutes)
     trend: Counter[int] = Counter()
     events = 0
-    for minute, n in conn.execute(
-        "SELECT minute, events FROM stat_minute WHERE minute >= ? AND minute <= ?",
-        (first_min, now_min),
-    ):
+    for minute, n in per_minute:
         trend[(minute - first_min) // bucket] += n
         events += n
     if hourly:
@@ -215,14 +225,8 @@ async def stats(request: web.Request) -> web.Response:
 
 def minute_counts(conn: sqlite3.Connection, now_us: int, minutes: int) -> list[dict[str, Any]]:
     """Events per minute (by the time they fired) for the last ``minutes``, oldest first."""
-    now_min = now_us // _MIN
-    first_min = now_min - minutes + 1
-    counts = dict(
-        conn.execute(
-            "SELECT minute, events FROM stat_minute WHERE minute >= ? AND minute <= ?",
-            (first_min, now_min),
-        ).fetchall()
-    )
+    first_min, now_min, per_minute = _last_minutes(conn, now_us, minutes)
+    counts = dict(per_minute)
     return [
         {"start": us_to_iso(minute * _MIN), "events": int(counts.get(minute, 0))}
         for minute in range(first_min, now_min + 1)

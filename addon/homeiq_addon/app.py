@@ -9,18 +9,23 @@ import logging
 
 from aiohttp import web
 
-from . import health, maintenance, openapi, query_routes, routes, stats, ws
-from .auth import auth_middleware
 from .config import Config, load_instance_id, load_token
-from .connections import GuardedRunner, Timeouts
-from .context import CONFIG, HISTORY, HUB, INGESTOR, PREPARER, RUNTIME, STORE, Runtime
 from .discovery import announce
-from .responses import error_middleware
+from .history import routes as query_routes
+from .ingest import routes
+from .ingest.service import Ingestor
+from .ingest.worker import Preparer
+from .live import stream as ws
+from .live.stream import Hub
 from .retention import routes as retention_routes
+from .server import openapi
+from .server.auth import auth_middleware
+from .server.connections import GuardedRunner, Timeouts
+from .server.keys import CONFIG, HISTORY, HUB, INGESTOR, PREPARER, RUNTIME, STORE, Runtime
+from .server.responses import error_middleware
+from .status import routes as health, service as stats
+from .store import maintenance
 from .store.db import Store
-from .store.ingest import Ingestor
-from .store.worker import Preparer
-from .ws import Hub
 
 _LOGGER = logging.getLogger(__name__)
 

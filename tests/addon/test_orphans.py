@@ -9,10 +9,10 @@ import sqlite3
 import orjson
 import pytest
 
-from homeiq_addon.backups import _restore_into, create_backup
+from homeiq_addon.backups.service import _restore_into, create_backup
+from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.retention import orphans, source
 from homeiq_addon.store.db import Store
-from homeiq_addon.store.ingest import Ingestor
 from tests.addon.factory import batch, state_event
 
 

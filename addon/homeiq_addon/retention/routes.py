@@ -11,11 +11,13 @@ from typing import Any
 from aiohttp import web
 import orjson
 
-from .. import archive, backups, panel
-from ..context import CONFIG, HISTORY, STORE
-from ..openapi import add_paths
-from ..responses import error, json_response
-from ..schema import TIME_EXPECTED, parse_time_us
+from ..backups import service as backups
+from ..export import archive
+from ..ingest.schema import TIME_EXPECTED, parse_time_us
+from ..panel import routes as panel
+from ..server.keys import CONFIG, HISTORY, STORE
+from ..server.openapi import add_paths
+from ..server.responses import error, json_response
 from . import history
 from .openapi_paths import PATHS
 from .policies import DEFAULT_NAME, Policy, PolicyInvalid

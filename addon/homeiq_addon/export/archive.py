@@ -16,11 +16,11 @@ from typing import Any, Final
 from aiohttp import web
 import orjson
 
-from .context import CONFIG, STORE
-from .responses import error, json_response
-from .schema import TIME_EXPECTED, parse_time_us
-from .store.codec import decode_context, us_to_iso
-from .store.db import Store
+from ..ingest.schema import TIME_EXPECTED, parse_time_us
+from ..server.keys import CONFIG, STORE
+from ..server.responses import error, json_response
+from ..store.codec import decode_context, us_to_iso
+from ..store.db import Store
 
 _PAGE: Final = 5000
 COLUMNS: Final = (

@@ -23,13 +23,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from .context import CONFIG, INGESTOR, STORE
-from .responses import error, json_response
-from .retention.service import next_daily
-from .store.connection import connect
-from .store.db import Store
-from .store.migrations import MIGRATIONS, SchemaTooNew, migrate
-from .store.schema_check import InvalidDatabase, check_database
+from ..retention.service import next_daily
+from ..server.keys import CONFIG, INGESTOR, STORE
+from ..server.responses import error, json_response
+from ..store.connection import connect
+from ..store.db import Store
+from ..store.migrations import MIGRATIONS, SchemaTooNew, migrate
+from ..store.schema_check import InvalidDatabase, check_database
 
 _LOGGER = logging.getLogger(__name__)
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.db$")

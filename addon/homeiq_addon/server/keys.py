@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .config import Config
-from .store.db import Store
-from .store.ingest import Ingestor
-from .store.worker import Preparer
+from ..config import Config
+from ..ingest.service import Ingestor
+from ..ingest.worker import Preparer
+from ..store.db import Store
 
 if TYPE_CHECKING:
-    from .ws import Hub
+    from ..live.stream import Hub
 
 
 @dataclass(slots=True)

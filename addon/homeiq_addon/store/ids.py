@@ -77,7 +77,7 @@ def attributes_id(conn: sqlite3.Connection, blob: bytes) -> int:
 
 
 def flush_counts(conn: sqlite3.Connection, keys: Counter[Key]) -> None:
-    """Per-minute totals, dirty hours and the row count (hourly counts: settle.py)."""
+    """Per-minute totals, dirty hours and the row count (hourly counts: deferred_index.py)."""
     minutes: Counter[int] = Counter()
     for (minute, _, _, _), n in keys.items():
         minutes[minute] += n

@@ -15,13 +15,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from .context import HUB, INGESTOR, STORE
-from .params import BadParam, choice_param
-from .responses import json_response
-from .store.codec import us_to_iso
-from .store.db import Store
-from .store.recent import RecentCounts, UnsettledCounts
-from .store.settle import unsettled_counts
+from ..server.keys import HUB, INGESTOR, STORE
+from ..server.params import BadParam, choice_param
+from ..server.responses import json_response
+from ..store.codec import us_to_iso
+from ..store.db import Store
+from ..store.deferred_index import unsettled_counts
+from ..store.memory_counts import RecentCounts, UnsettledCounts
 
 _MIN: Final = 60_000_000
 # period -> (minutes, trend bucket in minutes, breakdown from the hourly table?)
@@ -151,7 +151,7 @@ def compute_stats(
         sql += " WHERE hour >= ? AND hour <= ? GROUP BY 1, 2, 3"
         first_hour, last_hour = first_min // 60, now_min // 60
         rows = conn.execute(sql, (first_hour, last_hour)).fetchall()
-        # The newest events are not in the hourly table yet (store/settle.py).
+        # The newest events are not in the hourly table yet (store/deferred_index.py).
         rows += unsettled_counts(conn, first_hour * 60, last_hour * 60 + 59, unsettled)
     else:
         rows = [(*k, n) for k, n in recent.window(first_min, now_min).items()]

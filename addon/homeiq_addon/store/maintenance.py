@@ -18,8 +18,8 @@ from typing import Final
 
 from aiohttp import web
 
-from .context import STORE
-from .store.db import Store, StoreClosed
+from ..server.keys import STORE
+from .db import Store, StoreClosed
 
 _LOGGER = logging.getLogger(__name__)
 KEEP_SECONDS: Final = 8 * 86_400

@@ -9,10 +9,10 @@ from typing import Any
 
 from aiohttp import web
 
-from . import API_VERSION, __version__
-from .context import RUNTIME, STORE
-from .responses import json_response
-from .store.codec import us_to_iso
+from .. import API_VERSION, __version__
+from ..server.keys import RUNTIME, STORE
+from ..server.responses import json_response
+from ..store.codec import us_to_iso
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ async def health(request: web.Request) -> web.Response:
     if info is None:
         status = "unhealthy"
     else:
-        from .stats import recent_alerts  # noqa: PLC0415 - stats imports this module
+        from .service import recent_alerts  # noqa: PLC0415 - stats imports this module
 
         status = "degraded" if await recent_alerts(store) else "healthy"
     code = 503 if status == "unhealthy" else 200

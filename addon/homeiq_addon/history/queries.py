@@ -8,9 +8,9 @@ from typing import Any, Final
 
 import orjson
 
-from .codec import decode_context, us_to_iso
-from .settle import entity_ids
-from .tables import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS
+from ..store.codec import decode_context, us_to_iso
+from ..store.deferred_index import entity_ids
+from ..store.ids import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS
 
 STATE_TYPES_SQL: Final = (
     "SELECT id FROM event_types WHERE event_type IN ('state_changed', 'state_reported')"

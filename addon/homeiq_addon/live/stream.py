@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 
-from .context import HUB
+from ..server.keys import HUB
 
 WINDOW_S: Final = 60.0
 _QUEUE: Final = 256

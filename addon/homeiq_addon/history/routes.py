@@ -7,9 +7,10 @@ import time
 
 from aiohttp import web
 
-from ..server.keys import HISTORY, STORE
+from ..server.keys import STORE
 from ..server.params import BadParam, choice_param, int_param, parse_int, time_param
 from ..server.responses import json_response
+from .providers import HISTORY
 from .queries import EventFilter, list_events, raw_history
 
 _DAY_US = 86_400_000_000

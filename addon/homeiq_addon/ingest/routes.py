@@ -8,10 +8,12 @@ import time
 
 from aiohttp import web
 
+from ..live.stream import HUB
 from ..server.body import BodyRefused, content_coding, read_body, too_large
-from ..server.keys import HUB, INGESTOR, PREPARER, STORE
+from ..server.keys import STORE
 from ..server.responses import Handler, error, json_response
 from .acks import Rejected, record_reject
+from .keys import INGESTOR, PREPARER
 
 _LOGGER = logging.getLogger(__name__)
 

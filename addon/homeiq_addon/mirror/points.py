@@ -80,19 +80,17 @@ _NOT_NAME: Final = re.compile(r"[^A-Za-z0-9_]")
 _NUMERIC_START: Final = frozenset("0123456789+-.")
 # The event's keys that become tags, in the sorted order InfluxDB stores them in.
 _EVENT_TAGS: Final = (
-    ("area", "area"),
-    ("cause", "cause"),
-    ("device_class", "device_class"),
-    ("domain", "domain"),
-    ("entity_id", "entity_id"),
-    ("event_type", "event_type"),
-    ("floor", "floor"),
-    ("unit", "unit"),
-)
+    "area", "cause", "device_class", "domain", "entity_id", "event_type", "floor", "unit",
+)  # fmt: skip
 _STATE_TAGS: Final = ("area", "device_class", "domain", "entity_id", "floor")
+# Escaping with str.translate costs about a microsecond a value; the values repeat from
+# event to event (an entity's tags, its states), so each tag set is escaped once.
+_CACHE_MAX: Final = 50_000
+_TAG_SETS: dict[tuple[Any, ...], str] = {}
+_TAG_VALUES: dict[str, str] = {}
+_NEEDS_STRING_ESCAPE: Final = re.compile(r'[\\"\n\r]').search
 # Field names by attribute key and prefix; keys repeat from event to event.
 _FIELD_NAMES: dict[tuple[str, str], str] = {}
-_FIELD_NAMES_MAX: Final = 50_000
 
 
 class InvalidEvent(ValueError):
@@ -110,12 +108,17 @@ def is_numeric_state(state: str) -> bool:
 
 
 def _tag(value: str) -> str:
-    return value.translate(_TAG_ESCAPE)
+    escaped = _TAG_VALUES.get(value)
+    if escaped is None:
+        if len(_TAG_VALUES) >= _CACHE_MAX:
+            _TAG_VALUES.clear()
+        escaped = _TAG_VALUES[value] = value.translate(_TAG_ESCAPE)
+    return escaped
 
 
 def _string(value: str) -> str | None:
     """A string field's value in quotes, or None when InfluxDB would refuse its length."""
-    escaped = value.translate(_STRING_ESCAPE)
+    escaped = value.translate(_STRING_ESCAPE) if _NEEDS_STRING_ESCAPE(value) else value
     if len(escaped) * 4 > MAX_STRING_BYTES and len(escaped.encode()) > MAX_STRING_BYTES:
         return None
     return f'"{escaped}"'
@@ -128,7 +131,7 @@ def _float(value: float) -> str:
 def _field_name(prefix: str, key: str) -> str:
     name = _FIELD_NAMES.get((prefix, key))
     if name is None:
-        if len(_FIELD_NAMES) >= _FIELD_NAMES_MAX:
+        if len(_FIELD_NAMES) >= _CACHE_MAX:
             _FIELD_NAMES.clear()
         name = _FIELD_NAMES[(prefix, key)] = prefix + _NOT_NAME.sub("_", key)
     return name
@@ -167,13 +170,19 @@ def _typed_fields(prefix: str, values: Mapping[str, Any], strings: bool, out: li
                 out.append(f"{name}_json={text}")
 
 
-def _tags(event: Mapping[str, Any], keys: Iterable[tuple[str, str]]) -> str:
-    parts = []
-    for key, tag_key in keys:
-        value = event.get(key)
-        if value:
-            parts.append(f",{tag_key}={_tag(str(value))}")
-    return "".join(parts)
+def _tags(event: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+    """``,key=value`` for each of ``keys`` the event has a non-empty value for."""
+    values = (keys, *map(event.get, keys))
+    tags = _TAG_SETS.get(values)
+    if tags is None:
+        if len(_TAG_SETS) >= _CACHE_MAX:
+            _TAG_SETS.clear()
+        tags = _TAG_SETS[values] = "".join(
+            f",{key}={_tag(str(value))}"
+            for key, value in zip(keys, values[1:], strict=True)
+            if value
+        )
+    return tags
 
 
 def event_lines(
@@ -227,7 +236,7 @@ def event_lines(
         line = f"{EVENT_MEASUREMENT}{tags} {','.join(kept)}{stamp}"
     lines = [line]
     if event_type in STATE_EVENT_TYPES and event.get("entity_id"):
-        state_tags = _tags(event, [(k, k) for k in _STATE_TAGS])
+        state_tags = _tags(event, _STATE_TAGS)
         old = event.get("old_state")
         if (
             isinstance(old, str)

@@ -51,7 +51,8 @@ def sample_events(count: int, entities: int = 500) -> list[dict[str, Any]]:
             value = round(20 + (n % 97) / 10, 1)
             attributes = {"state_class": "measurement", "friendly_name": "T"}
             event |= {"state": str(value), "old_state": "20.0", "numeric_value": value,
-                      "device_class": "temperature", "unit": "°C", "attributes": attributes}  # fmt: skip
+                      "device_class": "temperature", "unit": "°C"}  # fmt: skip
+            event["attributes"] = attributes
         else:
             on = n % 2 == 0
             event |= {"state": "on" if on else "off", "old_state": "off" if on else "on",

@@ -17,15 +17,17 @@ import json
 from pathlib import Path
 import tempfile
 import time
-from typing import Any
+from typing import Any, cast
 
-from influxdb_client import Point, WritePrecision
+from influxdb_client.client.write.point import Point as _Point
+from influxdb_client.domain.write_precision import WritePrecision
 
 from homeiq_addon.mirror.points import event_lines
 from homeiq_addon.mirror.writer import Target, TargetWriter
 from tests.mirror.engines import VictoriaMetrics, running
 
 T0_US = 1_795_000_000_000_000  # 2026-11-18
+Point = cast(Any, _Point)  # untyped
 
 
 def sample_events(count: int, entities: int = 500) -> list[dict[str, Any]]:

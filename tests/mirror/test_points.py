@@ -10,9 +10,16 @@ import random
 from typing import Any
 
 import orjson
+import pytest
 
 from homeiq_addon.contract import parse_time_us
-from homeiq_addon.mirror.points import MAX_STRING_BYTES, Rollup, event_lines, rollup_lines
+from homeiq_addon.mirror.points import (
+    MAX_STRING_BYTES,
+    InvalidEvent,
+    Rollup,
+    event_lines,
+    rollup_lines,
+)
 from homeiq_addon.mirror.writer import Target, TargetWriter
 from tests.mirror.engines import VictoriaMetrics, samples
 
@@ -241,7 +248,7 @@ async def test_awkward_text_and_huge_attributes_still_arrive(victoria: VictoriaM
     event = state_event(
         "input_text.note", state, None, 0, area="Tab\there, trailing\\",
         attributes={"small": 1, "long": "x" * (MAX_STRING_BYTES + 1),
-                    "huge": ["y" * 60_000] * 5},
+                    **{f"part_{n}": ["y" * 60_000] for n in range(5)}},
     )  # fmt: skip
     await mirror(victoria, event_lines(event))
 
@@ -249,8 +256,8 @@ async def test_awkward_text_and_huge_attributes_still_arrive(victoria: VictoriaM
             "entity_id": "input_text.note", "event_type": "state_changed"}  # fmt: skip
     flag = {k: v for k, v in tags.items() if k != "event_type"}
     t = ms(0)
-    # The line carrying 300 kB of attributes would pass victoria-metrics' line limit and
-    # vanish: the strings are left out, the rest arrives.
+    # A string over 64 KiB is left out; five of 60 kB each would take the line past
+    # victoria-metrics' limit, where it vanishes: they are left out, the rest arrives.
     assert samples(victoria) == {
         series("homeiq_events", **tags): [(t, 1)],
         series("homeiq_state", **tags): [(t, 0)],
@@ -258,6 +265,13 @@ async def test_awkward_text_and_huge_attributes_still_arrive(victoria: VictoriaM
         # A newline becomes the two characters \n; the rest of the label as it was.
         series("homeiq_states_active", **flag, state=state.replace("\n", "\\n")): [(t, 1)],
     }
+
+
+def test_an_event_without_a_time_or_type_is_no_point() -> None:
+    event = state_event("light.hall", "on", None, 0)
+    for broken in ({"time_fired": "yesterday"}, {"time_fired": None}, {"event_type": ""}):
+        with pytest.raises(InvalidEvent):
+            event_lines(event | broken)
 
 
 def field_types(line: str) -> dict[str, str]:

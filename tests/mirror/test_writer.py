@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
+import time
 from typing import Any
 
 from aiohttp import web
@@ -137,21 +138,27 @@ async def test_the_engine_killed_mid_stream_gets_everything_exactly_once(
     acked = asyncio.Event()
 
     async def outbox() -> None:
-        cursor, outage = 0, None
+        """What the add-on's outbox does for a target: batches from a cursor that moves
+        on each acknowledgement, and goes back by the replay window after an outage."""
+        cursor = 0
+        outage_began: list[float] = []
+
+        def failed(error: MirrorError) -> None:
+            errors.append(error)
+            if not outage_began:
+                outage_began.append(time.monotonic())
+
         async with TargetWriter(target(victoria.url)) as writer:
             while cursor < len(batches):
                 backoff = Backoff(first_s=0.05, max_s=0.3)
-                failed_before = len(errors)
-                outcome = await writer.deliver(batches[cursor], backoff, errors.append)
+                outcome = await writer.deliver(batches[cursor], backoff, failed)
                 assert outcome.refused == []
-                if len(errors) > failed_before and outage is None:
-                    outage = asyncio.get_running_loop().time()
-                window.acknowledged(cursor, now=asyncio.get_running_loop().time())
+                window.acknowledged(cursor)
                 cursor += 1
                 acked.set()
-                if outage is not None:
-                    rewind = window.replay_from(outage)
-                    cursor, outage = (cursor if rewind is None else min(cursor, rewind)), None
+                if outage_began:
+                    rewind = window.replay_from(outage_began.pop())
+                    cursor = cursor if rewind is None else min(cursor, rewind)
                 await asyncio.sleep(0.01)
 
     stream = asyncio.create_task(outbox())

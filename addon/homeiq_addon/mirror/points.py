@@ -197,7 +197,7 @@ def event_lines(
     if time_us is None:
         time_us = parse_time_us(event.get("time_fired"))
         if time_us is None:
-            raise InvalidEvent("time_fired: " + "expected a time from 1970 to 2199")
+            raise InvalidEvent("time_fired: expected a time from 1970 to before 2200")
     event_type = event.get("event_type")
     if not event_type:
         raise InvalidEvent("event_type: expected a non-empty string")

@@ -27,10 +27,11 @@ observed here (tests/mirror rely on each point):
   characters.
 - A sample written twice (same series, same millisecond) is stored twice: /api/v1/export
   and ``count_over_time`` show both. With ``-dedup.minScrapeInterval=1ms`` only one
-  sample per series and millisecond is kept (by export and by queries alike). That flag is what makes a retried write count once; it is set on every server
-  these tests start (``DEDUP``); on a cluster it goes on vmselect and vmstorage. Which
-  of two different samples in one millisecond survives is not defined: across separate
-  writes it was the later one in every run here, within one request either.
+  sample per series and millisecond is kept (by export and by queries alike). That flag
+  is what makes a retried write count once; it is set on every server these tests start
+  (``DEDUP``); on a cluster it goes on vmselect and vmstorage. Which of two different
+  samples in one millisecond survives is not defined: across separate writes it was the
+  later one in every run here, within one request either.
 - An acknowledgement is not durability: SIGKILLed 5 s after a write was answered 204
   (even after /internal/force_flush), the server came back without it; 12 s after, it
   was kept. SIGTERM keeps everything. (homeiq_addon/mirror/replay.py writes the last

@@ -203,6 +203,10 @@ async def test_through_vmagent_each_point_is_on_exactly_one_node(
     counts = sample_counts(*two_nodes)
     assert len(counts) == expected
     assert set(counts.values()) == {1}
+    # The sharding label is vmagent's own: the series arrive with the tags written.
+    assert {key for _, labels, _ in counts for key, _ in labels} == {
+        "domain", "entity_id", "event_type",
+    }  # fmt: skip
     # Really sharded: each entity on one node, both nodes used.
     on_node = [{dict(labels)["entity_id"] for _, labels in samples(node)} for node in two_nodes]
     assert on_node[0] and on_node[1]

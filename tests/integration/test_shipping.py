@@ -21,7 +21,7 @@ from custom_components.homeiq.const import (
     DOMAIN,
     ISSUE_SPOOL_FULL,
 )
-from custom_components.homeiq.pipeline import spool_dir
+from custom_components.homeiq.spool import spool_dir
 
 ONLY_SEQ = {CONF_CAPTURE_MODE: "state_changes", CONF_INCLUDE_ENTITIES: ["sensor.seq"]}
 

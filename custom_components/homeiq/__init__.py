@@ -10,8 +10,7 @@ from homeassistant.helpers.typing import ConfigType
 
 from .api import HomeIQClient
 from .const import CONF_TOKEN, CONF_URL, DOMAIN
-from .coordinator import HomeIQCoordinator
-from .models import HomeIQConfigEntry, HomeIQData
+from .coordinator import HomeIQConfigEntry, HomeIQCoordinator, HomeIQData
 from .pipeline import Pipeline
 from .services import async_setup_services
 from .spool import Spool

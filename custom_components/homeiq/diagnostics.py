@@ -15,8 +15,7 @@ from .const import (
     CONF_URL,
     CONF_WEATHER_ENTITY,
 )
-from .coordinator import PipelineCounters
-from .models import HomeIQConfigEntry
+from .coordinator import HomeIQConfigEntry
 
 # Credentials, where the add-on lives, and anything naming people or their things.
 TO_REDACT = {
@@ -44,7 +43,7 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """Return diagnostics for a config entry."""
     runtime = entry.runtime_data
-    counters = PipelineCounters.from_pipeline(runtime.pipeline)
+    counters = runtime.pipeline.counters()
     state = runtime.coordinator.data
     cap = counters.spool_cap_bytes
     return async_redact_data(

@@ -7,16 +7,13 @@ options), so there is no repairs platform; the issue ids double as translation k
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
 
 from .const import API_VERSION, DOMAIN, ISSUE_SPOOL_FULL
-
-if TYPE_CHECKING:
-    from .coordinator import HomeIQState
+from .models import HomeIQState
 
 ISSUE_ADDON_UNREACHABLE = "addon_unreachable"
 ISSUE_SPOOL_NEAR_FULL = "spool_near_full"

@@ -42,6 +42,7 @@ from .const import (
     SHUTDOWN_FLUSH_TIMEOUT,
 )
 from .enrich import Enricher, snapshot
+from .models import PipelineCounters
 from .shipper import Shipper
 from .spool import Spool
 from .spool_writer import SpoolWriter
@@ -163,6 +164,21 @@ class Pipeline:
         if not samples:
             return 0.0
         return float(self.captured_total - samples[0][1])
+
+    def counters(self) -> PipelineCounters:
+        """A snapshot of the counters above, for the coordinator and diagnostics."""
+        return PipelineCounters(
+            captured_total=self.captured_total,
+            dropped_total=self.dropped_total,
+            backlog_events=self.backlog_events,
+            spool_bytes=self.spool_bytes,
+            spool_cap_bytes=self.spool_cap_bytes,
+            last_delivery=self.last_delivery,
+            delivery_latency_ms=self.delivery_latency_ms,
+            events_per_minute=self.events_per_minute,
+            connected=self.connected,
+            last_error=self.last_error,
+        )
 
     # --- life cycle ----------------------------------------------------------------
     async def async_start(self) -> None:

@@ -19,9 +19,9 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
-from .coordinator import HomeIQState
+from .coordinator import HomeIQConfigEntry
 from .entity import HomeIQEntity
-from .models import HomeIQConfigEntry
+from .models import HomeIQState
 
 # The coordinator centralizes the updates.
 PARALLEL_UPDATES = 0

@@ -22,7 +22,7 @@ import voluptuous as vol
 
 from .api import HomeIQAuthError, HomeIQError, HomeIQResponseError
 from .const import DOMAIN
-from .models import HomeIQConfigEntry
+from .coordinator import HomeIQConfigEntry
 
 SERVICE_FLUSH = "flush"
 SERVICE_QUERY = "query"

@@ -8,7 +8,7 @@ from homeassistant.components import system_health
 from homeassistant.core import HomeAssistant, callback
 
 from .const import DOMAIN
-from .models import HomeIQConfigEntry
+from .coordinator import HomeIQConfigEntry
 
 
 @callback

@@ -10,6 +10,7 @@ from aiohttp import web
 import orjson
 
 from .body import BodyLost
+from .errors import HomeIQError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,6 +47,11 @@ _BODY_HEADERS = frozenset({"content-type", "content-length"})
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
+    except HomeIQError as exc:
+        response = error(exc.status, exc.code, exc.message)
+        if exc.closes_connection:
+            response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

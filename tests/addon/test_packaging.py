@@ -238,3 +238,14 @@ def test_repository_and_hacs_manifests() -> None:
     repository = _yaml(ROOT / "repository.yaml")
     assert set(repository) == {"name", "url", "maintainer"}
     assert (ADDON / "apparmor.txt").read_text().count("profile homeiq") == 1
+
+
+def test_both_parts_ship_the_same_contract() -> None:
+    """Each part is installed without the other, so each carries the contract; a change
+    made to one copy only would let the integration and the add-on disagree."""
+    addon_copy = (ADDON / "homeiq_addon" / "contract.py").read_bytes()
+    integration_copy = (ROOT / "custom_components" / "homeiq" / "contract.py").read_bytes()
+    assert integration_copy == addon_copy, (
+        "custom_components/homeiq/contract.py differs from addon/homeiq_addon/contract.py;"
+        " edit the add-on's copy and copy it over"
+    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
@@ -21,8 +20,9 @@ from homeassistant.util import dt as dt_util
 
 from .api import HomeIQAuthError, HomeIQClient, HomeIQError
 from .const import DOMAIN, LOGGER
+from .contract import Health, Stats
 from .issues import IssueTracker
-from .models import HomeIQState
+from .models import AddonAnswers, HomeIQState
 from .pipeline import Pipeline
 
 # Stats are aggregated by the add-on; every 30 s keeps the sensors fresh without load.
@@ -65,7 +65,7 @@ class HomeIQCoordinator(DataUpdateCoordinator[HomeIQState]):
         )
         self.client = client
         self.pipeline = pipeline
-        self.data = HomeIQState(addon_available=False, pipeline=pipeline.counters())
+        self.data = HomeIQState(pipeline=pipeline.counters())
         # None until the first answer: the first failure is logged, a first success is not.
         self._reachable: bool | None = None
         self._unreachable_since: datetime | None = None
@@ -101,27 +101,22 @@ class HomeIQCoordinator(DataUpdateCoordinator[HomeIQState]):
             self._reachable = False
             self._unreachable_since = dt_util.utcnow()
         return HomeIQState(
-            addon_available=False,
-            pipeline=self.pipeline.counters(),
-            unreachable_since=self._unreachable_since,
+            pipeline=self.pipeline.counters(), unreachable_since=self._unreachable_since
         )
 
-    def _reached(self, health: dict[str, Any], stats: dict[str, Any]) -> HomeIQState:
+    def _reached(self, health: Health, stats: Stats) -> HomeIQState:
         if self._reachable is False:
             LOGGER.info("HomeIQ add-on at %s is reachable again", self.client.url)
         self._reachable = True
         self._unreachable_since = None
-        self._update_device_version(health.get("version"))
+        self._update_device_version(health.version)
         return HomeIQState(
-            addon_available=True,
-            pipeline=self.pipeline.counters(),
-            health=health,
-            stats=stats,
+            pipeline=self.pipeline.counters(), addon=AddonAnswers(health=health, stats=stats)
         )
 
-    def _update_device_version(self, version: Any) -> None:
+    def _update_device_version(self, version: str) -> None:
         """Show the add-on's version on the service device once it is known."""
-        if not isinstance(version, str) or version == self._device_version:
+        if version == self._device_version:
             return
         registry = dr.async_get(self.hass)
         entry_id = self.config_entry.entry_id

@@ -7,6 +7,7 @@ from typing import Any
 
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
+import msgspec
 
 from .const import (
     CONF_EXCLUDE_ENTITIES,
@@ -45,6 +46,7 @@ async def async_get_config_entry_diagnostics(
     runtime = entry.runtime_data
     counters = runtime.pipeline.counters()
     state = runtime.coordinator.data
+    addon = state.addon
     cap = counters.spool_cap_bytes
     return async_redact_data(
         {
@@ -64,8 +66,8 @@ async def async_get_config_entry_diagnostics(
             "addon": {
                 "available": state.addon_available,
                 "unreachable_since": state.unreachable_since,
-                "health": state.health,
-                "stats": state.stats,
+                "health": msgspec.to_builtins(addon.health) if addon is not None else {},
+                "stats": msgspec.to_builtins(addon.stats) if addon is not None else {},
             },
         },
         TO_REDACT,

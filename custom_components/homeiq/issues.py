@@ -12,7 +12,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
 
-from .const import API_VERSION, DOMAIN, ISSUE_SPOOL_FULL
+from .const import DOMAIN, ISSUE_SPOOL_FULL
+from .contract import API_VERSION
 from .models import HomeIQState
 
 ISSUE_ADDON_UNREACHABLE = "addon_unreachable"
@@ -81,10 +82,10 @@ class IssueTracker:
         )
 
     def _incompatible(self, state: HomeIQState) -> None:
-        if not state.addon_available:
+        if state.addon is None:
             return
-        api_version = state.health.get("api_version")
-        if api_version == API_VERSION:
+        health = state.addon.health
+        if health.api_version == API_VERSION:
             _clear(self.hass, ISSUE_ADDON_INCOMPATIBLE)
             return
         _raise(
@@ -92,8 +93,8 @@ class IssueTracker:
             ISSUE_ADDON_INCOMPATIBLE,
             ir.IssueSeverity.ERROR,
             {
-                "addon_version": str(state.health.get("version", "unknown")),
-                "api_version": str(api_version),
+                "addon_version": health.version,
+                "api_version": str(health.api_version),
                 "expected_api_version": str(API_VERSION),
             },
         )

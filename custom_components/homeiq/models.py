@@ -1,13 +1,15 @@
 """What the HomeIQ entities show: the coordinator's data, as typed values.
 
-The bottom of the integration: it imports nothing of it, so everything else may import it.
+Near the bottom of the integration: it imports only the contract, so everything else
+may import it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+
+from .contract import Health, Stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,18 +29,22 @@ class PipelineCounters:
 
 
 @dataclass(frozen=True, slots=True)
-class HomeIQState:
-    """What one refresh learned: the add-on's view (when reachable) and the pipeline's."""
+class AddonAnswers:
+    """The add-on's health and its stats for the last hour, from one refresh."""
 
-    addon_available: bool
+    health: Health
+    stats: Stats
+
+
+@dataclass(frozen=True, slots=True)
+class HomeIQState:
+    """What one refresh learned: the add-on's answers (when it gave them) and the pipeline's."""
+
     pipeline: PipelineCounters
-    health: dict[str, Any] = field(default_factory=dict)
-    stats: dict[str, Any] = field(default_factory=dict)
+    addon: AddonAnswers | None = None  # None while unreachable, and before its first answer
     unreachable_since: datetime | None = None
 
     @property
-    def store(self) -> dict[str, Any]:
-        """The add-on's store figures (stats first, health as fallback)."""
-        store: dict[str, Any] = dict(self.health)
-        store.update(self.stats.get("store") or {})
-        return store
+    def addon_available(self) -> bool:
+        """Whether the last refresh reached the add-on."""
+        return self.addon is not None

@@ -20,7 +20,8 @@ from .api import (
     HomeIQResponseError,
     HomeIQServerError,
 )
-from .const import API_VERSION, BACKOFF_INITIAL, BACKOFF_MAX, LOGGER, PROBE_INTERVAL
+from .const import BACKOFF_INITIAL, BACKOFF_MAX, LOGGER, PROBE_INTERVAL
+from .contract import API_VERSION
 from .spool import Spool, SpoolItem
 
 # What `_ship` answers besides None (delivered) and a delay in seconds.
@@ -113,7 +114,7 @@ class Shipper:
         except HomeIQError as err:
             self._failed(str(err))
             return
-        version = health.get("api_version", API_VERSION)
+        version = health.api_version
         if version != API_VERSION:
             self.last_error = f"Add-on API version {version} is not {API_VERSION}: update both"
         else:

@@ -13,6 +13,7 @@ from custom_components.homeiq.api import (
     HomeIQAuthError,
     HomeIQClient,
     HomeIQConnectionError,
+    HomeIQContractError,
     HomeIQRateLimitedError,
     HomeIQResponseError,
 )
@@ -22,8 +23,8 @@ async def test_calls_against_the_addon(hass: HomeAssistant, addon_server: Any) -
     """Each client call reaches its route and returns the add-on's JSON."""
     client = HomeIQClient(async_get_clientsession(hass), addon_server.url + "/", addon_server.token)
     assert client.url == addon_server.url
-    assert (await client.async_health())["api_version"] == 1
-    assert (await client.async_stats("15m"))["period"] == "15m"
+    assert (await client.async_health()).api_version == 1
+    assert (await client.async_stats("15m")).period == "15m"
     assert (await client.async_events(limit=5, domain=None))["events"] == []
     assert (await client.async_history("sensor.none", resolution="raw"))["entity_id"] == (
         "sensor.none"
@@ -43,7 +44,9 @@ async def odd_peer(hass: HomeAssistant, socket_enabled: None) -> Any:
     """An HTTP server answering what a broken proxy or a wrong address might."""
 
     async def handle(request: web.Request) -> web.Response:
-        kind = request.query.get("kind", "")
+        kind = request.query.get("kind", request.query.get("period", ""))
+        if kind == "off_contract":
+            return web.json_response({"period": "1h", "generated_at": 5})
         if kind == "text":
             return web.Response(text="<html>not json</html>")
         if kind == "empty":
@@ -82,3 +85,11 @@ async def test_odd_answers(odd_peer: HomeIQClient) -> None:
     assert limited.value.retry_after == 7.0
     with pytest.raises(HomeIQResponseError, match="HTTP 400"):
         await odd_peer._request("GET", "/api/v1/stats", params={"kind": "list"})
+
+
+async def test_answers_off_the_contract(odd_peer: HomeIQClient) -> None:
+    """A success whose body does not fit the contract is an error naming the field."""
+    with pytest.raises(HomeIQContractError, match=r"got `int` - at `\$\.generated_at`"):
+        await odd_peer.async_stats("off_contract")
+    with pytest.raises(HomeIQConnectionError, match="Invalid JSON"):
+        await odd_peer.async_stats("text")

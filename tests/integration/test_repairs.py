@@ -21,13 +21,13 @@ from pytest_homeassistant_custom_component.common import (
 
 from custom_components.homeiq import issues
 from custom_components.homeiq.const import (
-    API_VERSION,
     CAPTURE_EVENT_TYPES,
     CONF_CAPTURE_MODE,
     CONF_EVENT_TYPES,
     CONF_SPOOL_CAP_MB,
     DOMAIN,
 )
+from custom_components.homeiq.contract import API_VERSION
 
 TEST_EVENT = "homeiq_test"
 SMALL_SPOOL = {
@@ -111,7 +111,7 @@ async def test_addon_incompatible(
         assert issue is not None
         assert issue.severity is ir.IssueSeverity.ERROR
         assert issue.translation_placeholders == {
-            "addon_version": entry.runtime_data.coordinator.data.health["version"],
+            "addon_version": entry.runtime_data.coordinator.data.addon.health.version,
             "api_version": "99",
             "expected_api_version": str(API_VERSION),
         }

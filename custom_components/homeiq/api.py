@@ -13,7 +13,7 @@ import aiohttp
 import msgspec
 import orjson
 
-from .contract import Ack, Error, Health, HealthMinimal, Stats
+from .contract import API_VERSION, Ack, Error, Health, HealthMinimal, Stats
 
 REQUEST_TIMEOUT = 30.0
 # The reachability probe answers at once when the add-on is up.
@@ -39,6 +39,16 @@ class HomeIQContractError(HomeIQServerError):
     """
 
 
+class HomeIQIncompatibleError(HomeIQContractError):
+    """The add-on speaks another API version, and its health cannot be read as ours."""
+
+    def __init__(self, version: str, api_version: int) -> None:
+        """Keep the versions it reported (for the repair issue)."""
+        super().__init__(f"Add-on API version {api_version} is not {API_VERSION}: update both")
+        self.version = version
+        self.api_version = api_version
+
+
 class HomeIQAuthError(HomeIQError):
     """The add-on refused the token."""
 
@@ -60,6 +70,13 @@ class HomeIQResponseError(HomeIQError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class _Versions(msgspec.Struct):
+    """What the health answer of any API version says: which versions it speaks."""
+
+    api_version: int
+    version: str = "unknown"
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -112,7 +129,9 @@ class HomeIQClient:
         deadline: float = REQUEST_TIMEOUT,
     ) -> T:
         """The answer decoded into one of the contract's types."""
-        payload = await self._fetch(method, path, params, body, deadline)
+        return self._decode(answer, path, await self._fetch(method, path, params, body, deadline))
+
+    def _decode[T](self, answer: type[T], path: str, payload: bytes) -> T:
         try:
             return msgspec.json.decode(payload, type=answer)
         except msgspec.ValidationError as err:  # says which field, e.g. "at `$.version`"
@@ -161,7 +180,19 @@ class HomeIQClient:
 
     async def async_health(self) -> Health:
         """Return the add-on's health (status, version, api_version, instance_id...)."""
-        return await self._request_typed(Health, "GET", "/api/v1/health", deadline=10)
+        path = "/api/v1/health"
+        payload = await self._fetch("GET", path, None, None, 10)
+        try:
+            return self._decode(Health, path, payload)
+        except HomeIQContractError:
+            # Another API version may answer differently: say so, rather than what broke.
+            try:
+                versions = msgspec.json.decode(payload, type=_Versions)
+            except msgspec.DecodeError:
+                versions = _Versions(API_VERSION)
+            if versions.api_version != API_VERSION:
+                raise HomeIQIncompatibleError(versions.version, versions.api_version) from None
+            raise
 
     async def async_ping(self) -> None:
         """Ask the unauthenticated minimal health (cheap: no store figures are gathered)."""

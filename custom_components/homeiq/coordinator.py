@@ -18,11 +18,11 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
-from .api import HomeIQAuthError, HomeIQClient, HomeIQError
+from .api import HomeIQAuthError, HomeIQClient, HomeIQError, HomeIQIncompatibleError
 from .const import DOMAIN, LOGGER
-from .contract import Health, Stats
+from .contract import API_VERSION, Health, Stats
 from .issues import IssueTracker
-from .models import AddonAnswers, HomeIQState
+from .models import AddonAnswers, HomeIQState, IncompatibleAddon
 from .pipeline import Pipeline
 
 # Stats are aggregated by the add-on; every 30 s keeps the sensors fresh without load.
@@ -88,6 +88,10 @@ class HomeIQCoordinator(DataUpdateCoordinator[HomeIQState]):
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="auth_failed"
             ) from err
+        except HomeIQIncompatibleError as err:
+            self._answered()
+            incompatible = IncompatibleAddon(err.version, err.api_version)
+            state = HomeIQState(pipeline=self.pipeline.counters(), incompatible=incompatible)
         except HomeIQError as err:
             state = self._unreachable(err)
         else:
@@ -105,14 +109,22 @@ class HomeIQCoordinator(DataUpdateCoordinator[HomeIQState]):
         )
 
     def _reached(self, health: Health, stats: Stats) -> HomeIQState:
+        self._answered()
+        self._update_device_version(health.version)
+        incompatible = None
+        if health.api_version != API_VERSION:
+            incompatible = IncompatibleAddon(health.version, health.api_version)
+        return HomeIQState(
+            pipeline=self.pipeline.counters(),
+            addon=AddonAnswers(health=health, stats=stats),
+            incompatible=incompatible,
+        )
+
+    def _answered(self) -> None:
         if self._reachable is False:
             LOGGER.info("HomeIQ add-on at %s is reachable again", self.client.url)
         self._reachable = True
         self._unreachable_since = None
-        self._update_device_version(health.version)
-        return HomeIQState(
-            pipeline=self.pipeline.counters(), addon=AddonAnswers(health=health, stats=stats)
-        )
 
     def _update_device_version(self, version: str) -> None:
         """Show the add-on's version on the service device once it is known."""

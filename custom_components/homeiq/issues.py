@@ -71,7 +71,7 @@ class IssueTracker:
     def _unreachable(self, state: HomeIQState) -> None:
         since = state.unreachable_since
         if since is None or dt_util.utcnow() - since < UNREACHABLE_GRACE:
-            if state.addon_available:
+            if state.addon_available or state.incompatible is not None:
                 _clear(self.hass, ISSUE_ADDON_UNREACHABLE)
             return
         _raise(
@@ -82,19 +82,18 @@ class IssueTracker:
         )
 
     def _incompatible(self, state: HomeIQState) -> None:
-        if state.addon is None:
-            return
-        health = state.addon.health
-        if health.api_version == API_VERSION:
-            _clear(self.hass, ISSUE_ADDON_INCOMPATIBLE)
+        addon = state.incompatible
+        if addon is None:
+            if state.addon_available:
+                _clear(self.hass, ISSUE_ADDON_INCOMPATIBLE)
             return
         _raise(
             self.hass,
             ISSUE_ADDON_INCOMPATIBLE,
             ir.IssueSeverity.ERROR,
             {
-                "addon_version": health.version,
-                "api_version": str(health.api_version),
+                "addon_version": addon.version,
+                "api_version": str(addon.api_version),
                 "expected_api_version": str(API_VERSION),
             },
         )

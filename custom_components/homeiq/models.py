@@ -37,11 +37,21 @@ class AddonAnswers:
 
 
 @dataclass(frozen=True, slots=True)
+class IncompatibleAddon:
+    """An add-on speaking another API version than this integration: update both."""
+
+    version: str
+    api_version: int
+
+
+@dataclass(frozen=True, slots=True)
 class HomeIQState:
     """What one refresh learned: the add-on's answers (when it gave them) and the pipeline's."""
 
     pipeline: PipelineCounters
-    addon: AddonAnswers | None = None  # None while unreachable, and before its first answer
+    # None while unreachable, before its first answer, and when its answers cannot be read.
+    addon: AddonAnswers | None = None
+    incompatible: IncompatibleAddon | None = None
     unreachable_since: datetime | None = None
 
     @property

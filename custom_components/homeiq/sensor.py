@@ -53,9 +53,12 @@ def _oldest_event(state: HomeIQState) -> datetime | None:
 def _status(state: HomeIQState) -> str | None:
     """Worst of the add-on's alerts and its health status; "unreachable" while it is down.
 
-    Before the first answer (right after setup) it is unknown, not unreachable.
+    Before the first answer (right after setup) it is unknown, not unreachable; an add-on
+    whose answers cannot be read (another API version) is an error.
     """
     if state.addon is None:
+        if state.incompatible is not None:
+            return "error"
         return STATUS_UNREACHABLE if state.unreachable_since is not None else None
     levels = {alert.level for alert in state.addon.stats.alerts}
     health = state.addon.health.status

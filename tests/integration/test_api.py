@@ -14,6 +14,7 @@ from custom_components.homeiq.api import (
     HomeIQClient,
     HomeIQConnectionError,
     HomeIQContractError,
+    HomeIQIncompatibleError,
     HomeIQRateLimitedError,
     HomeIQResponseError,
 )
@@ -59,8 +60,12 @@ async def odd_peer(hass: HomeAssistant, socket_enabled: None) -> Any:
             return web.Response(status=429, headers={"Retry-After": "7"}, text="{}")
         return web.json_response(["not", "an", "object"], status=400)
 
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response(["not", "health"])
+
     app = web.Application()
     app.router.add_get("/api/v1/stats", handle)
+    app.router.add_get("/api/v1/health", health)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -93,3 +98,7 @@ async def test_answers_off_the_contract(odd_peer: HomeIQClient) -> None:
         await odd_peer.async_stats("off_contract")
     with pytest.raises(HomeIQConnectionError, match="Invalid JSON"):
         await odd_peer.async_stats("text")
+    # Not even the API version can be read: not taken for another version's answer.
+    with pytest.raises(HomeIQContractError, match="got `array`") as err:
+        await odd_peer.async_health()
+    assert not isinstance(err.value, HomeIQIncompatibleError)

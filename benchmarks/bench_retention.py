@@ -40,10 +40,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "addon"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from homeiq_addon.ingest.service import Ingestor  # noqa: E402
 from homeiq_addon.retention import job  # noqa: E402
 from homeiq_addon.retention.policies import Policy, PolicySet  # noqa: E402
 from homeiq_addon.store.db import Store  # noqa: E402
-from homeiq_addon.store.ingest import Ingestor  # noqa: E402
 
 WORK = REPO / "benchmarks" / ".work" / "retention"
 RESULTS = REPO / "benchmarks" / "results" / "retention.json"

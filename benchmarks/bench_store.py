@@ -46,8 +46,8 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "addon"))
 
+from homeiq_addon.ingest.service import Ingestor  # noqa: E402
 from homeiq_addon.store.db import Store  # noqa: E402
-from homeiq_addon.store.ingest import Ingestor  # noqa: E402
 
 WORK = REPO / "benchmarks" / ".work" / "store"
 RESULTS = REPO / "benchmarks" / "results" / "store.json"

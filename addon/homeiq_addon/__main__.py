@@ -8,8 +8,8 @@ import signal
 import sys
 
 from .app import serve
+from .backups.snapshot import promote_snapshot
 from .config import Config, TokenRefused, parse_args
-from .snapshot import promote_snapshot
 from .store.migrations import SchemaTooNew
 
 

@@ -3,44 +3,41 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 import contextlib
 import logging
 
 from aiohttp import web
 
-from . import health, maintenance, openapi, query_routes, routes, stats, ws
-from .auth import auth_middleware
+from .backups import routes as backups_routes
 from .config import Config, load_instance_id, load_token
-from .connections import GuardedRunner, Timeouts
-from .context import CONFIG, HISTORY, HUB, INGESTOR, PREPARER, RUNTIME, STORE, Runtime
 from .discovery import announce
-from .responses import error_middleware
+from .export import routes as export_routes
+from .history import routes as history_routes
+from .history.providers import HISTORY
+from .ingest import routes as ingest_routes
+from .ingest.keys import INGESTOR, PREPARER
+from .ingest.service import Ingestor
+from .ingest.worker import Preparer
+from .live import stream
+from .live.stream import HUB, Hub
+from .panel import routes as panel_routes
 from .retention import routes as retention_routes
+from .server import openapi
+from .server.auth import auth_middleware
+from .server.connections import GuardedRunner, Timeouts
+from .server.keys import CONFIG, RUNTIME, STORE, Runtime
+from .server.responses import error_middleware
+from .status import routes as status_routes
 from .store.db import Store
-from .store.ingest import Ingestor
-from .store.worker import Preparer
-from .ws import Hub
+from .store.maintenance import keep_pruning
 
 _LOGGER = logging.getLogger(__name__)
-
-# Every part of the service registers its routes here; each entry is `setup(app)`.
-# (RETENTION appends its modules' setup functions to this list.)
-PLUGINS: list[Callable[[web.Application], None]] = [
-    routes.setup,
-    query_routes.setup,
-    health.setup,
-    stats.setup,
-    ws.setup,
-    openapi.setup,
-    maintenance.setup,
-    retention_routes.setup,
-]
 
 
 async def build_app(config: Config, store: Store) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware, routes.plain_body_elsewhere],
+        middlewares=[error_middleware, auth_middleware, ingest_routes.plain_body_elsewhere],
         # Slightly above the limit so the ingest route can answer 413 itself, in JSON.
         client_max_size=config.max_body_bytes + 1,
     )
@@ -56,12 +53,30 @@ async def build_app(config: Config, store: Store) -> web.Application:
     )
     app[HUB] = Hub()
     app[HISTORY] = {}
-    app[routes.STORE_LIMIT] = config.max_body_bytes
-    for plugin in PLUGINS:
-        plugin(app)
+    app[ingest_routes.STORE_LIMIT] = config.max_body_bytes
+    # Each capability registers its own routes (and background tasks).
+    ingest_routes.setup(app)
+    history_routes.setup(app)
+    status_routes.setup(app)
+    stream.setup(app)
+    openapi.setup(app)
+    app.cleanup_ctx.append(_pruning)
+    retention_routes.setup(app)
+    backups_routes.setup(app)
+    export_routes.setup(app)
+    panel_routes.setup(app)
     app.cleanup_ctx.append(_discovery)
     app.cleanup_ctx.append(_decode_worker)
     return app
+
+
+async def _pruning(app: web.Application) -> AsyncIterator[None]:
+    # The store's bookkeeping tables (store/maintenance.py), every ten minutes.
+    task = asyncio.create_task(keep_pruning(app[STORE]))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _decode_worker(app: web.Application) -> AsyncIterator[None]:

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from homeiq_addon.backups import prune
+from homeiq_addon.backups.service import prune
 from tests.addon.retention_data import T0, Api, event
 from tests.conftest import AddonProcess
 

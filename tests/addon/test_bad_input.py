@@ -18,8 +18,8 @@ import aiohttp
 import orjson
 import pytest
 
-from homeiq_addon.schema import MAX_NESTING, TIME_EXPECTED
-from homeiq_addon.store.worker import WORKER_MIN_BYTES
+from homeiq_addon.ingest.schema import MAX_NESTING, TIME_EXPECTED
+from homeiq_addon.ingest.worker import WORKER_MIN_BYTES
 from tests.addon.factory import batch, service_event, state_event
 from tests.addon.module_addon import sockets_lifted
 from tests.conftest import AddonProcess, running_addon

@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 
-from homeiq_addon.schema import check_batch
-from homeiq_addon.store.acks import Ack
+from homeiq_addon.ingest.acks import Ack
+from homeiq_addon.ingest.schema import check_batch
+from homeiq_addon.ingest.service import Ingestor
+from homeiq_addon.ingest.wire import decode_fast
 from homeiq_addon.store.db import Store
-from homeiq_addon.store.ingest import Ingestor
-from homeiq_addon.wire import decode_fast
 from tests.addon.factory import batch, service_event, state_event
 
 _TABLES = ("events", "strings", "entities", "event_types", "attributes", "registry", "causes",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 import time
 
-from homeiq_addon.maintenance import KEEP_SECONDS, prune
+from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.store.db import Store
-from homeiq_addon.store.ingest import Ingestor
+from homeiq_addon.store.maintenance import KEEP_SECONDS, prune
 from tests.addon.factory import batch, state_event
 
 

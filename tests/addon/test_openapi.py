@@ -8,7 +8,7 @@ from aiohttp import web
 
 from homeiq_addon.app import build_app
 from homeiq_addon.config import Config
-from homeiq_addon.openapi import document
+from homeiq_addon.server.openapi import document
 from homeiq_addon.store.db import Store
 from tests.addon.test_ingest import get
 from tests.conftest import AddonProcess

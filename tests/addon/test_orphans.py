@@ -9,10 +9,10 @@ import sqlite3
 import orjson
 import pytest
 
-from homeiq_addon.backups import _restore_into, create_backup
+from homeiq_addon.backups.service import create_backup, restore_into
+from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.retention import orphans, source
 from homeiq_addon.store.db import Store
-from homeiq_addon.store.ingest import Ingestor
 from tests.addon.factory import batch, state_event
 
 
@@ -71,6 +71,6 @@ async def test_nothing_is_deleted_after_a_restore_swapped_the_database(
     assert used is not None
     # ... but the backup brings their events back (ids 1-5, below the newest seen)
     # before the delete steps run.
-    await store.write(lambda c: _restore_into(c, backup, store), transaction=False)
+    await store.write(lambda c: restore_into(c, backup, store), transaction=False)
     assert await orphans.delete_unused(store, used) == 0
     assert len(await store.read(_attributes_of)) == 5

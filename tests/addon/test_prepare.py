@@ -15,11 +15,11 @@ import aiohttp
 import orjson
 import pytest
 
-from homeiq_addon.store.acks import Ack
+from homeiq_addon.ingest.acks import Ack
+from homeiq_addon.ingest.prepare import Mirror, Prepared, prepare_batch
+from homeiq_addon.ingest.service import Ingestor
+from homeiq_addon.ingest.worker import WORKER_MIN_BYTES
 from homeiq_addon.store.db import Store
-from homeiq_addon.store.ingest import Ingestor
-from homeiq_addon.store.prepare import Mirror, Prepared, prepare_batch
-from homeiq_addon.store.worker import WORKER_MIN_BYTES
 from tests.addon.factory import batch, state_event
 from tests.addon.retention_data import Api
 from tests.addon.test_ingest_paths import _dump, _ingest, _varied
@@ -111,7 +111,7 @@ def _workers(pid: int) -> set[int]:
     """The add-on's decode worker processes."""
     found = set()
     for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        if b"homeiq_addon.store.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+        if b"homeiq_addon.ingest.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
             found.add(int(child))
     return found
 

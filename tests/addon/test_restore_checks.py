@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from homeiq_addon.store.ingest import Ingestor
+from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.store.migrations import MIGRATIONS, migrate
 from homeiq_addon.store.schema_check import describe, differences, expected_schemas
 from tests.addon.factory import BASE, batch, state_event

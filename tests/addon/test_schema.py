@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from homeiq_addon.schema import (
+from homeiq_addon.ingest.schema import (
     EVENT_FIELDS,
     TIME_EXPECTED,
     BatchInvalid,
@@ -17,8 +17,8 @@ from homeiq_addon.schema import (
     check_batch,
     validate_batch,
 )
+from homeiq_addon.ingest.wire import decode_fast
 from homeiq_addon.store.codec import decode_context, encode_context
-from homeiq_addon.wire import decode_fast
 from tests.addon.factory import batch, service_event, state_event
 
 # Values of every JSON shape and the edges of each rule.

@@ -1,4 +1,4 @@
-"""Reads by entity and hourly stats see every event, settled (store/settle.py) or not."""
+"""Reads by entity and hourly stats see every event, settled (store/deferred_index.py) or not."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ from typing import Any
 
 import pytest
 
+from homeiq_addon.history import queries
+from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.retention import source
-from homeiq_addon.retention.schema import migrate_retention
-from homeiq_addon.stats import compute_stats
-from homeiq_addon.store import queries, settle
+from homeiq_addon.status.service import compute_stats
+from homeiq_addon.store import deferred_index
 from homeiq_addon.store.db import Store
-from homeiq_addon.store.ingest import Ingestor
+from homeiq_addon.store.memory_counts import RecentCounts
 from homeiq_addon.store.migrations import MIGRATIONS, m001_events
-from homeiq_addon.store.recent import RecentCounts
+from homeiq_addon.store.retention_tables import migrate_retention
 from tests.addon.factory import BASE, batch, state_event
 
 KITCHEN = "sensor.kitchen"
@@ -47,7 +48,7 @@ class _Store:
     def watermark_and_top(self) -> tuple[int, int]:
         return self.read(  # type: ignore[no-any-return]
             lambda c: (
-                settle.watermark(c),
+                deferred_index.watermark(c),
                 c.execute("SELECT MAX(id) FROM events").fetchone()[0],
             )
         )
@@ -143,7 +144,7 @@ def test_hourly_stats_count_events_before_and_after_they_settle(db: _Store) -> N
         [{"entity_id": HALL, "count": 30}, {"entity_id": KITCHEN, "count": 15}],
     )
     # The unsettled three from memory; then, memory lost, grouped from the raw tail.
-    assert unsettled.since(db.read(settle.position)) is not None
+    assert unsettled.since(db.read(deferred_index.position)) is not None
     assert metrics() == expected
     unsettled.forget()
     assert metrics() == expected
@@ -158,7 +159,7 @@ def test_hourly_counts_settled_from_memory_match_the_raw_events(db: _Store) -> N
     db.settle()  # nothing known in memory yet: grouped from the raw events
     db.ingest(HALL, range(30, 4000, 7))
     db.ingest(KITCHEN, range(7200, 9000, 60))
-    assert db.ingestor.unsettled.since(db.read(settle.position)) is not None
+    assert db.ingestor.unsettled.since(db.read(deferred_index.position)) is not None
     db.settle()  # from the counts the ingest kept
     stored = db.read(lambda c: sorted(c.execute("SELECT * FROM stat_hour_key")))
     counted = db.read(

@@ -14,7 +14,7 @@ import threading
 import aiohttp
 import pytest
 
-from homeiq_addon.snapshot import promote_snapshot, snapshot_path, take_snapshot
+from homeiq_addon.backups.snapshot import promote_snapshot, snapshot_path, take_snapshot
 from homeiq_addon.store.migrations import migrate
 from tests.addon.retention_data import T0, Api, event
 from tests.conftest import AddonProcess
@@ -93,7 +93,7 @@ def test_snapshot_command_reports_a_missing_database(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no database"):
         take_snapshot(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "homeiq_addon.snapshot", "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "homeiq_addon.backups.snapshot", "--data-dir", str(tmp_path)],
         cwd=ROOT / "addon",
         capture_output=True,
         text=True,

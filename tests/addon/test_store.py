@@ -8,8 +8,8 @@ import sqlite3
 
 import pytest
 
+from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.store.db import Store
-from homeiq_addon.store.ingest import Ingestor
 from homeiq_addon.store.migrations import MIGRATIONS, SchemaTooNew
 from tests.addon.factory import batch, state_event
 

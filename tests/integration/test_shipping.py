@@ -170,8 +170,9 @@ async def test_spool_cap_drops_oldest_counts_and_raises_issue(
 async def test_payloads_pass_the_addon_validator(
     hass: HomeAssistant, addon_server: Any, make_entry: Any
 ) -> None:
-    """Contract: the integration's real spooled bodies pass homeiq_addon.schema.validate_batch."""
-    from homeiq_addon.schema import validate_batch
+    """Contract: the integration's real spooled bodies pass
+    homeiq_addon.ingest.schema.validate_batch."""
+    from homeiq_addon.ingest.schema import validate_batch
 
     await registries(hass)
     await hass.async_add_executor_job(addon_server.stop)

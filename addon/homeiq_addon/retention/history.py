@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
+from ..history.queries import raw_history
 from ..store.codec import us_to_iso
-from ..store.queries import raw_history
 from . import rollups, source
 
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
-"""HTTP routes of retention, and the one hook app.py calls for everything RETENTION adds
-(policies, runs, stats, backups, export, the ingress panel, the schedulers)."""
+"""HTTP routes of retention (policies, runs, stats), its rollup history resolutions, and
+its scheduler."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 from aiohttp import web
 import orjson
 
-from .. import archive, backups, panel
-from ..context import CONFIG, HISTORY, STORE
-from ..openapi import add_paths
-from ..responses import error, json_response
-from ..schema import TIME_EXPECTED, parse_time_us
+from ..history.providers import HISTORY
+from ..ingest.schema import TIME_EXPECTED, parse_time_us
+from ..server.keys import CONFIG, STORE
+from ..server.openapi import add_paths
+from ..server.responses import error, json_response
 from . import history
 from .openapi_paths import PATHS
 from .policies import DEFAULT_NAME, Policy, PolicyInvalid
@@ -112,20 +112,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     service = RetentionService(app[STORE], app[CONFIG])
     app[RETENTION] = service
     await service.start()
-    tasks = [
-        asyncio.create_task(service.scheduler(), name="homeiq-retention"),
-        asyncio.create_task(backups.scheduler(app), name="homeiq-backups"),
-    ]
+    task = asyncio.create_task(service.scheduler(), name="homeiq-retention")
     yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def setup(app: web.Application) -> None:
-    """Register every RETENTION route; call after the store's own setup."""
+    """Register retention's routes and history resolutions, and start its scheduler."""
     app.cleanup_ctx.append(_lifecycle)
     app.router.add_get(f"{PREFIX}/policies", list_policies)
     app.router.add_post(f"{PREFIX}/policies", create_policy)
@@ -138,6 +133,3 @@ def setup(app: web.Application) -> None:
         raw=history.raw_provider, hour=history.hour_provider, day=history.day_provider
     )
     add_paths(app, PATHS)
-    backups.setup(app)
-    archive.setup(app)
-    panel.setup(app)

@@ -11,8 +11,8 @@ from typing import Final
 
 import orjson
 
-from ..store.queries import entity_ref
-from ..store.settle import entity_ids
+from ..store.deferred_index import entity_ids
+from ..store.ids import entity_ref
 
 # Only state events describe an entity's state; other events with an entity id
 # (service calls, for instance) do not count towards time in state.

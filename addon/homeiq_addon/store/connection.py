@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 if TYPE_CHECKING:
     from collections import Counter
 
-    from .tables import Key
+    from .ids import Key
 
 
 BUSY_TIMEOUT_MS: Final = 10_000
@@ -47,7 +47,7 @@ class TxHooks(Protocol):
         savepoint), a restore, or a cleanup that deleted rows (``Store.forget_row_ids``)."""
 
     def settled(self, position: tuple[int, int]) -> None:
-        """The newest events were settled (settle.py); ``position`` names what is."""
+        """The newest events were settled (deferred_index.py); ``position`` names what is."""
 
     def unsettled_since(self, position: tuple[int, int]) -> Counter[Key] | None:
         """Counts by minute key of the events committed since ``position``, if known."""

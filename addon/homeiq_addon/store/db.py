@@ -25,14 +25,14 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from . import settle
+from . import deferred_index
 from .connection import BUSY_TIMEOUT_MS, TxHooks, connect
 from .migrations import migrate
 
 if TYPE_CHECKING:
     from collections import Counter
 
-    from .tables import Key
+    from .ids import Key
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Store:
         self._writer.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
         self._wal_written = True  # look at the WAL once the writer is first idle
         self.schema_version = migrate(self._writer)
-        # When the newest events must be settled at the latest (settle.py).
+        # When the newest events must be settled at the latest (deferred_index.py).
         self._settle_due: float | None = None
         self._settle_retry = 0.0  # after a failure, not again before this
         self._settle_look = 0.0  # the next look at how many events wait
@@ -197,7 +197,7 @@ class Store:
         """Seconds of idleness after which the writer has work of its own, if any."""
         waits = []
         if self._settle_due is not None and self.settling:
-            waits.append(settle.SETTLE_AFTER_IDLE_S)
+            waits.append(deferred_index.SETTLE_AFTER_IDLE_S)
         if self._wal_written:
             waits.append(WAL_IDLE_S)
         return min(waits, default=None)
@@ -246,23 +246,23 @@ class Store:
             self._wal_written = True
 
     def _settle(self, conn: sqlite3.Connection, *, idle: bool) -> None:
-        """Settle the newest events when it is due (settle.py)."""
+        """Settle the newest events when it is due (deferred_index.py)."""
         now = time.monotonic()
         if not self.settling:
             return
         if self._settle_due is None:
             # Events may have come: look when idle, or after the max age at the latest.
-            self._settle_due = now + settle.SETTLE_AFTER_MAX_AGE_S
+            self._settle_due = now + deferred_index.SETTLE_AFTER_MAX_AGE_S
         # Two queries per look; between commits they let the next job queue up behind
         # another (a retention step), so busy writers look only every so often.
         if now < self._settle_retry or (not idle and now < self._settle_look):
             return
-        self._settle_look = now + settle.LOOK_EVERY_S
+        self._settle_look = now + deferred_index.LOOK_EVERY_S
         try:
-            behind = settle.unsettled(conn)
+            behind = deferred_index.unsettled(conn)
             if not behind:
                 self._settle_due = None
-            elif idle or behind >= settle.SETTLE_AFTER_ROWS or now >= self._settle_due:
+            elif idle or behind >= deferred_index.SETTLE_AFTER_ROWS or now >= self._settle_due:
                 self._settle_now(conn)
         except sqlite3.Error:
             # Nothing is lost or miscounted: readers add the unsettled tail themselves.
@@ -277,7 +277,7 @@ class Store:
         return None
 
     def _settle_now(self, conn: sqlite3.Connection) -> None:
-        position = settle.settle(conn, self._unsettled_since)
+        position = deferred_index.settle(conn, self._unsettled_since)
         self._settle_due = None
         if position is not None:
             for hooks in self.tx_hooks:

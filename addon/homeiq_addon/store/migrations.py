@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 import sqlite3
 
-from ..retention.schema import migrate_retention
-from .settle import migrate_settled
+from .deferred_index import migrate_settled
+from .retention_tables import migrate_retention
 
 type Migration = Callable[[sqlite3.Connection], None]
 

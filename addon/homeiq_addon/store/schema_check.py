@@ -19,7 +19,7 @@ import re
 import sqlite3
 from typing import Final
 
-from . import settle
+from . import deferred_index
 from .migrations import MIGRATIONS, SchemaTooNew, migrate
 
 _HEADER: Final = b"SQLite format 3\x00"
@@ -202,7 +202,7 @@ def _check_counters(conn: sqlite3.Connection, name: str, expected: Schema) -> No
     if "settled" in expected.counters:
         top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
         # Above the newest event, new events would count as indexed without being so.
-        if (mark := settle.watermark(conn)) > top:
+        if (mark := deferred_index.watermark(conn)) > top:
             raise InvalidDatabase(
                 f"{name}: the counters mark the events up to id {mark} as settled,"
                 f" beyond the newest event ({top})"

@@ -19,11 +19,11 @@ from typing import Final
 
 from aiohttp import web
 
-from .auth import is_ingress
-from .context import RUNTIME
-from .responses import error, json_response
+from ..server.auth import is_ingress
+from ..server.keys import RUNTIME
+from ..server.responses import error, json_response
 
-PANEL_DIR: Final = Path(__file__).parent / "panel"
+PANEL_DIR: Final = Path(__file__).parent
 _FILES: Final = {
     "app.js": "application/javascript",
     "style.css": "text/css",

@@ -17,8 +17,8 @@ from pathlib import Path
 import shutil
 import sqlite3
 
-from .store.migrations import SchemaTooNew
-from .store.schema_check import InvalidDatabase, check_database
+from ..store.migrations import SchemaTooNew
+from ..store.schema_check import InvalidDatabase, check_database
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def promote_snapshot(data_dir: Path) -> bool:
 
 def main() -> None:
     """Entry point of the backup_pre hook."""
-    parser = argparse.ArgumentParser(prog="python -m homeiq_addon.snapshot")
+    parser = argparse.ArgumentParser(prog="python -m homeiq_addon.backups.snapshot")
     parser.add_argument("--data-dir", type=Path, default=Path("/data"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

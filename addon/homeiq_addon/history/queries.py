@@ -8,9 +8,9 @@ from typing import Any, Final
 
 import orjson
 
-from .codec import decode_context, us_to_iso
-from .settle import entity_ids
-from .tables import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS
+from ..store.codec import decode_context, us_to_iso
+from ..store.deferred_index import entity_ids
+from ..store.ids import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS, entity_ref
 
 STATE_TYPES_SQL: Final = (
     "SELECT id FROM event_types WHERE event_type IN ('state_changed', 'state_reported')"
@@ -168,11 +168,6 @@ def raw_history(
         (*params, limit),
     ).fetchall()
     return [{"time": us_to_iso(t), "state": s, "numeric_value": v} for t, s, v in rows]
-
-
-def entity_ref(conn: sqlite3.Connection, entity_id: str) -> int | None:
-    """The entity's interned id, or None if no event of it was ever stored."""
-    return _id_of(conn, "entities", "entity_id", entity_id)
 
 
 def entity_known(conn: sqlite3.Connection, entity_id: str) -> bool:

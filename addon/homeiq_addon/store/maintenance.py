@@ -8,18 +8,13 @@ looks back 7 days at most. Deletes go in small write jobs so ingest never waits 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-import contextlib
 from functools import partial
 import logging
 import sqlite3
 import time
 from typing import Final
 
-from aiohttp import web
-
-from .context import STORE
-from .store.db import Store, StoreClosed
+from .db import Store, StoreClosed
 
 _LOGGER = logging.getLogger(__name__)
 KEEP_SECONDS: Final = 8 * 86_400
@@ -64,7 +59,8 @@ async def prune(store: Store, now: float | None = None) -> int:
     return total
 
 
-async def _loop(store: Store) -> None:
+async def keep_pruning(store: Store) -> None:
+    """Prune every INTERVAL_S until the store closes (a background task of app.py)."""
     while True:
         await asyncio.sleep(INTERVAL_S)
         try:
@@ -76,15 +72,3 @@ async def _loop(store: Store) -> None:
             continue
         if removed:
             _LOGGER.debug("pruned %d bookkeeping rows", removed)
-
-
-async def _background(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_loop(app[STORE]))
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-def setup(app: web.Application) -> None:
-    app.cleanup_ctx.append(_background)

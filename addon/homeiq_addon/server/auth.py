@@ -11,7 +11,7 @@ from typing import Final
 
 from aiohttp import web
 
-from .context import CONFIG, RUNTIME
+from .keys import CONFIG, RUNTIME
 from .responses import Handler, error
 
 SUPERVISOR_INGRESS: Final = "172.30.32.2"

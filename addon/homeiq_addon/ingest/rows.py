@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import orjson
 
-from ..schema import parse_time_us
-from ..wire import Decoded
-from .codec import TO_BASE32, TO_BASE32_BYTES, ULID_RE, encode_context
-from .tables import CAUSE_KEYS, NUMBERISH as numberish, REGISTRY_KEYS, SNAP_KEYS, Key, lookup
+from ..store.codec import TO_BASE32, TO_BASE32_BYTES, ULID_RE, encode_context
+from ..store.ids import CAUSE_KEYS, NUMBERISH as numberish, REGISTRY_KEYS, SNAP_KEYS, Key, lookup
+from .schema import parse_time_us
+from .wire import Decoded
 
 if TYPE_CHECKING:
-    from .ingest import Ingestor
+    from .service import Ingestor
 
 _US_PER_MIN: Final = 60_000_000
 _CACHE_LIMIT: Final = 100_000

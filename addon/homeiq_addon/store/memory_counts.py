@@ -67,11 +67,11 @@ class RecentCounts:
         self.add(keys)
 
 
-type Position = tuple[int, int]  # (watermark, settles) of store/settle.py
+type Position = tuple[int, int]  # (watermark, settles) of store/deferred_index.py
 
 
 class UnsettledCounts:
-    """Counts of the events committed since the store last settled (store/settle.py).
+    """Counts of the events committed since the store last settled (store/deferred_index.py).
 
     The hourly stats add these to the hourly table instead of grouping the unsettled
     tail of raw events (tens of thousands of rows under load). Kept per settle

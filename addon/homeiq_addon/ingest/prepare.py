@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from ..wire import decode_fast
+from ..store.ids import Key
 from .rows import build_rows, intern
-from .tables import Key
+from .wire import decode_fast
 
 if TYPE_CHECKING:
     import sqlite3
 
-    from .ingest import Ingestor
+    from .service import Ingestor
 
 _MIRROR_LIMIT: Final = 100_000
 # Row columns that hold dimension ids (see ingest._INSERT); 15-17 come from one combo.

@@ -28,13 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from ..schema import BatchInvalid, check_batch
-from ..wire import Decoded, decode_fast
-from .acks import Ack, Rejected, record_reject
-from .prepare import fill_placeholders
-from .recent import RecentCounts, UnsettledCounts
-from .rows import StoreDims, build_rows, dict_row
-from .tables import (
+from ..store.ids import (
     CAUSE_KEYS as _CAUSE_KEYS,
     REGISTRY_KEYS,
     SNAP_KEYS as _SNAP_KEYS,
@@ -43,6 +37,12 @@ from .tables import (
     flush_counts,
     lookup,
 )
+from ..store.memory_counts import RecentCounts, UnsettledCounts
+from .acks import Ack, Rejected, record_reject
+from .prepare import fill_placeholders
+from .rows import StoreDims, build_rows, dict_row
+from .schema import BatchInvalid, check_batch
+from .wire import Decoded, decode_fast
 
 if TYPE_CHECKING:
     from .prepare import Learned, Prepared

@@ -11,10 +11,10 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from . import __version__
-from .context import CONFIG
+from .. import __version__
+from ..ingest.schema import CAUSES, EVENT_FIELDS, MAX_EVENTS, ORIGINS
+from .keys import CONFIG
 from .responses import json_response
-from .schema import CAUSES, EVENT_FIELDS, MAX_EVENTS, ORIGINS
 
 OPENAPI: Final = web.AppKey("homeiq_openapi_paths", dict[str, dict[str, Any]])
 
@@ -221,7 +221,8 @@ def add_paths(app: web.Application, paths: dict[str, dict[str, Any]]) -> None:
         app[OPENAPI].setdefault(path, {}).update(methods)
 
 
-# What the connection layer answers for any request with a body (connections.py, routes.py).
+# What the connection layer answers for any request with a body (server/connections.py,
+# ingest/routes.py).
 _BODY_ERRORS: Final = {
     "408": _error("the body did not arrive within the body timeout"),
     "415": _error("a compressed body (only ingest takes one)"),

@@ -8,10 +8,12 @@ import time
 
 from aiohttp import web
 
-from .body import BodyRefused, content_coding, read_body, too_large
-from .context import HUB, INGESTOR, PREPARER, STORE
-from .responses import Handler, error, json_response
-from .store.acks import Rejected, record_reject
+from ..live.stream import HUB
+from ..server.body import BodyRefused, content_coding, read_body, too_large
+from ..server.keys import STORE
+from ..server.responses import Handler, error, json_response
+from .acks import Rejected, record_reject
+from .keys import INGESTOR, PREPARER
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ async def ingest(request: web.Request) -> web.Response:
         return await _reject(request, err.status, err.code, err.message)
     ingestor = request.app[INGESTOR]
     # Big bodies are decoded in the worker process; the rest on the writer thread, not
-    # on this loop (see store/prepare.py and store/ingest.py).
+    # on this loop (see prepare.py and service.py).
     prepared = await request.app[PREPARER].prepare(body)
     result = await request.app[STORE].write(
         partial(ingestor.ingest_prepared, prepared=prepared, body=body, started=started)

@@ -1,4 +1,5 @@
-"""Dimension rows (get-or-insert) and the stats counters, as the ingest writes them."""
+"""Dimension rows (get-or-insert, and the id of a known entity) and the stats counters,
+as the ingest writes them."""
 
 from __future__ import annotations
 
@@ -65,6 +66,12 @@ def lookup(conn: sqlite3.Connection, table: str, value: Any) -> int:
     return int(cur.lastrowid or 0)
 
 
+def entity_ref(conn: sqlite3.Connection, entity_id: str) -> int | None:
+    """The entity's interned id, or None if no event of it was ever stored."""
+    row = conn.execute("SELECT id FROM entities WHERE entity_id = ?", (entity_id,)).fetchone()
+    return None if row is None else int(row[0])
+
+
 def attributes_id(conn: sqlite3.Connection, blob: bytes) -> int:
     digest = int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), signed=True)
     text = blob.decode()
@@ -77,7 +84,7 @@ def attributes_id(conn: sqlite3.Connection, blob: bytes) -> int:
 
 
 def flush_counts(conn: sqlite3.Connection, keys: Counter[Key]) -> None:
-    """Per-minute totals, dirty hours and the row count (hourly counts: settle.py)."""
+    """Per-minute totals, dirty hours and the row count (hourly counts: deferred_index.py)."""
     minutes: Counter[int] = Counter()
     for (minute, _, _, _), n in keys.items():
         minutes[minute] += n

@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 import orjson
 
+from ..errors import HomeIQError
 from .body import BodyLost
-from .errors import HomeIQError
 
 _LOGGER = logging.getLogger(__name__)
 

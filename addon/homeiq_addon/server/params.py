@@ -10,8 +10,8 @@ from typing import Final
 
 from aiohttp import web
 
+from ..ingest.schema import TIME_EXPECTED, parse_time_us
 from .responses import error
-from .schema import TIME_EXPECTED, parse_time_us
 
 # ASCII digits only: int() would also take " 12", "1_2", Arabic-Indic or fullwidth digits.
 # Nineteen digits at most: beyond that a number cannot be a 64-bit SQLite integer.

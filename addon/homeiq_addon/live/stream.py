@@ -17,8 +17,6 @@ from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 
-from .context import HUB
-
 WINDOW_S: Final = 60.0
 _QUEUE: Final = 256
 _FILTER_KEYS: Final = ("entity_id", "domain", "event_type")
@@ -86,6 +84,9 @@ def _filters(message: Any) -> dict[str, frozenset[str]] | None:
         if isinstance(values, list) and all(isinstance(v, str) for v in values):
             out[key] = frozenset(values)
     return out
+
+
+HUB = web.AppKey("homeiq_hub", Hub)
 
 
 async def _reader(client: _Client) -> None:

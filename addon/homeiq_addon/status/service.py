@@ -1,4 +1,4 @@
-"""GET /api/v1/stats and /api/v1/event-rate.
+"""What health, /stats and /event-rate report: SQL over the store and the alerts.
 
 Stats read only pre-aggregated tables (per-minute totals, per-minute and per-hour counts
 by event type/entity/domain, batches): their cost depends on the number of distinct
@@ -13,15 +13,10 @@ import sqlite3
 import time
 from typing import Any, Final
 
-from aiohttp import web
-
-from .context import HUB, INGESTOR, STORE
-from .params import BadParam, choice_param
-from .responses import json_response
-from .store.codec import us_to_iso
-from .store.db import Store
-from .store.recent import RecentCounts, UnsettledCounts
-from .store.settle import unsettled_counts
+from ..store.codec import us_to_iso
+from ..store.db import Store
+from ..store.deferred_index import unsettled_counts
+from ..store.memory_counts import RecentCounts, UnsettledCounts
 
 _MIN: Final = 60_000_000
 # period -> (minutes, trend bucket in minutes, breakdown from the hourly table?)
@@ -40,6 +35,13 @@ ERROR_RATE_WARNING: Final = 2.0
 SUCCESS_RATE_ERROR: Final = 90.0
 SUCCESS_RATE_WARNING: Final = 95.0
 LATENCY_WARNING_MS: Final = 1000.0
+
+
+def store_info(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Events stored and the time of the last accepted batch (health)."""
+    events = conn.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()[0]
+    last = conn.execute("SELECT MAX(received_us) FROM batches").fetchone()[0]
+    return {"events_stored": int(events), "last_ingest_us": last}
 
 
 def _percentile(sorted_values: list[float], q: float) -> float | None:
@@ -151,7 +153,7 @@ def compute_stats(
         sql += " WHERE hour >= ? AND hour <= ? GROUP BY 1, 2, 3"
         first_hour, last_hour = first_min // 60, now_min // 60
         rows = conn.execute(sql, (first_hour, last_hour)).fetchall()
-        # The newest events are not in the hourly table yet (store/settle.py).
+        # The newest events are not in the hourly table yet (store/deferred_index.py).
         rows += unsettled_counts(conn, first_hour * 60, last_hour * 60 + 59, unsettled)
     else:
         rows = [(*k, n) for k, n in recent.window(first_min, now_min).items()]
@@ -202,27 +204,6 @@ async def recent_alerts(store: Store) -> list[dict[str, Any]]:
     return alerts(await store.read(partial(ingest_health, now_us=now_us, minutes=15)))
 
 
-async def stats(request: web.Request) -> web.Response:
-    try:
-        period = choice_param(request, "period", "24h", tuple(PERIODS))
-    except BadParam as err:
-        return err.response
-    store = request.app[STORE]
-    now_us = time.time_ns() // 1000
-    ingestor = request.app[INGESTOR]
-    answer = await store.read(
-        partial(
-            compute_stats,
-            period=period,
-            now_us=now_us,
-            recent=ingestor.recent,
-            unsettled=ingestor.unsettled,
-        )
-    )
-    answer["store"]["db_size_bytes"] = store.size_bytes()
-    return json_response(answer)
-
-
 def minute_counts(conn: sqlite3.Connection, now_us: int, minutes: int) -> list[dict[str, Any]]:
     """Events per minute (by the time they fired) for the last ``minutes``, oldest first."""
     first_min, now_min, per_minute = _last_minutes(conn, now_us, minutes)
@@ -231,16 +212,3 @@ def minute_counts(conn: sqlite3.Connection, now_us: int, minutes: int) -> list[d
         {"start": us_to_iso(minute * _MIN), "events": int(counts.get(minute, 0))}
         for minute in range(first_min, now_min + 1)
     ]
-
-
-async def event_rate(request: web.Request) -> web.Response:
-    answer = request.app[HUB].meter.snapshot()
-    answer["minutes"] = await request.app[STORE].read(
-        partial(minute_counts, now_us=time.time_ns() // 1000, minutes=RATE_HISTORY_MINUTES)
-    )
-    return json_response(answer)
-
-
-def setup(app: web.Application) -> None:
-    app.router.add_get("/api/v1/stats", stats)
-    app.router.add_get("/api/v1/event-rate", event_rate)

@@ -7,10 +7,11 @@ import time
 
 from aiohttp import web
 
-from .context import HISTORY, STORE
-from .params import BadParam, choice_param, int_param, parse_int, time_param
-from .responses import json_response
-from .store.queries import EventFilter, list_events, raw_history
+from ..server.keys import STORE
+from ..server.params import BadParam, choice_param, int_param, parse_int, time_param
+from ..server.responses import json_response
+from .providers import HISTORY
+from .queries import EventFilter, list_events, raw_history
 
 _DAY_US = 86_400_000_000
 _INT64 = 2**63

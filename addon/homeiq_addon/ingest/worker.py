@@ -1,6 +1,6 @@
 """The decode worker process: big bodies in, prepared rows out (see prepare.py).
 
-One child process, ``python -m homeiq_addon.store.worker``, started on the first big
+One child process, ``python -m homeiq_addon.ingest.worker``, started on the first big
 body. Requests go over its stdin as two frames (an 8-byte length, then the bytes): the
 pickled epoch and learned ids, then the raw body; answers come over its stdout as one
 pickled frame, in order, so the add-on matches them to requests first in, first out.
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final
 from .prepare import Prepared, prepare_batch
 
 if TYPE_CHECKING:
-    from .ingest import Ingestor
+    from .service import Ingestor
 
 _LOGGER = logging.getLogger(__name__)
 

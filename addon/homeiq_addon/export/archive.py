@@ -3,7 +3,6 @@ for other tools (pandas, DuckDB, a spreadsheet) to pick up from /share."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 from datetime import UTC, datetime
 from functools import partial
@@ -13,14 +12,10 @@ from pathlib import Path
 import sqlite3
 from typing import Any, Final
 
-from aiohttp import web
 import orjson
 
-from .context import CONFIG, STORE
-from .responses import error, json_response
-from .schema import TIME_EXPECTED, parse_time_us
-from .store.codec import decode_context, us_to_iso
-from .store.db import Store
+from ..store.codec import decode_context, us_to_iso
+from ..store.db import Store
 
 _PAGE: Final = 5000
 COLUMNS: Final = (
@@ -97,38 +92,3 @@ def export(store: Store, folder: Path, start_us: int, end_us: int, fmt: str) -> 
     return {"file": target.name, "path": str(target), "format": fmt, "rows": rows,
             "bytes": target.stat().st_size, "start": us_to_iso(start_us),
             "end": us_to_iso(end_us)}  # fmt: skip
-
-
-async def post_export(request: web.Request) -> web.Response:
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as err:
-        return error(400, "invalid_json", f"body: malformed JSON: {err}")
-    if not isinstance(body, dict):
-        return error(400, "bad_request", "body: expected a JSON object")
-    unknown = set(body) - {"start", "end", "format"}
-    if unknown:
-        return error(400, "bad_request", f"{sorted(unknown)[0]}: unknown key")
-    times = {}
-    for key in ("start", "end"):
-        value = parse_time_us(body.get(key)) if isinstance(body.get(key), str) else None
-        if value is None:
-            return error(400, "bad_request", f"{key}: {TIME_EXPECTED}")
-        times[key] = value
-    if times["start"] >= times["end"]:
-        return error(400, "bad_request", "end: must be after start")
-    fmt = body.get("format", "jsonl")
-    if fmt not in ("jsonl", "csv"):
-        return error(400, "bad_request", 'format: expected "jsonl" or "csv"')
-    folder = request.app[CONFIG].share_dir
-    try:
-        result = await asyncio.to_thread(
-            export, request.app[STORE], folder, times["start"], times["end"], fmt
-        )
-    except OSError as err:
-        return error(507, "share_unwritable", f"cannot write to {folder}: {err.strerror}")
-    return json_response(result, 201)
-
-
-def setup(app: web.Application) -> None:
-    app.router.add_post("/api/v1/export", post_export)

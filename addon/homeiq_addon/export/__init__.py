@@ -1,0 +1,1 @@
+"""Archive export of a time range into the share folder."""

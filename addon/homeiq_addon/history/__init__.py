@@ -1,0 +1,1 @@
+"""Stored events read back: GET /api/v1/events and /api/v1/history."""

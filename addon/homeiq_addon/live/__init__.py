@@ -1,0 +1,1 @@
+"""The live WebSocket stream of committed events and of the ingest rate."""

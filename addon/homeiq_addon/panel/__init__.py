@@ -1,0 +1,1 @@
+"""The ingress panel: its routes and its static files."""

@@ -1,0 +1,1 @@
+"""HTTP plumbing: connections, auth, bodies, answers, parameters, app keys, OpenAPI."""

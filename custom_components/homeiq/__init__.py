@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import config_validation as cv
@@ -12,11 +10,10 @@ from homeassistant.helpers.typing import ConfigType
 
 from .api import HomeIQClient
 from .const import CONF_TOKEN, CONF_URL, DOMAIN
-from .coordinator import HomeIQCoordinator
-from .dropped import DroppedEvents
-from .models import HomeIQConfigEntry, HomeIQData
-from .pipeline import Pipeline, spool_dir
+from .coordinator import HomeIQConfigEntry, HomeIQCoordinator, HomeIQData
+from .pipeline import Pipeline
 from .services import async_setup_services
+from .spool import Spool
 
 __all__ = ["HomeIQConfigEntry", "HomeIQData"]
 
@@ -70,5 +67,4 @@ async def async_unload_entry(hass: HomeAssistant, entry: HomeIQConfigEntry) -> b
 
 async def async_remove_entry(hass: HomeAssistant, entry: HomeIQConfigEntry) -> None:
     """Delete the entry's spool (nothing will ever ship it) and its dropped count."""
-    await hass.async_add_executor_job(shutil.rmtree, spool_dir(hass, entry.entry_id), True)
-    await DroppedEvents(hass, entry.entry_id).async_remove()
+    await Spool(hass, entry.entry_id).async_remove()

@@ -1,4 +1,8 @@
-"""Client for the HomeIQ add-on's HTTP API."""
+"""Client for the HomeIQ add-on's HTTP API.
+
+The answers the integration reads (health, stats, the acknowledgement) are decoded into
+the contract's types; an answer that does not fit them is an error naming the field.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,10 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import msgspec
 import orjson
+
+from .contract import API_VERSION, Ack, Error, Health, HealthMinimal, Stats
 
 REQUEST_TIMEOUT = 30.0
 # The reachability probe answers at once when the add-on is up.
@@ -23,6 +30,23 @@ class HomeIQConnectionError(HomeIQError):
 
 class HomeIQServerError(HomeIQConnectionError):
     """The add-on answered, with a server error: it is up, but failing."""
+
+
+class HomeIQContractError(HomeIQServerError):
+    """The add-on answered with a payload its contract does not allow (another API version?).
+
+    Treated as a failing add-on: a batch is sent again (the add-on stores it once).
+    """
+
+
+class HomeIQIncompatibleError(HomeIQContractError):
+    """The add-on speaks another API version, and its health cannot be read as ours."""
+
+    def __init__(self, version: str, api_version: int) -> None:
+        """Keep the versions it reported (for the repair issue)."""
+        super().__init__(f"Add-on API version {api_version} is not {API_VERSION}: update both")
+        self.version = version
+        self.api_version = api_version
 
 
 class HomeIQAuthError(HomeIQError):
@@ -46,6 +70,13 @@ class HomeIQResponseError(HomeIQError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class _Versions(msgspec.Struct):
+    """What the health answer of any API version says: which versions it speaks."""
+
+    api_version: int
+    version: str = "unknown"
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -80,6 +111,43 @@ class HomeIQClient:
         body: bytes | None = None,
         deadline: float = REQUEST_TIMEOUT,
     ) -> Any:
+        """The answer as plain JSON (for answers handed on as they are)."""
+        payload = await self._fetch(method, path, params, body, deadline)
+        try:
+            return orjson.loads(payload) if payload else {}
+        except orjson.JSONDecodeError as err:
+            raise HomeIQConnectionError(f"Invalid JSON from {self.url}{path}") from err
+
+    async def _request_typed[T](
+        self,
+        answer: type[T],
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: bytes | None = None,
+        deadline: float = REQUEST_TIMEOUT,
+    ) -> T:
+        """The answer decoded into one of the contract's types."""
+        return self._decode(answer, path, await self._fetch(method, path, params, body, deadline))
+
+    def _decode[T](self, answer: type[T], path: str, payload: bytes) -> T:
+        try:
+            return msgspec.json.decode(payload, type=answer)
+        except msgspec.ValidationError as err:  # says which field, e.g. "at `$.version`"
+            raise HomeIQContractError(f"Unexpected answer from {self.url}{path}: {err}") from err
+        except msgspec.DecodeError as err:
+            raise HomeIQConnectionError(f"Invalid JSON from {self.url}{path}") from err
+
+    async def _fetch(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        body: bytes | None,
+        deadline: float,
+    ) -> bytes:
+        """The body of a successful answer; every failure as one of the errors above."""
         headers = {"Authorization": f"Bearer {self._token}"}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -96,10 +164,7 @@ class HomeIQClient:
         except aiohttp.ClientError as err:
             raise HomeIQConnectionError(f"Cannot reach {self.url}: {err}") from err
         if status < 400:
-            try:
-                return orjson.loads(payload) if payload else {}
-            except orjson.JSONDecodeError as err:
-                raise HomeIQConnectionError(f"Invalid JSON from {self.url}{path}") from err
+            return payload
         code, message = _error_details(payload, status)
         if status in (401, 403):
             raise HomeIQAuthError(message)
@@ -109,26 +174,39 @@ class HomeIQClient:
             raise HomeIQServerError(f"Add-on error {status}: {message}")
         raise HomeIQResponseError(message, status, code)
 
-    async def async_ingest(self, body: bytes) -> dict[str, Any]:
+    async def async_ingest(self, body: bytes) -> Ack:
         """Post one serialized batch; return the add-on's ack."""
-        result: dict[str, Any] = await self._request("POST", "/api/v1/ingest", body=body)
-        return result
+        return await self._request_typed(Ack, "POST", "/api/v1/ingest", body=body)
 
-    async def async_health(self) -> dict[str, Any]:
+    async def async_health(self) -> Health:
         """Return the add-on's health (status, version, api_version, instance_id...)."""
-        result: dict[str, Any] = await self._request("GET", "/api/v1/health", deadline=10)
-        return result
+        path = "/api/v1/health"
+        payload = await self._fetch("GET", path, None, None, 10)
+        try:
+            return self._decode(Health, path, payload)
+        except HomeIQContractError:
+            # Another API version may answer differently: say so, rather than what broke.
+            try:
+                versions = msgspec.json.decode(payload, type=_Versions)
+            except msgspec.DecodeError:
+                versions = _Versions(API_VERSION)
+            if versions.api_version != API_VERSION:
+                raise HomeIQIncompatibleError(versions.version, versions.api_version) from None
+            raise
 
     async def async_ping(self) -> None:
         """Ask the unauthenticated minimal health (cheap: no store figures are gathered)."""
-        await self._request("GET", "/api/v1/health", params={"minimal": "1"}, deadline=PING_TIMEOUT)
-
-    async def async_stats(self, period: str = "1h") -> dict[str, Any]:
-        """Return the add-on's stats for a period (15m, 1h, 24h, 7d)."""
-        result: dict[str, Any] = await self._request(
-            "GET", "/api/v1/stats", params={"period": period}
+        await self._request_typed(
+            HealthMinimal,
+            "GET",
+            "/api/v1/health",
+            params={"minimal": "1"},
+            deadline=PING_TIMEOUT,
         )
-        return result
+
+    async def async_stats(self, period: str = "1h") -> Stats:
+        """Return the add-on's stats for a period (15m, 1h, 24h, 7d)."""
+        return await self._request_typed(Stats, "GET", "/api/v1/stats", params={"period": period})
 
     async def async_events(self, **filters: Any) -> dict[str, Any]:
         """Query stored events (entity_id, domain, event_type, area, start, end, limit, cursor)."""
@@ -163,11 +241,9 @@ class HomeIQClient:
 
 
 def _error_details(payload: bytes, status: int) -> tuple[str | None, str]:
-    """Pull the add-on's `{"error", "message"}` out of an error answer."""
+    """The add-on's error code and message; only the status from anything else (a proxy)."""
     try:
-        data = orjson.loads(payload)
-    except orjson.JSONDecodeError:
+        error = msgspec.json.decode(payload, type=Error)
+    except msgspec.DecodeError:
         return None, f"HTTP {status}"
-    if isinstance(data, dict):
-        return data.get("error"), str(data.get("message") or data.get("error") or status)
-    return None, f"HTTP {status}"
+    return error.error, error.message or error.error

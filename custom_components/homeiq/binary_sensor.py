@@ -11,8 +11,8 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .coordinator import HomeIQConfigEntry
 from .entity import HomeIQEntity
-from .models import HomeIQConfigEntry
 
 # The coordinator centralizes the updates.
 PARALLEL_UPDATES = 0

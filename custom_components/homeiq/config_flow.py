@@ -27,6 +27,7 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 from homeassistant.helpers.service_info.hassio import HassioServiceInfo
+import msgspec
 import voluptuous as vol
 
 from .api import HomeIQAuthError, HomeIQClient, HomeIQError
@@ -51,6 +52,7 @@ from .const import (
     DEFAULT_OPTIONS,
     DOMAIN,
     LIST_OPTIONS,
+    LOGGER,
     MAX_BATCH_SIZE,
     MAX_FLUSH_INTERVAL,
     MAX_SPOOL_CAP_MB,
@@ -58,6 +60,7 @@ from .const import (
     MIN_FLUSH_INTERVAL,
     MIN_SPOOL_CAP_MB,
 )
+from .contract import DiscoveryConfig
 
 TITLE = "HomeIQ"
 TOKEN_SELECTOR = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
@@ -73,7 +76,7 @@ async def _validate(hass: HomeAssistant, url: str, token: str) -> tuple[str | No
         return "invalid_auth", ""
     except HomeIQError:
         return "cannot_connect", ""
-    return None, str(health.get("instance_id") or url)
+    return None, health.instance_id or url
 
 
 class HomeIQConfigFlow(ConfigFlow, domain=DOMAIN):
@@ -113,13 +116,17 @@ class HomeIQConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_hassio(self, discovery_info: HassioServiceInfo) -> ConfigFlowResult:
         """The add-on announced itself through the Supervisor: confirm and done."""
-        config = discovery_info.config
-        url = f"http://{config['host']}:{config['port']}"
-        error, instance_id = await _validate(self.hass, url, config[CONF_TOKEN])
+        try:
+            config = msgspec.convert(discovery_info.config, type=DiscoveryConfig)
+        except msgspec.ValidationError as err:
+            LOGGER.error("HomeIQ discovery from %s is not usable: %s", discovery_info.slug, err)
+            return self.async_abort(reason="cannot_connect")
+        url = f"http://{config.host}:{config.port}"
+        error, instance_id = await _validate(self.hass, url, config.token)
         if error is not None:
             return self.async_abort(reason=error)
         await self.async_set_unique_id(instance_id)
-        self._discovery = {CONF_URL: url, CONF_TOKEN: config[CONF_TOKEN]}
+        self._discovery = {CONF_URL: url, CONF_TOKEN: config.token}
         # A reinstalled add-on comes back with a new token: follow it (the entry's update
         # listener reloads it).
         self._abort_if_unique_id_configured(updates=self._discovery, reload_on_update=False)

@@ -9,8 +9,6 @@ DOMAIN: Final = "homeiq"
 LOGGER = logging.getLogger(__package__)
 
 INTEGRATION_VERSION: Final = "0.1.0"
-# The add-on's health answers `api_version`; the integration speaks exactly this one.
-API_VERSION: Final = 1
 
 CONF_URL: Final = "url"
 CONF_TOKEN: Final = "token"  # noqa: S105 - the option key, not a secret
@@ -75,9 +73,6 @@ DEFAULT_OPTIONS: Final[dict[str, object]] = {
     CONF_FLUSH_INTERVAL: DEFAULT_FLUSH_INTERVAL,
     CONF_SPOOL_CAP_MB: DEFAULT_SPOOL_CAP_MB,
 }
-
-# The add-on's Supervisor discovery service name.
-DISCOVERY_SERVICE: Final = "homeiq"
 
 # Repair issue raised by the pipeline when the spool cap forced dropping events.
 ISSUE_SPOOL_FULL: Final = "spool_full"

@@ -8,23 +8,22 @@ updating while the add-on-fed entities go unavailable (and the status reads unre
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
 
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
-from .api import HomeIQAuthError, HomeIQClient, HomeIQError
+from .api import HomeIQAuthError, HomeIQClient, HomeIQError, HomeIQIncompatibleError
 from .const import DOMAIN, LOGGER
+from .contract import API_VERSION, Health, Stats
 from .issues import IssueTracker
-
-if TYPE_CHECKING:
-    from .models import HomeIQConfigEntry
-    from .pipeline import Pipeline
+from .models import AddonAnswers, HomeIQState, IncompatibleAddon
+from .pipeline import Pipeline
 
 # Stats are aggregated by the add-on; every 30 s keeps the sensors fresh without load.
 SCAN_INTERVAL = timedelta(seconds=30)
@@ -32,54 +31,16 @@ SCAN_INTERVAL = timedelta(seconds=30)
 STATS_PERIOD = "1h"
 
 
-@dataclass(frozen=True, slots=True)
-class PipelineCounters:
-    """A snapshot of the capture pipeline's local counters."""
+@dataclass
+class HomeIQData:
+    """What one HomeIQ entry runs: the add-on client, the capture pipeline, the coordinator."""
 
-    captured_total: int = 0
-    dropped_total: int = 0
-    backlog_events: int = 0
-    spool_bytes: int = 0
-    spool_cap_bytes: int = 0
-    last_delivery: datetime | None = None
-    delivery_latency_ms: float | None = None
-    events_per_minute: float = 0.0
-    connected: bool = False
-    last_error: str | None = None
-
-    @classmethod
-    def from_pipeline(cls, pipeline: Pipeline) -> PipelineCounters:
-        """Read the counters the pipeline exposes."""
-        return cls(
-            captured_total=pipeline.captured_total,
-            dropped_total=pipeline.dropped_total,
-            backlog_events=pipeline.backlog_events,
-            spool_bytes=pipeline.spool_bytes,
-            spool_cap_bytes=pipeline.spool_cap_bytes,
-            last_delivery=pipeline.last_delivery,
-            delivery_latency_ms=pipeline.delivery_latency_ms,
-            events_per_minute=pipeline.events_per_minute,
-            connected=pipeline.connected,
-            last_error=pipeline.last_error,
-        )
+    client: HomeIQClient
+    pipeline: Pipeline
+    coordinator: HomeIQCoordinator
 
 
-@dataclass(frozen=True, slots=True)
-class HomeIQState:
-    """What one refresh learned: the add-on's view (when reachable) and the pipeline's."""
-
-    addon_available: bool
-    pipeline: PipelineCounters
-    health: dict[str, Any] = field(default_factory=dict)
-    stats: dict[str, Any] = field(default_factory=dict)
-    unreachable_since: datetime | None = None
-
-    @property
-    def store(self) -> dict[str, Any]:
-        """The add-on's store figures (stats first, health as fallback)."""
-        store: dict[str, Any] = dict(self.health)
-        store.update(self.stats.get("store") or {})
-        return store
+type HomeIQConfigEntry = ConfigEntry[HomeIQData]
 
 
 class HomeIQCoordinator(DataUpdateCoordinator[HomeIQState]):
@@ -104,9 +65,7 @@ class HomeIQCoordinator(DataUpdateCoordinator[HomeIQState]):
         )
         self.client = client
         self.pipeline = pipeline
-        self.data = HomeIQState(
-            addon_available=False, pipeline=PipelineCounters.from_pipeline(pipeline)
-        )
+        self.data = HomeIQState(pipeline=pipeline.counters())
         # None until the first answer: the first failure is logged, a first success is not.
         self._reachable: bool | None = None
         self._unreachable_since: datetime | None = None
@@ -129,6 +88,10 @@ class HomeIQCoordinator(DataUpdateCoordinator[HomeIQState]):
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="auth_failed"
             ) from err
+        except HomeIQIncompatibleError as err:
+            self._answered()
+            incompatible = IncompatibleAddon(err.version, err.api_version)
+            state = HomeIQState(pipeline=self.pipeline.counters(), incompatible=incompatible)
         except HomeIQError as err:
             state = self._unreachable(err)
         else:
@@ -142,27 +105,30 @@ class HomeIQCoordinator(DataUpdateCoordinator[HomeIQState]):
             self._reachable = False
             self._unreachable_since = dt_util.utcnow()
         return HomeIQState(
-            addon_available=False,
-            pipeline=PipelineCounters.from_pipeline(self.pipeline),
-            unreachable_since=self._unreachable_since,
+            pipeline=self.pipeline.counters(), unreachable_since=self._unreachable_since
         )
 
-    def _reached(self, health: dict[str, Any], stats: dict[str, Any]) -> HomeIQState:
+    def _reached(self, health: Health, stats: Stats) -> HomeIQState:
+        self._answered()
+        self._update_device_version(health.version)
+        incompatible = None
+        if health.api_version != API_VERSION:
+            incompatible = IncompatibleAddon(health.version, health.api_version)
+        return HomeIQState(
+            pipeline=self.pipeline.counters(),
+            addon=AddonAnswers(health=health, stats=stats),
+            incompatible=incompatible,
+        )
+
+    def _answered(self) -> None:
         if self._reachable is False:
             LOGGER.info("HomeIQ add-on at %s is reachable again", self.client.url)
         self._reachable = True
         self._unreachable_since = None
-        self._update_device_version(health.get("version"))
-        return HomeIQState(
-            addon_available=True,
-            pipeline=PipelineCounters.from_pipeline(self.pipeline),
-            health=health,
-            stats=stats,
-        )
 
-    def _update_device_version(self, version: Any) -> None:
+    def _update_device_version(self, version: str) -> None:
         """Show the add-on's version on the service device once it is known."""
-        if not isinstance(version, str) or version == self._device_version:
+        if version == self._device_version:
             return
         registry = dr.async_get(self.hass)
         entry_id = self.config_entry.entry_id

@@ -7,6 +7,7 @@ from typing import Any
 
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
+import msgspec
 
 from .const import (
     CONF_EXCLUDE_ENTITIES,
@@ -15,8 +16,7 @@ from .const import (
     CONF_URL,
     CONF_WEATHER_ENTITY,
 )
-from .coordinator import PipelineCounters
-from .models import HomeIQConfigEntry
+from .coordinator import HomeIQConfigEntry
 
 # Credentials, where the add-on lives, and anything naming people or their things.
 TO_REDACT = {
@@ -44,8 +44,9 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """Return diagnostics for a config entry."""
     runtime = entry.runtime_data
-    counters = PipelineCounters.from_pipeline(runtime.pipeline)
+    counters = runtime.pipeline.counters()
     state = runtime.coordinator.data
+    addon = state.addon
     cap = counters.spool_cap_bytes
     return async_redact_data(
         {
@@ -65,8 +66,8 @@ async def async_get_config_entry_diagnostics(
             "addon": {
                 "available": state.addon_available,
                 "unreachable_since": state.unreachable_since,
-                "health": state.health,
-                "stats": state.stats,
+                "health": msgspec.to_builtins(addon.health) if addon is not None else {},
+                "stats": msgspec.to_builtins(addon.stats) if addon is not None else {},
             },
         },
         TO_REDACT,

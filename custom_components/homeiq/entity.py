@@ -21,12 +21,12 @@ class HomeIQEntity(CoordinatorEntity[HomeIQCoordinator]):
         self.entity_description = description
         entry = coordinator.config_entry
         self._attr_unique_id = f"{entry.unique_id or entry.entry_id}_{description.key}"
-        version = coordinator.data.health.get("version")
+        addon = coordinator.data.addon
         self._attr_device_info = DeviceInfo(
             identifiers={(DOMAIN, entry.entry_id)},
             entry_type=DeviceEntryType.SERVICE,
             manufacturer="HomeIQ",
             model="HomeIQ add-on",
             name="HomeIQ",
-            sw_version=version if isinstance(version, str) else None,
+            sw_version=addon.health.version if addon is not None else None,
         )

@@ -7,16 +7,14 @@ options), so there is no repairs platform; the issue ids double as translation k
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
 
-from .const import API_VERSION, DOMAIN, ISSUE_SPOOL_FULL
-
-if TYPE_CHECKING:
-    from .coordinator import HomeIQState
+from .const import DOMAIN, ISSUE_SPOOL_FULL
+from .contract import API_VERSION
+from .models import HomeIQState
 
 ISSUE_ADDON_UNREACHABLE = "addon_unreachable"
 ISSUE_SPOOL_NEAR_FULL = "spool_near_full"
@@ -73,7 +71,7 @@ class IssueTracker:
     def _unreachable(self, state: HomeIQState) -> None:
         since = state.unreachable_since
         if since is None or dt_util.utcnow() - since < UNREACHABLE_GRACE:
-            if state.addon_available:
+            if state.addon_available or state.incompatible is not None:
                 _clear(self.hass, ISSUE_ADDON_UNREACHABLE)
             return
         _raise(
@@ -84,19 +82,18 @@ class IssueTracker:
         )
 
     def _incompatible(self, state: HomeIQState) -> None:
-        if not state.addon_available:
-            return
-        api_version = state.health.get("api_version")
-        if api_version == API_VERSION:
-            _clear(self.hass, ISSUE_ADDON_INCOMPATIBLE)
+        addon = state.incompatible
+        if addon is None:
+            if state.addon_available:
+                _clear(self.hass, ISSUE_ADDON_INCOMPATIBLE)
             return
         _raise(
             self.hass,
             ISSUE_ADDON_INCOMPATIBLE,
             ir.IssueSeverity.ERROR,
             {
-                "addon_version": str(state.health.get("version", "unknown")),
-                "api_version": str(api_version),
+                "addon_version": addon.version,
+                "api_version": str(addon.api_version),
                 "expected_api_version": str(API_VERSION),
             },
         )

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from pathlib import Path
 import time
 from typing import Any
 
@@ -22,7 +21,6 @@ from homeassistant.helpers import (
     label_registry as lr,
 )
 from homeassistant.helpers.event import async_track_time_interval
-from homeassistant.helpers.storage import STORAGE_DIR
 
 from .api import HomeIQClient
 from .batch import RECORDS_PER_DUMP, BatchBuilder, Ready
@@ -43,11 +41,11 @@ from .const import (
     LOGGER,
     SHUTDOWN_FLUSH_TIMEOUT,
 )
-from .dropped import DroppedEvents
 from .enrich import Enricher, snapshot
+from .models import PipelineCounters
 from .shipper import Shipper
 from .spool import Spool
-from .spooler import SpoolWriter
+from .spool_writer import SpoolWriter
 from .wire import EntityWire, WireContext
 
 # Buffered events that start a flush: keeps the buffer short between flush intervals.
@@ -63,11 +61,6 @@ REGISTRY_EVENTS = (
 )
 
 
-def spool_dir(hass: HomeAssistant, entry_id: str) -> Path:
-    """Where an entry's spool lives, under the HA config dir."""
-    return Path(hass.config.path(STORAGE_DIR, "homeiq_spool", entry_id))
-
-
 class Pipeline:
     """One per config entry."""
 
@@ -79,10 +72,9 @@ class Pipeline:
         self.capture = Capture(hass, self.enricher.entity_info, self._on_full, CONVERT_CHUNK)
         # Serialized entity keys (wire.py); replaced whenever registries or options change.
         self._wire_entities: dict[str, EntityWire] = {}
-        self.spool = Spool(spool_dir(hass, entry.entry_id))
-        self.dropped = DroppedEvents(hass, entry.entry_id)
-        self.shipper = Shipper(hass, entry, client, self.spool, self._changed, dropped=self.dropped)
-        self.writer = SpoolWriter(hass, self.spool, self.shipper, self.dropped, self._changed)
+        self.spool = Spool(hass, entry.entry_id)
+        self.shipper = Shipper(hass, entry, client, self.spool)
+        self.writer = SpoolWriter(hass, self.spool)
         self.source = {"instance_id": "", "integration_version": INTEGRATION_VERSION}
         self.builder = BatchBuilder(self.source)
         self.batch_size = DEFAULT_BATCH_SIZE
@@ -99,8 +91,6 @@ class Pipeline:
         self._sealed: list[Ready] = []
         self._last_flush = time.monotonic()
         self._rate_samples: deque[tuple[float, int]] = deque()
-        self._listeners: list[Callable[[], None]] = []
-        self._dirty = False
         self._unsubs: list[CALLBACK_TYPE] = []
         self._stopped = False
 
@@ -114,12 +104,12 @@ class Pipeline:
     def dropped_total(self) -> int:
         """Events given up since the entry was added (kept across restarts): dropped at the
         spool cap, refused by the add-on, or not writable to the spool."""
-        return self.dropped.total
+        return self.spool.dropped_total
 
     @property
     def backlog_events(self) -> int:
         """Events spooled and not yet acknowledged."""
-        return self.shipper.backlog_events
+        return self.spool.backlog_events
 
     @property
     def serializing_events(self) -> int:
@@ -140,12 +130,12 @@ class Pipeline:
     @property
     def spool_cap_bytes(self) -> int:
         """The spool's size limit (the oldest events are dropped beyond it)."""
-        return self.writer.cap_bytes
+        return self.spool.cap_bytes
 
     @property
     def spool_bytes(self) -> int:
         """Bytes in the spool."""
-        return self.shipper.spool_bytes
+        return self.spool.size_bytes
 
     @property
     def last_delivery(self) -> datetime | None:
@@ -175,20 +165,27 @@ class Pipeline:
             return 0.0
         return float(self.captured_total - samples[0][1])
 
-    @callback
-    def async_add_listener(self, update: Callable[[], None]) -> CALLBACK_TYPE:
-        """Call `update` (at most once a second) when counters change."""
-        self._listeners.append(update)
-        return lambda: self._listeners.remove(update)
+    def counters(self) -> PipelineCounters:
+        """A snapshot of the counters above, for the coordinator and diagnostics."""
+        return PipelineCounters(
+            captured_total=self.captured_total,
+            dropped_total=self.dropped_total,
+            backlog_events=self.backlog_events,
+            spool_bytes=self.spool_bytes,
+            spool_cap_bytes=self.spool_cap_bytes,
+            last_delivery=self.last_delivery,
+            delivery_latency_ms=self.delivery_latency_ms,
+            events_per_minute=self.events_per_minute,
+            connected=self.connected,
+            last_error=self.last_error,
+        )
 
     # --- life cycle ----------------------------------------------------------------
     async def async_start(self) -> None:
         """Listen at once; load the spool left by an earlier run and let the shipper send it."""
         self.source["instance_id"] = await instance_id.async_get(self.hass)
-        await self.dropped.async_load()
         self.apply_options(self.entry.options)
-        items = await self.hass.async_add_executor_job(self.spool.load)
-        self.shipper.add(items)
+        await self.spool.async_load()
         for event_type in REGISTRY_EVENTS:
             self._unsubs.append(self.hass.bus.async_listen(event_type, self._registry_updated))
         self._unsubs.append(async_track_time_interval(self.hass, self._tick, timedelta(seconds=1)))
@@ -209,7 +206,7 @@ class Pipeline:
         self.batch_size = int(options.get(CONF_BATCH_SIZE, DEFAULT_BATCH_SIZE))
         self.flush_interval = float(options.get(CONF_FLUSH_INTERVAL, DEFAULT_FLUSH_INTERVAL))
         cap_mb = float(options.get(CONF_SPOOL_CAP_MB, DEFAULT_SPOOL_CAP_MB))
-        self.writer.cap_bytes = int(cap_mb * 1024 * 1024)
+        self.spool.cap_bytes = int(cap_mb * 1024 * 1024)
 
     async def _async_on_stop(self, _event: Event[Any]) -> None:
         """HA stops: spool the buffer and what its cancelled flushes held, at once.
@@ -244,7 +241,7 @@ class Pipeline:
         except TimeoutError:
             self._give_up_unspooled()
         await self.shipper.async_stop()
-        await self.dropped.async_save()
+        await self.spool.async_save()
 
     def _give_up_unspooled(self) -> None:
         """Count what missed the shutdown bound as dropped (the disk hangs), and let it go.
@@ -264,7 +261,7 @@ class Pipeline:
             lost,
             SHUTDOWN_FLUSH_TIMEOUT,
         )
-        self.dropped.add(lost)
+        self.spool.count_dropped(lost)
 
     async def async_flush(self) -> None:
         """Spool what is buffered and try to ship now, cutting any back-off short."""
@@ -274,7 +271,7 @@ class Pipeline:
     async def async_wait_delivered(self) -> None:
         """Flush, then wait until the add-on acknowledged everything (tests, benchmarks)."""
         await self.async_flush()
-        await self.shipper.async_wait_idle()
+        await self.spool.async_wait_empty()
 
     # --- internals -----------------------------------------------------------------
     @callback
@@ -316,14 +313,6 @@ class Pipeline:
             samples.popleft()
         if self.buffered_events and now - self._last_flush >= self.flush_interval:
             self._schedule_flush(seal=True)
-        if self._dirty or self.capture.buffer:
-            self._dirty = False
-            for update in list(self._listeners):
-                update()
-
-    @callback
-    def _changed(self) -> None:
-        self._dirty = True
 
     async def _async_flush_buffer(self, seal: bool, wait: bool = True) -> None:
         """Serialize the buffer (with `seal`, spool even a partial batch).

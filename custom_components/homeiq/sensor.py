@@ -19,9 +19,9 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
-from .coordinator import HomeIQState
+from .coordinator import HomeIQConfigEntry
 from .entity import HomeIQEntity
-from .models import HomeIQConfigEntry
+from .models import HomeIQState
 
 # The coordinator centralizes the updates.
 PARALLEL_UPDATES = 0
@@ -43,24 +43,25 @@ class HomeIQSensorEntityDescription(SensorEntityDescription):
     attributes_fn: Callable[[HomeIQState], Mapping[str, Any]] | None = None
 
 
-def _as_datetime(value: Any) -> datetime | None:
+def _oldest_event(state: HomeIQState) -> datetime | None:
     """The add-on's timestamps are ISO 8601 text."""
-    return dt_util.parse_datetime(value) if isinstance(value, str) else None
-
-
-def _int_or_none(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if state.addon is None or state.addon.stats.store.oldest_event is None:
+        return None
+    return dt_util.parse_datetime(state.addon.stats.store.oldest_event)
 
 
 def _status(state: HomeIQState) -> str | None:
     """Worst of the add-on's alerts and its health status; "unreachable" while it is down.
 
-    Before the first answer (right after setup) it is unknown, not unreachable.
+    Before the first answer (right after setup) it is unknown, not unreachable; an add-on
+    whose answers cannot be read (another API version) is an error.
     """
-    if not state.addon_available:
+    if state.addon is None:
+        if state.incompatible is not None:
+            return "error"
         return STATUS_UNREACHABLE if state.unreachable_since is not None else None
-    levels = {alert.get("level") for alert in state.stats.get("alerts") or []}
-    health = state.health.get("status")
+    levels = {alert.level for alert in state.addon.stats.alerts}
+    health = state.addon.health.status
     if "error" in levels or health == "unhealthy":
         return "error"
     if "warning" in levels or health == "degraded":
@@ -69,10 +70,11 @@ def _status(state: HomeIQState) -> str | None:
 
 
 def _alerts(state: HomeIQState) -> dict[str, Any]:
+    alerts = state.addon.stats.alerts if state.addon is not None else []
     return {
         "alerts": [
-            {key: alert.get(key) for key in ("level", "metric", "message")}
-            for alert in state.stats.get("alerts") or []
+            {"level": alert.level, "metric": alert.metric, "message": alert.message}
+            for alert in alerts
         ]
     }
 
@@ -140,7 +142,7 @@ SENSORS: tuple[HomeIQSensorEntityDescription, ...] = (
         native_unit_of_measurement=UNIT_EVENTS,
         # Retention deletes events, so this is not a total that only grows.
         state_class=SensorStateClass.MEASUREMENT,
-        value_fn=lambda s: _int_or_none(s.store.get("events_stored")),
+        value_fn=lambda s: s.addon.stats.store.events_stored if s.addon else None,
     ),
     HomeIQSensorEntityDescription(
         key="database_size",
@@ -151,7 +153,7 @@ SENSORS: tuple[HomeIQSensorEntityDescription, ...] = (
         suggested_display_precision=1,
         state_class=SensorStateClass.MEASUREMENT,
         entity_category=EntityCategory.DIAGNOSTIC,
-        value_fn=lambda s: _int_or_none(s.store.get("db_size_bytes")),
+        value_fn=lambda s: s.addon.stats.store.db_size_bytes if s.addon else None,
     ),
     HomeIQSensorEntityDescription(
         key="oldest_event",
@@ -160,7 +162,7 @@ SENSORS: tuple[HomeIQSensorEntityDescription, ...] = (
         entity_category=EntityCategory.DIAGNOSTIC,
         # Moves only when retention runs, once a day.
         entity_registry_enabled_default=False,
-        value_fn=lambda s: _as_datetime(s.store.get("oldest_event")),
+        value_fn=_oldest_event,
     ),
     HomeIQSensorEntityDescription(
         key="status",

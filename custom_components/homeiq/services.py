@@ -18,11 +18,12 @@ from homeassistant.core import (
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.util import dt as dt_util
+import msgspec
 import voluptuous as vol
 
 from .api import HomeIQAuthError, HomeIQError, HomeIQResponseError
 from .const import DOMAIN
-from .models import HomeIQConfigEntry
+from .coordinator import HomeIQConfigEntry
 
 SERVICE_FLUSH = "flush"
 SERVICE_QUERY = "query"
@@ -159,7 +160,9 @@ async def _async_query(call: ServiceCall) -> ServiceResponse:
     data = call.data
     kind = data[ATTR_TYPE]
     if kind == "stats":
-        return await _call_addon(lambda: client.async_stats(data[ATTR_PERIOD]))
+        stats = await _call_addon(lambda: client.async_stats(data[ATTR_PERIOD]))
+        result: dict[str, Any] = msgspec.to_builtins(stats)
+        return result
     if kind == "history" and ATTR_ENTITY_ID not in data:
         raise ServiceValidationError(
             translation_domain=DOMAIN, translation_key="history_needs_entity"

@@ -1,19 +1,44 @@
-"""The on-disk spool: one file per batch, named by sequence so delivery keeps order.
+"""The on-disk spool and its accounting: what waits for the add-on, what was given up.
 
-Every method here does blocking file I/O and is run in an executor thread.
+One file per batch, named by sequence so delivery keeps order. The spool alone decides
+what is kept: it holds the cap (the oldest batches go when it is exceeded), counts every
+event given up and keeps that count across restarts. The writer puts batches in, the
+shipper takes the oldest out and says what became of it.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 import shutil
 import time
+from typing import TypedDict
+
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.storage import STORAGE_DIR, Store
+
+from .batch import Ready
+from .const import DEFAULT_SPOOL_CAP_MB, DOMAIN, ISSUE_SPOOL_FULL, LOGGER
 
 SUFFIX = ".json"
+# Batch bodies kept in memory so the common path never reads the file back: a couple of
+# default-size batches (~0.5 MB each). Bigger or more come back from the page cache, which
+# costs a read but keeps megabytes out of HA's RSS under load.
+MEMORY_BUDGET = 1024 * 1024
+DROPPED_STORAGE_VERSION = 1
+# Drops come in bursts (one per spool write while the cap is hit): one file write per burst.
+DROPPED_SAVE_DELAY = 1.0
 
 
-@dataclass(slots=True)
+def spool_dir(hass: HomeAssistant, entry_id: str) -> Path:
+    """Where an entry's spool lives, under the HA config dir."""
+    return Path(hass.config.path(STORAGE_DIR, "homeiq_spool", entry_id))
+
+
+@dataclass(slots=True, eq=False)  # compared by identity: one object per file
 class SpoolItem:
     """One spooled batch; `body` is kept in memory while there is room, else read back."""
 
@@ -25,16 +50,160 @@ class SpoolItem:
     body: bytes | None = None
 
 
+@dataclass(slots=True)
+class Written:
+    """What one write to the disk left: the files, and the events the disk refused."""
+
+    items: list[SpoolItem]
+    lost: int
+
+
+class _SavedDropped(TypedDict):
+    dropped: int
+
+
 class Spool:
-    """Files `<seq>_<events>_<batch_id>.json` in one directory per config entry."""
+    """Files `<seq>_<events>_<batch_id>.json` in one directory per config entry.
 
-    def __init__(self, directory: Path) -> None:
-        """Nothing touches the disk until `load`."""
-        self.directory = directory
+    The methods without `async_` that touch files block, and run in an executor thread.
+    """
+
+    def __init__(self, hass: HomeAssistant, entry_id: str) -> None:
+        """Nothing touches the disk until `async_load`."""
+        self.hass = hass
+        self.directory = spool_dir(hass, entry_id)
+        self.cap_bytes = DEFAULT_SPOOL_CAP_MB * 1024 * 1024
+        self.backlog_events = 0  # events in the spool, not yet acknowledged
+        self.size_bytes = 0
+        # Events given up since the entry was added: dropped at the cap, refused by the
+        # add-on, not writable, or not spooled within the shutdown bound.
+        self.dropped_total = 0
         self._next_seq = 1
+        self._items: deque[SpoolItem] = deque()
+        self._on_wire: SpoolItem | None = None  # taken by the shipper: the cap keeps it
+        self._memory = 0
+        self._read_ahead: tuple[SpoolItem, asyncio.Future[bytes | None]] | None = None
+        self._removals: list[asyncio.Future[None]] = []
+        self._filled = asyncio.Event()
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self._dropped_store: Store[_SavedDropped] = Store(
+            hass, DROPPED_STORAGE_VERSION, f"{DOMAIN}.{entry_id}.dropped"
+        )
+        self._dropped_unsaved = False
 
-    def load(self) -> list[SpoolItem]:
-        """Create the directory and return what an earlier run left, oldest first."""
+    # --- putting in ----------------------------------------------------------------
+    async def async_load(self) -> None:
+        """Take up what an earlier run left: its files, oldest first, and its dropped count."""
+        saved = await self._dropped_store.async_load()
+        self.dropped_total = saved["dropped"] if saved else 0
+        self._queue(await self.hass.async_add_executor_job(self._load))
+
+    def write(self, batches: list[Ready]) -> Written:
+        """Write batches in order, each atomically (temp file + rename). Blocking."""
+        items: list[SpoolItem] = []
+        lost = 0
+        for batch_id, events, body in batches:
+            seq = self._next_seq
+            self._next_seq += 1
+            path = self.directory / f"{seq:012d}_{events}_{batch_id}{SUFFIX}"
+            tmp = path.with_suffix(".tmp")
+            try:
+                with tmp.open("wb") as file:
+                    file.write(body)
+                tmp.replace(path)
+            except OSError as err:  # a full or read-only disk: the batch cannot be kept
+                LOGGER.error("HomeIQ spool write failed: %s", err)
+                lost += events
+                continue
+            items.append(SpoolItem(seq, path, events, len(body), body=body))
+        return Written(items, lost)
+
+    async def async_put(self, written: Written) -> None:
+        """Queue newly written batches behind the others; past the cap, drop the oldest."""
+        if written.lost:
+            LOGGER.error("HomeIQ could not write %s events to its spool: dropped", written.lost)
+            self.count_dropped(written.lost)
+        self._queue(written.items)
+        await self._async_enforce_cap()
+
+    def count_dropped(self, events: int) -> None:
+        """Count events given up for good; saved a second later (HA saves it on stop too)."""
+        self.dropped_total += events
+        self._dropped_unsaved = True
+        self._dropped_store.async_delay_save(self._saved_dropped, DROPPED_SAVE_DELAY)
+
+    # --- taking out ----------------------------------------------------------------
+    async def async_take(self) -> SpoolItem:
+        """Wait for a batch; the oldest is on the wire (the cap spares it) until it is
+        acknowledged, rejected or released."""
+        while not self._items:
+            self._filled.clear()
+            await self._filled.wait()
+        self._on_wire = self._items[0]
+        return self._on_wire
+
+    async def async_read(self, item: SpoolItem) -> bytes:
+        """The batch's body; the next one is read from disk meanwhile (`OSError` if gone)."""
+        body = item.body
+        if body is None and self._read_ahead is not None and self._read_ahead[0] is item:
+            body = await self._read_ahead[1]  # None: dropped at the cap meanwhile, read again
+        if body is None:
+            body = await self.hass.async_add_executor_job(item.path.read_bytes)
+        following = self._items[1] if len(self._items) > 1 else None
+        if following is None or following.body is not None:
+            self._read_ahead = None
+        elif self._read_ahead is None or self._read_ahead[0] is not following:
+            self._read_ahead = (following, self.hass.async_add_executor_job(_read, following.path))
+        return body
+
+    def release(self, item: SpoolItem) -> None:
+        """The batch is off the wire; unless acknowledged or rejected, it stays the oldest."""
+        if self._on_wire is item:
+            self._on_wire = None
+
+    async def async_acknowledge(self, item: SpoolItem) -> None:
+        """The add-on stored the batch: forget it and remove its file."""
+        self.release(item)
+        self._forget(item)
+        # The next send need not wait for the file to go, but "empty" means no file is left.
+        self._removals = [job for job in self._removals if not job.done()]
+        self._removals.append(self.hass.async_add_executor_job(_remove, [item]))
+        if not self._items:
+            # wait, not gather: a cancelled shipper must not cancel the removals
+            await asyncio.wait(self._removals)
+            self._removals.clear()
+            self._settle()
+
+    async def async_reject(self, item: SpoolItem) -> None:
+        """The add-on refused the batch: keep the file aside, count its events as dropped."""
+        self.release(item)
+        self._forget(item)
+        self.count_dropped(item.events)
+        # Shielded: renamed even if this task is cancelled, or the next start resends it.
+        await asyncio.shield(
+            self.hass.async_add_executor_job(item.path.rename, item.path.with_suffix(".rejected"))
+        )
+        self._settle()
+
+    async def async_wait_empty(self) -> None:
+        """Wait until every spooled batch is acknowledged (or given up)."""
+        await self._empty.wait()
+
+    # --- life cycle ----------------------------------------------------------------
+    async def async_save(self) -> None:
+        """Write a changed dropped count now (the pipeline is stopping)."""
+        if self._dropped_unsaved:
+            self._dropped_unsaved = False
+            await self._dropped_store.async_save(self._saved_dropped())
+
+    async def async_remove(self) -> None:
+        """Remove the files and the dropped count (the config entry was deleted)."""
+        await self.hass.async_add_executor_job(shutil.rmtree, self.directory, True)
+        await self._dropped_store.async_remove()
+
+    # --- internals -----------------------------------------------------------------
+    def _load(self) -> list[SpoolItem]:
         self.directory.mkdir(parents=True, exist_ok=True)
         items: list[SpoolItem] = []
         for path in self.directory.iterdir():
@@ -52,28 +221,77 @@ class Spool:
             self._next_seq = items[-1].seq + 1
         return items
 
-    def write(self, batch_id: str, events: int, body: bytes) -> SpoolItem:
-        """Write one batch atomically (temp file + rename)."""
-        seq = self._next_seq
-        self._next_seq += 1
-        path = self.directory / f"{seq:012d}_{events}_{batch_id}{SUFFIX}"
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as file:
-            file.write(body)
-        tmp.replace(path)
-        return SpoolItem(seq, path, events, len(body), body=body)
-
-    @staticmethod
-    def read(item: SpoolItem) -> bytes:
-        """Read a batch back for sending."""
-        return item.path.read_bytes()
-
-    @staticmethod
-    def remove(items: list[SpoolItem]) -> None:
-        """Forget acknowledged (or dropped) batches."""
+    def _queue(self, items: list[SpoolItem]) -> None:
         for item in items:
-            item.path.unlink(missing_ok=True)
+            if item.body is not None:
+                if self._memory + item.nbytes > MEMORY_BUDGET:
+                    item.body = None
+                else:
+                    self._memory += item.nbytes
+            self._items.append(item)
+            self.backlog_events += item.events
+            self.size_bytes += item.nbytes
+        if items:
+            self._empty.clear()
+            self._filled.set()
 
-    def destroy(self) -> None:
-        """Remove the whole spool (the config entry was deleted)."""
-        shutil.rmtree(self.directory, ignore_errors=True)
+    async def _async_enforce_cap(self) -> None:
+        dropped: list[SpoolItem] = []
+        while self.size_bytes > self.cap_bytes:
+            oldest = 1 if self._on_wire is not None else 0
+            if len(self._items) <= oldest:
+                break
+            item = self._items[oldest]
+            self._forget(item)
+            dropped.append(item)
+        if not dropped:
+            return
+        count = sum(item.events for item in dropped)
+        self.count_dropped(count)
+        LOGGER.warning("HomeIQ spool is full: dropped the %s oldest events", count)
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            ISSUE_SPOOL_FULL,
+            is_fixable=False,
+            # The count is kept across restarts, and so is the issue that reports it.
+            is_persistent=True,
+            severity=ir.IssueSeverity.ERROR,
+            translation_key=ISSUE_SPOOL_FULL,
+            translation_placeholders={
+                "dropped": str(self.dropped_total),
+                "spool_cap_mb": str(round(self.cap_bytes / 1024 / 1024)),
+            },
+        )
+        # Shielded: the files go even if this task is cancelled (HA stopping).
+        await asyncio.shield(self.hass.async_add_executor_job(_remove, dropped))
+        self._settle()
+
+    def _forget(self, item: SpoolItem) -> None:
+        self._items.remove(item)
+        self.backlog_events -= item.events
+        self.size_bytes -= item.nbytes
+        if item.body is not None:
+            self._memory -= item.nbytes
+            item.body = None
+
+    def _settle(self) -> None:
+        """Called once the files of forgotten batches are gone."""
+        if not self._items:
+            self._empty.set()
+
+    def _saved_dropped(self) -> _SavedDropped:
+        return {"dropped": self.dropped_total}
+
+
+def _read(path: Path) -> bytes | None:
+    """Read ahead: None when the file went meanwhile (the caller reads, and fails, again)."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _remove(items: list[SpoolItem]) -> None:
+    for item in items:
+        item.path.unlink(missing_ok=True)

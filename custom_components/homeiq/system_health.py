@@ -8,7 +8,7 @@ from homeassistant.components import system_health
 from homeassistant.core import HomeAssistant, callback
 
 from .const import DOMAIN
-from .models import HomeIQConfigEntry
+from .coordinator import HomeIQConfigEntry
 
 
 @callback
@@ -23,13 +23,13 @@ async def system_health_info(hass: HomeAssistant) -> dict[str, Any]:
     if not entries:
         return {}
     runtime = entries[0].runtime_data
-    data = runtime.coordinator.data
+    addon = runtime.coordinator.data.addon
     return {
         # The minimal health answer needs no token: a plain reachability probe.
         "addon_reachable": system_health.async_check_can_reach_url(
             hass, f"{runtime.client.url}/api/v1/health?minimal=1"
         ),
-        "addon_version": data.health.get("version", "unknown"),
-        "api_version": data.health.get("api_version", "unknown"),
+        "addon_version": addon.health.version if addon is not None else "unknown",
+        "api_version": addon.health.api_version if addon is not None else "unknown",
         "backlog": runtime.pipeline.backlog_events,
     }

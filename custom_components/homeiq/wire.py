@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 import math
-from typing import Any
+from typing import Any, Final
 
 from homeassistant.const import (
     ATTR_DEVICE_CLASS,
@@ -27,7 +27,27 @@ from homeassistant.const import (
 from homeassistant.core import Event, EventOrigin, State
 import orjson
 
+from .contract import Event as EventRecord
 from .enrich import EntityInfo
+
+# Every key an event record gets, here and from enrich.py (EntityInfo.fields, snapshot):
+# fields of the contract's Event, checked when this module loads, so that a field the
+# contract renames fails here at once instead of as batches the add-on refuses.
+EVENT_KEYS: Final = frozenset(
+    {
+        *("time_fired", "event_type", "origin", "data"),
+        *("context_id", "context_parent_id", "context_user_id"),
+        *("cause", "cause_name", "cause_id"),
+        *("entity_id", "state", "old_state", "numeric_value", "prev_state_seconds"),
+        *("last_changed", "last_reported", "attributes"),
+        *("device_class", "state_class", "unit", "friendly_name"),
+        *("domain", "area_id", "area", "floor", "labels"),
+        *("device_id", "device_name", "device_manufacturer", "device_model"),
+        *("outdoor_temperature", "weather_condition", "sun_elevation", "people_home"),
+    }
+)
+if _NOT_IN_CONTRACT := EVENT_KEYS.difference(EventRecord.__struct_fields__):
+    raise ImportError(f"contract.Event has no field {', '.join(sorted(_NOT_IN_CONTRACT))}")
 
 ATTR_STATE_CLASS = "state_class"
 # Attributes that become their own keys are not repeated inside `attributes`.

@@ -54,7 +54,7 @@ class FlakyProxy:
 
     def __init__(self, upstream: str, mode: str) -> None:
         self.upstream = upstream
-        self.mode = mode  # "drop_ack", "429", "422", "500" or "old_api"
+        self.mode = mode  # "drop_ack", "429", "422", "500", "old_api" or "new_api"
         self.ingests = 0
         self.server: asyncio.Server | None = None
         self.url = ""
@@ -116,6 +116,11 @@ class FlakyProxy:
                 return  # committed upstream, but the client never hears about it
             if self.mode == "old_api" and path == "/api/v1/health":
                 payload = payload.replace(b'"api_version":1', b'"api_version":99')
+            if self.mode == "new_api" and path == "/api/v1/health":
+                # A later API version that also answers in another shape.
+                payload = payload.replace(b'"api_version":1', b'"api_version":2').replace(
+                    b'"status":', b'"state":'
+                )
             writer.write(
                 f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()

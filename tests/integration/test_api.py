@@ -13,6 +13,8 @@ from custom_components.homeiq.api import (
     HomeIQAuthError,
     HomeIQClient,
     HomeIQConnectionError,
+    HomeIQContractError,
+    HomeIQIncompatibleError,
     HomeIQRateLimitedError,
     HomeIQResponseError,
 )
@@ -22,8 +24,8 @@ async def test_calls_against_the_addon(hass: HomeAssistant, addon_server: Any) -
     """Each client call reaches its route and returns the add-on's JSON."""
     client = HomeIQClient(async_get_clientsession(hass), addon_server.url + "/", addon_server.token)
     assert client.url == addon_server.url
-    assert (await client.async_health())["api_version"] == 1
-    assert (await client.async_stats("15m"))["period"] == "15m"
+    assert (await client.async_health()).api_version == 1
+    assert (await client.async_stats("15m")).period == "15m"
     assert (await client.async_events(limit=5, domain=None))["events"] == []
     assert (await client.async_history("sensor.none", resolution="raw"))["entity_id"] == (
         "sensor.none"
@@ -43,7 +45,9 @@ async def odd_peer(hass: HomeAssistant, socket_enabled: None) -> Any:
     """An HTTP server answering what a broken proxy or a wrong address might."""
 
     async def handle(request: web.Request) -> web.Response:
-        kind = request.query.get("kind", "")
+        kind = request.query.get("kind", request.query.get("period", ""))
+        if kind == "off_contract":
+            return web.json_response({"period": "1h", "generated_at": 5})
         if kind == "text":
             return web.Response(text="<html>not json</html>")
         if kind == "empty":
@@ -56,8 +60,12 @@ async def odd_peer(hass: HomeAssistant, socket_enabled: None) -> Any:
             return web.Response(status=429, headers={"Retry-After": "7"}, text="{}")
         return web.json_response(["not", "an", "object"], status=400)
 
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response(["not", "health"])
+
     app = web.Application()
     app.router.add_get("/api/v1/stats", handle)
+    app.router.add_get("/api/v1/health", health)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -82,3 +90,15 @@ async def test_odd_answers(odd_peer: HomeIQClient) -> None:
     assert limited.value.retry_after == 7.0
     with pytest.raises(HomeIQResponseError, match="HTTP 400"):
         await odd_peer._request("GET", "/api/v1/stats", params={"kind": "list"})
+
+
+async def test_answers_off_the_contract(odd_peer: HomeIQClient) -> None:
+    """A success whose body does not fit the contract is an error naming the field."""
+    with pytest.raises(HomeIQContractError, match=r"got `int` - at `\$\.generated_at`"):
+        await odd_peer.async_stats("off_contract")
+    with pytest.raises(HomeIQConnectionError, match="Invalid JSON"):
+        await odd_peer.async_stats("text")
+    # Not even the API version can be read: not taken for another version's answer.
+    with pytest.raises(HomeIQContractError, match="got `array`") as err:
+        await odd_peer.async_health()
+    assert not isinstance(err.value, HomeIQIncompatibleError)

@@ -44,7 +44,7 @@ async def _instance_id(hass: HomeAssistant, addon: Any) -> str:
     from custom_components.homeiq.api import HomeIQClient
 
     client = HomeIQClient(async_get_clientsession(hass), addon.url, addon.token)
-    return str((await client.async_health())["instance_id"])
+    return (await client.async_health()).instance_id
 
 
 def _discovery(addon: Any, token: str | None = None) -> HassioServiceInfo:
@@ -143,7 +143,10 @@ async def test_hassio_discovery_updates_existing_entry(
     assert entry.data[CONF_TOKEN] == addon_server.token
 
 
-@pytest.mark.parametrize(("bad", "reason"), [("url", "cannot_connect"), ("token", "invalid_auth")])
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [("url", "cannot_connect"), ("token", "invalid_auth"), ("payload", "cannot_connect")],
+)
 async def test_hassio_discovery_unusable(
     hass: HomeAssistant, addon_server: Any, bad: str, reason: str
 ) -> None:
@@ -152,6 +155,8 @@ async def test_hassio_discovery_unusable(
     if bad == "url":
         host, port = _dead_url().removeprefix("http://").rsplit(":", 1)
         info.config.update(host=host, port=int(port))
+    if bad == "payload":  # not what the contract's Discovery carries
+        del info.config["token"]
     result = await hass.config_entries.flow.async_init(
         DOMAIN, context={"source": SOURCE_HASSIO}, data=info
     )

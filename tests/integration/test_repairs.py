@@ -12,6 +12,7 @@ from freezegun.api import FrozenDateTimeFactory
 from helpers import FlakyProxy
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.translation import async_get_translations
 import pytest
 from pytest_homeassistant_custom_component.common import (
@@ -20,14 +21,15 @@ from pytest_homeassistant_custom_component.common import (
 )
 
 from custom_components.homeiq import issues
+from custom_components.homeiq.api import HomeIQClient
 from custom_components.homeiq.const import (
-    API_VERSION,
     CAPTURE_EVENT_TYPES,
     CONF_CAPTURE_MODE,
     CONF_EVENT_TYPES,
     CONF_SPOOL_CAP_MB,
     DOMAIN,
 )
+from custom_components.homeiq.contract import API_VERSION
 
 TEST_EVENT = "homeiq_test"
 SMALL_SPOOL = {
@@ -111,7 +113,7 @@ async def test_addon_incompatible(
         assert issue is not None
         assert issue.severity is ir.IssueSeverity.ERROR
         assert issue.translation_placeholders == {
-            "addon_version": entry.runtime_data.coordinator.data.health["version"],
+            "addon_version": entry.runtime_data.coordinator.data.addon.health.version,
             "api_version": "99",
             "expected_api_version": str(API_VERSION),
         }
@@ -119,6 +121,42 @@ async def test_addon_incompatible(
         proxy.mode = "pass_through"  # the add-on was updated: it speaks our version again
         await _refresh(hass, entry)
         assert issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_INCOMPATIBLE) is None
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await proxy.stop()
+
+
+async def test_addon_incompatible_and_unreadable(
+    hass: HomeAssistant,
+    addon_server: Any,
+    make_entry: Callable[..., Awaitable[MockConfigEntry]],
+    issue_registry: ir.IssueRegistry,
+) -> None:
+    """An add-on whose answers another API version reshaped: the same issue, status error."""
+    version = (
+        await HomeIQClient(
+            async_get_clientsession(hass), addon_server.url, addon_server.token
+        ).async_health()
+    ).version
+    proxy = FlakyProxy(addon_server.url, "new_api")
+    await proxy.start()
+    try:
+        entry = await make_entry(proxy.url, addon_server.token, unique_id="test-instance")
+        await _refresh(hass, entry)
+        issue = issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_INCOMPATIBLE)
+        assert issue is not None
+        assert issue.translation_placeholders == {
+            "addon_version": version,
+            "api_version": "2",
+            "expected_api_version": str(API_VERSION),
+        }
+        assert hass.states.get("sensor.homeiq_status").state == "error"
+        assert hass.states.get("sensor.homeiq_events_stored").state == "unavailable"
+
+        proxy.mode = "pass_through"
+        await _refresh(hass, entry)
+        assert issue_registry.async_get_issue(DOMAIN, issues.ISSUE_ADDON_INCOMPATIBLE) is None
+        assert hass.states.get("sensor.homeiq_status").state == "ok"
         assert await hass.config_entries.async_unload(entry.entry_id)
     finally:
         await proxy.stop()

@@ -147,8 +147,8 @@ async def test_registry_and_device(
     device = devices[0]
     assert device.entry_type is DeviceEntryType.SERVICE
     assert device.name == "HomeIQ"
-    health = homeiq_entry.runtime_data.coordinator.data.health
-    assert device.sw_version == health["version"]
+    health = homeiq_entry.runtime_data.coordinator.data.addon.health
+    assert device.sw_version == health.version
     assert {entry.device_id for entry in entries} == {device.id}
 
 

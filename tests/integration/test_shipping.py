@@ -21,7 +21,8 @@ from custom_components.homeiq.const import (
     DOMAIN,
     ISSUE_SPOOL_FULL,
 )
-from custom_components.homeiq.pipeline import spool_dir
+from custom_components.homeiq.spool import spool_dir
+from custom_components.homeiq.wire import EVENT_KEYS
 
 ONLY_SEQ = {CONF_CAPTURE_MODE: "state_changes", CONF_INCLUDE_ENTITIES: ["sensor.seq"]}
 
@@ -211,12 +212,16 @@ async def test_payloads_pass_the_addon_validator(
     assert files
     events = 0
     batch_ids = []
+    keys: set[str] = set()
     for path in files:
         batch = orjson.loads(path.read_bytes())
         validate_batch(batch)
         events += len(batch["events"])
         batch_ids.append(batch["batch_id"])
+        keys.update(*batch["events"])
     assert events == entry.runtime_data.pipeline.captured_total
+    # The keys the encoder declares it writes (checked against the contract at import).
+    assert keys <= EVENT_KEYS
 
     await hass.async_add_executor_job(addon_server.start)
     await delivered(entry)

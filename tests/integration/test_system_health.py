@@ -18,10 +18,10 @@ async def test_system_health(
     assert await async_setup_component(hass, "system_health", {})
     await hass.async_block_till_done()
     info = await get_system_health_info(hass, DOMAIN)
-    health = homeiq_entry.runtime_data.coordinator.data.health
+    health = homeiq_entry.runtime_data.coordinator.data.addon.health
     assert await info.pop("addon_reachable") == "ok"
     assert info == {
-        "addon_version": health["version"],
+        "addon_version": health.version,
         "api_version": 1,
         "backlog": 0,
     }

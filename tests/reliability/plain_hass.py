@@ -24,7 +24,8 @@ from homeassistant.util import dt as dt_util
 import orjson
 
 from custom_components.homeiq.const import DEFAULT_OPTIONS, DOMAIN
-from custom_components.homeiq.pipeline import Pipeline, spool_dir
+from custom_components.homeiq.pipeline import Pipeline
+from custom_components.homeiq.spool import spool_dir
 
 ENTRY_ID = "01RELIABILITY0000000000000"
 SENSOR = "sensor.reliability"

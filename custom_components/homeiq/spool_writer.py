@@ -1,18 +1,13 @@
-"""Sealed batches to the on-disk spool, in order and off the loop; the spool cap."""
+"""Sealed batches to the on-disk spool, in order and off the loop."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import issue_registry as ir
 
 from .batch import Ready
-from .const import DEFAULT_SPOOL_CAP_MB, DOMAIN, ISSUE_SPOOL_FULL, LOGGER
-from .dropped import DroppedEvents
-from .shipper import Shipper
-from .spool import Spool, SpoolItem
+from .spool import Spool, Written
 
 
 class SpoolWriter:
@@ -26,25 +21,14 @@ class SpoolWriter:
     the job on the disk stay here, and the next write (the final flush) finishes them.
     """
 
-    def __init__(
-        self,
-        hass: HomeAssistant,
-        spool: Spool,
-        shipper: Shipper,
-        dropped: DroppedEvents,
-        on_change: Callable[[], None],
-    ) -> None:
+    def __init__(self, hass: HomeAssistant, spool: Spool) -> None:
         """Nothing is written until `submit`."""
         self.hass = hass
         self.spool = spool
-        self.shipper = shipper
-        self.dropped = dropped
-        self._on_change = on_change
-        self.cap_bytes = DEFAULT_SPOOL_CAP_MB * 1024 * 1024
         self.writing = 0  # events in batches queued or being written
         self._queue: list[Ready] = []
         # The batches on their way to the disk and the executor job writing them.
-        self._job: tuple[list[Ready], asyncio.Future[list[SpoolItem | None]]] | None = None
+        self._job: tuple[list[Ready], asyncio.Future[Written]] | None = None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -89,57 +73,10 @@ class SpoolWriter:
         while self._queue or self._job is not None:
             if self._job is None:
                 ready, self._queue = self._queue, []
-                self._job = (ready, self.hass.async_add_executor_job(self._write, ready))
+                self._job = (ready, self.hass.async_add_executor_job(self.spool.write, ready))
             ready, job = self._job
             # Shielded: a cancelled drain leaves the job running; the next drain collects it.
             written = await asyncio.shield(job)
             self._job = None
             self.writing -= sum(batch.events for batch in ready)
-            lost = sum(
-                batch.events for batch, item in zip(ready, written, strict=True) if item is None
-            )
-            if lost:
-                LOGGER.error("HomeIQ could not write %s events to its spool: dropped", lost)
-                self.dropped.add(lost)
-            self.shipper.add([item for item in written if item is not None])
-            await self._async_enforce_cap()
-            self._on_change()
-
-    def _write(self, ready: list[Ready]) -> list[SpoolItem | None]:
-        written: list[SpoolItem | None] = []
-        for batch in ready:
-            try:
-                written.append(self.spool.write(*batch))
-            except OSError as err:  # a full or read-only disk: the batch cannot be kept
-                LOGGER.error("HomeIQ spool write failed: %s", err)
-                written.append(None)
-        return written
-
-    async def _async_enforce_cap(self) -> None:
-        dropped: list[SpoolItem] = []
-        while self.shipper.spool_bytes > self.cap_bytes:
-            item = self.shipper.take_oldest()
-            if item is None:
-                break
-            dropped.append(item)
-        if not dropped:
-            return
-        count = sum(item.events for item in dropped)
-        self.dropped.add(count)
-        LOGGER.warning("HomeIQ spool is full: dropped the %s oldest events", count)
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            ISSUE_SPOOL_FULL,
-            is_fixable=False,
-            # The count is kept across restarts, and so is the issue that reports it.
-            is_persistent=True,
-            severity=ir.IssueSeverity.ERROR,
-            translation_key=ISSUE_SPOOL_FULL,
-            translation_placeholders={
-                "dropped": str(self.dropped.total),
-                "spool_cap_mb": str(round(self.cap_bytes / 1024 / 1024)),
-            },
-        )
-        # Shielded: the files go even if this task is cancelled (HA stopping).
-        await asyncio.shield(self.hass.async_add_executor_job(self.spool.remove, dropped))
+            await self.spool.async_put(written)

@@ -17,6 +17,8 @@ from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 
+from ..server.openapi import add_paths, error_answer, operation
+
 WINDOW_S: Final = 60.0
 _QUEUE: Final = 256
 _FILTER_KEYS: Final = ("entity_id", "domain", "event_type")
@@ -143,5 +145,19 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+PATHS: Final[dict[str, dict[str, Any]]] = {
+    "/api/v1/ws": {
+        "get": operation(
+            "WebSocket: {type: rate} every second, {type: events} per batch",
+            {
+                "101": {"description": "switching protocols"},
+                "400": error_answer("not a WebSocket handshake (no Upgrade header)"),
+            },
+        )
+    },
+}
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/ws", stream)
+    add_paths(app, PATHS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 import sqlite3
 
+from ..errors import InvalidBackup
 from .deferred_index import migrate_settled
 from .retention_tables import migrate_retention
 
@@ -127,8 +128,11 @@ def m001_events(conn: sqlite3.Connection) -> None:
 MIGRATIONS: list[Migration] = [m001_events, migrate_retention, migrate_settled]
 
 
-class SchemaTooNew(RuntimeError):
-    """The database was written by a newer add-on; refusing to touch it."""
+class SchemaTooNew(InvalidBackup):
+    """The database was written by a newer add-on; refusing to touch it.
+
+    A backup to restore: 422 invalid_backup. The live database at start: the service
+    does not start (exit code 2, __main__)."""
 
 
 def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:

@@ -125,7 +125,18 @@ def m001_events(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_events, migrate_retention, migrate_settled]
+def m004_drop_stat_minute_key(conn: sqlite3.Connection) -> None:
+    """stat_minute_key (counts by minute and key) was never written nor read: the stats
+    of the last hour count in memory (memory_counts.py), longer periods by hour."""
+    conn.execute("DROP TABLE stat_minute_key")
+
+
+MIGRATIONS: list[Migration] = [
+    m001_events,
+    migrate_retention,
+    migrate_settled,
+    m004_drop_stat_minute_key,
+]
 
 
 class SchemaTooNew(InvalidBackup):

@@ -33,7 +33,8 @@ class RateMeter:
     def add(self, count: int) -> None:
         self._marks.append((time.monotonic(), count))
 
-    def snapshot(self) -> dict[str, Any]:
+    def rates(self) -> dict[str, Any]:
+        """Events per second and per minute over the last WINDOW_S, now."""
         horizon = time.monotonic() - WINDOW_S
         while self._marks and self._marks[0][0] < horizon:
             self._marks.popleft()
@@ -125,9 +126,7 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
             try:
                 events = await asyncio.wait_for(client.queue.get(), timeout)
             except TimeoutError:
-                await ws.send_json(
-                    {"type": "rate", **hub.meter.snapshot(), "dropped": client.dropped}
-                )
+                await ws.send_json({"type": "rate", **hub.meter.rates(), "dropped": client.dropped})
                 next_rate = time.monotonic() + 1.0
                 continue
             wanted = [e for e in events if client.wants(e)] if client.filters else events

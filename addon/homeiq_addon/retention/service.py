@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 import logging
 import sqlite3
@@ -261,6 +261,3 @@ def _tier(rows: int, lo: int | None, hi: int | None, unit_us: int) -> dict[str, 
     return {"rows": rows, "bytes": 0,
             "oldest": None if lo is None else us_to_iso(lo * unit_us),
             "newest": None if hi is None else us_to_iso(hi * unit_us)}  # fmt: skip
-
-
-Factory = Callable[[], Awaitable[None]]

@@ -89,7 +89,7 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def event_rate(request: web.Request) -> web.Response:
-    answer = request.app[HUB].meter.snapshot()
+    answer = request.app[HUB].meter.rates()
     answer["minutes"] = await request.app[STORE].read(
         partial(minute_counts, now_us=now_us(), minutes=RATE_HISTORY_MINUTES)
     )

@@ -57,7 +57,7 @@ async def health(request: web.Request) -> web.Response:
     if request.query.get("minimal") == "1":
         return struct_response(HealthMinimal(status), code)
     last = None if info is None else info["last_ingest_us"]
-    answer = Health(
+    report = Health(
         status=status,
         version=__version__,
         api_version=API_VERSION,
@@ -68,14 +68,14 @@ async def health(request: web.Request) -> web.Response:
         events_stored=None if info is None else info["events_stored"],
         last_ingest=None if last is None else us_to_iso(last),
     )
-    return struct_response(answer, code)
+    return struct_response(report, code)
 
 
 async def stats(request: web.Request) -> web.Response:
     period = cast("StatsPeriod", choice_param(request, "period", "24h", STATS_PERIODS))
     store = request.app[STORE]
     ingestor = request.app[INGESTOR]
-    answer = await store.read(
+    computed = await store.read(
         partial(
             compute_stats,
             period=period,
@@ -85,15 +85,15 @@ async def stats(request: web.Request) -> web.Response:
             db_size_bytes=store.size_bytes(),
         )
     )
-    return struct_response(answer)
+    return struct_response(computed)
 
 
 async def event_rate(request: web.Request) -> web.Response:
-    answer = request.app[HUB].meter.rates()
-    answer["minutes"] = await request.app[STORE].read(
+    rates = request.app[HUB].meter.rates()
+    rates["minutes"] = await request.app[STORE].read(
         partial(minute_counts, now_us=now_us(), minutes=RATE_HISTORY_MINUTES)
     )
-    return json_response(answer)
+    return json_response(rates)
 
 
 _HEALTH: Final = {"anyOf": [ref(Health), ref(HealthMinimal)]}

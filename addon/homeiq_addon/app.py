@@ -15,7 +15,7 @@ from .discovery import announce
 from .export import routes as export_routes
 from .history import routes as history_routes
 from .history.providers import HISTORY
-from .ingest import routes as ingest_routes
+from .ingest import openapi_paths as ingest_paths, routes as ingest_routes
 from .ingest.keys import INGESTOR, PREPARER
 from .ingest.service import Ingestor
 from .ingest.worker import Preparer
@@ -56,13 +56,16 @@ async def build_app(config: Config, store: Store) -> web.Application:
     app[ingest_routes.STORE_LIMIT] = config.max_body_bytes
     # Each capability registers its own routes (and background tasks).
     ingest_routes.setup(app)
+    # ingest/routes.py's setup is to declare them (its module is being rewritten).
+    openapi.add_paths(app, ingest_paths.PATHS, ingest_paths.STRUCTS)
     history_routes.setup(app)
     status_routes.setup(app)
     stream.setup(app)
     openapi.setup(app)
     app.cleanup_ctx.append(_pruning)
     retention_routes.setup(app)
-    backups_routes.setup(app)
+    # A restore recounts ingest's in-memory counts of the last hour from the new events.
+    backups_routes.setup(app, after_restore=ingestor.recent.load)
     export_routes.setup(app)
     panel_routes.setup(app)
     app.cleanup_ctx.append(_discovery)

@@ -22,23 +22,68 @@ INGRESS_PORT: Final = 8099
 MIN_TOKEN_LENGTH: Final = 16
 
 
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+_HHMM: Final = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One option of the add-on: its default, the check of a value, and the same rule as
+    the Supervisor's schema element in addon/config.yaml."""
+
+    default: Any
+    check: Any  # a voluptuous validator
+    supervisor: str
+
+
+def _hhmm(default: str) -> Option:
+    return Option(default, vol.All(str, vol.Match(_HHMM, msg="expected HH:MM")), f"match({_HHMM})")
+
+
+def _int(default: int, low: int, high: int | None = None) -> Option:
+    return Option(
+        default,
+        vol.All(int, vol.Range(min=low, max=high)),
+        f"int({low},{'' if high is None else high})",
+    )
+
+
+# THE options, declared once: Config's defaults and OPTIONS_SCHEMA are built from this;
+# tests/addon/test_packaging.py checks addon/config.yaml (options, schema) and addon/DOCS.md
+# (the options table) against it.
+OPTIONS: Final = {
+    "log_level": Option("info", vol.In(list(LOG_LEVELS)), f"list({'|'.join(LOG_LEVELS)})"),
+    "raw_retention_days": _int(30, 1),
+    "hourly_retention_days": _int(365, 1),
+    "daily_retention_days": _int(0, 0),
+    "retention_schedule": _hhmm("03:30"),
+    "backup_keep": _int(7, 0, 100),
+    "backup_schedule": _hhmm("04:00"),
+    "max_body_mb": _int(16, 1, 256),
+}
+
+
+def _default(name: str) -> Any:
+    return OPTIONS[name].default
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The service's settings; option names follow addon/config.yaml."""
+    """The service's settings; the options among them are declared in OPTIONS."""
 
     data_dir: Path
     port: int = API_PORT
     ingress_port: int | None = None
     host: str = "127.0.0.1"
     dev: bool = False
-    log_level: str = "info"
-    max_body_mb: int = 16
-    raw_retention_days: int = 30
-    hourly_retention_days: int = 365
-    daily_retention_days: int = 0
-    retention_schedule: str = "03:30"
-    backup_keep: int = 7
-    backup_schedule: str = "04:00"
+    log_level: str = _default("log_level")
+    max_body_mb: int = _default("max_body_mb")
+    raw_retention_days: int = _default("raw_retention_days")
+    hourly_retention_days: int = _default("hourly_retention_days")
+    daily_retention_days: int = _default("daily_retention_days")
+    retention_schedule: str = _default("retention_schedule")
+    backup_keep: int = _default("backup_keep")
+    backup_schedule: str = _default("backup_schedule")
     share_dir: Path = Path("/share/homeiq")
     # How long a client may stall (seconds): a new connection until its request head is
     # complete, a connection between requests, a request body from its head. Not options:
@@ -53,32 +98,10 @@ class Config:
         return self.max_body_mb * 1024 * 1024
 
 
-_OPTION_KEYS: Final = (
-    "log_level",
-    "max_body_mb",
-    "raw_retention_days",
-    "hourly_retention_days",
-    "daily_retention_days",
-    "retention_schedule",
-    "backup_keep",
-    "backup_schedule",
-)
-
-
-_HHMM: Final = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
-# The same rules as the schema in addon/config.yaml. The Supervisor checks them before it
-# writes options.json; checking again here turns a hand-edited file into a clear message.
+# The Supervisor checks the same rules before it writes options.json; checking again here
+# turns a hand-edited file into a clear message.
 OPTIONS_SCHEMA: Final = vol.Schema(
-    {
-        vol.Optional("log_level"): vol.In(["debug", "info", "warning", "error"]),
-        vol.Optional("raw_retention_days"): vol.All(int, vol.Range(min=1)),
-        vol.Optional("hourly_retention_days"): vol.All(int, vol.Range(min=1)),
-        vol.Optional("daily_retention_days"): vol.All(int, vol.Range(min=0)),
-        vol.Optional("retention_schedule"): vol.All(str, vol.Match(_HHMM, msg="expected HH:MM")),
-        vol.Optional("backup_keep"): vol.All(int, vol.Range(min=0, max=100)),
-        vol.Optional("backup_schedule"): vol.All(str, vol.Match(_HHMM, msg="expected HH:MM")),
-        vol.Optional("max_body_mb"): vol.All(int, vol.Range(min=1, max=256)),
-    },
+    {vol.Optional(name): option.check for name, option in OPTIONS.items()},
     extra=vol.ALLOW_EXTRA,
 )
 
@@ -107,7 +130,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--host", help="address to bind (default 127.0.0.1; 0.0.0.0 in container)")
     parser.add_argument("--share-dir", type=Path, help="where exports go (default /share/homeiq)")
     parser.add_argument("--dev", action="store_true", help="ingress also answers 127.0.0.1/::1")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", choices=LOG_LEVELS)
     for name in ("header", "idle", "body"):
         parser.add_argument(f"--{name}-timeout", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -119,7 +142,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
             options = _read_options(args.options)
         except ValueError as err:
             parser.error(str(err))
-        values.update({k: options[k] for k in _OPTION_KEYS if k in options})
+        values.update({k: options[k] for k in OPTIONS if k in options})
         values["host"] = "0.0.0.0"  # noqa: S104 - the container's own network namespace
         values["ingress_port"] = INGRESS_PORT
         data_dir = args.data_dir or args.options.parent

@@ -2,9 +2,18 @@
 
 Any layer raises these, the store included (this module imports nothing of the add-on),
 and the server turns them into the contract's ``Error`` answer in one place, its error
-middleware. A class says which HTTP status and which ``error`` code a client gets; the
-message says what was wrong, naming the field or parameter first ("period: expected one
-of 15m, 1h, 24h, 7d"), and never repeats a secret.
+middleware (server/responses.py); no handler builds an error answer itself. A class says
+which HTTP status and which ``error`` code a client gets (``code=`` where a refusal keeps a
+more precise code of its own, e.g. auth's "missing_token"); the message says what was
+wrong, naming the field or parameter first ("period: expected one of 15m, 1h, 24h, 7d"),
+and never repeats a secret. A capability that needs its own kind subclasses one of these
+beside its code (retention's PolicyConflict(Conflict), the store's InvalidDatabase and
+SchemaTooNew (InvalidBackup), StoreClosed(Unavailable)).
+
+Start-up refusals end the process with exit code 2 (``__main__``) instead of answering:
+SchemaTooNew is in the tree (a restore of a too new backup answers it as 422
+invalid_backup; the database at start ends the process), TokenRefused stays apart
+(config.py: it can only happen before the service listens, so it has no HTTP answer).
 """
 
 from __future__ import annotations
@@ -38,6 +47,12 @@ class InvalidJson(BadRequest):
     code = "invalid_json"
 
 
+class InvalidEncoding(BadRequest):
+    """A compressed body that does not inflate."""
+
+    code = "invalid_encoding"
+
+
 class InvalidParameter(BadRequest):
     """A query parameter; the message starts with its name."""
 
@@ -65,6 +80,22 @@ class RequestTimeout(HomeIQError):
     status = 408
     code = "request_timeout"
     closes_connection = True
+
+
+class BodyLost(RequestTimeout, TimeoutError):
+    """The request body cannot be read to its end (set on it by server/connections.py):
+    it stalled past the body timeout (408 here; BodyBroken for broken framing).
+
+    Also a TimeoutError, because when aiohttp reads what is left of an unread body after
+    the response, it stops quietly on one and logs anything else at ERROR.
+    """
+
+
+class BodyBroken(BodyLost):
+    """The HTTP framing around the body broke (a bad chunk): 400, connection closed."""
+
+    status = 400
+    code = "bad_request"
 
 
 class Conflict(HomeIQError):

@@ -18,6 +18,10 @@ import pytest
 import voluptuous as vol
 import yaml
 
+from homeiq_addon import __version__
+from homeiq_addon.config import OPTIONS, Config
+from homeiq_addon.store.db import DB_NAME
+
 ADDON = Path(__file__).parents[2] / "addon"
 ROOT = ADDON.parent
 
@@ -249,3 +253,34 @@ def test_both_parts_ship_the_same_contract() -> None:
         "custom_components/homeiq/contract.py differs from addon/homeiq_addon/contract.py;"
         " edit the add-on's copy and copy it over"
     )
+
+
+def test_options_are_the_ones_config_py_declares(config: dict[str, Any]) -> None:
+    """config.py's OPTIONS is the one declaration: config.yaml's options and schema, the
+    service's defaults and DOCS.md's table all say the same."""
+    assert config["options"] == {name: o.default for name, o in OPTIONS.items()}
+    assert config["schema"] == {name: o.supervisor for name, o in OPTIONS.items()}
+    defaults = Config(data_dir=ROOT)
+    assert {name: getattr(defaults, name) for name in OPTIONS} == config["options"]
+    rows = re.findall(
+        r"^\| `([a-z_]+)` \| .+ \| `?([^`|]+?)`? \|$",
+        (ADDON / "DOCS.md").read_text().split("## Options", 1)[1].split("\n## ", 1)[0],
+        re.MULTILINE,
+    )
+    assert dict(rows) == {name: str(o.default) for name, o in OPTIONS.items()}
+
+
+def test_one_version_everywhere(config: dict[str, Any]) -> None:
+    """homeiq_addon.__version__ is the version; every file that states it agrees."""
+    assert config["version"] == __version__
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"] == (
+        __version__
+    )
+    released = re.findall(r"^## (\d+\.\d+\.\d+)", (ADDON / "CHANGELOG.md").read_text(), re.M)
+    assert released[0] == __version__
+
+
+def test_supervisor_backups_leave_out_the_live_database(config: dict[str, Any]) -> None:
+    """The live files (the store's one database name) are left out; the snapshot is kept."""
+    live = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"}
+    assert live <= set(config["backup_exclude"])

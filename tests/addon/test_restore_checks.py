@@ -155,9 +155,13 @@ def _index_out_of_step(genuine: Path, target: Path) -> None:
     conn.close()
 
 
+# The last version before the deferred index's migration (which adds the 'settled' row).
+_BEFORE_SETTLED = 2
+
+
 def _a_counter_row_too_many_for_migrating(genuine: Path, target: Path) -> None:
     """An older version's file the migration cannot bring up: its copy, not the live data."""
-    _older(target, len(MIGRATIONS) - 1)
+    _older(target, _BEFORE_SETTLED)
     conn = sqlite3.connect(target, autocommit=True)
     conn.execute("INSERT INTO counters VALUES ('settled', 0)")
     conn.close()
@@ -252,7 +256,7 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     ),
     "older_schema_numbered_current": (
         _older_schema_numbered_current,
-        "table events_by_entity is missing",
+        "unexpected table stat_minute_key",
     ),
     "counter_row_deleted": (
         _copy_then("DELETE FROM counters WHERE name = 'events'"),
@@ -281,7 +285,7 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     ),
     "unmigratable_older_version": (
         _a_counter_row_too_many_for_migrating,
-        f"cannot be brought from schema version {len(MIGRATIONS) - 1} to {len(MIGRATIONS)}",
+        f"cannot be brought from schema version {_BEFORE_SETTLED} to {len(MIGRATIONS)}",
     ),
 }
 

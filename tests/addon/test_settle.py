@@ -8,6 +8,7 @@ import sqlite3
 import time
 from typing import Any
 
+import msgspec
 import pytest
 
 from homeiq_addon.history import queries
@@ -133,8 +134,17 @@ def test_hourly_stats_count_events_before_and_after_they_settle(db: _Store) -> N
     unsettled = db.ingestor.unsettled
 
     def metrics() -> Any:
-        stats = db.read(lambda c: compute_stats(c, "24h", now_us, RecentCounts(), unsettled))
-        m = stats["metrics"]
+        stats = db.read(
+            lambda c: compute_stats(
+                c,
+                period="24h",
+                now_us=now_us,
+                recent=RecentCounts(),
+                unsettled=unsettled,
+                db_size_bytes=0,
+            )
+        )
+        m = msgspec.to_builtins(stats)["metrics"]
         return m["events"], m["by_domain"], m["by_event_type"], m["top_entities"]
 
     expected = (

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from homeiq_addon.ingest.service import Ingestor
-from homeiq_addon.store.db import Store
+from homeiq_addon.store.db import Store, StoreClosed
 from homeiq_addon.store.migrations import MIGRATIONS, SchemaTooNew
 from tests.addon.factory import batch, state_event
 
@@ -70,5 +70,5 @@ async def test_migrations_are_applied_once_and_newer_schema_is_refused(tmp_path:
 async def test_closed_store_refuses_work(tmp_path: Path) -> None:
     store = await Store.open(tmp_path)
     await store.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(StoreClosed, match="closed"):
         await store.write(lambda c: None)

@@ -12,22 +12,128 @@ thread in a single backup step, which SQLite applies as one transaction: all or 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 import logging
 from pathlib import Path
+import re
 import shutil
 import sqlite3
 from typing import Any, Final
 
+from ..config import Config
+from ..errors import BadRequest, InsufficientStorage, NotFound
 from ..store.connection import connect
 from ..store.db import Store
 from ..store.migrations import MIGRATIONS, migrate
 from ..store.schema_check import InvalidDatabase, check_database
+from ..times import next_daily
 
 _LOGGER = logging.getLogger(__name__)
 # Where a backup is copied to be checked and migrated before it replaces the live data.
 STAGED: Final = ".restoring"
 _INCREMENTAL: Final = 2  # PRAGMA auto_vacuum, as the store sets it
+_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.db$")
+
+
+class BackupService:
+    """The backups of one store, one operation at a time (create, restore, the daily one).
+
+    ``after_restore(conn)`` runs on a reader once a restore is in: what keeps figures of
+    the data in memory recounts them (ingest's counts of the last hour).
+    """
+
+    def __init__(
+        self, store: Store, config: Config, after_restore: Callable[[sqlite3.Connection], Any]
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.data_dir = config.data_dir
+        self._after_restore = after_restore
+        self._lock = asyncio.Lock()
+
+    def path_of(self, name: str) -> Path:
+        """The backup file called ``name``; BadRequest or NotFound when there is none."""
+        if not _NAME_RE.match(name):
+            raise BadRequest(f"name: {name!r} is not a backup file name")
+        path = backup_dir(self.data_dir) / name
+        if not path.is_file():
+            raise NotFound(f"no backup named {name!r}")
+        return path
+
+    async def existing(self) -> list[dict[str, Any]]:
+        """The backups, newest first."""
+        return await asyncio.to_thread(list_backups, self.data_dir)
+
+    async def create(self) -> dict[str, Any]:
+        async with self._lock:
+            return await asyncio.to_thread(create_backup, self.store, self.data_dir)
+
+    async def delete(self, name: str) -> str:
+        path = self.path_of(name)
+        path.unlink(missing_ok=True)
+        return path.name
+
+    async def restore(self, name: str) -> dict[str, Any]:
+        """Check the backup on a copy, keep the live data as a backup, then swap it in.
+
+        Raises InvalidBackup (the file) or InsufficientStorage (no room for the copy or
+        the kept data); in both cases nothing was changed.
+        """
+        store = self.store
+        path = self.path_of(name)
+        staged = backup_dir(self.data_dir) / STAGED
+        async with self._lock:
+            try:
+                page_size = await store.read(lambda c: c.execute("PRAGMA page_size").fetchone()[0])
+                try:
+                    version = await asyncio.to_thread(stage, path, staged, page_size)
+                except (OSError, sqlite3.Error) as err:
+                    raise InsufficientStorage(
+                        f"could not prepare {path.name} for the restore ({err});"
+                        " nothing was restored",
+                        code="restore_failed",
+                    ) from err
+                try:
+                    kept = await asyncio.to_thread(
+                        create_backup, store, self.data_dir, "before-restore"
+                    )
+                except (OSError, sqlite3.Error) as err:
+                    raise InsufficientStorage(
+                        f"could not keep a copy of the current data first ({err});"
+                        " nothing was restored",
+                        code="backup_failed",
+                    ) from err
+                await store.write(lambda c: restore_into(c, staged, store), transaction=False)
+            finally:
+                await asyncio.to_thread(discard, staged)
+        await store.read(self._after_restore)
+        events = await store.read(
+            lambda c: c.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()[0]
+        )
+        _LOGGER.info("Restored backup %s; the data it replaced is in %s", path.name, kept["name"])
+        return {"restored": path.name, "schema_version": len(MIGRATIONS),
+                "backup_schema_version": version, "events_stored": events,
+                "previous_data": kept["name"]}  # fmt: skip
+
+    async def daily(self) -> None:
+        """A backup every day at backup_schedule, keeping the newest backup_keep (0 = off)."""
+        config = self.config
+        if config.backup_keep <= 0:
+            return
+        while True:
+            now = datetime.now(UTC).astimezone()
+            due = next_daily(config.backup_schedule, now)
+            if due is None:
+                return
+            await asyncio.sleep((due - now).total_seconds())
+            try:
+                async with self._lock:
+                    await asyncio.to_thread(create_backup, self.store, self.data_dir)
+                    await asyncio.to_thread(prune, self.data_dir, config.backup_keep)
+            except Exception:
+                _LOGGER.exception("Scheduled backup failed")
 
 
 def backup_dir(data_dir: Path) -> Path:

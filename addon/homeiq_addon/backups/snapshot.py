@@ -17,12 +17,12 @@ from pathlib import Path
 import shutil
 import sqlite3
 
+from ..store.db import DB_NAME
 from ..store.migrations import SchemaTooNew
 from ..store.schema_check import InvalidDatabase, check_database
 
 _LOGGER = logging.getLogger(__name__)
 
-DB_NAME = "homeiq.db"
 SNAPSHOT_DIR = "snapshot"
 
 

@@ -8,9 +8,10 @@ from typing import Any, Final
 
 import orjson
 
-from ..store.codec import decode_context, us_to_iso
+from ..store.codec import decode_context
 from ..store.deferred_index import entity_ids
 from ..store.ids import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS, entity_ref
+from ..times import us_to_iso
 
 STATE_TYPES_SQL: Final = (
     "SELECT id FROM event_types WHERE event_type IN ('state_changed', 'state_reported')"
@@ -168,7 +169,3 @@ def raw_history(
         (*params, limit),
     ).fetchall()
     return [{"time": us_to_iso(t), "state": s, "numeric_value": v} for t, s, v in rows]
-
-
-def entity_known(conn: sqlite3.Connection, entity_id: str) -> bool:
-    return entity_ref(conn, entity_id) is not None

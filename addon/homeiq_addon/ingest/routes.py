@@ -8,8 +8,9 @@ import time
 
 from aiohttp import web
 
+from ..errors import BodyLost, HomeIQError, UnsupportedEncoding
 from ..live.stream import HUB
-from ..server.body import BodyRefused, content_coding, read_body, too_large
+from ..server.body import content_coding, read_body, too_large
 from ..server.keys import STORE
 from ..server.responses import Handler, error, json_response
 from .acks import Rejected, record_reject
@@ -20,13 +21,6 @@ _LOGGER = logging.getLogger(__name__)
 INGEST_PATH = "/api/v1/ingest"
 
 
-async def _reject(request: web.Request, status: int, code: str, message: str) -> web.Response:
-    # Counted for the error-rate alerts; nothing of the batch itself is written.
-    await request.app[STORE].write(record_reject)
-    _LOGGER.debug("rejected batch: %s", message)
-    return error(status, code, message)
-
-
 async def ingest(request: web.Request) -> web.Response:
     started = time.perf_counter()
     limit = request.app[STORE_LIMIT]
@@ -34,8 +28,14 @@ async def ingest(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > limit:
             raise too_large(limit)
         body = await read_body(request, limit)
-    except BodyRefused as err:
-        return await _reject(request, err.status, err.code, err.message)
+    except BodyLost:
+        raise  # the client's connection failed, not its batch
+    except HomeIQError as err:
+        # Refused for its body: counted for the error-rate alerts; nothing of the batch
+        # itself is written.
+        await request.app[STORE].write(record_reject)
+        _LOGGER.debug("rejected batch: %s", err.message)
+        raise
     ingestor = request.app[INGESTOR]
     # Big bodies are decoded in the worker process; the rest on the writer thread, not
     # on this loop (see prepare.py and service.py).
@@ -60,10 +60,8 @@ async def plain_body_elsewhere(request: web.Request, handler: Handler) -> web.St
     """Only ingest inflates a body; any other route would take compressed bytes for JSON."""
     coding = content_coding(request)
     if coding != "identity" and request.body_exists and request.path != INGEST_PATH:
-        return error(
-            415,
-            "unsupported_encoding",
-            f"Content-Encoding {coding!r}: only POST {INGEST_PATH} takes a compressed body",
+        raise UnsupportedEncoding(
+            f"Content-Encoding {coding!r}: only POST {INGEST_PATH} takes a compressed body"
         )
     return await handler(request)
 

@@ -17,6 +17,8 @@ from typing import Any, Final
 
 from aiohttp import WSMsgType, web
 
+from ..server.openapi import add_paths, error_answer, operation
+
 WINDOW_S: Final = 60.0
 _QUEUE: Final = 256
 _FILTER_KEYS: Final = ("entity_id", "domain", "event_type")
@@ -31,7 +33,8 @@ class RateMeter:
     def add(self, count: int) -> None:
         self._marks.append((time.monotonic(), count))
 
-    def snapshot(self) -> dict[str, Any]:
+    def rates(self) -> dict[str, Any]:
+        """Events per second and per minute over the last WINDOW_S, now."""
         horizon = time.monotonic() - WINDOW_S
         while self._marks and self._marks[0][0] < horizon:
             self._marks.popleft()
@@ -123,9 +126,7 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
             try:
                 events = await asyncio.wait_for(client.queue.get(), timeout)
             except TimeoutError:
-                await ws.send_json(
-                    {"type": "rate", **hub.meter.snapshot(), "dropped": client.dropped}
-                )
+                await ws.send_json({"type": "rate", **hub.meter.rates(), "dropped": client.dropped})
                 next_rate = time.monotonic() + 1.0
                 continue
             wanted = [e for e in events if client.wants(e)] if client.filters else events
@@ -143,5 +144,19 @@ async def stream(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+PATHS: Final[dict[str, dict[str, Any]]] = {
+    "/api/v1/ws": {
+        "get": operation(
+            "WebSocket: {type: rate} every second, {type: events} per batch",
+            {
+                "101": {"description": "switching protocols"},
+                "400": error_answer("not a WebSocket handshake (no Upgrade header)"),
+            },
+        )
+    },
+}
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/ws", stream)
+    add_paths(app, PATHS)

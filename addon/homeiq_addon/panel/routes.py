@@ -19,9 +19,10 @@ from typing import Final
 
 from aiohttp import web
 
+from ..errors import NotFound
 from ..server.auth import is_ingress
 from ..server.keys import RUNTIME
-from ..server.responses import error, json_response
+from ..server.responses import json_response
 
 PANEL_DIR: Final = Path(__file__).parent
 _FILES: Final = {
@@ -52,7 +53,7 @@ async def index(request: web.Request) -> web.Response:
 async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in _FILES:
-        raise web.HTTPNotFound(text=f"no panel file {name!r}")
+        raise NotFound(f"no panel file {name!r}")
     return web.Response(
         body=(PANEL_DIR / name).read_bytes(),
         content_type=_FILES[name],
@@ -63,7 +64,8 @@ async def static(request: web.Request) -> web.Response:
 
 async def token(request: web.Request) -> web.Response:
     if not is_ingress(request):
-        return error(404, "not_found", f"GET {request.path}: Not Found")
+        # As if the route did not exist: the API port does not reveal it.
+        raise NotFound(f"GET {request.path}: Not Found")
     response = json_response({"token": request.app[RUNTIME].token})
     response.headers.update(_HEADERS)
     response.headers["Cache-Control"] = "no-store"

@@ -11,13 +11,12 @@ import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
 from ..history.queries import raw_history
-from ..store.codec import us_to_iso
+from ..times import US_PER_DAY, US_PER_HOUR, us_to_iso
 from . import rollups, source
 
 if TYPE_CHECKING:
     from ..store.db import Store
 
-DAY_US: Final = 86_400_000_000
 _COLUMNS: Final = "count, min, max, sum, events, transitions, time_in_state, last_state"
 
 
@@ -31,8 +30,8 @@ def _tier(
     limit: int,
 ) -> list[dict[str, Any]]:
     table, column, unit = (
-        ("rollups_hourly", "hour", rollups.HOUR_US) if tier == "hour"
-        else ("rollups_daily", "day", DAY_US)
+        ("rollups_hourly", "hour", US_PER_HOUR) if tier == "hour"
+        else ("rollups_daily", "day", US_PER_DAY)
     )  # fmt: skip
     # A period is included when it overlaps [start, end).
     rows = conn.execute(
@@ -45,8 +44,8 @@ def _tier(
 
 def _oldest(conn: sqlite3.Connection, entity_id: str, tier: str) -> int | None:
     table, column, unit = (
-        ("rollups_hourly", "hour", rollups.HOUR_US) if tier == "hour"
-        else ("rollups_daily", "day", DAY_US)
+        ("rollups_hourly", "hour", US_PER_HOUR) if tier == "hour"
+        else ("rollups_daily", "day", US_PER_DAY)
     )  # fmt: skip
     row = conn.execute(
         f"SELECT MIN({column}) FROM {table} WHERE entity_id = ?", (entity_id,)
@@ -89,7 +88,7 @@ def raw_gap_points(
     if start_us >= gap_end:
         return []
     # Whole hours only: the hour holding the oldest raw event is answered by raw events.
-    gap_end = gap_end // rollups.HOUR_US * rollups.HOUR_US
+    gap_end = gap_end // US_PER_HOUR * US_PER_HOUR
     if start_us >= gap_end:
         return []
     points = rollup_points(conn, entity_id, "hour", start_us=start_us, end_us=gap_end, limit=limit)

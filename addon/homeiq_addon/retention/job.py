@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from ..store.connection import connect
+from ..times import US_PER_DAY, US_PER_HOUR
 from . import orphans, rollups, source
 from .policies import Days, Policy, PolicySet
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from ..store.db import Store
 
 _LOGGER = logging.getLogger(__name__)
-DAY_US: Final = 86_400_000_000
 # Each writer step aims at this many seconds, well under the 100 ms ingest promise.
 STEP_BUDGET_S: Final = 0.015
 CHECKPOINT_EVERY_S: Final = 0.25
@@ -89,7 +89,7 @@ class _Stepper:
 
 
 def _cutoff_us(now_us: int, days: Days) -> int | None:
-    return None if days is None else now_us - int(days * DAY_US)
+    return None if days is None else now_us - int(days * US_PER_DAY)
 
 
 _KINDS: Final = {
@@ -107,7 +107,7 @@ async def build_rollups(store: Store, now_us: int) -> tuple[int, int]:
     arriving meanwhile marks the period dirty again, so it is rebuilt once more; after a
     crash the claim is found and the period resumed from the last slice.
     """
-    current_hour = now_us // rollups.HOUR_US
+    current_hour = now_us // US_PER_HOUR
     done = {"hour": 0, "day": 0}
     for kind, before in (("hour", current_hour), ("day", current_hour // 24)):
         while True:
@@ -177,10 +177,10 @@ async def _run(store: Store, policies: PolicySet, *, now_us: int, dry_run: bool)
     report.hours_built, report.days_built = await build_rollups(store, now_us)
     # Raw events of an hour not rolled up yet (the current one, or a late arrival)
     # must stay until their rollup exists.
-    bound = now_us // rollups.HOUR_US * rollups.HOUR_US
+    bound = now_us // US_PER_HOUR * US_PER_HOUR
     oldest = await store.read(lambda c: rollups.next_dirty_hour(c, 1 << 62))
     if oldest is not None:
-        bound = min(bound, oldest * rollups.HOUR_US)
+        bound = min(bound, oldest * US_PER_HOUR)
     await _purge_raw(store, policies, report, bound)
     await _purge_rollups(store, policies, report, "hourly")
     await _purge_rollups(store, policies, report, "daily")
@@ -229,9 +229,9 @@ async def _purge_raw(store: Store, policies: PolicySet, report: Report, bound: i
 
 async def _purge_rollups(store: Store, policies: PolicySet, report: Report, tier: str) -> None:
     table, column, unit_us = (
-        ("rollups_hourly", "hour", rollups.HOUR_US)
+        ("rollups_hourly", "hour", US_PER_HOUR)
         if tier == "hourly"
-        else ("rollups_daily", "day", DAY_US)
+        else ("rollups_daily", "day", US_PER_DAY)
     )
     entities: list[str] = await store.read(
         lambda c: [r[0] for r in c.execute(f"SELECT DISTINCT entity_id FROM {table}")]

@@ -1,11 +1,15 @@
-"""OpenAPI declarations of the routes RETENTION adds (merged by openapi.add_paths)."""
+"""OpenAPI declarations of retention's routes (policies, runs, stats).
+
+A policy is no payload of the integration's contract (contract.py): only the panel and
+people send it, so its schema is written out here, beside the validator (policies.py).
+"""
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-_STR: Final[dict[str, Any]] = {"type": "string"}
-_TIME: Final[dict[str, Any]] = {"type": "string", "format": "date-time"}
+from ..server.openapi import TIME, answer, error_answer, operation, path_param
+
 _SOME_DAYS: Final[dict[str, Any]] = {"type": "number", "exclusiveMinimum": 0, "maximum": 36500}
 _DAYS: Final[dict[str, Any]] = {
     "anyOf": [_SOME_DAYS, {"const": "forever"}, {"type": "null"}],
@@ -77,51 +81,20 @@ POLICY_ANSWER: Final[dict[str, Any]] = {
 }
 
 
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
-
-
-def _err(description: str) -> dict[str, Any]:
-    return {"description": description, "content": _json({"$ref": "#/components/schemas/Error"})}
-
-
-def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"description": description, "content": _json(schema or {"type": "object"})}
-
-
-def _op(
-    summary: str,
-    responses: dict[str, Any],
-    body: dict[str, Any] | None = None,
-    name: str | None = None,
-) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary,
-        "responses": {**responses, "401": _err("missing or wrong token")},
-    }
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": _json(body)}
-    if name is not None:
-        op["parameters"] = [{"name": name, "in": "path", "required": True, "schema": _STR}]
-    return op
-
-
-_BAD = {"400": _err("malformed body"), "422": _err("invalid; the message names the field")}
+_BAD = {
+    "400": error_answer("malformed body"),
+    "422": error_answer("invalid; the message names the field"),
+}
 _RUN_BODY = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
         "dry_run": {"type": "boolean"},
-        "now": {**_TIME, "description": "simulated clock (--dev only)"},
+        "now": {**TIME, "description": "simulated clock (--dev only)"},
     },
 }
-_EXPORT_BODY = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["start", "end"],
-    "properties": {"start": _TIME, "end": _TIME, "format": {"enum": ["jsonl", "csv"]}},
-}
 _P = "/api/v1/retention/policies"
+_NAME = [path_param("name")]
 _POLICIES = {
     "type": "object",
     "required": ["policies"],
@@ -130,91 +103,53 @@ _POLICIES = {
 
 PATHS: Final[dict[str, dict[str, Any]]] = {
     _P: {
-        "get": _op(
+        "get": operation(
             "Retention policies (the default first)",
-            {"200": _ok("policies", _POLICIES)},
+            {"200": answer("policies", _POLICIES)},
         ),
-        "post": _op(
+        "post": operation(
             "Add a policy",
-            {"201": _ok("created", POLICY_ANSWER), "409": _err("name taken"), **_BAD},
-            POLICY,
+            {"201": answer("created", POLICY_ANSWER), "409": error_answer("name taken"), **_BAD},
+            body=POLICY,
         ),
     },
     _P + "/{name}": {
-        "get": _op(
+        "get": operation(
             "One policy",
-            {"200": _ok("policy", POLICY_ANSWER), "404": _err("unknown")},
-            name="name",
+            {"200": answer("policy", POLICY_ANSWER), "404": error_answer("unknown")},
+            parameters=_NAME,
         ),
-        "put": _op(
+        "put": operation(
             "Replace a policy (the default too)",
-            {"200": _ok("updated", POLICY_ANSWER), "404": _err("unknown"), **_BAD},
-            _POLICY_PUT,
-            name="name",
+            {"200": answer("updated", POLICY_ANSWER), "404": error_answer("unknown"), **_BAD},
+            body=_POLICY_PUT,
+            parameters=_NAME,
         ),
-        "delete": _op(
+        "delete": operation(
             "Delete a policy",
-            {"200": _ok("deleted"), "400": _err("the default"), "404": _err("unknown")},
-            name="name",
+            {
+                "200": answer("deleted"),
+                "400": error_answer("the default"),
+                "404": error_answer("unknown"),
+            },
+            parameters=_NAME,
         ),
     },
     "/api/v1/retention/run": {
-        "post": _op(
+        "post": operation(
             "Run retention now; a dry run reports per policy what it would delete",
             {
-                "200": _ok("per-policy report"),
-                "400": _err("bad body"),
-                "409": _err("a run is in progress"),
+                "200": answer("per-policy report"),
+                "400": error_answer("bad body"),
+                "409": error_answer("a run is in progress"),
             },
-            _RUN_BODY,
+            body=_RUN_BODY,
         ),
     },
     "/api/v1/retention/stats": {
-        "get": _op(
+        "get": operation(
             "Rows, bytes, oldest/newest per tier; last and next run",
-            {"200": _ok("retention stats")},
-        ),
-    },
-    "/api/v1/backups": {
-        "get": _op("Backups, newest first", {"200": _ok("backups")}),
-        "post": _op(
-            "Create a consistent backup while ingest goes on", {"201": _ok("the new backup")}
-        ),
-    },
-    "/api/v1/backups/{name}/restore": {
-        "post": _op(
-            "Restore a backup after checking its integrity and its whole schema (an older"
-            " version's is migrated on a copy); the data it replaces is kept as a new backup"
-            " (previous_data)",
-            {
-                "200": _ok("restored"),
-                "400": _err("bad name"),
-                "404": _err("unknown"),
-                "422": _err("corrupt, foreign or altered file; live data untouched"),
-                "507": _err(
-                    "no room for the checked copy or to keep the current data first;"
-                    " live data untouched"
-                ),
-            },
-            name="name",
-        ),
-    },
-    "/api/v1/backups/{name}": {
-        "delete": _op(
-            "Delete a backup",
-            {"200": _ok("deleted"), "400": _err("bad name"), "404": _err("unknown")},
-            name="name",
-        ),
-    },
-    "/api/v1/export": {
-        "post": _op(
-            "Export a time range as gzip JSONL or CSV into the share folder",
-            {
-                "201": _ok("the file written"),
-                "400": _err("bad body"),
-                "507": _err("share folder not writable"),
-            },
-            _EXPORT_BODY,
+            {"200": answer("retention stats")},
         ),
     },
 }

@@ -15,6 +15,8 @@ from typing import Any, Final, Literal
 
 import voluptuous as vol
 
+from ..errors import InvalidPolicy
+
 DEFAULT_NAME: Final = "default"
 FOREVER: Final = "forever"
 TIERS: Final = ("raw_days", "hourly_days", "daily_days")
@@ -32,10 +34,6 @@ _EVENT_TYPE_RE: Final = re.compile(r"^[A-Za-z0-9_.*?\[\]!-]{1,64}$")
 
 Days = float | None  # None = forever
 MatchType = Literal["default", "entity", "domain", "event_type"]
-
-
-class PolicyInvalid(ValueError):
-    """A policy body failed validation; the message names the field."""
 
 
 def _check_brackets(pattern: str) -> None:
@@ -118,11 +116,11 @@ def _check_pattern(match_type: str, pattern: str) -> None:
             "entity": "an entity glob like sensor.*_power (lower case, one dot)",
             "domain": "a domain or domain glob like sensor or light*",
         }.get(match_type, "an event type (1-64 characters, no spaces)")
-        raise PolicyInvalid(f"pattern: {pattern!r} is not {expected}")
+        raise InvalidPolicy(f"pattern: {pattern!r} is not {expected}")
     try:
         _check_brackets(pattern)
     except vol.Invalid as err:
-        raise PolicyInvalid(f"pattern: {err.msg}") from err
+        raise InvalidPolicy(f"pattern: {err.msg}") from err
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,13 +139,13 @@ class Policy:
 
     @classmethod
     def from_body(cls, body: Any, *, default: bool = False) -> Policy:
-        """Validate a request body (raises PolicyInvalid naming the field)."""
+        """Validate a request body (raises InvalidPolicy naming the field)."""
         if not isinstance(body, dict):
-            raise PolicyInvalid("body: expected a JSON object")
+            raise InvalidPolicy("body: expected a JSON object")
         try:
             data = (DEFAULT_SCHEMA if default else POLICY_SCHEMA)(body)
         except vol.MultipleInvalid as err:
-            raise PolicyInvalid(f"{_path(err.errors[0])}: {err.errors[0].msg}") from err
+            raise InvalidPolicy(f"{_path(err.errors[0])}: {err.errors[0].msg}") from err
         if default:
             return cls(
                 DEFAULT_NAME, "default", None, _tier(data["raw_days"]),
@@ -155,11 +153,11 @@ class Policy:
                 description=data.get("description"),
             )  # fmt: skip
         if data["name"] == DEFAULT_NAME:
-            raise PolicyInvalid("name: 'default' is the built-in policy; edit it with PUT")
+            raise InvalidPolicy("name: 'default' is the built-in policy; edit it with PUT")
         _check_pattern(data["match_type"], data["pattern"])
         inherit = frozenset(t for t in TIERS if data.get(t) is None)
         if len(inherit) == len(TIERS):
-            raise PolicyInvalid("body: set at least one of raw_days, hourly_days, daily_days")
+            raise InvalidPolicy("body: set at least one of raw_days, hourly_days, daily_days")
         return cls(
             data["name"], data["match_type"], data["pattern"], _tier(data.get("raw_days")),
             _tier(data.get("hourly_days")), _tier(data.get("daily_days")), inherit=inherit,

@@ -16,9 +16,9 @@ from typing import Any, Final
 
 import orjson
 
+from ..times import US_PER_HOUR
 from . import source
 
-HOUR_US: Final = 3_600_000_000
 HOUR_S: Final = 3600
 
 
@@ -101,7 +101,7 @@ def _states_before(conn: sqlite3.Connection, entities: list[str], hour: int) -> 
         found[entity_id] = (
             rolled
             if prev_hour is not None
-            else source.previous_state(conn, entity_id, hour * HOUR_US)[1]
+            else source.previous_state(conn, entity_id, hour * US_PER_HOUR)[1]
         )
     return found
 
@@ -133,7 +133,7 @@ def build_hour(conn: sqlite3.Connection, hour: int, after: str, deadline: float)
     """Rebuild the hour's rollups of the entities sorted after ``after``, until the
     deadline (perf_counter) passes; returns the last entity done, or None when the hour
     is complete. Slices keep every writer step short on a busy hour."""
-    start_us, end_us = hour * HOUR_US, (hour + 1) * HOUR_US
+    start_us, end_us = hour * US_PER_HOUR, (hour + 1) * US_PER_HOUR
     by_entity = _HOUR_EVENTS.get(hour) if after else None
     if by_entity is None:
         by_entity = {}
@@ -154,7 +154,7 @@ def build_hour(conn: sqlite3.Connection, hour: int, after: str, deadline: float)
 def _hour_chunk(
     conn: sqlite3.Connection, hour: int, by_entity: dict[str, list[tuple[int, Any, Any]]]
 ) -> None:
-    start_us, end_us = hour * HOUR_US, (hour + 1) * HOUR_US
+    start_us, end_us = hour * US_PER_HOUR, (hour + 1) * US_PER_HOUR
     names = orjson.dumps(list(by_entity)).decode()
     old = {
         r[0]: (r[1], r[2])

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable
+from datetime import UTC, datetime
 import logging
 import sqlite3
 import time
@@ -12,60 +12,47 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..store.codec import us_to_iso
 from . import job, source
 from .policies import DEFAULT_NAME, TIERS, Policy, PolicySet
 
 if TYPE_CHECKING:
-    from ..store.db import Store
+    from ..config import Config
+from .. import times
+from ..errors import BadRequest, Conflict, NotFound
+from ..store.db import Store
+from ..times import US_PER_DAY, US_PER_HOUR, next_daily, us_to_iso
 
 _LOGGER = logging.getLogger(__name__)
 SIZES_MAX_AGE_S = 300.0
+ROLLUP_INTERVAL_S = 300.0
 
 
-class PolicyConflict(Exception):
-    """Name taken (409) or unknown (404)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+class PolicyConflict(Conflict):
+    """A policy of that name exists already."""
 
 
-class RunInProgress(Exception):
+class RunInProgress(Conflict):
     """A retention run is already going on."""
 
 
-def default_from_config(config: Any) -> Policy:
+def default_from_config(config: Config) -> Policy:
     """The built-in policy from the add-on options (0 daily days = forever)."""
-    daily = getattr(config, "daily_retention_days", 0) or None
+    daily = config.daily_retention_days or None
     return Policy(
         DEFAULT_NAME, "default", None,
-        float(getattr(config, "raw_retention_days", 30)),
-        float(getattr(config, "hourly_retention_days", 365)),
+        float(config.raw_retention_days),
+        float(config.hourly_retention_days),
         None if daily is None else float(daily),
     )  # fmt: skip
 
 
-def next_daily(at: str, now: datetime) -> datetime | None:
-    """The next local time "HH:MM" after ``now``; None when the schedule is off."""
-    try:
-        hour, minute = (int(part) for part in at.split(":"))
-        candidate = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    except ValueError:
-        return None
-    return candidate if candidate > now else candidate + timedelta(days=1)
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
-
-
 class RetentionService:
-    def __init__(self, store: Store, config: Any) -> None:
+    def __init__(self, store: Store, config: Config) -> None:
         self.store = store
         self.config = config
-        self.schedule: str = getattr(config, "retention_schedule", "03:30")
-        self.rollup_interval: float = getattr(config, "rollup_interval", 300.0)
+        self.schedule = config.retention_schedule
+        # Rollups are built between the daily runs this often (seconds); not an option.
+        self.rollup_interval = ROLLUP_INTERVAL_S
         self._lock = asyncio.Lock()
         self.running = False
         self.next_run: datetime | None = None
@@ -117,7 +104,7 @@ class RetentionService:
             if conn.execute(
                 "SELECT 1 FROM retention_policies WHERE name = ?", (policy.name,)
             ).fetchone():
-                raise PolicyConflict(409, f"name: a policy named {policy.name!r} already exists")
+                raise PolicyConflict(f"name: a policy named {policy.name!r} already exists")
             _save(conn, body)
 
         await self.store.write(insert)
@@ -129,7 +116,7 @@ class RetentionService:
         def replace(conn: sqlite3.Connection) -> None:
             exists = conn.execute("SELECT 1 FROM retention_policies WHERE name = ?", (name,))
             if name != DEFAULT_NAME and exists.fetchone() is None:
-                raise PolicyConflict(404, f"no policy named {name!r}")
+                raise NotFound(f"no policy named {name!r}")
             _save(conn, body)
 
         await self.store.write(replace)
@@ -137,11 +124,11 @@ class RetentionService:
 
     async def delete(self, name: str) -> None:
         if name == DEFAULT_NAME:
-            raise PolicyConflict(400, "name: the default policy cannot be deleted")
+            raise BadRequest("name: the default policy cannot be deleted", code="invalid_policy")
 
         def remove(conn: sqlite3.Connection) -> None:
             if not conn.execute("DELETE FROM retention_policies WHERE name = ?", (name,)).rowcount:
-                raise PolicyConflict(404, f"no policy named {name!r}")
+                raise NotFound(f"no policy named {name!r}")
 
         await self.store.write(remove)
 
@@ -153,12 +140,12 @@ class RetentionService:
         async with self._lock:
             self.running = True
             try:
-                return await self._run(dry_run, _now_us() if now_us is None else now_us)
+                return await self._run(dry_run, times.now_us() if now_us is None else now_us)
             finally:
                 self.running = False
 
     async def _run(self, dry_run: bool, now_us: int) -> dict[str, Any]:
-        started = _now_us()
+        started = times.now_us()
         policies = await self.policies()
         status, error, report = "ok", None, None
         try:
@@ -166,7 +153,7 @@ class RetentionService:
         except Exception as err:
             _LOGGER.exception("Retention run failed")
             status, error = "error", str(err)
-        finished = _now_us()
+        finished = times.now_us()
         self._sizes = (0.0, {})
         result: dict[str, Any] = {
             **(report.to_json(policies) if report else {"dry_run": dry_run}),
@@ -185,7 +172,7 @@ class RetentionService:
 
     async def build_rollups(self) -> None:
         async with self._lock:
-            await job.build_rollups(self.store, _now_us())
+            await job.build_rollups(self.store, times.now_us())
 
     # --- stats -------------------------------------------------------------------------
 
@@ -194,8 +181,8 @@ class RetentionService:
             rows, oldest, newest = source.raw_tier(conn)
             tiers = {"raw": _tier(rows, oldest, newest, 1)}
             for name, table, column, unit in (
-                ("hourly", "rollups_hourly", "hour", 3_600_000_000),
-                ("daily", "rollups_daily", "day", 86_400_000_000),
+                ("hourly", "rollups_hourly", "hour", US_PER_HOUR),
+                ("daily", "rollups_daily", "day", US_PER_DAY),
             ):
                 n, lo, hi = conn.execute(
                     f"SELECT COUNT(*), MIN({column}), MAX({column}) FROM {table}"
@@ -260,7 +247,7 @@ async def _guard(work: Awaitable[Any]) -> None:
 def _save(conn: sqlite3.Connection, body: dict[str, Any]) -> None:
     conn.execute(
         "INSERT OR REPLACE INTO retention_policies (name, body, updated_at) VALUES (?, ?, ?)",
-        (body["name"], orjson.dumps(body).decode(), _now_us()),
+        (body["name"], orjson.dumps(body).decode(), times.now_us()),
     )
 
 
@@ -274,6 +261,3 @@ def _tier(rows: int, lo: int | None, hi: int | None, unit_us: int) -> dict[str, 
     return {"rows": rows, "bytes": 0,
             "oldest": None if lo is None else us_to_iso(lo * unit_us),
             "newest": None if hi is None else us_to_iso(hi * unit_us)}  # fmt: skip
-
-
-Factory = Callable[[], Awaitable[None]]

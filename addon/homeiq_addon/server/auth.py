@@ -11,8 +11,9 @@ from typing import Final
 
 from aiohttp import web
 
+from ..errors import Forbidden, Unauthorized
 from .keys import CONFIG, RUNTIME
-from .responses import Handler, error
+from .responses import Handler
 
 SUPERVISOR_INGRESS: Final = "172.30.32.2"
 _LOOPBACK: Final = frozenset({"127.0.0.1", "::1"})
@@ -36,22 +37,24 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if is_ingress(request):
         allowed = {SUPERVISOR_INGRESS} | (_LOOPBACK if config.dev else frozenset())
         if request.remote not in allowed:
-            return error(403, "forbidden", "ingress answers only the Supervisor")
+            raise Forbidden("ingress answers only the Supervisor")
         return await handler(request)
     if request.path == MINIMAL_HEALTH and request.query.get("minimal") == "1":
         return await handler(request)
     header = request.headers.get("Authorization")
     if not header:
-        return error(401, "missing_token", "Authorization: Bearer <token> header is required")
+        raise Unauthorized("Authorization: Bearer <token> header is required", code="missing_token")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() == "bearer" and not token:
-        return error(401, "missing_token", "Authorization: Bearer <token>: the token is empty")
+        raise Unauthorized(
+            "Authorization: Bearer <token>: the token is empty", code="missing_token"
+        )
     # aiohttp keeps bytes that are not UTF-8 as surrogates; no token of ours has them.
     if (
         scheme.lower() != "bearer"
         or not token.isascii()
         or not hmac.compare_digest(token.encode(), request.app[RUNTIME].token.encode())
     ):
-        return error(401, "invalid_token", "the token is not this add-on's token")
+        raise Unauthorized("the token is not this add-on's token")
     return await handler(request)

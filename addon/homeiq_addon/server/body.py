@@ -14,6 +14,8 @@ import zlib
 
 from aiohttp import hdrs, web
 
+from ..errors import BodyTooLarge, InvalidEncoding, UnsupportedEncoding
+
 _GZIP_WBITS: Final = 16 + zlib.MAX_WBITS
 # Content codings read_body inflates, with the zlib window bits of each.
 INFLATED: Final = {"gzip": _GZIP_WBITS, "x-gzip": _GZIP_WBITS, "deflate": zlib.MAX_WBITS}
@@ -22,45 +24,18 @@ INFLATED: Final = {"gzip": _GZIP_WBITS, "x-gzip": _GZIP_WBITS, "deflate": zlib.M
 _STEP: Final = 1 << 20
 
 
-class BodyLost(TimeoutError):
-    """The request body cannot be read to its end (set on it by connections.py): it stalled
-    past the body timeout (408), or the HTTP framing around it broke (400).
-
-    A TimeoutError, because when aiohttp reads what is left of an unread body after the
-    response, it stops quietly on one and logs anything else at ERROR.
-    """
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class BodyRefused(Exception):
-    """The body cannot be taken: status, error code and a message naming the problem."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 def content_coding(request: web.BaseRequest) -> str:
     """The request's Content-Encoding, lower case; "identity" when there is none."""
     return request.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower() or "identity"
 
 
-def too_large(limit: int) -> BodyRefused:
-    return BodyRefused(
-        413,
-        "body_too_large",
-        f"body: larger than the {limit // (1024 * 1024)} MB limit (max_body_mb)",
-    )
+def too_large(limit: int) -> BodyTooLarge:
+    return BodyTooLarge(f"body: larger than the {limit // (1024 * 1024)} MB limit (max_body_mb)")
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The body, inflated if it is gzip or deflate; BodyRefused when it cannot be taken.
+    """The body, inflated if it is gzip or deflate; raises the HomeIQError (413, 415,
+    400) that says why it cannot be taken.
 
     ``limit`` bounds the bytes received and the bytes inflated alike.
     """
@@ -74,9 +49,7 @@ async def read_body(request: web.Request, limit: int) -> bytes:
             raise too_large(limit)
         return body
     if coding not in INFLATED:
-        raise BodyRefused(
-            415,
-            "unsupported_encoding",
+        raise UnsupportedEncoding(
             f"Content-Encoding {coding!r}: not supported; send the body uncompressed, "
             "or compressed with gzip or deflate",
         )
@@ -132,9 +105,7 @@ class _Inflater:
             raise self._corrupt("the compressed data ends early")
         return b"".join(self._pieces)
 
-    def _corrupt(self, problem: str) -> BodyRefused:
-        return BodyRefused(
-            400,
-            "invalid_encoding",
+    def _corrupt(self, problem: str) -> InvalidEncoding:
+        return InvalidEncoding(
             f"body: not valid {self._coding} data (Content-Encoding: {self._coding}): {problem}",
         )

@@ -11,10 +11,11 @@ at ERROR. Each connection here is a GuardedConnection instead:
 - between requests a connection may stay idle for ``idle_timeout`` (aiohttp's keep-alive);
 - a request body must be complete within ``body_timeout`` of its head: reading it then
   raises BodyLost, answered 408 by the error middleware, and the connection closes; a
-  body whose framing breaks (a bad chunk) raises BodyLost at once, answered 400;
+  body whose framing breaks (a bad chunk) raises BodyBroken at once, answered 400;
 - bodies are not inflated here (body.py does it, after authentication, bounded);
 - a request that is not valid HTTP is answered 400 in JSON with the parser's reason only,
-  and logged at debug without any of its bytes.
+  and logged at debug without any of its bytes (here, not by the error middleware: no
+  request reaches the application).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooL
 from aiohttp.streams import StreamReader
 from aiohttp.web_request import BaseRequest
 
-from .body import BodyLost
+from ..errors import BodyBroken, BodyLost
 from .responses import error
 
 _LOGGER = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class GuardedConnection(web.RequestHandler):
             # after the request whose body it broke; that body's reader would wait for more.
             problem = getattr(message, "exc", None)
             if isinstance(problem, HttpProcessingError):
-                self._lose_bodies(BodyLost(400, f"body: not valid HTTP: {_reason(problem)}"))
+                self._lose_bodies(BodyBroken(f"body: not valid HTTP: {_reason(problem)}"))
             elif not payload.is_eof():
                 self._watch_body(payload)
 
@@ -130,7 +131,7 @@ class GuardedConnection(web.RequestHandler):
 
     def _body_overdue(self) -> None:
         _LOGGER.debug("a request body was not complete within %g s", self._timeouts.body)
-        self._lose_bodies(BodyLost(408, f"body: not received within {self._timeouts.body:g} s"))
+        self._lose_bodies(BodyLost(f"body: not received within {self._timeouts.body:g} s"))
 
     def _cancel_timers(self) -> None:
         for timer in (self._head_timer, *self._bodies.values()):

@@ -1,8 +1,10 @@
 """GET /api/openapi.json: the OpenAPI 3.1 document of every route.
 
-Each part of the service declares its paths with ``add_paths(app, {...})`` next to where
-it registers the routes; tests/addon/test_openapi.py fails when a route and the document
-disagree. The event schema is generated from schema.EVENT_FIELDS, the validator itself.
+Each capability declares its paths with ``add_paths(app, {...}, structs)`` where it
+registers its routes; tests/addon/test_openapi.py fails when a route and the document
+disagree. The payload schemas are not written here: they are generated from the
+contract's msgspec structs (contract.py) that a capability names in ``structs``, so the
+document says what the service decodes and encodes, field descriptions included.
 """
 
 from __future__ import annotations
@@ -10,222 +12,88 @@ from __future__ import annotations
 from typing import Any, Final
 
 from aiohttp import web
+import msgspec
 
 from .. import __version__
-from ..ingest.schema import CAUSES, EVENT_FIELDS, MAX_EVENTS, ORIGINS
+from ..contract import Error
 from .keys import CONFIG
 from .responses import json_response
 
 OPENAPI: Final = web.AppKey("homeiq_openapi_paths", dict[str, dict[str, Any]])
+# The structs the paths refer to (with ref()); each becomes a component schema.
+STRUCTS: Final = web.AppKey("homeiq_openapi_structs", list[type[msgspec.Struct]])
+_REF: Final = "#/components/schemas/{name}"
 
-_NUM: Final[dict[str, Any]] = {"type": "number"}
-_STR: Final[dict[str, Any]] = {"type": "string"}
-_TIME: Final[dict[str, Any]] = {"type": "string", "format": "date-time"}
-_KINDS: Final[dict[str, dict[str, Any]]] = {
-    "time_fired": _TIME,
-    "last_changed": _TIME,
-    "last_reported": _TIME,
-    "origin": {"enum": list(ORIGINS)},
-    "cause": {"enum": list(CAUSES)},
-    "data": {"type": "object"},
-    "attributes": {"type": "object"},
-    "labels": {"type": "array", "items": _STR},
-    "people_home": {"type": "integer", "minimum": 0},
-    "numeric_value": _NUM,
-    "prev_state_seconds": _NUM,
-    "outdoor_temperature": _NUM,
-    "sun_elevation": _NUM,
-    "event_type": {"type": "string", "minLength": 1, "maxLength": 64},
-}
+# Query parameters are no payload of the contract: their schemas are written out here.
+STRING: Final[dict[str, Any]] = {"type": "string"}
+TIME: Final[dict[str, Any]] = {"type": "string", "format": "date-time"}
 
 
-def event_schema() -> dict[str, Any]:
-    props: dict[str, Any] = {}
-    for name, (_req, nullable, _pred, message) in EVENT_FIELDS.items():
-        base = dict(_KINDS.get(name, _STR))
-        if nullable:
-            base = {"anyOf": [base, {"type": "null"}]}
-        props[name] = {**base, "description": message}
-    return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": [n for n, (req, *_) in EVENT_FIELDS.items() if req],
-        "properties": props,
-    }
+def ref(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    """The schema of a contract struct, as a reference to its component."""
+    return {"$ref": _REF.format(name=struct.__name__)}
 
 
-def stored_event_schema() -> dict[str, Any]:
-    """An event as /events answers it: as ingested (null fields left out), plus its id."""
-    schema = event_schema()
-    schema["properties"] = {"id": {"type": "integer"}, **schema["properties"]}
-    schema["required"] = ["id", *schema["required"]]
-    return schema
-
-
-_EVENTS_PAGE: Final[dict[str, Any]] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["events", "next_cursor"],
-    "properties": {
-        "events": {"type": "array", "items": {"$ref": "#/components/schemas/StoredEvent"}},
-        "next_cursor": {
-            "type": ["string", "null"],
-            "description": "pass as cursor for the next page; null on the last one",
-        },
-    },
-}
-_HISTORY: Final[dict[str, Any]] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["entity_id", "resolution", "points"],
-    "properties": {
-        "entity_id": _STR,
-        "resolution": {"enum": ["raw", "hour", "day"]},
-        "points": {"type": "array", "items": {"type": "object"}},
-    },
-}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": _json({"$ref": "#/components/schemas/Error"})}
-
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
+def json_content(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"description": description, "content": _json(schema or {"type": "object"})}
+def answer(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A successful answer; ``schema`` None for a JSON object not described further."""
+    return {"description": description, "content": json_content(schema or {"type": "object"})}
 
 
-def _q(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"name": name, "in": "query", "description": description, "schema": schema or _STR}
+def error_answer(description: str) -> dict[str, Any]:
+    """A refusal: the contract's Error."""
+    return {"description": description, "content": json_content(ref(Error))}
 
 
-_AUTH_ERRORS = {"401": _error("missing or wrong token")}
-_ACK = {"$ref": "#/components/schemas/Ack"}
+def query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "query", "description": description, "schema": schema or STRING}
 
 
-def _read(description: str) -> dict[str, Any]:
-    return {"200": _ok(description), "400": _error("bad parameter"), **_AUTH_ERRORS}
+def path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": STRING}
 
 
-_PERIOD = {"enum": ["15m", "1h", "24h", "7d"]}
-STORE_PATHS: Final[dict[str, dict[str, Any]]] = {
-    "/api/v1/ingest": {
-        "post": {
-            "summary": "Store a batch of events (idempotent by batch_id)",
-            "requestBody": {
-                "required": True,
-                "content": _json({"$ref": "#/components/schemas/Batch"}),
-            },
-            "responses": {
-                "200": _ok(
-                    "committed (or already committed: duplicate=true)",
-                    {"$ref": "#/components/schemas/Ack"},
-                ),
-                "400": _error("malformed JSON, or a damaged gzip/deflate body"),
-                "413": _error("body (compressed or inflated) larger than max_body_mb"),
-                "415": _error("a Content-Encoding other than gzip or deflate"),
-                "422": _error("breaks the wire contract; message names the field path"),
-                **_AUTH_ERRORS,
-            },
-        }
-    },
-    "/api/v1/events": {
-        "get": {
-            "summary": "Stored events, newest first, with cursor pagination",
-            "parameters": [
-                _q("entity_id", "exact entity id"),
-                _q("domain", "domain"),
-                _q("event_type", "event type"),
-                _q("area", "area name or area id"),
-                _q("start", "inclusive ISO 8601 time", _TIME),
-                _q("end", "exclusive ISO 8601 time", _TIME),
-                _q("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                _q("cursor", "next_cursor of the previous page"),
-            ],
-            "responses": {
-                "200": _ok("a page of events", _EVENTS_PAGE),
-                "400": _error("bad parameter"),
-                **_AUTH_ERRORS,
-            },
-        }
-    },
-    "/api/v1/history/{entity_id}": {
-        "get": {
-            "summary": "An entity's states over time (raw) or its rollups (hour, day)",
-            "parameters": [
-                {"name": "entity_id", "in": "path", "required": True, "schema": _STR},
-                _q("start", "inclusive ISO 8601 time (default: end - 24 h)", _TIME),
-                _q("end", "exclusive ISO 8601 time (default: now)", _TIME),
-                _q("limit", "points", {"type": "integer", "minimum": 1, "maximum": 10000}),
-                _q("resolution", "raw, hour or day", {"enum": ["raw", "hour", "day"]}),
-            ],
-            "responses": {
-                "200": _ok("points, oldest first", _HISTORY),
-                "400": _error("bad parameter"),
-                **_AUTH_ERRORS,
-            },
-        }
-    },
-    "/api/v1/stats": {
-        "get": {
-            "summary": "Metrics, trends and alerts over a period (from counters)",
-            "parameters": [_q("period", "window", _PERIOD)],
-            "responses": {
-                "200": _ok("stats; rates in percent"),
-                "400": _error("bad period"),
-                **_AUTH_ERRORS,
-            },
-        }
-    },
-    "/api/v1/event-rate": {
-        "get": {
-            "summary": "Events accepted over the last minute",
-            "responses": {"200": _ok("rate"), **_AUTH_ERRORS},
-        }
-    },
-    "/api/v1/health": {
-        "get": {
-            "summary": "healthy, degraded (recent alerts) or unhealthy (store unreadable)",
-            # minimal=1 answers without the token (the container's health check).
-            "security": [{"bearer": []}, {}],
-            "parameters": [_q("minimal", "1: only {status}, no token needed", {"enum": ["1"]})],
-            "responses": {"200": _ok("health"), "503": _error("unhealthy"), **_AUTH_ERRORS},
-        }
-    },
-    "/api/v1/ws": {
-        "get": {
-            "summary": "WebSocket: {type: rate} every second, {type: events} per batch",
-            "responses": {
-                "101": {"description": "switching protocols"},
-                "400": _error("not a WebSocket handshake (no Upgrade header)"),
-                **_AUTH_ERRORS,
-            },
-        }
-    },
-    "/api/openapi.json": {
-        "get": {
-            "summary": "This document",
-            "responses": {"200": _ok("OpenAPI 3.1"), **_AUTH_ERRORS},
-        },
-    },
-}
+AUTH_ERRORS: Final = {"401": error_answer("missing or wrong token")}
 
 
-def add_paths(app: web.Application, paths: dict[str, dict[str, Any]]) -> None:
-    """Declare routes in the document (call from the module's setup)."""
+def operation(
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    body: dict[str, Any] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """One documented operation; every one may be refused for its token (401)."""
+    op: dict[str, Any] = {"summary": summary, "responses": {**responses, **AUTH_ERRORS}}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": json_content(body)}
+    if parameters:
+        op["parameters"] = parameters
+    return op
+
+
+def add_paths(
+    app: web.Application,
+    paths: dict[str, dict[str, Any]],
+    structs: tuple[type[msgspec.Struct], ...] = (),
+) -> None:
+    """Declare routes in the document, and the contract structs they refer to (call from
+    the capability's setup)."""
     app.setdefault(OPENAPI, {})
+    app.setdefault(STRUCTS, [Error])
     for path, methods in paths.items():
         app[OPENAPI].setdefault(path, {}).update(methods)
+    app[STRUCTS].extend(s for s in structs if s not in app[STRUCTS])
 
 
 # What the connection layer answers for any request with a body (server/connections.py,
 # ingest/routes.py).
 _BODY_ERRORS: Final = {
-    "408": _error("the body did not arrive within the body timeout"),
-    "415": _error("a compressed body (only ingest takes one)"),
+    "408": error_answer("the body did not arrive within the body timeout"),
+    "415": error_answer("a compressed body (only ingest takes one)"),
 }
 
 
@@ -233,12 +101,18 @@ def _with_body_errors(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
     out: dict[str, dict[str, Any]] = {}
     for path, methods in sorted(paths.items()):
         out[path] = {}
-        for method, operation in methods.items():
-            out[path][method] = operation
-            if "requestBody" in operation:
-                responses = {**_BODY_ERRORS, **operation["responses"]}
-                out[path][method] = {**operation, "responses": dict(sorted(responses.items()))}
+        for method, op in methods.items():
+            out[path][method] = op
+            if "requestBody" in op:
+                responses = {**_BODY_ERRORS, **op["responses"]}
+                out[path][method] = {**op, "responses": dict(sorted(responses.items()))}
     return out
+
+
+def component_schemas(structs: list[type[msgspec.Struct]]) -> dict[str, Any]:
+    """The schemas of the structs and of every struct they contain, by name."""
+    _, components = msgspec.json.schema_components(structs, ref_template=_REF)
+    return dict(sorted(components.items()))
 
 
 def document(app: web.Application) -> dict[str, Any]:
@@ -250,43 +124,7 @@ def document(app: web.Application) -> dict[str, Any]:
         "paths": _with_body_errors(app[OPENAPI]),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Event": event_schema(),
-                "StoredEvent": stored_event_schema(),
-                "Batch": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["batch_id", "source", "events"],
-                    "properties": {
-                        "batch_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
-                        "source": {
-                            "type": "object",
-                            "additionalProperties": False,
-                            "required": ["instance_id", "integration_version"],
-                            "properties": {"instance_id": _STR, "integration_version": _STR},
-                        },
-                        "events": {
-                            "type": "array",
-                            "minItems": 1,
-                            "maxItems": MAX_EVENTS,
-                            "items": {"$ref": "#/components/schemas/Event"},
-                        },
-                    },
-                },
-                "Ack": {
-                    "type": "object",
-                    "properties": {
-                        "batch_id": _STR,
-                        "accepted": {"type": "integer"},
-                        "duplicate": {"type": "boolean"},
-                    },
-                },
-                "Error": {
-                    "type": "object",
-                    "required": ["error", "message"],
-                    "properties": {"error": _STR, "message": _STR},
-                },
-            },
+            "schemas": component_schemas(app[STRUCTS]),
         },
     }
 
@@ -297,4 +135,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/openapi.json", openapi_json)
-    add_paths(app, STORE_PATHS)
+    add_paths(
+        app,
+        {"/api/openapi.json": {"get": operation("This document", {"200": answer("OpenAPI 3.1")})}},
+    )

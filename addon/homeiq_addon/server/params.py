@@ -1,4 +1,5 @@
-"""Query-string parameters: parsed strictly, each failure a 400 naming the parameter.
+"""Query-string parameters: parsed strictly, each failure an InvalidParameter (400) naming
+the parameter.
 
 A parameter given empty (``?limit=``) is no integer or time either: refused, not ignored.
 """
@@ -10,20 +11,17 @@ from typing import Final
 
 from aiohttp import web
 
-from ..ingest.schema import TIME_EXPECTED, parse_time_us
-from .responses import error
+from ..contract import TIME_EXPECTED, parse_time_us
+from ..errors import InvalidParameter
 
 # ASCII digits only: int() would also take " 12", "1_2", Arabic-Indic or fullwidth digits.
 # Nineteen digits at most: beyond that a number cannot be a 64-bit SQLite integer.
 INTEGER_RE: Final = re.compile(r"-?[0-9]{1,19}")
 
 
-class BadParam(Exception):
-    """A query parameter the client got wrong; becomes a 400 answer."""
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"{name}: {message}")
-        self.response = error(400, "invalid_parameter", f"{name}: {message}")
+def bad_param(name: str, message: str) -> InvalidParameter:
+    """The refusal of query parameter ``name``: its name, then what was expected."""
+    return InvalidParameter(f"{name}: {message}")
 
 
 def time_param(request: web.Request, name: str) -> int | None:
@@ -33,7 +31,7 @@ def time_param(request: web.Request, name: str) -> int | None:
     # A '+' in a query string arrives as a space; put it back before parsing.
     value = parse_time_us(raw.replace(" ", "+"))
     if value is None:
-        raise BadParam(name, TIME_EXPECTED)
+        raise bad_param(name, TIME_EXPECTED)
     return value
 
 
@@ -48,12 +46,12 @@ def int_param(request: web.Request, name: str, default: int, low: int, high: int
         return default
     value = parse_int(raw)
     if value is None or not low <= value <= high:
-        raise BadParam(name, f"expected integer from {low} to {high}")
+        raise bad_param(name, f"expected integer from {low} to {high}")
     return value
 
 
 def choice_param(request: web.Request, name: str, default: str, choices: tuple[str, ...]) -> str:
     value = request.query.get(name, default)
     if value not in choices:
-        raise BadParam(name, "expected one of " + ", ".join(choices))
+        raise bad_param(name, "expected one of " + ", ".join(choices))
     return value

@@ -1,4 +1,9 @@
-"""JSON answers, and turning every failure into one (never an HTML page or a bare 500)."""
+"""JSON answers, and turning every failure into one (never an HTML page or a bare 500).
+
+The error middleware is the one place a refusal becomes an answer: handlers raise an
+errors.py class and never build an error response (only the connection layer does, for a
+request that never reaches the application).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ import logging
 from typing import Any
 
 from aiohttp import web
+import msgspec
 import orjson
 
+from ..contract import Error
 from ..errors import HomeIQError
-from .body import BodyLost
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -25,9 +31,16 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     )
 
 
+def struct_response(answer: msgspec.Struct, status: int = 200) -> web.Response:
+    """A payload of the contract, encoded by msgspec: what is sent is what is documented."""
+    return web.Response(
+        body=msgspec.json.encode(answer), status=status, content_type="application/json"
+    )
+
+
 def error(status: int, code: str, message: str) -> web.Response:
-    """The error shape of every route: {"error": code, "message": human text}."""
-    return json_response({"error": code, "message": message}, status)
+    """The contract's Error answer: {"error": code, "message": human text}."""
+    return struct_response(Error(error=code, message=message), status)
 
 
 _CODES = {
@@ -36,7 +49,6 @@ _CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
-    408: "request_timeout",
     413: "body_too_large",
 }
 
@@ -50,6 +62,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except HomeIQError as exc:
         response = error(exc.status, exc.code, exc.message)
         if exc.closes_connection:
+            # The rest of the body may still come; this connection is done either way.
             response.force_close()
         return response
     except web.HTTPException as exc:
@@ -65,11 +78,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         for name, value in exc.headers.items():
             if name.lower() not in _BODY_HEADERS:
                 response.headers[name] = value
-        return response
-    except BodyLost as exc:
-        # The rest of the body may still come; this connection is done either way.
-        response = error(exc.status, _CODES[exc.status], exc.message)
-        response.force_close()
         return response
     except Exception as exc:
         if isinstance(exc, ConnectionResetError) and request.transport is None:

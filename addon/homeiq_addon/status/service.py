@@ -10,17 +10,27 @@ from __future__ import annotations
 from collections import Counter
 from functools import partial
 import sqlite3
-import time
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-from ..store.codec import us_to_iso
+from ..contract import (
+    Alert,
+    EntityCount,
+    Metrics,
+    Percentiles,
+    Stats,
+    StatsPeriod,
+    StoreSummary,
+    TrendPoint,
+)
 from ..store.db import Store
 from ..store.deferred_index import unsettled_counts
 from ..store.memory_counts import RecentCounts, UnsettledCounts
+from ..times import US_PER_MINUTE, now_us, us_to_iso
 
-_MIN: Final = 60_000_000
+type Level = Literal["warning", "error"]
+type Metric = Literal["error_rate", "success_rate", "processing"]
 # period -> (minutes, trend bucket in minutes, breakdown from the hourly table?)
-PERIODS: Final = {
+PERIODS: Final[dict[StatsPeriod, tuple[int, int, bool]]] = {
     "15m": (15, 1, False),
     "1h": (60, 5, False),
     "24h": (1440, 60, True),
@@ -53,7 +63,7 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
 
 def ingest_health(conn: sqlite3.Connection, now_us: int, minutes: int) -> dict[str, Any]:
     """Batches, error/success rate and latency over the last ``minutes``."""
-    start_us = now_us - minutes * _MIN
+    start_us = now_us - minutes * US_PER_MINUTE
     latencies = [
         r[0]
         for r in conn.execute(
@@ -63,7 +73,7 @@ def ingest_health(conn: sqlite3.Connection, now_us: int, minutes: int) -> dict[s
     ]
     rejected = conn.execute(
         "SELECT COALESCE(SUM(n), 0) FROM batch_rejects WHERE minute > ?",
-        (start_us // _MIN,),
+        (start_us // US_PER_MINUTE,),
     ).fetchone()[0]
     total = len(latencies) + rejected
     error_rate = round(100.0 * rejected / total, 3) if total else 0.0
@@ -79,19 +89,11 @@ def ingest_health(conn: sqlite3.Connection, now_us: int, minutes: int) -> dict[s
     }
 
 
-def alerts(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def alerts(metrics: dict[str, Any]) -> list[Alert]:
+    out: list[Alert] = []
 
-    def alert(level: str, metric: str, value: float, threshold: float, message: str) -> None:
-        out.append(
-            {
-                "level": level,
-                "metric": metric,
-                "message": message,
-                "value": value,
-                "threshold": threshold,
-            }
-        )
+    def alert(level: Level, metric: Metric, value: float, threshold: float, message: str) -> None:
+        out.append(Alert(level, metric, message, value, threshold))
 
     err = metrics["error_rate"]
     if err > ERROR_RATE_ERROR:
@@ -124,7 +126,7 @@ def _last_minutes(
 ) -> tuple[int, int, list[tuple[int, int]]]:
     """The first and last minute of the last ``minutes`` up to now, and their stored counts
     as (minute, events) rows (minutes without events have none)."""
-    now_min = now_us // _MIN
+    now_min = now_us // US_PER_MINUTE
     first_min = now_min - minutes + 1
     rows = conn.execute(
         "SELECT minute, events FROM stat_minute WHERE minute >= ? AND minute <= ?",
@@ -135,11 +137,13 @@ def _last_minutes(
 
 def compute_stats(
     conn: sqlite3.Connection,
-    period: str,
+    *,
+    period: StatsPeriod,
     now_us: int,
     recent: RecentCounts,
     unsettled: UnsettledCounts,
-) -> dict[str, Any]:
+    db_size_bytes: int,
+) -> Stats:
     minutes, bucket, hourly = PERIODS[period]
     first_min, now_min, per_minute = _last_minutes(conn, now_us, minutes)
     trend: Counter[int] = Counter()
@@ -170,38 +174,43 @@ def compute_stats(
     type_names = _names(conn, "event_types", "event_type", set(by_type))
     domain_names = _names(conn, "strings", "value", set(by_domain))
     entity_names = _names(conn, "entities", "entity_id", {e for e, _ in top})
-    metrics: dict[str, Any] = {
-        "events": events,
-        "events_per_minute": round(events / minutes, 3),
-        "by_domain": {domain_names[d]: n for d, n in by_domain.most_common()},
-        "by_event_type": {type_names[t]: n for t, n in by_type.most_common()},
-        "top_entities": [{"entity_id": entity_names[e], "count": n} for e, n in top],
-        **ingest_health(conn, now_us, minutes),
-    }
+    health = ingest_health(conn, now_us, minutes)
+    metrics = Metrics(
+        events=events,
+        events_per_minute=round(events / minutes, 3),
+        by_domain={domain_names[d]: n for d, n in by_domain.most_common()},
+        by_event_type={type_names[t]: n for t, n in by_type.most_common()},
+        top_entities=[EntityCount(entity_names[e], n) for e, n in top],
+        batches_accepted=health["batches_accepted"],
+        batches_rejected=health["batches_rejected"],
+        error_rate=health["error_rate"],
+        success_rate=health["success_rate"],
+        ingest_latency_ms=Percentiles(**health["ingest_latency_ms"]),
+    )
     stored = conn.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()[0]
     oldest = conn.execute("SELECT MIN(time_fired) FROM events").fetchone()[0]
     newest = conn.execute("SELECT MAX(time_fired) FROM events").fetchone()[0]
-    return {
-        "period": period,
-        "generated_at": us_to_iso(now_us),
-        "metrics": metrics,
-        "trends": [
-            {"start": us_to_iso((first_min + i * bucket) * _MIN), "events": trend[i]}
+    return Stats(
+        period=period,
+        generated_at=us_to_iso(now_us),
+        metrics=metrics,
+        trends=[
+            TrendPoint(us_to_iso((first_min + i * bucket) * US_PER_MINUTE), trend[i])
             for i in range(-(-minutes // bucket))
         ],
-        "alerts": alerts(metrics),
-        "store": {
-            "events_stored": stored,
-            "oldest_event": None if oldest is None else us_to_iso(oldest),
-            "newest_event": None if newest is None else us_to_iso(newest),
-        },
-    }
+        alerts=alerts(health),
+        store=StoreSummary(
+            events_stored=stored,
+            oldest_event=None if oldest is None else us_to_iso(oldest),
+            newest_event=None if newest is None else us_to_iso(newest),
+            db_size_bytes=db_size_bytes,
+        ),
+    )
 
 
-async def recent_alerts(store: Store) -> list[dict[str, Any]]:
+async def recent_alerts(store: Store) -> list[Alert]:
     """Alerts over the last 15 minutes (health turns degraded while any fires)."""
-    now_us = time.time_ns() // 1000
-    return alerts(await store.read(partial(ingest_health, now_us=now_us, minutes=15)))
+    return alerts(await store.read(partial(ingest_health, now_us=now_us(), minutes=15)))
 
 
 def minute_counts(conn: sqlite3.Connection, now_us: int, minutes: int) -> list[dict[str, Any]]:
@@ -209,6 +218,6 @@ def minute_counts(conn: sqlite3.Connection, now_us: int, minutes: int) -> list[d
     first_min, now_min, per_minute = _last_minutes(conn, now_us, minutes)
     counts = dict(per_minute)
     return [
-        {"start": us_to_iso(minute * _MIN), "events": int(counts.get(minute, 0))}
+        {"start": us_to_iso(minute * US_PER_MINUTE), "events": int(counts.get(minute, 0))}
         for minute in range(first_min, now_min + 1)
     ]

@@ -1,4 +1,4 @@
-"""Compact, lossless encodings of context ids and times.
+"""Compact, lossless encodings of context ids (times: homeiq_addon/times.py).
 
 A context id is a ULID (26 Crockford base-32 characters, 128 bits) almost always; it is
 stored as 16 bytes instead of 26. Old-style 32-hex ids become 0x01 + 16 bytes. Only
@@ -8,7 +8,6 @@ always gives back the string that was sent; anything else is kept as text.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 import re
 from typing import Final
 
@@ -21,9 +20,6 @@ TO_BASE32_BYTES: Final = bytes.maketrans(_CROCKFORD.encode(), _BASE32.encode())
 ULID_RE: Final = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 _HEX_RE: Final = re.compile(r"^[0-9a-f]{32}$")
 _HEX_TAG: Final = b"\x01"
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_LOWEST_US: Final = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
-_HIGHEST_US: Final = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
 
 
 def encode_context(value: str | None) -> bytes | str | None:
@@ -49,15 +45,3 @@ def decode_context(value: bytes | str | None) -> str | None:
         number, digit = divmod(number, 32)
         chars.append(_CROCKFORD[digit])
     return "".join(reversed(chars))
-
-
-def us_to_iso(us: int) -> str:
-    """UTC ISO 8601 with microseconds, e.g. 2026-11-22T10:00:00.123456+00:00.
-
-    Times beyond what a datetime holds (a database of an older version took any year,
-    and an offset pushes year 1 or 9999 past the ends) come out as the first or last
-    microsecond of the datetime range, so a reader never fails on a stored time.
-    """
-    return (_EPOCH + timedelta(microseconds=min(max(us, _LOWEST_US), _HIGHEST_US))).isoformat(
-        timespec="microseconds"
-    )

@@ -25,6 +25,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final
 
+from ..errors import Unavailable
 from . import deferred_index
 from .connection import BUSY_TIMEOUT_MS, TxHooks, connect
 from .migrations import migrate
@@ -51,8 +52,8 @@ _JOURNAL_SIZE_LIMIT: Final = 4 * 1024 * 1024
 type WriteFn[T] = Callable[[sqlite3.Connection], T]
 
 
-class StoreClosed(RuntimeError):
-    """The store was closed; no more reads or writes."""
+class StoreClosed(Unavailable):
+    """The store was closed; no more reads or writes (503 to a request still going)."""
 
 
 class _Job:

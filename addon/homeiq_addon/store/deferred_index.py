@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
+from ..times import US_PER_MINUTE
+
 if TYPE_CHECKING:
     from .ids import Key
     from .memory_counts import Position, UnsettledCounts
@@ -39,7 +41,6 @@ SETTLE_AFTER_IDLE_S: Final = 0.5
 SETTLE_AFTER_MAX_AGE_S: Final = 5.0
 LOOK_EVERY_S: Final = 0.1  # how often a busy writer counts the events waiting
 
-_MINUTE_US: Final = 60_000_000
 _WATERMARK: Final = "(SELECT value FROM counters WHERE name = 'settled')"
 # Floor division, as Python's // in the ingest (SQLite's / truncates towards zero).
 _HOUR: Final = (
@@ -164,7 +165,7 @@ def unsettled_counts(
     rows = conn.execute(
         "SELECT event_type_id, COALESCE(entity_ref, 0), COALESCE(domain_ref, 0), COUNT(*)"
         " FROM events WHERE id > ? AND +time_fired >= ? AND +time_fired < ? GROUP BY 1, 2, 3",
-        (watermark(conn), first_minute * _MINUTE_US, (last_minute + 1) * _MINUTE_US),
+        (watermark(conn), first_minute * US_PER_MINUTE, (last_minute + 1) * US_PER_MINUTE),
     )
     return [(int(t), int(e), int(d), int(n)) for t, e, d, n in rows]
 

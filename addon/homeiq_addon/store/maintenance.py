@@ -14,6 +14,7 @@ import sqlite3
 import time
 from typing import Final
 
+from ..times import US_PER_SECOND
 from .db import Store, StoreClosed
 
 _LOGGER = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ INTERVAL_S: Final = 600.0
 _CHUNK: Final = 5000
 # (table, time column, units per second of that column)
 _TABLES: Final = (
-    ("batches", "received_us", 1_000_000),
+    ("batches", "received_us", US_PER_SECOND),
     ("batch_rejects", "minute", 1 / 60),
     ("stat_minute", "minute", 1 / 60),
     ("stat_hour_key", "hour", 1 / 3600),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 import sqlite3
 
+from ..errors import InvalidBackup
 from .deferred_index import migrate_settled
 from .retention_tables import migrate_retention
 
@@ -124,11 +125,25 @@ def m001_events(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [m001_events, migrate_retention, migrate_settled]
+def m004_drop_stat_minute_key(conn: sqlite3.Connection) -> None:
+    """stat_minute_key (counts by minute and key) was never written nor read: the stats
+    of the last hour count in memory (memory_counts.py), longer periods by hour."""
+    conn.execute("DROP TABLE stat_minute_key")
 
 
-class SchemaTooNew(RuntimeError):
-    """The database was written by a newer add-on; refusing to touch it."""
+MIGRATIONS: list[Migration] = [
+    m001_events,
+    migrate_retention,
+    migrate_settled,
+    m004_drop_stat_minute_key,
+]
+
+
+class SchemaTooNew(InvalidBackup):
+    """The database was written by a newer add-on; refusing to touch it.
+
+    A backup to restore: 422 invalid_backup. The live database at start: the service
+    does not start (exit code 2, __main__)."""
 
 
 def migrate(conn: sqlite3.Connection, upto: int | None = None) -> int:

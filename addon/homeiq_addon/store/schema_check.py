@@ -19,6 +19,7 @@ import re
 import sqlite3
 from typing import Final
 
+from ..errors import InvalidBackup
 from . import deferred_index
 from .migrations import MIGRATIONS, SchemaTooNew, migrate
 
@@ -37,7 +38,7 @@ _TOKENS: Final = re.compile(
 )
 
 
-class InvalidDatabase(ValueError):
+class InvalidDatabase(InvalidBackup):
     """The file is not a HomeIQ database the add-on can take; the message says why."""
 
 

@@ -14,10 +14,12 @@ from typing import Any, Final
 
 import orjson
 
-from ..store.codec import decode_context, us_to_iso
+from ..store.codec import decode_context
 from ..store.db import Store
+from ..times import us_to_iso
 
 _PAGE: Final = 5000
+FORMATS: Final = ("jsonl", "csv")
 COLUMNS: Final = (
     "id", "time_fired", "event_type", "origin", "context_id", "entity_id", "domain", "state",
     "old_state", "numeric_value", "prev_state_seconds", "attributes", "data", "area_id",

@@ -14,7 +14,6 @@ from typing import Final
 
 from aiohttp import web
 
-from ..ingest.keys import INGESTOR
 from ..retention.service import next_daily
 from ..server.keys import CONFIG, STORE
 from ..server.responses import error, json_response
@@ -88,8 +87,6 @@ async def restore(request: web.Request) -> web.Response:
             await store.write(lambda c: restore_into(c, staged, store), transaction=False)
         finally:
             await asyncio.to_thread(discard, staged)
-    # The 15m/1h stats count from memory: recount them from the restored events.
-    await store.read(request.app[INGESTOR].recent.load)
     events = await store.read(
         lambda c: c.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()[0]
     )

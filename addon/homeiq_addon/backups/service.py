@@ -119,7 +119,7 @@ def restore_into(conn: sqlite3.Connection, staged: Path, store: Store) -> None:
         source.backup(conn)
     finally:
         source.close()
-    store.content_replaced()
+    store.content_replaced(conn)
 
 
 def prune(data_dir: Path, keep: int) -> list[str]:

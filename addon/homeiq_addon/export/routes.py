@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 import orjson
 
-from ..ingest.schema import TIME_EXPECTED, parse_time_us
+from ..contract import TIME_EXPECTED, parse_time_us
 from ..server.keys import CONFIG, STORE
 from ..server.responses import error, json_response
 from .archive import export

@@ -8,12 +8,13 @@ import time
 
 from aiohttp import web
 
+from ..errors import HomeIQError
 from ..live.stream import HUB
 from ..server.body import BodyRefused, content_coding, read_body, too_large
 from ..server.keys import STORE
 from ..server.responses import Handler, error, json_response
-from .acks import Rejected, record_reject
-from .keys import INGESTOR, PREPARER
+from .acks import record_reject
+from .keys import DECODE_WORKER, INGESTOR
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -36,16 +37,15 @@ async def ingest(request: web.Request) -> web.Response:
         body = await read_body(request, limit)
     except BodyRefused as err:
         return await _reject(request, err.status, err.code, err.message)
-    ingestor = request.app[INGESTOR]
     # Big bodies are decoded in the worker process; the rest on the writer thread, not
-    # on this loop (see prepare.py and service.py).
-    prepared = await request.app[PREPARER].prepare(body)
+    # on this loop (see worker.py and service.py).
+    decoded = await request.app[DECODE_WORKER].decode(body)
     result = await request.app[STORE].write(
-        partial(ingestor.ingest_prepared, prepared=prepared, body=body, started=started)
+        partial(request.app[INGESTOR].ingest, body=body, decoded=decoded, started=started)
     )
-    if isinstance(result, Rejected):
+    if isinstance(result, HomeIQError):
         _LOGGER.debug("rejected batch: %s", result.message)
-        return error(result.status, result.code, result.message)
+        raise result
     if not result.duplicate:
         hub = request.app[HUB]
         hub.publish_events(result.events_for_stream(bool(hub.clients)), result.accepted)

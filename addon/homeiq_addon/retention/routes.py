@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp import web
 import orjson
 
+from ..contract import TIME_EXPECTED, parse_time_us
 from ..history.providers import HISTORY
-from ..ingest.schema import TIME_EXPECTED, parse_time_us
 from ..server.keys import CONFIG, STORE
 from ..server.openapi import add_paths
 from ..server.responses import error, json_response

@@ -2,7 +2,7 @@
 
 Each part of the service declares its paths with ``add_paths(app, {...})`` next to where
 it registers the routes; tests/addon/test_openapi.py fails when a route and the document
-disagree. The event schema is generated from schema.EVENT_FIELDS, the validator itself.
+disagree. The event schema is generated from the contract's Event, the validator itself.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import Any, Final
 
 from aiohttp import web
+import msgspec
 
 from .. import __version__
-from ..ingest.schema import CAUSES, EVENT_FIELDS, MAX_EVENTS, ORIGINS
+from ..contract import CAUSES, MAX_EVENTS, ORIGINS, Event
 from .keys import CONFIG
 from .responses import json_response
 
@@ -41,15 +42,21 @@ _KINDS: Final[dict[str, dict[str, Any]]] = {
 
 def event_schema() -> dict[str, Any]:
     props: dict[str, Any] = {}
-    for name, (_req, nullable, _pred, message) in EVENT_FIELDS.items():
-        base = dict(_KINDS.get(name, _STR))
+    info = msgspec.inspect.type_info(Event)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for field in info.fields:
+        kind: Any = field.type
+        nullable = isinstance(kind, msgspec.inspect.UnionType)
+        if nullable:  # X | None
+            kind = kind.types[0]
+        base = dict(_KINDS.get(field.name, _STR))
         if nullable:
             base = {"anyOf": [base, {"type": "null"}]}
-        props[name] = {**base, "description": message}
+        props[field.name] = {**base, "description": kind.extra_json_schema["description"]}
     return {
         "type": "object",
         "additionalProperties": False,
-        "required": [n for n, (req, *_) in EVENT_FIELDS.items() if req],
+        "required": [f.name for f in info.fields if f.required],
         "properties": props,
     }
 

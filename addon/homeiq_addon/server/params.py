@@ -10,7 +10,7 @@ from typing import Final
 
 from aiohttp import web
 
-from ..ingest.schema import TIME_EXPECTED, parse_time_us
+from ..contract import TIME_EXPECTED, parse_time_us
 from .responses import error
 
 # ASCII digits only: int() would also take " 12", "1_2", Arabic-Indic or fullwidth digits.

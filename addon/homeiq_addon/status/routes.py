@@ -12,7 +12,6 @@ import time
 from aiohttp import web
 
 from .. import API_VERSION, __version__
-from ..ingest.keys import INGESTOR
 from ..live.stream import HUB
 from ..server.keys import RUNTIME, STORE
 from ..server.params import BadParam, choice_param
@@ -69,14 +68,13 @@ async def stats(request: web.Request) -> web.Response:
         return err.response
     store = request.app[STORE]
     now_us = time.time_ns() // 1000
-    ingestor = request.app[INGESTOR]
     answer = await store.read(
         partial(
             compute_stats,
             period=period,
             now_us=now_us,
-            recent=ingestor.recent,
-            unsettled=ingestor.unsettled,
+            recent=store.counts.recent,
+            unsettled=store.counts.unsettled,
         )
     )
     answer["store"]["db_size_bytes"] = store.size_bytes()

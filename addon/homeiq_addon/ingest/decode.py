@@ -1,0 +1,303 @@
+"""A request body to a validated batch, as the columns of its rows minus the ids.
+
+``decode_batch`` is the one way in: msgspec decodes the body into ``contract.Batch`` (the
+types check every rule they can express, in C), then one pass over the events checks the
+rules a type cannot express and builds everything of the rows that needs no id: times in
+microseconds, context ids as bytes, ``data`` and ``attributes`` as JSON, and each lookup
+value (event type, entity, strings, states, attribute set, registry/cause/snapshot
+fields) as its batch's distinct values plus every event's index into them. The writer
+turns those into ids (rows.py). Big bodies are decoded by the decode worker (worker.py),
+the rest on the writer thread.
+
+A refusal names the field first and says what was expected, in the contract's words:
+``errors.InvalidBatch("events[0].numeric_value: expected finite number")``, the text
+being the field's ``Meta(description=...)``; a body that is no JSON at all gets
+``errors.InvalidJson("body: malformed JSON: ...")`` with orjson's reason (orjson is the
+parser that writes the stored JSON, so it decides what is malformed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from operator import attrgetter
+import re
+from typing import Any, Final
+
+import msgspec
+import orjson
+
+from ..contract import STATE_EVENT_TYPES, TIME_EXPECTED, Batch, Event, Source, parse_time_us
+from ..errors import HomeIQError, InvalidBatch, InvalidJson
+from ..store.codec import TO_BASE32_BYTES, ULID_RE, encode_context
+from ..store.ids import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS
+
+_DECODER: Final = msgspec.json.Decoder(Batch)
+_US_PER_MIN: Final = 60_000_000
+_REF_FIELDS: Final = attrgetter(*REGISTRY_KEYS, *CAUSE_KEYS, *SNAP_KEYS)
+_LABELS: Final = REGISTRY_KEYS.index("labels")
+_NO_REFS: Final = (None,) * (len(REGISTRY_KEYS) + len(CAUSE_KEYS) + len(SNAP_KEYS))
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    """A batch that keeps every rule of the contract: its rows, but for the ids.
+
+    The lists hold one entry per event, except the lookup values: each is a list of the
+    batch's distinct values, with every event's index into it (``..._at``), 1 for the
+    first value, 0 for none (for ``refs``: index 0 holds the fields all None).
+    """
+
+    batch_id: str
+    source: tuple[str, str]  # instance id, integration version
+    times: list[int]  # time_fired, UTC epoch µs
+    minutes: list[int]  # time_fired // 1 minute
+    origins: list[int]  # 0 LOCAL, 1 REMOTE
+    contexts: list[bytes | str | None]  # store/codec.py (never None)
+    parents: list[bytes | str | None]
+    numbers: list[float | None]
+    agos: list[int | None]  # time_fired - last_changed in µs
+    prev_seconds: list[float | None]
+    data: list[str | None]  # JSON, with last_reported when sent
+    event_types: list[str]
+    event_type_at: list[int]
+    entities: list[str]
+    entity_at: list[int]
+    strings: list[str]  # domains and user ids
+    domain_at: list[int]
+    user_at: list[int]
+    states: list[str]  # states and old states
+    state_at: list[int]
+    old_state_at: list[int]
+    attributes: list[bytes]  # JSON as sent
+    attributes_at: list[int]
+    refs: list[tuple[Any, ...]]  # store/ids.py Ids.refs: registry, cause, snapshot fields
+    refs_at: list[int]
+
+
+def decode_batch(body: bytes) -> DecodedBatch:
+    """The body as a validated batch; raises InvalidJson or InvalidBatch naming the field."""
+    try:
+        batch = _DECODER.decode(body)
+    except msgspec.ValidationError as err:
+        raise _malformed(body) or _invalid(str(err)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as err:
+        # UnicodeDecodeError: bytes that are no UTF-8; RecursionError: nested deeper
+        # than msgspec goes (orjson names both).
+        raise _malformed(body) or InvalidJson(f"body: malformed JSON: {err}") from None
+    try:
+        return _columns(batch)
+    except _TooDeep as err:
+        raise _malformed(body) or InvalidBatch(f"{err.path}: {_NESTING}") from None
+
+
+class _TooDeep(Exception):
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+def _json(value: dict[str, Any], path: str) -> bytes:
+    """``data`` or ``attributes`` as the store writes them (nested at most MAX_NESTING)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        # An integer beyond 64 bits: stored as the float orjson reads it as (as a batch
+        # read by orjson always was); any other failure is the nesting.
+        return orjson.dumps(orjson.loads(msgspec.json.encode(value)))
+    except (orjson.JSONEncodeError, orjson.JSONDecodeError, RecursionError):
+        raise _TooDeep(path) from None
+
+
+def _columns(batch: Batch) -> DecodedBatch:
+    times: list[int] = []
+    minutes: list[int] = []
+    origins: list[int] = []
+    contexts: list[bytes | str | None] = []
+    parents: list[bytes | str | None] = []
+    numbers: list[float | None] = []
+    agos: list[int | None] = []
+    prev_seconds: list[float | None] = []
+    data_column: list[str | None] = []
+    # Each lookup value -> its index; index 0 is None.
+    types: dict[str | None, int] = {None: 0}
+    entities: dict[str | None, int] = {None: 0}
+    strings: dict[str | None, int] = {None: 0}
+    states: dict[str | None, int] = {None: 0}
+    attributes: dict[bytes | None, int] = {None: 0}
+    refs: dict[tuple[Any, ...], int] = {_NO_REFS: 0}
+    type_at: list[int] = []
+    entity_at: list[int] = []
+    domain_at: list[int] = []
+    user_at: list[int] = []
+    state_at: list[int] = []
+    old_state_at: list[int] = []
+    attributes_at: list[int] = []
+    refs_at: list[int] = []
+    for i, ev in enumerate(batch.events):
+        fired = ev.time_fired
+        t = parse_time_us(fired)
+        if t is None:
+            raise InvalidBatch(f"events[{i}].time_fired: {TIME_EXPECTED}")
+        changed = ev.last_changed
+        if changed is None:
+            agos.append(None)
+        elif changed == fired:
+            agos.append(0)
+        else:
+            c = parse_time_us(changed)
+            if c is None:
+                raise InvalidBatch(f"events[{i}].last_changed: {TIME_EXPECTED}")
+            agos.append(t - c)
+        times.append(t)
+        minutes.append(t // _US_PER_MIN)
+        event_type = ev.event_type
+        type_at.append(types.setdefault(event_type, len(types)))
+        entity_id = ev.entity_id
+        if entity_id is None:
+            if event_type in STATE_EVENT_TYPES:
+                raise InvalidBatch(f"events[{i}].entity_id: required for state events")
+            entity_at.append(0)
+            domain = ev.domain or None
+        else:
+            entity_at.append(entities.setdefault(entity_id, len(entities)))
+            domain = ev.domain or entity_id.partition(".")[0]
+        domain_at.append(strings.setdefault(domain, len(strings)))
+        user_at.append(strings.setdefault(ev.context_user_id, len(strings)))
+        state_at.append(states.setdefault(ev.state, len(states)))
+        old_state_at.append(states.setdefault(ev.old_state, len(states)))
+        origins.append(0 if ev.origin == "LOCAL" else 1)
+        context_id = ev.context_id
+        if len(context_id) == 26 and ULID_RE.match(context_id):
+            # ASCII (the pattern matched), so bytes.translate gives the same digits.
+            contexts.append(int(context_id.encode().translate(TO_BASE32_BYTES), 32).to_bytes(16))
+        else:
+            contexts.append(encode_context(context_id))
+        parent = ev.context_parent_id
+        parents.append(None if parent is None else encode_context(parent))
+        number = ev.numeric_value
+        numbers.append(None if number is None else float(number))
+        prev = ev.prev_state_seconds
+        prev_seconds.append(None if prev is None else float(prev))
+        data = ev.data
+        if (reported := ev.last_reported) is not None:
+            if parse_time_us(reported) is None:
+                raise InvalidBatch(f"events[{i}].last_reported: {TIME_EXPECTED}")
+            # A state report's time is kept in the row's data, where Home Assistant's
+            # own state_reported event data carries it (no column: most rows have none).
+            data = {**(data or {}), "last_reported": reported}
+        data_column.append(None if data is None else _json(data, f"events[{i}].data").decode())
+        attrs = ev.attributes
+        if attrs is None:
+            attributes_at.append(0)
+        else:
+            as_sent = _json(attrs, f"events[{i}].attributes")
+            attributes_at.append(attributes.setdefault(as_sent, len(attributes)))
+        fields = _REF_FIELDS(ev)
+        if fields[_LABELS] is not None:  # a list: hashable as a tuple, stored as JSON
+            fields = (*fields[:_LABELS], tuple(fields[_LABELS]), *fields[_LABELS + 1 :])
+        refs_at.append(refs.setdefault(fields, len(refs)))
+    return DecodedBatch(
+        batch_id=batch.batch_id,
+        source=(batch.source.instance_id, batch.source.integration_version),
+        times=times,
+        minutes=minutes,
+        origins=origins,
+        contexts=contexts,
+        parents=parents,
+        numbers=numbers,
+        agos=agos,
+        prev_seconds=prev_seconds,
+        data=data_column,
+        event_types=_values(types),
+        event_type_at=type_at,
+        entities=_values(entities),
+        entity_at=entity_at,
+        strings=_values(strings),
+        domain_at=domain_at,
+        user_at=user_at,
+        states=_values(states),
+        state_at=state_at,
+        old_state_at=old_state_at,
+        attributes=_values(attributes),
+        attributes_at=attributes_at,
+        refs=list(refs),
+        refs_at=refs_at,
+    )
+
+
+def _values[T](indexes: dict[T | None, int]) -> list[T]:
+    """The values in index order, without None (index 0)."""
+    return list(indexes)[1:]  # type: ignore[return-value]  # only index 0 is None
+
+
+# --- naming what is wrong -------------------------------------------------------------
+
+
+def _malformed(body: bytes) -> HomeIQError | None:
+    """InvalidJson when orjson cannot read the body at all (that comes first)."""
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        return InvalidJson(f"body: malformed JSON: {err}")
+    return None
+
+
+def _described(struct: type[msgspec.Struct]) -> dict[str, tuple[str | None, Any]]:
+    """Each field of a struct: (its description, the struct inside it if any)."""
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    out: dict[str, tuple[str | None, Any]] = {}
+    for field in info.fields:
+        t: Any = field.type
+        if isinstance(t, msgspec.inspect.UnionType):  # X | None
+            t = next(x for x in t.types if not isinstance(x, msgspec.inspect.NoneType))
+        description = None
+        if isinstance(t, msgspec.inspect.Metadata):
+            description = (t.extra_json_schema or {}).get("description")
+            t = t.type
+        if isinstance(t, msgspec.inspect.ListType):
+            t = t.item_type
+        inner = t.cls if isinstance(t, msgspec.inspect.StructType) else None
+        out[field.name] = (description, inner)
+    return out
+
+
+_FIELDS: Final = {struct: _described(struct) for struct in (Batch, Source, Event)}
+_NESTING: Final = _FIELDS[Event]["data"][0]  # the same for attributes
+_AT: Final = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.DOTALL)
+_STEP: Final = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+|\.\.\.)\]")
+_FIELD_NAMED: Final = re.compile(r"^Object (missing required|contains unknown) field `(.*)`$")
+
+
+def _invalid(error: str) -> InvalidBatch:
+    """InvalidBatch from msgspec's error: its path, cut at the field that failed, and
+    that field's description."""
+    match = _AT.match(error)
+    assert match is not None
+    what, steps = match.group(1), match.group(2) or ""
+    path = ""
+    struct: Any = Batch
+    description: str | None = None
+    for step in _STEP.finditer(steps):
+        name, index = step.groups()
+        if name is not None:
+            if struct is None or name not in _FIELDS[struct]:
+                break
+            description, struct = _FIELDS[struct][name]
+            path += f".{name}" if path else name
+            if struct is None:
+                break  # deeper down (a list's item, a key in data): the field is named
+        else:
+            path += f"[{index}]"
+            description = None
+    named = _FIELD_NAMED.match(what)
+    if named is not None:
+        field = named.group(2)
+        path = f"{path}.{field}" if path else field
+        missing = named.group(1) == "missing required"
+        return InvalidBatch(
+            f"{path}: {'required key not provided' if missing else 'extra keys not allowed'}"
+        )
+    return InvalidBatch(f"{path or 'body'}: {description or 'expected a JSON object'}")

@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 import pytest
 
-from homeiq_addon.ingest.schema import MAX_NESTING, TIME_EXPECTED
+from homeiq_addon.contract import MAX_NESTING, TIME_EXPECTED
 from homeiq_addon.ingest.worker import WORKER_MIN_BYTES
 from tests.addon.factory import batch, service_event, state_event
 from tests.addon.module_addon import sockets_lifted

@@ -18,6 +18,7 @@ parser that writes the stored JSON, so it decides what is malformed).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from operator import attrgetter
 import re
@@ -44,13 +45,12 @@ class DecodedBatch:
 
     The lists hold one entry per event, except the lookup values: each is a list of the
     batch's distinct values, with every event's index into it (``..._at``), 1 for the
-    first value, 0 for none (for ``refs``: index 0 holds the fields all None).
+    first value, 0 for none (for ``refs``: all fields None).
     """
 
     batch_id: str
     source: tuple[str, str]  # instance id, integration version
     times: list[int]  # time_fired, UTC epoch µs
-    minutes: list[int]  # time_fired // 1 minute
     origins: list[int]  # 0 LOCAL, 1 REMOTE
     contexts: list[bytes | str | None]  # store/codec.py (never None)
     parents: list[bytes | str | None]
@@ -70,8 +70,15 @@ class DecodedBatch:
     old_state_at: list[int]
     attributes: list[bytes]  # JSON as sent
     attributes_at: list[int]
-    refs: list[tuple[Any, ...]]  # store/ids.py Ids.refs: registry, cause, snapshot fields
+    refs: list[bytes]  # registry, cause, snapshot fields as JSON (store/ids.py Ids.refs)
     refs_at: list[int]
+    # How many events of each (minute, event type, entity, domain), the last three as
+    # indexes like the ``..._at`` ones: one entry per distinct key.
+    key_minutes: list[int]
+    key_event_type_at: list[int]
+    key_entity_at: list[int]
+    key_domain_at: list[int]
+    key_counts: list[int]
 
 
 def decode_batch(body: bytes) -> DecodedBatch:
@@ -112,7 +119,6 @@ def _json(value: dict[str, Any], path: str) -> bytes:
 
 def _columns(batch: Batch) -> DecodedBatch:
     times: list[int] = []
-    minutes: list[int] = []
     origins: list[int] = []
     contexts: list[bytes | str | None] = []
     parents: list[bytes | str | None] = []
@@ -151,7 +157,6 @@ def _columns(batch: Batch) -> DecodedBatch:
                 raise InvalidBatch(f"events[{i}].last_changed: {TIME_EXPECTED}")
             agos.append(t - c)
         times.append(t)
-        minutes.append(t // _US_PER_MIN)
         event_type = ev.event_type
         type_at.append(types.setdefault(event_type, len(types)))
         entity_id = ev.entity_id
@@ -195,14 +200,19 @@ def _columns(batch: Batch) -> DecodedBatch:
             as_sent = _json(attrs, f"events[{i}].attributes")
             attributes_at.append(attributes.setdefault(as_sent, len(attributes)))
         fields = _REF_FIELDS(ev)
-        if fields[_LABELS] is not None:  # a list: hashable as a tuple, stored as JSON
+        if fields[_LABELS] is not None:  # a list: hashable as a tuple
             fields = (*fields[:_LABELS], tuple(fields[_LABELS]), *fields[_LABELS + 1 :])
         refs_at.append(refs.setdefault(fields, len(refs)))
+    counted = Counter(
+        zip([t // _US_PER_MIN for t in times], type_at, entity_at, domain_at, strict=True)
+    )
+    key_minutes, key_types, key_entities, key_domains = (
+        list(column) for column in zip(*counted, strict=True)
+    )
     return DecodedBatch(
         batch_id=batch.batch_id,
         source=(batch.source.instance_id, batch.source.integration_version),
         times=times,
-        minutes=minutes,
         origins=origins,
         contexts=contexts,
         parents=parents,
@@ -222,8 +232,13 @@ def _columns(batch: Batch) -> DecodedBatch:
         old_state_at=old_state_at,
         attributes=_values(attributes),
         attributes_at=attributes_at,
-        refs=list(refs),
+        refs=[orjson.dumps(fields) for fields in list(refs)[1:]],
         refs_at=refs_at,
+        key_minutes=key_minutes,
+        key_event_type_at=key_types,
+        key_entity_at=key_entities,
+        key_domain_at=key_domains,
+        key_counts=list(counted.values()),
     )
 
 

@@ -169,14 +169,20 @@ class Ids:
         self.registry = TupleIds("registry", REGISTRY_KEYS)
         self.causes = TupleIds("causes", CAUSE_KEYS)
         self.snapshots = TupleIds("snapshots", SNAP_KEYS)
-        # The three ids of an event's registry, cause and snapshot fields together
-        # (REGISTRY_KEYS + CAUSE_KEYS + SNAP_KEYS): they repeat for an entity.
-        self.refs_cache: dict[tuple[Any, ...], Refs] = {}
+        # The three ids of an event's registry, cause and snapshot fields together: they
+        # repeat for an entity. Keyed by the fields' JSON, which is cheaper to hash and
+        # compare than a tuple of 19 (and to pass between processes).
+        self.refs_cache: dict[bytes, Refs] = {}
 
-    def refs(self, conn: sqlite3.Connection, fields: tuple[Any, ...]) -> Refs:
-        """(registry id, cause id, snapshot id) of an event's fields; None where all are."""
-        found = self.refs_cache.get(fields)
+    def refs(self, conn: sqlite3.Connection, fields_json: bytes) -> Refs:
+        """(registry id, cause id, snapshot id) of an event's fields (REGISTRY_KEYS +
+        CAUSE_KEYS + SNAP_KEYS, as a JSON array); None where all of a part are None."""
+        found = self.refs_cache.get(fields_json)
         if found is None:
+            # A list inside (the labels) is hashable as a tuple, and stored as JSON.
+            fields = tuple(
+                tuple(v) if isinstance(v, list) else v for v in orjson.loads(fields_json)
+            )
             registry = fields[:_N_REG]
             cause = fields[_N_REG : _N_REG + _N_CAUSE]
             snap = fields[_N_REG + _N_CAUSE :]
@@ -185,7 +191,7 @@ class Ids:
                 None if cause == _NO_CAUSE else self.causes.get_or_add(conn, cause),
                 None if snap == _NO_SNAP else self.snapshots.get_or_add(conn, snap),
             )
-            self.refs_cache[fields] = found
+            self.refs_cache[fields_json] = found
         return found
 
     def _caches(self) -> tuple[dict[Any, Any], ...]:

@@ -19,10 +19,12 @@ parser that writes the stored JSON, so it decides what is malformed).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from operator import attrgetter
 import re
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 import orjson
@@ -103,7 +105,7 @@ class _TooDeep(Exception):
         self.path = path
 
 
-def _json(value: dict[str, Any], path: str) -> bytes:
+def _json(value: dict[str, Any], field: str, i: int) -> bytes:
     """``data`` or ``attributes`` as the store writes them (nested at most MAX_NESTING)."""
     try:
         return orjson.dumps(value)
@@ -114,95 +116,87 @@ def _json(value: dict[str, Any], path: str) -> bytes:
         # read by orjson always was); any other failure is the nesting.
         return orjson.dumps(orjson.loads(msgspec.json.encode(value)))
     except (orjson.JSONEncodeError, orjson.JSONDecodeError, RecursionError):
-        raise _TooDeep(path) from None
+        raise _TooDeep(f"events[{i}].{field}") from None
+
+
+# Column by column, in C where it can be (attrgetter, zip, map, dict.fromkeys): a loop
+# over the events with a dozen appends each cost twice as much.
+_COLUMNS: Final = attrgetter(
+    "time_fired", "last_changed", "last_reported", "event_type", "entity_id", "domain",
+    "context_user_id", "state", "old_state", "origin", "context_id", "context_parent_id",
+    "numeric_value", "prev_state_seconds", "data", "attributes",
+)  # fmt: skip
+_ORIGIN: Final = {"LOCAL": 0, "REMOTE": 1}
+_BAD_TIME: Final = 1 << 80  # no difference of two accepted times
+
+
+def _indexed[T](*columns: Sequence[T | None]) -> tuple[list[T], list[list[int]]]:
+    """The distinct values of the columns (None left out), and each column as indexes
+    into them: 1 for the first, 0 for None."""
+    distinct = dict.fromkeys(chain(*columns))
+    distinct.pop(None, None)
+    index: dict[T | None, int] = {None: 0}
+    index.update(zip(distinct, range(1, len(distinct) + 1), strict=True))
+    at = index.__getitem__
+    return list(distinct), [list(map(at, column)) for column in columns]  # type: ignore[arg-type]
+
+
+def _ago(t: int, fired: str, changed: str | None) -> int | None:
+    if changed is None:
+        return None
+    if changed == fired:
+        return 0
+    c = parse_time_us(changed)
+    return _BAD_TIME if c is None else t - c
 
 
 def _columns(batch: Batch) -> DecodedBatch:
-    times: list[int] = []
-    origins: list[int] = []
-    contexts: list[bytes | str | None] = []
-    parents: list[bytes | str | None] = []
-    numbers: list[float | None] = []
-    agos: list[int | None] = []
-    prev_seconds: list[float | None] = []
-    data_column: list[str | None] = []
-    # Each lookup value -> its index; index 0 is None.
-    types: dict[str | None, int] = {None: 0}
-    entities: dict[str | None, int] = {None: 0}
-    strings: dict[str | None, int] = {None: 0}
-    states: dict[str | None, int] = {None: 0}
-    attributes: dict[bytes | None, int] = {None: 0}
-    refs: dict[tuple[Any, ...], int] = {_NO_REFS: 0}
-    type_at: list[int] = []
-    entity_at: list[int] = []
-    domain_at: list[int] = []
-    user_at: list[int] = []
-    state_at: list[int] = []
-    old_state_at: list[int] = []
-    attributes_at: list[int] = []
-    refs_at: list[int] = []
-    for i, ev in enumerate(batch.events):
-        fired = ev.time_fired
-        t = parse_time_us(fired)
-        if t is None:
-            raise InvalidBatch(f"events[{i}].time_fired: {TIME_EXPECTED}")
-        changed = ev.last_changed
-        if changed is None:
-            agos.append(None)
-        elif changed == fired:
-            agos.append(0)
-        else:
-            c = parse_time_us(changed)
-            if c is None:
-                raise InvalidBatch(f"events[{i}].last_changed: {TIME_EXPECTED}")
-            agos.append(t - c)
-        times.append(t)
-        event_type = ev.event_type
-        type_at.append(types.setdefault(event_type, len(types)))
-        entity_id = ev.entity_id
-        if entity_id is None:
-            if event_type in STATE_EVENT_TYPES:
+    events = batch.events
+    (
+        fired, changed, reported, event_types, entity_ids, domains, users, states,
+        old_states, origins, contexts, parents, numbers, prev_seconds, data, attributes,
+    ) = zip(*map(_COLUMNS, events), strict=True)  # fmt: skip
+    parsed = list(map(parse_time_us, fired))
+    if None in parsed:
+        raise InvalidBatch(f"events[{parsed.index(None)}].time_fired: {TIME_EXPECTED}")
+    times = cast("list[int]", parsed)
+    agos = list(map(_ago, times, fired, changed))
+    if _BAD_TIME in agos:
+        raise InvalidBatch(f"events[{agos.index(_BAD_TIME)}].last_changed: {TIME_EXPECTED}")
+    if None in entity_ids:
+        for i, (event_type, entity_id) in enumerate(zip(event_types, entity_ids, strict=True)):
+            if entity_id is None and event_type in STATE_EVENT_TYPES:
                 raise InvalidBatch(f"events[{i}].entity_id: required for state events")
-            entity_at.append(0)
-            domain = ev.domain or None
-        else:
-            entity_at.append(entities.setdefault(entity_id, len(entities)))
-            domain = ev.domain or entity_id.partition(".")[0]
-        domain_at.append(strings.setdefault(domain, len(strings)))
-        user_at.append(strings.setdefault(ev.context_user_id, len(strings)))
-        state_at.append(states.setdefault(ev.state, len(states)))
-        old_state_at.append(states.setdefault(ev.old_state, len(states)))
-        origins.append(0 if ev.origin == "LOCAL" else 1)
-        context_id = ev.context_id
-        if len(context_id) == 26 and ULID_RE.match(context_id):
-            # ASCII (the pattern matched), so bytes.translate gives the same digits.
-            contexts.append(int(context_id.encode().translate(TO_BASE32_BYTES), 32).to_bytes(16))
-        else:
-            contexts.append(encode_context(context_id))
-        parent = ev.context_parent_id
-        parents.append(None if parent is None else encode_context(parent))
-        number = ev.numeric_value
-        numbers.append(None if number is None else float(number))
-        prev = ev.prev_state_seconds
-        prev_seconds.append(None if prev is None else float(prev))
-        data = ev.data
-        if (reported := ev.last_reported) is not None:
-            if parse_time_us(reported) is None:
+    event_data: list[dict[str, Any] | None] = list(data)
+    if reported.count(None) != len(reported):
+        for i, when in enumerate(reported):
+            if when is None:
+                continue
+            if parse_time_us(when) is None:
                 raise InvalidBatch(f"events[{i}].last_reported: {TIME_EXPECTED}")
             # A state report's time is kept in the row's data, where Home Assistant's
             # own state_reported event data carries it (no column: most rows have none).
-            data = {**(data or {}), "last_reported": reported}
-        data_column.append(None if data is None else _json(data, f"events[{i}].data").decode())
-        attrs = ev.attributes
-        if attrs is None:
-            attributes_at.append(0)
-        else:
-            as_sent = _json(attrs, f"events[{i}].attributes")
-            attributes_at.append(attributes.setdefault(as_sent, len(attributes)))
-        fields = _REF_FIELDS(ev)
-        if fields[_LABELS] is not None:  # a list: hashable as a tuple
-            fields = (*fields[:_LABELS], tuple(fields[_LABELS]), *fields[_LABELS + 1 :])
-        refs_at.append(refs.setdefault(fields, len(refs)))
+            event_data[i] = {**(event_data[i] or {}), "last_reported": when}
+    data_json = [
+        None if d is None else _json(d, "data", i).decode() for i, d in enumerate(event_data)
+    ]
+    attributes_json = [
+        None if a is None else _json(a, "attributes", i) for i, a in enumerate(attributes)
+    ]
+    domains_or_derived = [
+        d or (None if e is None else e.partition(".")[0])
+        for d, e in zip(domains, entity_ids, strict=True)
+    ]
+    fields = [
+        f if f[_LABELS] is None else (*f[:_LABELS], tuple(f[_LABELS]), *f[_LABELS + 1 :])
+        for f in map(_REF_FIELDS, events)
+    ]
+    distinct_types, (type_at,) = _indexed(event_types)
+    distinct_entities, (entity_at,) = _indexed(entity_ids)
+    distinct_strings, (domain_at, user_at) = _indexed(domains_or_derived, users)
+    distinct_states, (state_at, old_state_at) = _indexed(states, old_states)
+    distinct_attributes, (attributes_at,) = _indexed(attributes_json)
+    distinct_refs, (refs_at,) = _indexed([None if f == _NO_REFS else f for f in fields])
     counted = Counter(
         zip([t // _US_PER_MIN for t in times], type_at, entity_at, domain_at, strict=True)
     )
@@ -213,26 +207,32 @@ def _columns(batch: Batch) -> DecodedBatch:
         batch_id=batch.batch_id,
         source=(batch.source.instance_id, batch.source.integration_version),
         times=times,
-        origins=origins,
-        contexts=contexts,
-        parents=parents,
-        numbers=numbers,
+        origins=list(map(_ORIGIN.__getitem__, origins)),
+        contexts=[
+            # ASCII when the pattern matched, so bytes.translate gives the same digits.
+            int(c.encode().translate(TO_BASE32_BYTES), 32).to_bytes(16)
+            if len(c) == 26 and ULID_RE.match(c)
+            else encode_context(c)
+            for c in contexts
+        ],
+        parents=[None if p is None else encode_context(p) for p in parents],
+        numbers=[None if x is None else float(x) for x in numbers],
         agos=agos,
-        prev_seconds=prev_seconds,
-        data=data_column,
-        event_types=_values(types),
+        prev_seconds=[None if x is None else float(x) for x in prev_seconds],
+        data=data_json,
+        event_types=distinct_types,
         event_type_at=type_at,
-        entities=_values(entities),
+        entities=distinct_entities,
         entity_at=entity_at,
-        strings=_values(strings),
+        strings=distinct_strings,
         domain_at=domain_at,
         user_at=user_at,
-        states=_values(states),
+        states=distinct_states,
         state_at=state_at,
         old_state_at=old_state_at,
-        attributes=_values(attributes),
+        attributes=distinct_attributes,
         attributes_at=attributes_at,
-        refs=[orjson.dumps(fields) for fields in list(refs)[1:]],
+        refs=[orjson.dumps(f) for f in distinct_refs],
         refs_at=refs_at,
         key_minutes=key_minutes,
         key_event_type_at=key_types,
@@ -240,11 +240,6 @@ def _columns(batch: Batch) -> DecodedBatch:
         key_domain_at=key_domains,
         key_counts=list(counted.values()),
     )
-
-
-def _values[T](indexes: dict[T | None, int]) -> list[T]:
-    """The values in index order, without None (index 0)."""
-    return list(indexes)[1:]  # type: ignore[return-value]  # only index 0 is None
 
 
 # --- naming what is wrong -------------------------------------------------------------

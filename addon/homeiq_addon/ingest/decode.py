@@ -1,8 +1,9 @@
 """A request body to a validated batch, as the columns of its rows minus the ids.
 
 ``decode_batch`` is the one way in: msgspec decodes the body into ``contract.Batch`` (the
-types check every rule they can express, in C), then one pass over the events checks the
-rules a type cannot express and builds everything of the rows that needs no id: times in
+types check every rule they can express, in C); then the rules a type cannot express
+(``contract.parse_time_us``, ``STATE_EVENT_TYPES``, ``MAX_NESTING``) are checked once,
+naming the event, and everything of the rows that needs no id is built: times in
 microseconds, context ids as bytes, ``data`` and ``attributes`` as JSON, and each lookup
 value (event type, entity, strings, states, attribute set, registry/cause/snapshot
 fields) as its batch's distinct values plus every event's index into them. The writer

@@ -403,6 +403,9 @@ async def main() -> None:
         # The other figures stay as the last full run left them.
         kept = orjson.loads(RESULTS.read_bytes()) if RESULTS.exists() else {}
         results["rss_mb_ingest"] = round(peak_rss, 1)
+        # The machine and date of the full run stay with its figures.
+        results["ingest_machine"] = results.pop("machine")
+        results["ingest_date"] = results.pop("date")
         RESULTS.write_text(
             orjson.dumps({**kept, **results}, option=orjson.OPT_INDENT_2).decode() + "\n"
         )

@@ -4,7 +4,7 @@ Run: scripts/bench retention   (or: PYTHONPATH=.:addon python benchmarks/bench_r
 Options: --events N to scale down for a quick look (default 10 000 000).
 
 1. Fill a fresh store fast, straight through the store's own ingest code
-   (Ingestor.write_batch via Store.write, 20k-event transactions, no HTTP): realistic
+   (Ingestor.ingest via Store.write, 20k-event transactions, no HTTP): realistic
    enriched events from bench_store's Home, 90% spread over the 300 days before the
    raw retention limit (30 days) and 10% inside it.
 2. Run the retention job (default policy: raw 30 d, hourly 365 d, daily forever) in
@@ -134,7 +134,7 @@ async def fill(store: Store, ingestor: Ingestor, home: Home, total: int, now_us:
         for first in range(0, count, FILL_BATCH):
             n = min(FILL_BATCH, count - first)
             batch = make_batch(home, n, start + first * step, step, f"fill-{start}-{first}")
-            await store.write(partial(ingestor.write_batch, batch=batch))
+            await store.write(partial(ingestor.ingest, body=orjson.dumps(batch)))
             written += n
             if written % 1_000_000 < FILL_BATCH:
                 rate = written / (time.perf_counter() - started)
@@ -151,7 +151,7 @@ async def producer(
         now_us = time.time_ns() // 1000
         batch = make_batch(home, 100, now_us, 1000, f"live-{n}-{now_us}")
         started = time.perf_counter()
-        await store.write(partial(ingestor.write_batch, batch=batch))
+        await store.write(partial(ingestor.ingest, body=orjson.dumps(batch)))
         latencies.append((time.perf_counter() - started) * 1000)
         n += 1
         await asyncio.sleep(0.05)
@@ -184,8 +184,7 @@ async def main(total: int) -> dict[str, Any]:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     store = await Store.open(WORK)
-    ingestor = Ingestor()
-    store.tx_hooks.append(ingestor)
+    ingestor = Ingestor(store)
     home = Home()
     now_us = time.time_ns() // 1000
     print(f"filling {total:,} events ...", flush=True)

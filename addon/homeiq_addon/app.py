@@ -15,10 +15,10 @@ from .discovery import announce
 from .export import routes as export_routes
 from .history import routes as history_routes
 from .history.providers import HISTORY
-from .ingest import openapi_paths as ingest_paths, routes as ingest_routes
-from .ingest.keys import INGESTOR, PREPARER
+from .ingest import routes as ingest_routes
+from .ingest.keys import DECODE_WORKER, INGESTOR
 from .ingest.service import Ingestor
-from .ingest.worker import Preparer
+from .ingest.worker import DecodeWorker
 from .live import stream
 from .live.stream import HUB, Hub
 from .panel import routes as panel_routes
@@ -41,13 +41,10 @@ async def build_app(config: Config, store: Store) -> web.Application:
         # Slightly above the limit so the ingest route can answer 413 itself, in JSON.
         client_max_size=config.max_body_bytes + 1,
     )
-    ingestor = Ingestor()
-    store.tx_hooks.append(ingestor)
-    await store.read(ingestor.recent.load)
     app[CONFIG] = config
     app[STORE] = store
-    app[INGESTOR] = ingestor
-    app[PREPARER] = Preparer(ingestor)
+    app[INGESTOR] = Ingestor(store)
+    app[DECODE_WORKER] = DecodeWorker()
     app[RUNTIME] = Runtime(
         token=load_token(config.data_dir), instance_id=load_instance_id(config.data_dir)
     )
@@ -56,16 +53,13 @@ async def build_app(config: Config, store: Store) -> web.Application:
     app[ingest_routes.STORE_LIMIT] = config.max_body_bytes
     # Each capability registers its own routes (and background tasks).
     ingest_routes.setup(app)
-    # ingest/routes.py's setup is to declare them (its module is being rewritten).
-    openapi.add_paths(app, ingest_paths.PATHS, ingest_paths.STRUCTS)
     history_routes.setup(app)
     status_routes.setup(app)
     stream.setup(app)
     openapi.setup(app)
     app.cleanup_ctx.append(_pruning)
     retention_routes.setup(app)
-    # A restore recounts ingest's in-memory counts of the last hour from the new events.
-    backups_routes.setup(app, after_restore=ingestor.recent.load)
+    backups_routes.setup(app)
     export_routes.setup(app)
     panel_routes.setup(app)
     app.cleanup_ctx.append(_discovery)
@@ -84,7 +78,7 @@ async def _pruning(app: web.Application) -> AsyncIterator[None]:
 
 async def _decode_worker(app: web.Application) -> AsyncIterator[None]:
     yield
-    await app[PREPARER].close()
+    await app[DECODE_WORKER].close()
 
 
 async def _discovery(app: web.Application) -> AsyncIterator[None]:

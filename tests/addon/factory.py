@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 import itertools
+import sqlite3
 from typing import Any
+
+import orjson
+
+from homeiq_addon.ingest.decode import decode_batch
+from homeiq_addon.ingest.rows import event_rows
+from homeiq_addon.store.db import EVENT_COLUMNS
+from homeiq_addon.store.ids import Ids
+from homeiq_addon.store.memory_counts import EventCounts
 
 _counter = itertools.count()
 BASE = datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=UTC)
@@ -87,3 +96,18 @@ def batch(
         },
         "events": events if events is not None else [state_event(i) for i in range(3)],
     }
+
+
+def write_into(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> None:
+    """A batch of ``events`` written straight into a database, as the store's writer
+    writes one (rows and counts), without a Store: for a database of an older schema
+    version, which opening a Store would migrate first."""
+    ids, counts = Ids(), EventCounts()
+    rows, keys = event_rows(ids, conn, decode_batch(orjson.dumps(batch(events))))
+    columns = ", ".join(EVENT_COLUMNS)
+    conn.executemany(
+        f"INSERT INTO events ({columns}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})", rows
+    )
+    counts.add(keys)
+    counts.job_done(True)
+    counts.before_commit(conn)

@@ -1,7 +1,9 @@
-"""The fast ingest path (msgspec structs) stores exactly what the voluptuous path stores."""
+"""Both ways a body is decoded store the same: on the writer thread (small bodies), and
+in the decode worker process (big ones), whose answer the writer only gives ids."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 import random
 import sqlite3
@@ -10,9 +12,9 @@ from typing import Any
 import orjson
 
 from homeiq_addon.ingest.acks import Ack
-from homeiq_addon.ingest.schema import check_batch
+from homeiq_addon.ingest.decode import DecodedBatch
 from homeiq_addon.ingest.service import Ingestor
-from homeiq_addon.ingest.wire import decode_fast
+from homeiq_addon.ingest.worker import WORKER_MIN_BYTES, Answer, DecodeWorker
 from homeiq_addon.store.db import Store
 from tests.addon.factory import batch, service_event, state_event
 
@@ -60,43 +62,59 @@ def _dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         conn.close()
 
 
-def _ingest(path: Path, bodies: list[bytes], fast: bool) -> list[Ack]:
-    store = Store.open_sync(path)
-    ingestor = Ingestor()
-    store.tx_hooks.append(ingestor)
-
-    def job(conn: sqlite3.Connection, body: bytes) -> Any:
-        if fast:
-            return ingestor.ingest_body(conn, body, 0.0)
-        return ingestor.write_batch(conn, check_batch(orjson.loads(body)))
-
+async def _decode_in_worker(bodies: list[bytes]) -> list[Answer]:
+    """The real worker process's answers, as the ingest route gets them."""
+    worker = DecodeWorker()
     try:
-        return [store.submit(lambda c, b=b: job(c, b)).result() for b in bodies]
+        return [await worker.decode(body) for body in bodies]
+    finally:
+        await worker.close()
+
+
+def _ingest(path: Path, bodies: list[bytes], *, in_worker: bool) -> list[Any]:
+    answers: list[Answer] = [None] * len(bodies)
+    if in_worker:
+        answers = asyncio.run(_decode_in_worker(bodies))
+        assert all(isinstance(a, DecodedBatch) for a in answers), answers
+    store = Store.open_sync(path)
+    ingestor = Ingestor(store)
+    try:
+        return [
+            store.submit(lambda c, b=b, a=a: ingestor.ingest(c, b, a)).result()
+            for b, a in zip(bodies, answers, strict=True)
+        ]
     finally:
         store.close_sync()
 
 
-def test_fast_path_stores_what_the_schema_path_stores(tmp_path: Path) -> None:
-    rng = random.Random(7)
-    batches = [batch([_varied(rng, i * 50 + j) for j in range(50)]) for i in range(8)]
-    # An integer orjson cannot write back: the fast path must give way, leaving nothing.
-    batches.append(batch([service_event(999, data={"huge": 1})]))
+def _bodies(seed: int) -> list[bytes]:
+    """Big bodies of varied events: a duplicate, and an integer orjson cannot write."""
+    rng = random.Random(seed)
+    batches = [batch([_varied(rng, i * 150 + j) for j in range(150)]) for i in range(6)]
+    batches.append(batch([service_event(999, data={"huge": 1}), *batches[1]["events"]]))
     batches.append(batches[0])  # a duplicate
     bodies = [orjson.dumps(b) for b in batches]
     bodies[-2] = bodies[-2].replace(b'"huge":1', b'"huge":' + b"9" * 30)
-    assert all(decode_fast(b) is not None for b in bodies)
-    fast = _ingest(tmp_path / "fast", bodies, fast=True)
-    slow = _ingest(tmp_path / "slow", bodies, fast=False)
-    assert [a.as_dict() for a in fast] == [a.as_dict() for a in slow]
-    assert fast[-1].duplicate
-    # The body, not event dicts, marks an ack of the fast path; the huge integer gave way.
-    assert fast[0].body is not None
-    assert fast[-2].body is None
-    assert _dump(tmp_path / "fast") == _dump(tmp_path / "slow")
+    assert all(len(b) >= WORKER_MIN_BYTES for b in bodies)
+    return bodies
 
 
-def test_fast_ack_hands_the_stream_the_events_as_sent() -> None:
+def test_the_worker_and_the_writer_store_the_same(tmp_path: Path) -> None:
+    bodies = _bodies(7)
+    on_writer = _ingest(tmp_path / "writer", bodies, in_worker=False)
+    in_worker = _ingest(tmp_path / "worker", bodies, in_worker=True)
+    assert [a.answer() for a in on_writer] == [a.answer() for a in in_worker]
+    assert [a.duplicate for a in on_writer] == [False] * 7 + [True]
+    stored = _dump(tmp_path / "writer")
+    assert stored == _dump(tmp_path / "worker")
+    assert len(stored["events"]) == 6 * 150 + 151
+    # The huge integer is kept as the number orjson reads it as.
+    assert any('{"huge":1e30}' in row for row in stored["events"])
+
+
+def test_the_ack_hands_the_stream_the_events_as_sent() -> None:
     body = orjson.dumps(batch([state_event(0, context_user_id=None), service_event(1)]))
     ack = Ack("b", 2, False, body=body)
     assert ack.events_for_stream(listening=True) == orjson.loads(body)["events"]
     assert ack.events_for_stream(listening=False) == []
+    assert Ack("b", 2, True).events_for_stream(listening=True) == []

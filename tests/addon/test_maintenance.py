@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 import time
 
+import orjson
+
 from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.store.db import Store
 from homeiq_addon.store.maintenance import KEEP_SECONDS, prune
@@ -13,11 +15,11 @@ from tests.addon.factory import batch, state_event
 
 async def test_prune_keeps_recent_rows_and_all_events(tmp_path: Path) -> None:
     store = await Store.open(tmp_path)
-    ingestor = Ingestor()
-    store.tx_hooks.append(ingestor)
+    ingestor = Ingestor(store)
     try:
         for i in range(3):
-            await store.write(lambda c, i=i: ingestor.write_batch(c, batch([state_event(i)])))
+            body = orjson.dumps(batch([state_event(i)]))
+            await store.write(lambda c, b=body: ingestor.ingest(c, b))
         # Pretend the first batch arrived 9 days ago.
         old_us = int((time.time() - KEEP_SECONDS - 86_400) * 1e6)
         await store.write(

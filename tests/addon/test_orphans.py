@@ -21,12 +21,11 @@ class _Live:
 
     def __init__(self, path: Path) -> None:
         self.store = Store.open_sync(path)
-        self.ingestor = Ingestor()
-        self.store.tx_hooks.append(self.ingestor)
+        self.ingestor = Ingestor(self.store)
 
     def ingest(self, events: list[dict[str, object]]) -> None:
         body = orjson.dumps(batch(events))
-        self.store.submit(lambda c: self.ingestor.ingest_body(c, body, 0.0)).result()
+        self.store.submit(lambda c: self.ingestor.ingest(c, body)).result()
 
 
 @pytest.fixture

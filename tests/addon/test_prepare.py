@@ -1,4 +1,5 @@
-"""Big batches go through the decode worker: same rows, never a stale id, survives a kill."""
+"""Big batches go through the decode worker: refused or stored as the writer would, never
+with a stale id, and a killed worker costs no batch."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 import os
 from pathlib import Path
-import random
 import signal
 import sqlite3
 from typing import Any
@@ -15,32 +15,36 @@ import aiohttp
 import orjson
 import pytest
 
+from homeiq_addon.errors import InvalidBatch
 from homeiq_addon.ingest.acks import Ack
-from homeiq_addon.ingest.prepare import Mirror, Prepared, prepare_batch
 from homeiq_addon.ingest.service import Ingestor
-from homeiq_addon.ingest.worker import WORKER_MIN_BYTES
+from homeiq_addon.ingest.worker import WORKER_MIN_BYTES, Answer, DecodeWorker
 from homeiq_addon.store.db import Store
 from tests.addon.factory import batch, state_event
 from tests.addon.retention_data import Api
-from tests.addon.test_ingest_paths import _dump, _ingest, _varied
 from tests.conftest import AddonProcess
 
 
 class _Worker:
-    """A store and ingestor fed the way the route feeds them, the worker run in process."""
+    """A store and the real decode worker process, fed the way the ingest route feeds them."""
 
     def __init__(self, path: Path) -> None:
         self.store = Store.open_sync(path)
-        self.ingestor = Ingestor()
-        self.store.tx_hooks.append(self.ingestor)
-        self.mirror = Mirror()
+        self.ingestor = Ingestor(self.store)
 
-    def prepare(self, body: bytes) -> Prepared | None:
-        return prepare_batch(body, *self.ingestor.take_learned(), mirror=self.mirror)
+    def decode(self, body: bytes) -> Answer:
+        async def decode() -> Answer:
+            worker = DecodeWorker()
+            try:
+                return await worker.decode(body)
+            finally:
+                await worker.close()
 
-    def write(self, prepared: Prepared | None, body: bytes) -> Any:
+        return asyncio.run(decode())
+
+    def write(self, decoded: Answer, body: bytes) -> Any:
         ing = self.ingestor
-        return self.store.submit(lambda c: ing.ingest_prepared(c, prepared, body, 0.0)).result()
+        return self.store.submit(lambda c: ing.ingest(c, body, decoded, 0.0)).result()
 
 
 @pytest.fixture
@@ -50,34 +54,13 @@ def worker(tmp_path: Path) -> Iterator[_Worker]:
     w.store.close_sync()
 
 
-def test_worker_rows_store_what_the_writer_stores(tmp_path: Path, worker: _Worker) -> None:
-    rng = random.Random(11)
-    batches = [batch([_varied(rng, i * 50 + j) for j in range(50)]) for i in range(8)]
-    batches.append(batches[0])  # a duplicate
-    batches.append(batch(batches[1]["events"]))  # nothing new to learn
-    bodies = [orjson.dumps(b) for b in batches]
-    acks, placeholders = [], []
-    for body in bodies:
-        prepared = worker.prepare(body)
-        assert prepared is not None
-        placeholders.append(len(prepared.new))
-        acks.append(worker.write(prepared, body))
-    worker.store.close_sync()
-    writer = _ingest(tmp_path / "writer", bodies, fast=True)
-    assert [a.as_dict() for a in acks] == [a.as_dict() for a in writer]
-    assert _dump(tmp_path / "worker") == _dump(tmp_path / "writer")
-    # The first batch knew nothing; the repeat of a committed one needs no placeholder.
-    assert placeholders[0] > 0
-    assert placeholders[-1] == 0
-
-
-def test_a_batch_prepared_before_ids_were_dropped_is_decoded_again(worker: _Worker) -> None:
-    volatile = [state_event(i, attributes={"position": i}) for i in range(20)]
+def test_a_batch_decoded_before_ids_were_dropped_gets_the_ids_of_now(worker: _Worker) -> None:
+    volatile = [state_event(i, attributes={"position": i, "pad": "x" * 200}) for i in range(300)]
     first = orjson.dumps(batch(volatile))
-    worker.write(worker.prepare(first), first)
+    assert len(first) >= WORKER_MIN_BYTES
+    worker.write(worker.decode(first), first)
     again = orjson.dumps(batch(volatile))  # same attribute sets, under a new batch id
-    prepared = worker.prepare(again)
-    assert prepared is not None and not prepared.new  # the worker used the writer's ids
+    decoded = worker.decode(again)
 
     def cleanup(conn: sqlite3.Connection) -> None:
         # What retention's attribute-set cleanup does: delete sets, drop cached ids.
@@ -86,8 +69,8 @@ def test_a_batch_prepared_before_ids_were_dropped_is_decoded_again(worker: _Work
         worker.store.forget_row_ids()
 
     worker.store.submit(cleanup).result()
-    ack = worker.write(prepared, again)
-    assert isinstance(ack, Ack) and ack.accepted == 20
+    ack = worker.write(decoded, again)
+    assert isinstance(ack, Ack) and ack.accepted == 300
     dangling = worker.store.read_sync(
         lambda c: c.execute(
             "SELECT COUNT(*) FROM events e LEFT JOIN attributes a ON a.id = e.attributes_ref"
@@ -97,11 +80,21 @@ def test_a_batch_prepared_before_ids_were_dropped_is_decoded_again(worker: _Work
     assert dangling == 0
 
 
-def test_the_worker_gives_way_on_what_it_cannot_judge(worker: _Worker) -> None:
-    bad = orjson.dumps(batch([state_event(i) for i in range(3)])).replace(b'"LOCAL"', b'"THERE"')
-    assert worker.prepare(bad) is None
-    answer = worker.write(None, bad)
-    assert answer.status == 422 and "origin" in answer.message
+def test_the_worker_refuses_a_bad_batch_naming_the_field(worker: _Worker) -> None:
+    events = [state_event(i) for i in range(300)]
+    bad = orjson.dumps(batch(events)).replace(b'"LOCAL"', b'"THERE"')
+    answer = worker.decode(bad)
+    assert isinstance(answer, InvalidBatch)
+    assert answer.message == "events[0].origin: expected LOCAL or REMOTE"
+    # Written, the refusal is counted and answered; nothing of the batch is stored.
+    assert worker.write(answer, bad) is answer
+    counts = worker.store.read_sync(
+        lambda c: (
+            c.execute("SELECT COUNT(*) FROM events").fetchone()[0],
+            c.execute("SELECT SUM(n) FROM batch_rejects").fetchone()[0],
+        )
+    )
+    assert counts == (0, 1)
 
 
 # --- the real add-on process -----------------------------------------------------------

@@ -18,10 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.store.migrations import MIGRATIONS, migrate
 from homeiq_addon.store.schema_check import describe, differences, expected_schemas
-from tests.addon.factory import BASE, batch, state_event
+from tests.addon.factory import BASE, state_event, write_into
 from tests.addon.retention_data import T0, Api, event
 from tests.conftest import AddonProcess
 
@@ -173,13 +172,7 @@ def _older(target: Path, version: int) -> None:
     try:
         migrate(conn, upto=version)
         conn.execute("BEGIN")
-        ingestor = Ingestor()
-        ingestor.write_batch(
-            conn, batch([state_event(i, entity_id="sensor.old") for i in range(7)])
-        )
-        # What the store's writer calls around a job and its commit: the counters.
-        ingestor.job_done(True)
-        ingestor.before_commit(conn)
+        write_into(conn, [state_event(i, entity_id="sensor.old") for i in range(7)])
         conn.execute("COMMIT")
     finally:
         conn.close()

@@ -1,23 +1,21 @@
-"""The wire validator: voluptuous is the contract, the fast path never accepts more."""
+"""The one validator of a batch (ingest/decode.py): it accepts exactly what the contract's
+rules allow, and a refusal names the field that broke one."""
 
 from __future__ import annotations
 
 import copy
+from datetime import datetime
+import math
 import random
+import re
 from typing import Any
 
 import orjson
 import pytest
 
-from homeiq_addon.ingest.schema import (
-    EVENT_FIELDS,
-    TIME_EXPECTED,
-    BatchInvalid,
-    _fast_batch,
-    check_batch,
-    validate_batch,
-)
-from homeiq_addon.ingest.wire import decode_fast
+from homeiq_addon.contract import CAUSES, MAX_NESTING, TIME_EXPECTED, Event
+from homeiq_addon.errors import InvalidBatch, InvalidJson
+from homeiq_addon.ingest.decode import decode_batch
 from homeiq_addon.store.codec import decode_context, encode_context
 from tests.addon.factory import batch, service_event, state_event
 
@@ -33,102 +31,209 @@ ODD_VALUES: list[Any] = [
     "2200-01-01T00:00:00+00:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00",
 ]  # fmt: skip
 
+# The contract's rules written out independently of the add-on's code, as the test's
+# oracle: field -> (required, whether a value is allowed; None is allowed unless required).
+_ENTITY_ID = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 
-def _mutations(rng: random.Random, base: dict[str, Any]) -> list[dict[str, Any]]:
+
+def _text(v: Any) -> bool:
+    return type(v) is str and len(v) <= 255
+
+
+def _id64(v: Any) -> bool:
+    return type(v) is str and 0 < len(v) <= 64
+
+
+def _number(v: Any) -> bool:
+    return (type(v) is float and math.isfinite(v)) or (type(v) is int and abs(v) <= 2**53)
+
+
+def _time(v: Any) -> bool:
+    if type(v) is not str:
+        return False
+    try:
+        parsed = datetime.fromisoformat(v)
+        return parsed.tzinfo is not None and 0 <= parsed.timestamp() < 7258118400
+    except (ValueError, OverflowError):
+        return False
+
+
+def _object(v: Any) -> bool:
+    return type(v) is dict
+
+
+_TEXT_FIELDS = (
+    "area_id", "area", "floor", "device_id", "device_name", "device_manufacturer",
+    "device_model", "device_class", "state_class", "unit", "friendly_name", "cause_name",
+    "cause_id", "weather_condition",
+)  # fmt: skip
+_RULES: dict[str, tuple[bool, Any]] = {
+    "time_fired": (True, _time),
+    "event_type": (True, _id64),
+    "origin": (True, lambda v: v in ("LOCAL", "REMOTE")),
+    "context_id": (True, _id64),
+    "context_user_id": (False, _id64),
+    "context_parent_id": (False, _id64),
+    "data": (False, _object),
+    "entity_id": (False, lambda v: _text(v) and _ENTITY_ID.match(v) is not None),
+    "domain": (False, _text),
+    "state": (False, _text),
+    "old_state": (False, _text),
+    "numeric_value": (False, _number),
+    "last_changed": (False, _time),
+    "last_reported": (False, _time),
+    "prev_state_seconds": (False, _number),
+    "attributes": (False, _object),
+    **dict.fromkeys(_TEXT_FIELDS, (False, _text)),
+    "labels": (False, lambda v: type(v) is list and len(v) <= 100 and all(map(_text, v))),
+    "cause": (False, lambda v: v in CAUSES),
+    "outdoor_temperature": (False, _number),
+    "sun_elevation": (False, _number),
+    "people_home": (False, lambda v: type(v) is int and 0 <= v <= 1_000_000),
+}
+
+
+def _event_ok(event: dict[str, Any]) -> bool:
+    for name, value in event.items():
+        if name not in _RULES:
+            return False
+        required, rule = _RULES[name]
+        if not ((value is None and not required) or (value is not None and rule(value))):
+            return False
+    if any(event.get(name) is None for name, (required, _) in _RULES.items() if required):
+        return False
+    state_event = event["event_type"] in ("state_changed", "state_reported")
+    return not (state_event and event.get("entity_id") is None)
+
+
+_NESTING = f"expected object nested at most {MAX_NESTING} levels deep"
+
+
+def test_the_oracle_covers_every_field_of_the_contract() -> None:
+    assert set(_RULES) == set(Event.__struct_fields__)
+
+
+def _mutations(rng: random.Random, base: dict[str, Any]) -> list[tuple[dict[str, Any], int]]:
+    """(body, the index of the changed event)."""
     out = []
-    fields = [*EVENT_FIELDS, "unknown_field"]
+    fields = [*_RULES, "unknown_field"]
     for _ in range(3000):
         body = copy.deepcopy(base)
-        event = body["events"][rng.randrange(len(body["events"]))]
+        index = rng.randrange(len(body["events"]))
+        event = body["events"][index]
         for _ in range(rng.randint(1, 3)):
             name = rng.choice(fields)
-            roll = rng.random()
-            if roll < 0.15:
+            if rng.random() < 0.15:
                 event.pop(name, None)
             else:
                 event[name] = rng.choice(ODD_VALUES)
-        if rng.random() < 0.05:
-            body[rng.choice(["batch_id", "source", "events", "extra"])] = rng.choice(ODD_VALUES)
-        out.append(body)
+        out.append((body, index))
     return out
 
 
-def test_fast_path_accepts_only_what_voluptuous_accepts() -> None:
-    rng = random.Random(20261122)
-    base = batch([state_event(0), service_event(1)])
-    accepted = rejected = 0
-    for body in _mutations(rng, base):
-        try:
-            validate_batch(body)
-            schema_ok = True
-        except BatchInvalid:
-            schema_ok = False
-        if _fast_batch(body):
-            assert schema_ok, body
-        # check_batch (what ingest uses) gives exactly the schema's verdict.
-        try:
-            check_batch(body)
-            assert schema_ok
-            accepted += 1
-        except BatchInvalid:
-            assert not schema_ok
-            rejected += 1
-    # Both sides were exercised.
-    assert accepted > 100
-    assert rejected > 100
-
-
-def test_msgspec_fast_path_accepts_only_what_voluptuous_accepts() -> None:
-    # The same mutations, as the bytes a client sends: whatever wire.decode_fast accepts,
-    # voluptuous must accept once orjson (what the slow path parses with) decoded it.
+def test_accepts_exactly_what_the_rules_allow_and_names_the_event() -> None:
     rng = random.Random(20261123)
     base = batch([state_event(0), service_event(1)])
-    accepted = rejected = 0
-    for body in _mutations(rng, base):
+    accepted = refused = 0
+    for body, index in _mutations(rng, base):
         try:
             raw = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
         except TypeError:  # 2**64 has no JSON spelling orjson writes
             continue
-        if decode_fast(raw) is None:
-            rejected += 1
-            continue
-        validate_batch(orjson.loads(raw))
-        accepted += 1
+        sent = orjson.loads(raw)  # what the add-on receives (NaN is sent as null)
+        ok = _event_ok(sent["events"][index])
+        try:
+            decoded = decode_batch(raw)
+        except InvalidBatch as err:
+            assert not ok, (sent, err.message)
+            assert err.message.startswith(f"events[{index}]."), err.message
+            refused += 1
+        else:
+            assert ok, sent
+            assert decoded.batch_id == body["batch_id"]
+            assert len(decoded.times) == 2
+            accepted += 1
+    # Both sides were exercised.
     assert accepted > 100
-    assert rejected > 100
+    assert refused > 100
 
 
-def test_realistic_batches_take_the_fast_path() -> None:
+def test_realistic_batches_are_accepted() -> None:
     body = batch([state_event(i) for i in range(20)] + [service_event(0)])
-    assert _fast_batch(body)
-    assert decode_fast(orjson.dumps(body)) is not None
+    assert len(decode_batch(orjson.dumps(body)).times) == 21
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"time_fired": "now"}, f"events[0].time_fired: {TIME_EXPECTED}"),
+        ({"time_fired": None}, f"events[0].time_fired: {TIME_EXPECTED}"),
         ({"last_changed": "1969-12-31T23:59:59+00:00"}, f"events[0].last_changed: {TIME_EXPECTED}"),
         ({"last_reported": "now"}, f"events[0].last_reported: {TIME_EXPECTED}"),
         ({"numeric_value": "1"}, "events[0].numeric_value: expected finite number"),
+        ({"numeric_value": 2**53 + 1}, "events[0].numeric_value: expected finite number"),
         ({"labels": ["a", 2]}, "events[0].labels: expected list of at most 100 strings"),
         ({"extra": 1}, "events[0].extra: extra keys not allowed"),
         ({"entity_id": None}, "events[0].entity_id: required for state events"),
+        ({"people_home": 1.0}, "events[0].people_home: expected integer from 0 to 1000000"),
+        (
+            {"data": [1]},
+            f"events[0].data: expected object nested at most {MAX_NESTING} levels deep",
+        ),
     ],
 )
 def test_errors_name_the_field_path(change: dict[str, Any], message: str) -> None:
     body = batch([{**state_event(0), **change}])
-    assert decode_fast(orjson.dumps(body)) is None  # the fast path leaves it to this one
-    with pytest.raises(BatchInvalid) as err:
-        check_batch(body)
+    with pytest.raises(InvalidBatch) as err:
+        decode_batch(orjson.dumps(body))
     assert err.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[1, 2]", "body: expected a JSON object"),
+        (b'{"batch_id": "a"}', "source: required key not provided"),
+        (orjson.dumps({**batch(), "colour": 1}), "colour: extra keys not allowed"),
+        (orjson.dumps({**batch(), "batch_id": "no spaces"}), "batch_id: expected 1 to 64"),
+        (orjson.dumps({**batch(), "events": []}), "events: expected 1 to 5000 events"),
+        (orjson.dumps({**batch(), "events": 5}), "events: expected 1 to 5000 events"),
+        (orjson.dumps({**batch(), "events": [5]}), "events[0]: expected a JSON object"),
+        (orjson.dumps({**batch(), "source": "x"}), "source: expected a JSON object"),
+        (
+            orjson.dumps({**batch(), "source": {"instance_id": "x"}}),
+            "source.integration_version: required key not provided",
+        ),
+    ],
+)
+def test_errors_name_the_batch_field(body: bytes, message: str) -> None:
+    with pytest.raises(InvalidBatch) as err:
+        decode_batch(body)
+    assert err.value.message.startswith(message), err.value.message
 
 
 def test_missing_required_field_is_named() -> None:
     event = state_event(0)
     del event["origin"]
-    with pytest.raises(BatchInvalid, match=r"events\[0\]\.origin: required key not provided"):
-        validate_batch(batch([event]))
+    with pytest.raises(InvalidBatch, match=r"events\[0\]\.origin: required key not provided"):
+        decode_batch(orjson.dumps(batch([event])))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b'{"batch_id": "x", "events": [', b'{"a": 1e400}', b'"\\ud800"', b'"\xff"'],
+)
+def test_what_is_no_json_is_named_malformed(body: bytes) -> None:
+    with pytest.raises(InvalidJson, match=r"^body: malformed JSON: "):
+        decode_batch(body)
+
+
+def test_an_integer_beyond_64_bits_in_data_is_kept_as_a_number() -> None:
+    # What orjson, which writes the stored JSON, reads such an integer as: a float.
+    raw = orjson.dumps(batch([service_event(0, data={"huge": 1})])).replace(
+        b'"huge":1', b'"huge":' + b"9" * 30
+    )
+    assert orjson.loads(decode_batch(raw).data[0] or "{}") == {"huge": 1e30}
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import msgspec
+import orjson
 import pytest
 
 from homeiq_addon.history import queries
@@ -20,7 +21,7 @@ from homeiq_addon.store.db import Store
 from homeiq_addon.store.memory_counts import RecentCounts
 from homeiq_addon.store.migrations import MIGRATIONS, m001_events
 from homeiq_addon.store.retention_tables import migrate_retention
-from tests.addon.factory import BASE, batch, state_event
+from tests.addon.factory import BASE, batch, state_event, write_into
 
 KITCHEN = "sensor.kitchen"
 HALL = "sensor.hall"
@@ -33,12 +34,11 @@ class _Store:
     def __init__(self, path: Path, *, auto: bool = False) -> None:
         self.store = Store.open_sync(path)
         self.store.settling = auto
-        self.ingestor = Ingestor()
-        self.store.tx_hooks.append(self.ingestor)
+        self.ingestor = Ingestor(self.store)
 
     def ingest(self, entity_id: str, seconds: range) -> None:
-        events = [state_event(i, entity_id=entity_id) for i in seconds]
-        self.store.submit(lambda c: self.ingestor.write_batch(c, batch(events))).result()
+        body = orjson.dumps(batch([state_event(i, entity_id=entity_id) for i in seconds]))
+        self.store.submit(lambda c: self.ingestor.ingest(c, body)).result()
 
     def settle(self) -> None:
         self.store.settle_now().result()
@@ -131,7 +131,7 @@ def test_hourly_stats_count_events_before_and_after_they_settle(db: _Store) -> N
     db.settle()
     db.ingest(KITCHEN, range(7200, 7500, 100))  # 3 more, unsettled
     now_us = int(BASE.timestamp() * 1_000_000) + 3 * 3_600_000_000
-    unsettled = db.ingestor.unsettled
+    unsettled = db.store.counts.unsettled
 
     def metrics() -> Any:
         stats = db.read(
@@ -169,7 +169,7 @@ def test_hourly_counts_settled_from_memory_match_the_raw_events(db: _Store) -> N
     db.settle()  # nothing known in memory yet: grouped from the raw events
     db.ingest(HALL, range(30, 4000, 7))
     db.ingest(KITCHEN, range(7200, 9000, 60))
-    assert db.ingestor.unsettled.since(db.read(deferred_index.position)) is not None
+    assert db.store.counts.unsettled.since(db.read(deferred_index.position)) is not None
     db.settle()  # from the counts the ingest kept
     stored = db.read(lambda c: sorted(c.execute("SELECT * FROM stat_hour_key")))
     counted = db.read(
@@ -203,9 +203,8 @@ def test_an_older_database_is_migrated_with_its_events_indexed(tmp_path: Path) -
     m001_events(conn)
     migrate_retention(conn)
     conn.execute("PRAGMA user_version = 2")
-    ingestor = Ingestor()
-    ingestor.write_batch(conn, batch([state_event(i, entity_id=KITCHEN) for i in range(7)]))
-    ingestor.write_batch(conn, batch([state_event(i, entity_id=HALL) for i in range(3)]))
+    write_into(conn, [state_event(i, entity_id=KITCHEN) for i in range(7)])
+    write_into(conn, [state_event(i, entity_id=HALL) for i in range(3)])
     conn.execute("COMMIT")
     conn.close()
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 import sqlite3
+from typing import Any
 
+import orjson
 import pytest
 
+from homeiq_addon.ingest.acks import Ack
 from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.store.db import Store, StoreClosed
 from homeiq_addon.store.migrations import MIGRATIONS, SchemaTooNew
@@ -16,26 +19,28 @@ from tests.addon.factory import batch, state_event
 
 async def test_a_failing_job_rolls_back_only_itself(tmp_path: Path) -> None:
     store = await Store.open(tmp_path)
-    ingestor = Ingestor()
-    store.tx_hooks.append(ingestor)
+    ingestor = Ingestor(store)
+
+    def body(*events: dict[str, Any]) -> bytes:
+        return orjson.dumps(batch(list(events)))
 
     def boom(conn: sqlite3.Connection) -> None:
         # Writes a new dimension row and an event, then fails: both must vanish.
-        ingestor.write_batch(conn, batch([state_event(0, entity_id="sensor.ghost")]))
+        ingestor.ingest(conn, body(state_event(0, entity_id="sensor.ghost")))
         raise RuntimeError("job failed")
 
     try:
         jobs = [
-            store.write(lambda c, i=i: ingestor.write_batch(c, batch([state_event(i)])))
+            store.write(lambda c, i=i: ingestor.ingest(c, body(state_event(i))))
             for i in range(1, 4)
         ]
         jobs.insert(1, store.write(boom))
         results = await asyncio.gather(*jobs, return_exceptions=True)
         assert isinstance(results[1], RuntimeError)
-        assert [r.accepted for r in results if not isinstance(r, BaseException)] == [1, 1, 1]
+        assert [r.accepted for r in results if isinstance(r, Ack)] == [1, 1, 1]
         # The id cache was dropped with the rollback, so this re-creates sensor.ghost.
         await store.write(
-            lambda c: ingestor.write_batch(c, batch([state_event(9, entity_id="sensor.ghost")]))
+            lambda c: ingestor.ingest(c, body(state_event(9, entity_id="sensor.ghost")))
         )
         rows = await store.read(
             lambda c: (

@@ -170,9 +170,9 @@ async def test_spool_cap_drops_oldest_counts_and_raises_issue(
 async def test_payloads_pass_the_addon_validator(
     hass: HomeAssistant, addon_server: Any, make_entry: Any
 ) -> None:
-    """Contract: the integration's real spooled bodies pass
-    homeiq_addon.ingest.schema.validate_batch."""
-    from homeiq_addon.ingest.schema import validate_batch
+    """Contract: the integration's real spooled bodies pass the add-on's validator,
+    homeiq_addon.ingest.decode.decode_batch."""
+    from homeiq_addon.ingest.decode import decode_batch
 
     await registries(hass)
     await hass.async_add_executor_job(addon_server.stop)
@@ -215,7 +215,7 @@ async def test_payloads_pass_the_addon_validator(
     keys: set[str] = set()
     for path in files:
         batch = orjson.loads(path.read_bytes())
-        validate_batch(batch)
+        decode_batch(path.read_bytes())
         events += len(batch["events"])
         batch_ids.append(batch["batch_id"])
         keys.update(*batch["events"])

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 import contextlib
-import sqlite3
 from typing import Any, Final
 
 from aiohttp import web
@@ -82,9 +81,8 @@ PATHS: Final[dict[str, dict[str, Any]]] = {
 }
 
 
-def setup(app: web.Application, after_restore: Callable[[sqlite3.Connection], Any]) -> None:
-    """``after_restore(conn)``: what recounts in-memory figures from the restored data."""
-    app[BACKUPS] = BackupService(app[STORE], app[CONFIG], after_restore)
+def setup(app: web.Application) -> None:
+    app[BACKUPS] = BackupService(app[STORE], app[CONFIG])
     app.cleanup_ctx.append(_daily_backups)
     app.router.add_get("/api/v1/backups", get_backups)
     app.router.add_post("/api/v1/backups", post_backup)

@@ -13,7 +13,6 @@ thread in a single backup step, which SQLite applies as one transaction: all or 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, datetime
 import logging
 from pathlib import Path
@@ -38,19 +37,12 @@ _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.db$")
 
 
 class BackupService:
-    """The backups of one store, one operation at a time (create, restore, the daily one).
+    """The backups of one store, one operation at a time (create, restore, the daily one)."""
 
-    ``after_restore(conn)`` runs on a reader once a restore is in: what keeps figures of
-    the data in memory recounts them (ingest's counts of the last hour).
-    """
-
-    def __init__(
-        self, store: Store, config: Config, after_restore: Callable[[sqlite3.Connection], Any]
-    ) -> None:
+    def __init__(self, store: Store, config: Config) -> None:
         self.store = store
         self.config = config
         self.data_dir = config.data_dir
-        self._after_restore = after_restore
         self._lock = asyncio.Lock()
 
     def path_of(self, name: str) -> Path:
@@ -108,7 +100,6 @@ class BackupService:
                 await store.write(lambda c: restore_into(c, staged, store), transaction=False)
             finally:
                 await asyncio.to_thread(discard, staged)
-        await store.read(self._after_restore)
         events = await store.read(
             lambda c: c.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()[0]
         )
@@ -225,7 +216,7 @@ def restore_into(conn: sqlite3.Connection, staged: Path, store: Store) -> None:
         source.backup(conn)
     finally:
         source.close()
-    store.content_replaced()
+    store.content_replaced(conn)
 
 
 def prune(data_dir: Path, keep: int) -> list[str]:

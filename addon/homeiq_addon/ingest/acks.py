@@ -1,13 +1,15 @@
-"""What the ingest answers: an accepted batch, or one refused for its content."""
+"""What the ingest answers for a batch it took, and the count of those it refused."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import sqlite3
 import time
 from typing import Any
 
 import orjson
+
+from .. import contract
 
 
 @dataclass(slots=True)
@@ -17,31 +19,22 @@ class Ack:
     batch_id: str
     accepted: int
     duplicate: bool
-    events: list[dict[str, Any]] = field(default_factory=list)
-    # Set instead of ``events`` by the fast path, which builds no dicts: the live stream
-    # decodes the body again only when someone listens (``events_for_stream``).
+    # The request body: the live stream decodes it again only when someone listens.
     body: bytes | None = None
 
     def events_for_stream(self, listening: bool) -> list[dict[str, Any]]:
         if self.body is None or not listening:
-            return self.events
+            return []
         events: list[dict[str, Any]] = orjson.loads(self.body)["events"]
         return events
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"batch_id": self.batch_id, "accepted": self.accepted, "duplicate": self.duplicate}
-
-
-@dataclass(slots=True)
-class Rejected:
-    """A batch refused for its content; nothing of it was written."""
-
-    status: int
-    code: str
-    message: str
+    def answer(self) -> contract.Ack:
+        """The contract's acknowledgement (the body stays here, for the live stream)."""
+        return contract.Ack(self.batch_id, self.accepted, self.duplicate)
 
 
 def record_reject(conn: sqlite3.Connection, now: float | None = None) -> None:
+    """Count a refused batch (for the error-rate alerts)."""
     minute = int((time.time() if now is None else now) // 60)
     conn.execute(
         "INSERT INTO batch_rejects VALUES (?, 1) ON CONFLICT (minute) DO UPDATE SET n = n + 1",

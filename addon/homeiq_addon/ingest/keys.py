@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .service import Ingestor
-from .worker import Preparer
+from .worker import DecodeWorker
 
 INGESTOR = web.AppKey("homeiq_ingestor", Ingestor)
-PREPARER = web.AppKey("homeiq_preparer", Preparer)
+DECODE_WORKER = web.AppKey("homeiq_decode_worker", DecodeWorker)

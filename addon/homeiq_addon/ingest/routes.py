@@ -12,9 +12,11 @@ from ..errors import BodyLost, HomeIQError, UnsupportedEncoding
 from ..live.stream import HUB
 from ..server.body import content_coding, read_body, too_large
 from ..server.keys import STORE
-from ..server.responses import Handler, error, json_response
-from .acks import Rejected, record_reject
-from .keys import INGESTOR, PREPARER
+from ..server.openapi import add_paths
+from ..server.responses import Handler, struct_response
+from .acks import record_reject
+from .keys import DECODE_WORKER, INGESTOR
+from .openapi_paths import PATHS, STRUCTS
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -36,20 +38,19 @@ async def ingest(request: web.Request) -> web.Response:
         await request.app[STORE].write(record_reject)
         _LOGGER.debug("rejected batch: %s", err.message)
         raise
-    ingestor = request.app[INGESTOR]
     # Big bodies are decoded in the worker process; the rest on the writer thread, not
-    # on this loop (see prepare.py and service.py).
-    prepared = await request.app[PREPARER].prepare(body)
+    # on this loop (see worker.py and service.py).
+    decoded = await request.app[DECODE_WORKER].decode(body)
     result = await request.app[STORE].write(
-        partial(ingestor.ingest_prepared, prepared=prepared, body=body, started=started)
+        partial(request.app[INGESTOR].ingest, body=body, decoded=decoded, started=started)
     )
-    if isinstance(result, Rejected):
+    if isinstance(result, HomeIQError):
         _LOGGER.debug("rejected batch: %s", result.message)
-        return error(result.status, result.code, result.message)
+        raise result
     if not result.duplicate:
         hub = request.app[HUB]
         hub.publish_events(result.events_for_stream(bool(hub.clients)), result.accepted)
-    return json_response(result.as_dict())
+    return struct_response(result.answer())
 
 
 STORE_LIMIT = web.AppKey("homeiq_body_limit", int)
@@ -68,3 +69,4 @@ async def plain_body_elsewhere(request: web.Request, handler: Handler) -> web.St
 
 def setup(app: web.Application) -> None:
     app.router.add_post(INGEST_PATH, ingest)
+    add_paths(app, PATHS, STRUCTS)

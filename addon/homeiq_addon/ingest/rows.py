@@ -1,239 +1,103 @@
-"""Event rows, from the fast path's structs (``build_rows``) or from dicts (``dict_row``).
+"""A decoded batch's rows, with the writer's ids (on the writer thread, in a write job).
 
-Both give the same rows (tests/addon/test_ingest_paths.py compares the stored result).
-``build_rows`` is the ingest's hot loop, reading msgspec structs: attribute access
-and one C-level ``attrgetter`` instead of dozens of ``dict.get`` calls, one cache dict
-per dimension table (no tuple key per lookup), and the per-minute keys counted once per
-batch by ``Counter`` in C. It gets dimension ids from a ``Dims``: the writer's, which
-looks misses up in SQLite, or the decode worker's (prepare.py), which stands in
-placeholders for the writer to fill.
+decode.py left each lookup value as the batch's distinct values and every event's index
+into them. Here each distinct value becomes its id through the store's table managers
+(their caches read in C, get-or-insert for the few values not cached), and the columns
+are put together in C: ``itemgetter`` picks every event's id from the batch's few and
+``zip`` makes the rows. The writer thread is ingest's one serial resource: it spends
+well under a microsecond of Python per event here.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from operator import attrgetter
+from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
 import sqlite3
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any
 
-import orjson
-
-from ..store.codec import TO_BASE32, TO_BASE32_BYTES, ULID_RE, encode_context
-from ..store.ids import CAUSE_KEYS, NUMBERISH as numberish, REGISTRY_KEYS, SNAP_KEYS, Key, lookup
-from .schema import parse_time_us
-from .wire import Decoded
-
-if TYPE_CHECKING:
-    from .service import Ingestor
-
-_US_PER_MIN: Final = 60_000_000
-_CACHE_LIMIT: Final = 100_000
-_LABELS: Final = REGISTRY_KEYS.index("labels")
-_COMBO_KEYS: Final = (*REGISTRY_KEYS, *CAUSE_KEYS, *SNAP_KEYS)
-_COMBO: Final = attrgetter(*_COMBO_KEYS)
+from ..store.ids import NUMBERISH, Ids
+from ..store.memory_counts import Key
+from .decode import DecodedBatch
 
 
-def intern(conn: sqlite3.Connection, cache: dict[Any, int], table: str, value: Any) -> int:
-    """Id of a dimension value, through the table's cache (misses go to SQLite)."""
-    found = cache.get(value)
-    if found is None:
-        found = lookup(conn, table, value)
-        if len(cache) > _CACHE_LIMIT:
-            cache.clear()
-        cache[value] = found
+def _ids[T](
+    cache: dict[T, Any], add: Callable[[sqlite3.Connection, T], Any], conn: sqlite3.Connection,
+    values: list[T],
+) -> list[Any]:  # fmt: skip
+    """[None, id of values[0], id of values[1], ...]: read from the cache, else added."""
+    found: list[Any] = [None, *map(cache.get, values)]
+    if None in found[1:]:
+        for i, value in enumerate(values, 1):
+            if found[i] is None:
+                found[i] = add(conn, value)
     return found
 
 
-class Dims(Protocol):
-    """Dimension ids for ``build_rows``: caches it reads directly, and what a miss costs."""
-
-    text_ids: tuple[dict[Any, int], dict[Any, int], dict[Any, int]]
-    combos: dict[tuple[Any, ...], tuple[Any, Any, Any]]
-
-    def intern(self, cache: dict[Any, int], table: str, value: Any) -> int: ...
-
-    def refs(self, combo: tuple[Any, ...]) -> tuple[Any, Any, Any]: ...
-
-    def attributes_ref(self, attrs: dict[str, Any]) -> int: ...
+def _picker(at: list[int]) -> Callable[[Sequence[Any]], Sequence[Any]]:
+    """``values -> [values[i] for i in at]``, in C."""
+    if len(at) == 1:
+        (i,) = at
+        return lambda values: (values[i],)
+    return itemgetter(*at)
 
 
-class StoreDims:
-    """The writer's ``Dims``: the ingestor's caches, misses looked up (or added) in SQLite."""
-
-    __slots__ = ("combos", "conn", "ing", "text_ids")
-
-    def __init__(self, ing: Ingestor, conn: sqlite3.Connection) -> None:
-        self.ing = ing
-        self.conn = conn
-        self.text_ids = ing.text_ids
-        self.combos = ing.combos
-
-    def intern(self, cache: dict[Any, int], table: str, value: Any) -> int:
-        return intern(self.conn, cache, table, value)
-
-    def refs(self, combo: tuple[Any, ...]) -> tuple[Any, Any, Any]:
-        return self.ing.refs(self.conn, combo)
-
-    def attributes_ref(self, attrs: dict[str, Any]) -> int:
-        return self.ing.attributes_ref(self.conn, attrs)
-
-
-def build_rows(dims: Dims, decoded: Decoded, keys: Counter[Key]) -> list[tuple[Any, ...]]:
-    types, entities, strings = dims.text_ids
-    combos = dims.combos
-    attributes = dims.attributes_ref
-    missing = dims.intern
-    rows: list[tuple[Any, ...]] = []
-    append = rows.append
-    counted: list[Key] = []
-    count = counted.append
-    for ev, t, ago in zip(decoded.batch.events, decoded.times, decoded.agos, strict=True):
-        event_type = ev.event_type
-        type_id = types.get(event_type) or missing(types, "event_types", event_type)
-        entity_id = ev.entity_id
-        if entity_id is None:
-            entity = None
-            domain = ev.domain or None
-        else:
-            entity = entities.get(entity_id) or missing(entities, "entities", entity_id)
-            domain = ev.domain or entity_id.partition(".")[0]
-        domain_ref = None if domain is None else (
-            strings.get(domain) or missing(strings, "strings", domain)
-        )  # fmt: skip
-        count((t // _US_PER_MIN, type_id, entity or 0, domain_ref or 0))
-        # Registry, cause and snapshot fields repeat for an entity: one cached lookup.
-        combo = _COMBO(ev)
-        try:
-            refs = combos.get(combo)
-        except TypeError:  # labels is a list: not hashable
-            combo = (*combo[:_LABELS], tuple(combo[_LABELS]), *combo[_LABELS + 1 :])
-            refs = combos.get(combo)
-        if refs is None:
-            refs = dims.refs(combo)
-        context_id = ev.context_id
-        if len(context_id) == 26 and ULID_RE.match(context_id):
-            # ASCII (the pattern matched), so bytes.translate gives the same digits.
-            context: bytes | str | None = int(
-                context_id.encode().translate(TO_BASE32_BYTES), 32
-            ).to_bytes(16)
-        else:
-            context = encode_context(context_id)
-        state: Any = ev.state
-        # Interned unless number-like (an empty state is interned too, as in dict_row).
-        if state is not None and not numberish(state):
-            state = strings.get(state) or missing(strings, "strings", state)
-        old_state: Any = ev.old_state
-        if old_state is not None and not numberish(old_state):
-            old_state = strings.get(old_state) or missing(strings, "strings", old_state)
-        user = ev.context_user_id
-        parent = ev.context_parent_id
-        numeric = ev.numeric_value
-        prev = ev.prev_state_seconds
-        attrs = ev.attributes
-        data = ev.data
-        if ev.last_reported is not None:
-            data = with_last_reported(data, ev.last_reported)
-        append(
-            (
-                t,
-                type_id,
-                entity,
-                domain_ref,
-                0 if ev.origin == "LOCAL" else 1,
-                context,
-                None if user is None else missing(strings, "strings", user),
-                None if parent is None else encode_context(parent),
-                state,
-                old_state,
-                None if numeric is None else float(numeric),
-                ago,
-                None if prev is None else float(prev),
-                None if attrs is None else attributes(attrs),
-                None if data is None else orjson.dumps(data).decode(),
-                *refs,
+def event_rows(
+    ids: Ids, conn: sqlite3.Connection, batch: DecodedBatch
+) -> tuple[Iterator[tuple[Any, ...]], Counter[Key]]:
+    """The rows (store.db.EVENT_COLUMNS) and their counts by (minute, event type, entity,
+    domain), 0 standing for no entity or domain."""
+    ids.trim()
+    strings = ids.strings
+    type_ids = _ids(ids.event_types.cache, ids.event_types.get_or_add, conn, batch.event_types)
+    entity_ids = _ids(ids.entities.cache, ids.entities.get_or_add, conn, batch.entities)
+    string_ids = _ids(strings.cache, strings.get_or_add, conn, batch.strings)
+    # Number-like states stay text (store/ids.py NUMBERISH).
+    states = [None, *(v if NUMBERISH(v) else strings.get_or_add(conn, v) for v in batch.states)]
+    attribute_ids = _ids(ids.attributes.cache, ids.attributes.get_or_add, conn, batch.attributes)
+    refs = _ids(ids.refs_cache, ids.refs, conn, batch.refs)
+    refs[0] = (None, None, None)  # index 0: every field None
+    registry, cause, snapshot = zip(*refs, strict=True)
+    by_entity = _picker(batch.entity_at)
+    by_domain = _picker(batch.domain_at)
+    by_state = _picker(batch.state_at)
+    by_refs = _picker(batch.refs_at)
+    types = _picker(batch.event_type_at)(type_ids)
+    rows = zip(
+        batch.times,
+        types,
+        by_entity(entity_ids),
+        by_domain(string_ids),
+        batch.origins,
+        batch.contexts,
+        _picker(batch.user_at)(string_ids),
+        batch.parents,
+        by_state(states),
+        _picker(batch.old_state_at)(states),
+        batch.numbers,
+        batch.agos,
+        batch.prev_seconds,
+        _picker(batch.attributes_at)(attribute_ids),
+        batch.data,
+        by_refs(registry),
+        by_refs(cause),
+        by_refs(snapshot),
+        strict=True,
+    )
+    entity_ids[0] = string_ids[0] = 0
+    keys = Counter(
+        dict(
+            zip(
+                zip(
+                    batch.key_minutes,
+                    _picker(batch.key_event_type_at)(type_ids),
+                    _picker(batch.key_entity_at)(entity_ids),
+                    _picker(batch.key_domain_at)(string_ids),
+                    strict=True,
+                ),
+                batch.key_counts,
+                strict=True,
             )
         )
-    keys.update(counted)
-    return rows
-
-
-def dict_row(
-    ing: Ingestor, conn: sqlite3.Connection, ev: dict[str, Any], keys: Counter[Key]
-) -> tuple[Any, ...]:
-    """One row from an event dict that check_batch validated (the slow path, write_batch)."""
-    get = ev.get
-    types, entities, strings = ing.text_ids
-    time_fired = ev["time_fired"]
-    t = parse_time_us(time_fired)
-    assert t is not None  # validated before
-    event_type = ev["event_type"]
-    type_id = types.get(event_type) or intern(conn, types, "event_types", event_type)
-    entity_id = get("entity_id")
-    entity = None if entity_id is None else (
-        entities.get(entity_id) or intern(conn, entities, "entities", entity_id)
-    )  # fmt: skip
-    domain = get("domain") or (None if entity_id is None else entity_id.partition(".")[0])
-    domain_ref = None if domain is None else (
-        strings.get(domain) or intern(conn, strings, "strings", domain)
-    )  # fmt: skip
-    keys[(t // _US_PER_MIN, type_id, entity or 0, domain_ref or 0)] += 1
-    # Registry, cause and snapshot fields repeat for an entity: one cached lookup.
-    combo: tuple[Any, ...] = tuple(map(get, _COMBO_KEYS))
-    try:
-        refs = ing.combos.get(combo)
-    except TypeError:  # labels is a list: not hashable
-        combo = (*combo[:_LABELS], tuple(combo[_LABELS]), *combo[_LABELS + 1 :])
-        refs = ing.combos.get(combo)
-    if refs is None:
-        refs = ing.refs(conn, combo)
-    context_id = ev["context_id"]
-    if len(context_id) == 26 and ULID_RE.match(context_id):
-        context: bytes | str | None = int(context_id.translate(TO_BASE32), 32).to_bytes(16)
-    else:
-        context = encode_context(context_id)
-    user = get("context_user_id")
-    state = get("state")
-    if state is not None and not (state and numberish(state)):
-        state = strings.get(state) or intern(conn, strings, "strings", state)
-    old_state = get("old_state")
-    if old_state is not None and not (old_state and numberish(old_state)):
-        old_state = strings.get(old_state) or intern(conn, strings, "strings", old_state)
-    last_changed = get("last_changed")
-    numeric = get("numeric_value")
-    prev = get("prev_state_seconds")
-    attrs = get("attributes")
-    data = get("data")
-    if (reported := get("last_reported")) is not None:
-        data = with_last_reported(data, reported)
-    parent = get("context_parent_id")
-    return (
-        t,
-        type_id,
-        entity,
-        domain_ref,
-        0 if ev["origin"] == "LOCAL" else 1,
-        context,
-        None if user is None else intern(conn, strings, "strings", user),
-        None if parent is None else encode_context(parent),
-        state,
-        old_state,
-        None if numeric is None else float(numeric),
-        0 if last_changed == time_fired else _ago(t, last_changed),
-        None if prev is None else float(prev),
-        None if attrs is None else ing.attributes_ref(conn, attrs),
-        None if data is None else orjson.dumps(data).decode(),
-        *refs,
     )
-
-
-def with_last_reported(data: dict[str, Any] | None, last_reported: str) -> dict[str, Any]:
-    """A state report's time is kept in the row's data, where Home Assistant's own
-    state_reported event data carries it (it is no column: most rows have none)."""
-    return {**(data or {}), "last_reported": last_reported}
-
-
-def _ago(t: int, last_changed: str | None) -> int | None:
-    if last_changed is None:
-        return None
-    changed = parse_time_us(last_changed)
-    return None if changed is None else t - changed
+    return rows, keys

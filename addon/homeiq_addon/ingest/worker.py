@@ -1,21 +1,34 @@
-"""The decode worker process: big bodies in, prepared rows out (see prepare.py).
+"""The decode worker process: big bodies in, decoded batches out.
 
-One child process, ``python -m homeiq_addon.ingest.worker``, started on the first big
-body. Requests go over its stdin as two frames (an 8-byte length, then the bytes): the
-pickled epoch and learned ids, then the raw body; answers come over its stdout as one
-pickled frame, in order, so the add-on matches them to requests first in, first out.
-One sender thread writes the requests with blocking writes (the GIL is released for the
-whole body, where the event loop would take a turn per pipe-full); the event loop reads
-the answers, which fit in the pipe. Both pipes are widened to 1 MiB.
-(multiprocessing's pool would add a resource-tracker process, 13 MB, and two threads.)
+Why: the writer thread is ingest's one serial resource, and decoding a body (msgspec,
+the contract's rules, the id-free part of the rows: decode.py) was about half of its
+work per event, all of it holding the GIL. Big bodies are therefore decoded in a worker
+process on the other core; the writer only gives the values their ids and inserts
+(rows.py). Ids are the writer's alone: the worker knows none.
 
-Whatever goes wrong with the worker costs speed, never data: a body it cannot judge,
-an error in it, or its death (killed for memory, say) all send the batch to the
-writer's own decoding, and the next big body starts a new worker. The worker leaves
-when its stdin closes: when the add-on stops, or dies, even by SIGKILL.
+The protocol, all of it:
+- One child process, ``python -m homeiq_addon.ingest.worker``, started by the add-on on
+  the first body of at least WORKER_MIN_BYTES; it is its only client.
+- Each request is one frame on the worker's stdin: an 8-byte little-endian length, then
+  the raw request body.
+- Each answer is one frame on its stdout, the same framing around a pickle of
+  ``decode.DecodedBatch`` (valid), an ``errors.HomeIQError`` (InvalidJson or
+  InvalidBatch: refused, with the message the client gets), or None (the worker failed
+  on it: the writer decodes it). Answers come in the order of the requests, so the add-on
+  matches them first in, first out. (Pickles only pass between the add-on and the child
+  it started.)
+- One sender thread writes the requests with blocking writes (the GIL is released for
+  the whole body, where the event loop would take a turn per pipe-full); the event loop
+  reads the answers. Both pipes are widened to 1 MiB.
+- Whatever goes wrong with the worker costs speed, never data: an error in it answers
+  None; its death (killed for memory, say) answers None to every request in flight, and
+  the next big body starts a new worker. Either way the writer decodes the body itself.
+- The worker leaves when its stdin closes: when the add-on stops, or dies, even by
+  SIGKILL.
 
 Small bodies (a home's normal trickle) stay on the writer: sending them costs more than
 decoding them, and a home that never sends a big batch never starts the worker.
+(multiprocessing's pool would add a resource-tracker process, 13 MB, and two threads.)
 """
 
 from __future__ import annotations
@@ -32,12 +45,12 @@ import pickle
 import signal
 import struct
 import sys
-from typing import TYPE_CHECKING, Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
-from .prepare import Prepared, prepare_batch
+from ..errors import HomeIQError
+from .decode import DecodedBatch, decode_batch
 
-if TYPE_CHECKING:
-    from .service import Ingestor
+type Answer = DecodedBatch | HomeIQError | None
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -60,13 +73,14 @@ def main() -> None:
     for pipe in (source, sink):
         with contextlib.suppress(OSError):
             fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-    while (meta := _read_frame(source)) is not None and (body := _read_frame(source)) is not None:
-        # Pickles only ever pass between the add-on and this child it started.
-        epoch, learned = pickle.loads(meta)  # noqa: S301
+    while (body := _read_frame(source)) is not None:
+        result: Answer
         try:
-            result = prepare_batch(body, epoch, learned)
+            result = decode_batch(body)
+        except HomeIQError as err:
+            result = err
         except Exception:
-            _LOGGER.exception("preparing a batch failed; the add-on decodes it itself")
+            _LOGGER.exception("decoding a batch failed; the add-on decodes it itself")
             result = None
         answer = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         sink.write(_HEADER.pack(len(answer)))
@@ -91,21 +105,20 @@ def _write_all(fd: int, parts: tuple[bytes, ...]) -> None:
             view = view[os.write(fd, view) :]
 
 
-class Preparer:
+class DecodeWorker:
     """The event loop's side: sends big bodies to the worker, which it starts on demand."""
 
-    def __init__(self, ingestor: Ingestor) -> None:
-        self._ingestor = ingestor
+    def __init__(self) -> None:
         self._proc: asyncio.subprocess.Process | None = None
         self._to_child: int | None = None  # blocking write end of the worker's stdin
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="homeiq-worker-sender")
         self._starting = asyncio.Lock()
-        self._waiting: deque[asyncio.Future[Prepared | None]] = deque()
+        self._waiting: deque[asyncio.Future[Answer]] = deque()
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
 
-    async def prepare(self, body: bytes) -> Prepared | None:
-        """The worker's rows for a big body; None means the writer decodes it itself."""
+    async def decode(self, body: bytes) -> Answer:
+        """The worker's answer for a big body; None means the writer decodes it itself."""
         if len(body) < WORKER_MIN_BYTES or self._closing:
             return None
         if self._proc is None and not await self._start():
@@ -113,11 +126,9 @@ class Preparer:
         fd = self._to_child
         if fd is None:  # it ended while we waited for it to start
             return None
-        epoch, learned = self._ingestor.take_learned()
-        meta = pickle.dumps((epoch, learned), protocol=pickle.HIGHEST_PROTOCOL)
-        parts = (_HEADER.pack(len(meta)), meta, _HEADER.pack(len(body)), body)
+        parts = (_HEADER.pack(len(body)), body)
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Prepared | None] = loop.create_future()
+        answer: asyncio.Future[Answer] = loop.create_future()
         # Enqueued in the same order as sent (one sender thread, no await in between):
         # answers come back in this order.
         self._waiting.append(answer)

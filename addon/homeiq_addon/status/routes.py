@@ -22,7 +22,6 @@ from ..contract import (
     Stats,
     StatsPeriod,
 )
-from ..ingest.keys import INGESTOR
 from ..live.stream import HUB
 from ..server.keys import RUNTIME, STORE
 from ..server.openapi import add_paths, answer, error_answer, operation, query, ref
@@ -74,14 +73,13 @@ async def health(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     period = cast("StatsPeriod", choice_param(request, "period", "24h", STATS_PERIODS))
     store = request.app[STORE]
-    ingestor = request.app[INGESTOR]
     computed = await store.read(
         partial(
             compute_stats,
             period=period,
             now_us=now_us(),
-            recent=ingestor.recent,
-            unsettled=ingestor.unsettled,
+            recent=store.counts.recent,
+            unsettled=store.counts.unsettled,
             db_size_bytes=store.size_bytes(),
         )
     )

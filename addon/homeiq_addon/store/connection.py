@@ -1,16 +1,10 @@
-"""Opening the store's SQLite connections, and what the writer calls around transactions."""
+"""Opening the store's SQLite connections."""
 
 from __future__ import annotations
 
 from pathlib import Path
 import sqlite3
-from typing import TYPE_CHECKING, Final, Protocol
-
-if TYPE_CHECKING:
-    from collections import Counter
-
-    from .ids import Key
-
+from typing import Final
 
 BUSY_TIMEOUT_MS: Final = 10_000
 
@@ -28,26 +22,3 @@ def connect(path: Path, *, readonly: bool = False, cache_mb: int = 8) -> sqlite3
     conn.execute(f"PRAGMA cache_size = -{cache_mb * 1000}")
     conn.execute("PRAGMA temp_store = MEMORY")
     return conn
-
-
-class TxHooks(Protocol):
-    """Work tied to the writer's transactions (the ingest's deferred counters)."""
-
-    def job_done(self, ok: bool) -> None:
-        """A job's savepoint was released (ok) or rolled back (its work is gone)."""
-
-    def before_commit(self, conn: sqlite3.Connection) -> None: ...
-
-    def after_commit(self) -> None: ...
-
-    def after_rollback(self) -> None: ...
-
-    def clear_caches(self) -> None:
-        """Cached row ids may point at rows gone: after any rollback (also of one job's
-        savepoint), a restore, or a cleanup that deleted rows (``Store.forget_row_ids``)."""
-
-    def settled(self, position: tuple[int, int]) -> None:
-        """The newest events were settled (deferred_index.py); ``position`` names what is."""
-
-    def unsettled_since(self, position: tuple[int, int]) -> Counter[Key] | None:
-        """Counts by minute key of the events committed since ``position``, if known."""

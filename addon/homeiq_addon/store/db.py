@@ -8,6 +8,11 @@ Group commit: when several write jobs are queued the writer runs them in ONE
 transaction, each inside its own SAVEPOINT (a failing job rolls back only itself), and
 resolves every job's future only after COMMIT returned. Committing is the expensive part
 of a small write (the WAL is synced on each commit), so under load the cost is shared.
+
+The store owns what follows its transactions: the lookup tables' ids (``ids``, reset
+after any rollback, a restore or a cleanup of rows) and the event counts (``counts``,
+written before COMMIT, kept in memory after it). The ingest hands it rows and their
+per-minute keys (``insert_events``); nothing in the store calls back up.
 """
 
 from __future__ import annotations
@@ -27,13 +32,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import Unavailable
 from . import deferred_index
-from .connection import BUSY_TIMEOUT_MS, TxHooks, connect
+from .connection import BUSY_TIMEOUT_MS, connect
+from .ids import Ids
+from .memory_counts import EventCounts
 from .migrations import migrate
 
 if TYPE_CHECKING:
     from collections import Counter
+    from collections.abc import Iterable
 
-    from .ids import Key
+    from .memory_counts import Key
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -50,6 +58,18 @@ WAL_TRUNCATE_BYTES: Final = 1024 * 1024
 _JOURNAL_SIZE_LIMIT: Final = 4 * 1024 * 1024
 
 type WriteFn[T] = Callable[[sqlite3.Connection], T]
+
+# An event row's columns, in the order of the tuples ``insert_events`` takes.
+EVENT_COLUMNS: Final = (
+    "time_fired", "event_type_id", "entity_ref", "domain_ref", "origin", "context_id",
+    "context_user_ref", "context_parent_id", "state", "old_state", "numeric_value",
+    "last_changed_ago", "prev_state_seconds", "attributes_ref", "data", "registry_ref",
+    "cause_ref", "snapshot_ref",
+)  # fmt: skip
+_INSERT_EVENT: Final = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
+    f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+)
 
 
 class StoreClosed(Unavailable):
@@ -73,7 +93,8 @@ class Store:
         self._jobs: deque[_Job | None] = deque()
         self._wakeup = threading.Condition()
         self._closed = False
-        self.tx_hooks: list[TxHooks] = []
+        self.ids = Ids()
+        self.counts = EventCounts()
         # Long jobs that hold row ids across steps check this to notice a restore.
         self.replacements = 0
         # The writer gets the big page cache: settling inserts into the entity index at
@@ -89,6 +110,7 @@ class Store:
         self._writer.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
         self._wal_written = True  # look at the WAL once the writer is first idle
         self.schema_version = migrate(self._writer)
+        self.counts.recent.load(self._writer)
         # When the newest events must be settled at the latest (deferred_index.py).
         self._settle_due: float | None = None
         self._settle_retry = 0.0  # after a failure, not again before this
@@ -270,19 +292,11 @@ class Store:
             _LOGGER.exception("settling the newest events failed; retrying in a minute")
             self._settle_retry = now + 60
 
-    def _unsettled_since(self, position: tuple[int, int]) -> Counter[Key] | None:
-        for hooks in self.tx_hooks:
-            counts = hooks.unsettled_since(position)
-            if counts is not None:
-                return counts
-        return None
-
     def _settle_now(self, conn: sqlite3.Connection) -> None:
-        position = deferred_index.settle(conn, self._unsettled_since)
+        position = deferred_index.settle(conn, self.counts.unsettled.since)
         self._settle_due = None
         if position is not None:
-            for hooks in self.tx_hooks:
-                hooks.settled(position)
+            self.counts.unsettled.settled(position)
 
     def settle_now(self) -> Future[None]:
         """Settle the newest events now, whatever is due (for tests and tools)."""
@@ -291,15 +305,11 @@ class Store:
     def _run_alone(self, conn: sqlite3.Connection, job: _Job) -> None:
         try:
             result = job.fn(conn)
-            for hooks in self.tx_hooks:
-                hooks.job_done(True)
-                hooks.before_commit(conn)
-                hooks.after_commit()
+            self.counts.job_done(True)
+            self.counts.before_commit(conn)
+            self.counts.after_commit()
         except BaseException as err:
             self._rolled_back()
-            for hooks in self.tx_hooks:
-                hooks.job_done(False)
-                hooks.after_rollback()
             job.future.set_exception(err)
             return
         job.future.set_result(result)
@@ -320,47 +330,52 @@ class Store:
                 # Only this job's work is undone; the others in the group still commit.
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
-                self._rolled_back()
-                for hooks in self.tx_hooks:
-                    hooks.job_done(False)
+                self.counts.job_done(False)
+                self.forget_row_ids()
                 job.future.set_exception(err)
                 continue
             conn.execute("RELEASE job")
-            for hooks in self.tx_hooks:
-                hooks.job_done(True)
+            self.counts.job_done(True)
             done.append((job, result))
         try:
-            for hooks in self.tx_hooks:
-                hooks.before_commit(conn)
+            self.counts.before_commit(conn)
             conn.execute("COMMIT")
         except BaseException as err:
             _LOGGER.exception("commit failed")
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             self._rolled_back()
-            for hooks in self.tx_hooks:
-                hooks.after_rollback()
             for job, _ in done:
                 job.future.set_exception(err)
             return
         # Acknowledge only now: every result handed out below is committed.
-        for hooks in self.tx_hooks:
-            hooks.after_commit()
+        self.counts.after_commit()
         for job, result in done:
             job.future.set_result(result)
 
     def _rolled_back(self) -> None:
+        self.counts.after_rollback()
         self.forget_row_ids()
 
-    def content_replaced(self) -> None:
+    def content_replaced(self, conn: sqlite3.Connection) -> None:
         """The whole database was swapped for another (a restore); call on the writer."""
         self.replacements += 1
         self.forget_row_ids()
+        # The 15m/1h stats count from memory: recount them from the restored events.
+        self.counts.recent.load(conn)
+
+    def insert_events(
+        self, conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]], keys: Counter[Key]
+    ) -> None:
+        """Insert event rows (``EVENT_COLUMNS``) in a write job, with their counts by
+        minute key; the counts are written when the job's transaction commits."""
+        conn.executemany(_INSERT_EVENT, rows)
+        self.counts.add(keys)
 
     def forget_row_ids(self) -> None:
         """Drop every cache of row ids: rows were rolled back, deleted or replaced.
 
         Call on the writer thread (in a write job), so no later job sees a stale id.
         """
-        for hooks in self.tx_hooks:
-            hooks.clear_caches()
+        self.ids.reset()
+        self.counts.unsettled.forget()

@@ -33,8 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..times import US_PER_MINUTE
 
 if TYPE_CHECKING:
-    from .ids import Key
-    from .memory_counts import Position, UnsettledCounts
+    from .memory_counts import Key, Position, UnsettledCounts
 
 SETTLE_AFTER_ROWS: Final = 50_000
 SETTLE_AFTER_IDLE_S: Final = 0.5
@@ -105,7 +104,7 @@ def settle(
     """Settle every event above the watermark, in one transaction; the new position.
 
     ``known`` gives the counts by minute of the events committed since a position, if
-    the ingest kept them (memory_counts.UnsettledCounts): then the hourly counts need no pass
+    the store kept them (memory_counts.UnsettledCounts): then the hourly counts need no pass
     over the raw events.
     """
     conn.execute("BEGIN IMMEDIATE")

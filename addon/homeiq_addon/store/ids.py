@@ -1,17 +1,23 @@
-"""Dimension rows (get-or-insert, and the id of a known entity) and the stats counters,
-as the ingest writes them."""
+"""The lookup tables' ids: one manager per table, as Home Assistant's recorder keeps them
+(``recorder/table_managers/``): a cache of the ids known, get-or-insert for a value
+not cached, and a reset.
+
+Event rows hold ids, not the repeated text: event types, entity ids, strings (domains,
+user ids, word-like states), attribute sets (stored once per distinct set, by hash),
+and the registry, cause and snapshot tuples. The store owns the managers (``Store.ids``)
+and resets them all whenever a cached id may point at a row that is gone: after any
+rollback (also of one job's savepoint), a restore, or a cleanup that deleted rows
+(``Store.forget_row_ids``). They are used on the writer thread only.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
 import hashlib
 import re
 import sqlite3
 from typing import Any, Final
 
 import orjson
-
-type Key = tuple[int, int, int, int]  # (minute, event_type_id, entity_ref, domain_ref)
 
 REGISTRY_KEYS: Final = (
     "area_id",
@@ -31,71 +37,187 @@ CAUSE_KEYS: Final = ("cause", "cause_name", "cause_id")
 SNAP_KEYS: Final = ("outdoor_temperature", "weather_condition", "sun_elevation", "people_home")
 # Number-like states (sensor readings, timestamps) rarely repeat: stored as text, not interned.
 NUMBERISH: Final = re.compile(r"[-+.0-9]").match
-_TUPLE_COLS: Final = {
-    "registry": REGISTRY_KEYS,
-    "causes": CAUSE_KEYS,
-    "snapshots": SNAP_KEYS,
-}
-_TEXT_COL: Final = {"strings": "value", "event_types": "event_type", "entities": "entity_id"}
+# A cache is dropped wholesale past this size: cheap, and keeps the RSS bounded when
+# attribute sets or states never repeat. Only between batches (``Ids.trim``), so the ids
+# a batch resolved stay valid until its rows are written.
+CACHE_LIMIT: Final = 100_000
 
 
-def lookup(conn: sqlite3.Connection, table: str, value: Any) -> int:
-    if table in _TEXT_COL:
-        col = _TEXT_COL[table]
-        hit = conn.execute(f"SELECT id FROM {table} WHERE {col} = ?", (value,)).fetchone()
-        if hit is not None:
-            return int(hit[0])
-        if table == "entities":
-            cur = conn.execute(
-                "INSERT INTO entities (entity_id, domain) VALUES (?, ?)",
-                (value, value.partition(".")[0]),
-            )
-        else:
-            cur = conn.execute(f"INSERT INTO {table} ({col}) VALUES (?)", (value,))
+class TextIds:
+    """A table of distinct strings (``event_types``, ``strings``)."""
+
+    __slots__ = ("_insert", "_select", "cache")
+
+    def __init__(self, table: str, column: str) -> None:
+        self.cache: dict[str, int] = {}
+        self._select = f"SELECT id FROM {table} WHERE {column} = ?"
+        self._insert = f"INSERT INTO {table} ({column}) VALUES (?)"
+
+    def get_or_add(self, conn: sqlite3.Connection, value: str) -> int:
+        found = self.cache.get(value)
+        if found is None:
+            hit = conn.execute(self._select, (value,)).fetchone()
+            found = int(hit[0]) if hit is not None else self._add(conn, value)
+            self.cache[value] = found
+        return found
+
+    def _add(self, conn: sqlite3.Connection, value: str) -> int:
+        return int(conn.execute(self._insert, (value,)).lastrowid or 0)
+
+    def reset(self) -> None:
+        self.cache.clear()
+
+
+class EntityIds(TextIds):
+    """``entities``: the entity id and its domain."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__("entities", "entity_id")
+
+    def _add(self, conn: sqlite3.Connection, value: str) -> int:
+        cur = conn.execute(
+            "INSERT INTO entities (entity_id, domain) VALUES (?, ?)",
+            (value, value.partition(".")[0]),
+        )
         return int(cur.lastrowid or 0)
-    cols = _TUPLE_COLS[table]
-    key = orjson.dumps(value).decode()
-    hit = conn.execute(f"SELECT id FROM {table} WHERE key = ?", (key,)).fetchone()
-    if hit is not None:
-        return int(hit[0])
-    stored = [orjson.dumps(v).decode() if isinstance(v, tuple) else v for v in value]
-    cur = conn.execute(
-        f"INSERT INTO {table} (key, {', '.join(cols)}) VALUES (?{', ?' * len(cols)})",
-        (key, *stored),
-    )
-    return int(cur.lastrowid or 0)
+
+
+class TupleIds:
+    """A table of distinct tuples (``registry``, ``causes``, ``snapshots``), keyed by
+    their JSON; a tuple inside (the labels) is stored as JSON."""
+
+    __slots__ = ("_insert", "_select", "cache")
+
+    def __init__(self, table: str, columns: tuple[str, ...]) -> None:
+        self.cache: dict[tuple[Any, ...], int] = {}
+        self._select = f"SELECT id FROM {table} WHERE key = ?"
+        self._insert = (
+            f"INSERT INTO {table} (key, {', '.join(columns)}) VALUES (?{', ?' * len(columns)})"
+        )
+
+    def get_or_add(self, conn: sqlite3.Connection, value: tuple[Any, ...]) -> int:
+        found = self.cache.get(value)
+        if found is None:
+            key = orjson.dumps(value).decode()
+            hit = conn.execute(self._select, (key,)).fetchone()
+            if hit is not None:
+                found = int(hit[0])
+            else:
+                stored = [orjson.dumps(v).decode() if isinstance(v, tuple) else v for v in value]
+                found = int(conn.execute(self._insert, (key, *stored)).lastrowid or 0)
+            self.cache[value] = found
+        return found
+
+    def reset(self) -> None:
+        self.cache.clear()
+
+
+class AttributeIds:
+    """``attributes``: each distinct set once, found by the hash of its sorted JSON.
+
+    Cached by the set's JSON as sent: the same integration sends keys in the same order;
+    another order costs only a lookup of the sorted form."""
+
+    __slots__ = ("cache",)
+
+    def __init__(self) -> None:
+        self.cache: dict[bytes, int] = {}
+
+    def get_or_add(self, conn: sqlite3.Connection, as_sent: bytes) -> int:
+        found = self.cache.get(as_sent)
+        if found is None:
+            blob = orjson.dumps(orjson.loads(as_sent), option=orjson.OPT_SORT_KEYS)
+            digest = int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), signed=True)
+            text = blob.decode()
+            # A hash collision is possible; the stored JSON decides.
+            for row_id, stored in conn.execute(
+                "SELECT id, json FROM attributes WHERE hash = ?", (digest,)
+            ):
+                if stored == text:
+                    found = int(row_id)
+                    break
+            else:
+                cur = conn.execute(
+                    "INSERT INTO attributes (hash, json) VALUES (?, ?)", (digest, text)
+                )
+                found = int(cur.lastrowid or 0)
+            self.cache[as_sent] = found
+        return found
+
+    def reset(self) -> None:
+        self.cache.clear()
+
+
+type Refs = tuple[int | None, int | None, int | None]  # registry, cause, snapshot ids
+_N_REG: Final = len(REGISTRY_KEYS)
+_N_CAUSE: Final = len(CAUSE_KEYS)
+_NO_REGISTRY: Final = (None,) * _N_REG
+_NO_CAUSE: Final = (None,) * _N_CAUSE
+_NO_SNAP: Final = (None,) * len(SNAP_KEYS)
+
+
+class Ids:
+    """Every lookup table's manager; the store's (``Store.ids``)."""
+
+    def __init__(self) -> None:
+        self.event_types = TextIds("event_types", "event_type")
+        self.entities = EntityIds()
+        self.strings = TextIds("strings", "value")
+        self.attributes = AttributeIds()
+        self.registry = TupleIds("registry", REGISTRY_KEYS)
+        self.causes = TupleIds("causes", CAUSE_KEYS)
+        self.snapshots = TupleIds("snapshots", SNAP_KEYS)
+        # The three ids of an event's registry, cause and snapshot fields together: they
+        # repeat for an entity. Keyed by the fields' JSON, which is cheaper to hash and
+        # compare than a tuple of 19 (and to pass between processes).
+        self.refs_cache: dict[bytes, Refs] = {}
+
+    def refs(self, conn: sqlite3.Connection, fields_json: bytes) -> Refs:
+        """(registry id, cause id, snapshot id) of an event's fields (REGISTRY_KEYS +
+        CAUSE_KEYS + SNAP_KEYS, as a JSON array); None where all of a part are None."""
+        found = self.refs_cache.get(fields_json)
+        if found is None:
+            # A list inside (the labels) is hashable as a tuple, and stored as JSON.
+            fields = tuple(
+                tuple(v) if isinstance(v, list) else v for v in orjson.loads(fields_json)
+            )
+            registry = fields[:_N_REG]
+            cause = fields[_N_REG : _N_REG + _N_CAUSE]
+            snap = fields[_N_REG + _N_CAUSE :]
+            found = (
+                None if registry == _NO_REGISTRY else self.registry.get_or_add(conn, registry),
+                None if cause == _NO_CAUSE else self.causes.get_or_add(conn, cause),
+                None if snap == _NO_SNAP else self.snapshots.get_or_add(conn, snap),
+            )
+            self.refs_cache[fields_json] = found
+        return found
+
+    def _caches(self) -> tuple[dict[Any, Any], ...]:
+        return (
+            self.event_types.cache,
+            self.entities.cache,
+            self.strings.cache,
+            self.attributes.cache,
+            self.registry.cache,
+            self.causes.cache,
+            self.snapshots.cache,
+            self.refs_cache,
+        )
+
+    def trim(self) -> None:
+        """Drop a cache grown past CACHE_LIMIT (between batches)."""
+        for cache in self._caches():
+            if len(cache) > CACHE_LIMIT:
+                cache.clear()
+
+    def reset(self) -> None:
+        for cache in self._caches():
+            cache.clear()
 
 
 def entity_ref(conn: sqlite3.Connection, entity_id: str) -> int | None:
     """The entity's interned id, or None if no event of it was ever stored."""
     row = conn.execute("SELECT id FROM entities WHERE entity_id = ?", (entity_id,)).fetchone()
     return None if row is None else int(row[0])
-
-
-def attributes_id(conn: sqlite3.Connection, blob: bytes) -> int:
-    digest = int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), signed=True)
-    text = blob.decode()
-    # A hash collision is possible; the stored JSON decides.
-    for row_id, stored in conn.execute("SELECT id, json FROM attributes WHERE hash = ?", (digest,)):
-        if stored == text:
-            return int(row_id)
-    cur = conn.execute("INSERT INTO attributes (hash, json) VALUES (?, ?)", (digest, text))
-    return int(cur.lastrowid or 0)
-
-
-def flush_counts(conn: sqlite3.Connection, keys: Counter[Key]) -> None:
-    """Per-minute totals, dirty hours and the row count (hourly counts: deferred_index.py)."""
-    minutes: Counter[int] = Counter()
-    for (minute, _, _, _), n in keys.items():
-        minutes[minute] += n
-    conn.executemany(
-        "INSERT INTO stat_minute VALUES (?, ?)"
-        " ON CONFLICT (minute) DO UPDATE SET events = events + excluded.events",
-        minutes.items(),
-    )
-    conn.executemany(
-        "INSERT OR IGNORE INTO dirty_hours VALUES (?)", [(h,) for h in {m // 60 for m in minutes}]
-    )
-    conn.execute(
-        "UPDATE counters SET value = value + ? WHERE name = 'events'", (sum(minutes.values()),)
-    )

@@ -1,5 +1,6 @@
-"""Event counts by (event type, entity, domain) kept in memory: per minute for the last
-hour (``RecentCounts``), and since the store last settled (``UnsettledCounts``).
+"""Event counts by (event type, entity, domain): per minute for the last hour
+(``RecentCounts``), since the store last settled (``UnsettledCounts``), and what the
+writer's open transaction added (``EventCounts``, which writes the totals on disk).
 
 The 15m and 1h stats need counts at minute resolution; writing them to SQLite would cost
 about one upsert per event, so they live in memory (added after each commit) and are
@@ -15,8 +16,9 @@ import threading
 import time
 from typing import Final
 
+from ..times import US_PER_MINUTE
+
 KEEP_MINUTES: Final = 61  # the longest period served from here is 1h
-_US_PER_MIN: Final = 60_000_000
 
 type Key = tuple[int, int, int, int]  # (minute, event_type_id, entity_ref, domain_ref)
 type Sub = tuple[int, int, int]  # (event_type_id, entity_ref, domain_ref)
@@ -53,13 +55,13 @@ class RecentCounts:
 
     def load(self, conn: sqlite3.Connection) -> None:
         """Rebuild from the raw events of the last KEEP_MINUTES (at start-up)."""
-        first = (int(time.time() // 60) - KEEP_MINUTES) * _US_PER_MIN
+        first = (int(time.time() // 60) - KEEP_MINUTES) * US_PER_MINUTE
         keys: Counter[Key] = Counter()
         for minute, type_id, entity, domain, n in conn.execute(
             "SELECT time_fired / ?, event_type_id, COALESCE(entity_ref, 0),"
             " COALESCE(domain_ref, 0), COUNT(*) FROM events WHERE time_fired >= ?"
             " GROUP BY 1, 2, 3, 4",
-            (_US_PER_MIN, first),
+            (US_PER_MINUTE, first),
         ):
             keys[(minute, type_id, entity, domain)] += n
         with self._lock:
@@ -108,3 +110,59 @@ class UnsettledCounts:
         with self._lock:
             found = self._since.get(position)
             return None if found is None else Counter(found)
+
+
+class EventCounts:
+    """The counts of the events the writer inserts, following its transactions.
+
+    A job's counts wait for its savepoint to be released (``job_done``); a transaction's
+    are written just before COMMIT (per-minute totals, dirty hours, the row count), then
+    added to the in-memory counts. A rollback drops them. The store calls these; the
+    writer thread adds (``add``), request handlers read ``recent`` and ``unsettled``.
+    """
+
+    def __init__(self) -> None:
+        self.recent = RecentCounts()
+        self.unsettled = UnsettledCounts()
+        self._job: Counter[Key] = Counter()  # the running job's, until its savepoint ends
+        self._pending: Counter[Key] = Counter()  # jobs done in the open transaction
+
+    def add(self, keys: Counter[Key]) -> None:
+        self._job.update(keys)
+
+    def job_done(self, ok: bool) -> None:
+        if ok and self._job:
+            self._pending.update(self._job)
+        self._job = Counter()
+
+    def before_commit(self, conn: sqlite3.Connection) -> None:
+        if self._pending:
+            _write_totals(conn, self._pending)
+
+    def after_commit(self) -> None:
+        if self._pending:
+            self.recent.add(self._pending)
+            self.unsettled.add(self._pending)
+            self._pending = Counter()
+
+    def after_rollback(self) -> None:
+        self._job = Counter()
+        self._pending = Counter()
+
+
+def _write_totals(conn: sqlite3.Connection, keys: Counter[Key]) -> None:
+    """Per-minute totals, dirty hours and the row count (hourly counts: deferred_index.py)."""
+    minutes: Counter[int] = Counter()
+    for (minute, _, _, _), n in keys.items():
+        minutes[minute] += n
+    conn.executemany(
+        "INSERT INTO stat_minute VALUES (?, ?)"
+        " ON CONFLICT (minute) DO UPDATE SET events = events + excluded.events",
+        minutes.items(),
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO dirty_hours VALUES (?)", [(h,) for h in {m // 60 for m in minutes}]
+    )
+    conn.execute(
+        "UPDATE counters SET value = value + ? WHERE name = 'events'", (sum(minutes.values()),)
+    )

@@ -1,0 +1,314 @@
+"""A request body to a validated batch, as the columns of its rows minus the ids.
+
+``decode_batch`` is the one way in: msgspec decodes the body into ``contract.Batch`` (the
+types check every rule they can express, in C); then the rules a type cannot express
+(``contract.parse_time_us``, ``STATE_EVENT_TYPES``, ``MAX_NESTING``) are checked once,
+naming the event, and everything of the rows that needs no id is built: times in
+microseconds, context ids as bytes, ``data`` and ``attributes`` as JSON, and each lookup
+value (event type, entity, strings, states, attribute set, registry/cause/snapshot
+fields) as its batch's distinct values plus every event's index into them. The writer
+turns those into ids (rows.py). Big bodies are decoded by the decode worker (worker.py),
+the rest on the writer thread.
+
+A refusal names the field first and says what was expected, in the contract's words:
+``errors.InvalidBatch("events[0].numeric_value: expected finite number")``, the text
+being the field's ``Meta(description=...)``; a body that is no JSON at all gets
+``errors.InvalidJson("body: malformed JSON: ...")`` with orjson's reason (orjson is the
+parser that writes the stored JSON, so it decides what is malformed).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
+import re
+from typing import Any, Final, cast
+
+import msgspec
+import orjson
+
+from ..contract import STATE_EVENT_TYPES, TIME_EXPECTED, Batch, Event, Source, parse_time_us
+from ..errors import HomeIQError, InvalidBatch, InvalidJson
+from ..store.codec import TO_BASE32_BYTES, ULID_RE, encode_context
+from ..store.ids import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS
+from ..times import US_PER_MINUTE
+
+_DECODER: Final = msgspec.json.Decoder(Batch)
+_REF_FIELDS: Final = attrgetter(*REGISTRY_KEYS, *CAUSE_KEYS, *SNAP_KEYS)
+_LABELS: Final = REGISTRY_KEYS.index("labels")
+_NO_REFS: Final = (None,) * (len(REGISTRY_KEYS) + len(CAUSE_KEYS) + len(SNAP_KEYS))
+
+
+@dataclass(slots=True)
+class DecodedBatch:
+    """A batch that keeps every rule of the contract: its rows, but for the ids.
+
+    The lists hold one entry per event, except the lookup values: each is a list of the
+    batch's distinct values, with every event's index into it (``..._at``), 1 for the
+    first value, 0 for none (for ``refs``: all fields None).
+    """
+
+    batch_id: str
+    source: tuple[str, str]  # instance id, integration version
+    times: list[int]  # time_fired, UTC epoch µs
+    origins: list[int]  # 0 LOCAL, 1 REMOTE
+    contexts: list[bytes | str | None]  # store/codec.py (never None)
+    parents: list[bytes | str | None]
+    numbers: list[float | None]
+    agos: list[int | None]  # time_fired - last_changed in µs
+    prev_seconds: list[float | None]
+    data: list[str | None]  # JSON, with last_reported when sent
+    event_types: list[str]
+    event_type_at: list[int]
+    entities: list[str]
+    entity_at: list[int]
+    strings: list[str]  # domains and user ids
+    domain_at: list[int]
+    user_at: list[int]
+    states: list[str]  # states and old states
+    state_at: list[int]
+    old_state_at: list[int]
+    attributes: list[bytes]  # JSON as sent
+    attributes_at: list[int]
+    refs: list[bytes]  # registry, cause, snapshot fields as JSON (store/ids.py Ids.refs)
+    refs_at: list[int]
+    # How many events of each (minute, event type, entity, domain), the last three as
+    # indexes like the ``..._at`` ones: one entry per distinct key.
+    key_minutes: list[int]
+    key_event_type_at: list[int]
+    key_entity_at: list[int]
+    key_domain_at: list[int]
+    key_counts: list[int]
+
+
+def decode_batch(body: bytes) -> DecodedBatch:
+    """The body as a validated batch; raises InvalidJson or InvalidBatch naming the field."""
+    try:
+        batch = _DECODER.decode(body)
+    except msgspec.ValidationError as err:
+        raise _malformed(body) or _invalid(str(err)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as err:
+        # UnicodeDecodeError: bytes that are no UTF-8; RecursionError: nested deeper
+        # than msgspec goes (orjson names both).
+        raise _malformed(body) or InvalidJson(f"body: malformed JSON: {err}") from None
+    try:
+        return _columns(batch)
+    except _TooDeep as err:
+        raise _malformed(body) or InvalidBatch(f"{err.path}: {_NESTING}") from None
+
+
+class _TooDeep(Exception):
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
+
+
+def _json(value: dict[str, Any], field: str, i: int) -> bytes:
+    """``data`` or ``attributes`` as the store writes them (nested at most MAX_NESTING)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        # An integer beyond 64 bits: stored as the float orjson reads it as (as a batch
+        # read by orjson always was); any other failure is the nesting.
+        return orjson.dumps(orjson.loads(msgspec.json.encode(value)))
+    except (orjson.JSONEncodeError, orjson.JSONDecodeError, RecursionError):
+        raise _TooDeep(f"events[{i}].{field}") from None
+
+
+# Column by column, in C where it can be (attrgetter, zip, map, dict.fromkeys): a loop
+# over the events with a dozen appends each cost twice as much.
+_COLUMNS: Final = attrgetter(
+    "time_fired", "last_changed", "last_reported", "event_type", "entity_id", "domain",
+    "context_user_id", "state", "old_state", "origin", "context_id", "context_parent_id",
+    "numeric_value", "prev_state_seconds", "data", "attributes",
+)  # fmt: skip
+_ORIGIN: Final = {"LOCAL": 0, "REMOTE": 1}
+_BAD_TIME: Final = 1 << 80  # no difference of two accepted times
+
+
+def _indexed[T](*columns: Sequence[T | None]) -> tuple[list[T], list[list[int]]]:
+    """The distinct values of the columns (None left out), and each column as indexes
+    into them: 1 for the first, 0 for None."""
+    distinct = dict.fromkeys(chain(*columns))
+    distinct.pop(None, None)
+    index: dict[T | None, int] = {None: 0}
+    index.update(zip(distinct, range(1, len(distinct) + 1), strict=True))
+    at = index.__getitem__
+    return list(distinct), [list(map(at, column)) for column in columns]  # type: ignore[arg-type]
+
+
+def _ago(t: int, fired: str, changed: str | None) -> int | None:
+    if changed is None:
+        return None
+    if changed == fired:
+        return 0
+    c = parse_time_us(changed)
+    return _BAD_TIME if c is None else t - c
+
+
+def _columns(batch: Batch) -> DecodedBatch:
+    events = batch.events
+    (
+        fired, changed, reported, event_types, entity_ids, domains, users, states,
+        old_states, origins, contexts, parents, numbers, prev_seconds, data, attributes,
+    ) = zip(*map(_COLUMNS, events), strict=True)  # fmt: skip
+    parsed = list(map(parse_time_us, fired))
+    if None in parsed:
+        raise InvalidBatch(f"events[{parsed.index(None)}].time_fired: {TIME_EXPECTED}")
+    times = cast("list[int]", parsed)
+    agos = list(map(_ago, times, fired, changed))
+    if _BAD_TIME in agos:
+        raise InvalidBatch(f"events[{agos.index(_BAD_TIME)}].last_changed: {TIME_EXPECTED}")
+    if None in entity_ids:
+        for i, (event_type, entity_id) in enumerate(zip(event_types, entity_ids, strict=True)):
+            if entity_id is None and event_type in STATE_EVENT_TYPES:
+                raise InvalidBatch(f"events[{i}].entity_id: required for state events")
+    event_data: list[dict[str, Any] | None] = list(data)
+    if reported.count(None) != len(reported):
+        for i, when in enumerate(reported):
+            if when is None:
+                continue
+            if parse_time_us(when) is None:
+                raise InvalidBatch(f"events[{i}].last_reported: {TIME_EXPECTED}")
+            # A state report's time is kept in the row's data, where Home Assistant's
+            # own state_reported event data carries it (no column: most rows have none).
+            event_data[i] = {**(event_data[i] or {}), "last_reported": when}
+    data_json = [
+        None if d is None else _json(d, "data", i).decode() for i, d in enumerate(event_data)
+    ]
+    attributes_json = [
+        None if a is None else _json(a, "attributes", i) for i, a in enumerate(attributes)
+    ]
+    domains_or_derived = [
+        d or (None if e is None else e.partition(".")[0])
+        for d, e in zip(domains, entity_ids, strict=True)
+    ]
+    fields = [
+        f if f[_LABELS] is None else (*f[:_LABELS], tuple(f[_LABELS]), *f[_LABELS + 1 :])
+        for f in map(_REF_FIELDS, events)
+    ]
+    distinct_types, (type_at,) = _indexed(event_types)
+    distinct_entities, (entity_at,) = _indexed(entity_ids)
+    distinct_strings, (domain_at, user_at) = _indexed(domains_or_derived, users)
+    distinct_states, (state_at, old_state_at) = _indexed(states, old_states)
+    distinct_attributes, (attributes_at,) = _indexed(attributes_json)
+    distinct_refs, (refs_at,) = _indexed([None if f == _NO_REFS else f for f in fields])
+    counted = Counter(
+        zip([t // US_PER_MINUTE for t in times], type_at, entity_at, domain_at, strict=True)
+    )
+    key_minutes, key_types, key_entities, key_domains = (
+        list(column) for column in zip(*counted, strict=True)
+    )
+    return DecodedBatch(
+        batch_id=batch.batch_id,
+        source=(batch.source.instance_id, batch.source.integration_version),
+        times=times,
+        origins=list(map(_ORIGIN.__getitem__, origins)),
+        contexts=[
+            # ASCII when the pattern matched, so bytes.translate gives the same digits.
+            int(c.encode().translate(TO_BASE32_BYTES), 32).to_bytes(16)
+            if len(c) == 26 and ULID_RE.match(c)
+            else encode_context(c)
+            for c in contexts
+        ],
+        parents=[None if p is None else encode_context(p) for p in parents],
+        numbers=[None if x is None else float(x) for x in numbers],
+        agos=agos,
+        prev_seconds=[None if x is None else float(x) for x in prev_seconds],
+        data=data_json,
+        event_types=distinct_types,
+        event_type_at=type_at,
+        entities=distinct_entities,
+        entity_at=entity_at,
+        strings=distinct_strings,
+        domain_at=domain_at,
+        user_at=user_at,
+        states=distinct_states,
+        state_at=state_at,
+        old_state_at=old_state_at,
+        attributes=distinct_attributes,
+        attributes_at=attributes_at,
+        refs=[orjson.dumps(f) for f in distinct_refs],
+        refs_at=refs_at,
+        key_minutes=key_minutes,
+        key_event_type_at=key_types,
+        key_entity_at=key_entities,
+        key_domain_at=key_domains,
+        key_counts=list(counted.values()),
+    )
+
+
+# --- naming what is wrong -------------------------------------------------------------
+
+
+def _malformed(body: bytes) -> HomeIQError | None:
+    """InvalidJson when orjson cannot read the body at all (that comes first)."""
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        return InvalidJson(f"body: malformed JSON: {err}")
+    return None
+
+
+def _described(struct: type[msgspec.Struct]) -> dict[str, tuple[str | None, Any]]:
+    """Each field of a struct: (its description, the struct inside it if any)."""
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    out: dict[str, tuple[str | None, Any]] = {}
+    for field in info.fields:
+        t: Any = field.type
+        if isinstance(t, msgspec.inspect.UnionType):  # X | None
+            t = next(x for x in t.types if not isinstance(x, msgspec.inspect.NoneType))
+        description = None
+        if isinstance(t, msgspec.inspect.Metadata):
+            description = (t.extra_json_schema or {}).get("description")
+            t = t.type
+        if isinstance(t, msgspec.inspect.ListType):
+            t = t.item_type
+        inner = t.cls if isinstance(t, msgspec.inspect.StructType) else None
+        out[field.name] = (description, inner)
+    return out
+
+
+_FIELDS: Final = {struct: _described(struct) for struct in (Batch, Source, Event)}
+_NESTING: Final = _FIELDS[Event]["data"][0]  # the same for attributes
+_AT: Final = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.DOTALL)
+_STEP: Final = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+|\.\.\.)\]")
+_FIELD_NAMED: Final = re.compile(r"^Object (missing required|contains unknown) field `(.*)`$")
+
+
+def _invalid(error: str) -> InvalidBatch:
+    """InvalidBatch from msgspec's error: its path, cut at the field that failed, and
+    that field's description."""
+    match = _AT.match(error)
+    assert match is not None
+    what, steps = match.group(1), match.group(2) or ""
+    path = ""
+    struct: Any = Batch
+    description: str | None = None
+    for step in _STEP.finditer(steps):
+        name, index = step.groups()
+        if name is not None:
+            if struct is None or name not in _FIELDS[struct]:
+                break
+            description, struct = _FIELDS[struct][name]
+            path += f".{name}" if path else name
+            if struct is None:
+                break  # deeper down (a list's item, a key in data): the field is named
+        else:
+            path += f"[{index}]"
+            description = None
+    named = _FIELD_NAMED.match(what)
+    if named is not None:
+        field = named.group(2)
+        path = f"{path}.{field}" if path else field
+        missing = named.group(1) == "missing required"
+        return InvalidBatch(
+            f"{path}: {'required key not provided' if missing else 'extra keys not allowed'}"
+        )
+    return InvalidBatch(f"{path or 'body'}: {description or 'expected a JSON object'}")

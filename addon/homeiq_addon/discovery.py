@@ -11,18 +11,21 @@ import asyncio
 import logging
 import os
 import socket
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
+import msgspec
+
+from .contract import DISCOVERY_SERVICE, Discovery, DiscoveryConfig
 
 _LOGGER = logging.getLogger(__name__)
 DEFAULT_SUPERVISOR: Final = "http://supervisor"
-SERVICE: Final = "homeiq"
 
 
-def discovery_payload(port: int, token: str) -> dict[str, Any]:
+def discovery_payload(port: int, token: str) -> Discovery:
+    """The contract's discovery message: where this add-on listens, and its token."""
     host = os.environ.get("HOMEIQ_HOST") or socket.gethostname()
-    return {"service": SERVICE, "config": {"host": host, "port": port, "token": token}}
+    return Discovery(DISCOVERY_SERVICE, DiscoveryConfig(host=host, port=port, token=token))
 
 
 async def announce(
@@ -40,13 +43,16 @@ async def announce(
     if not supervisor_token:
         return None
     url = os.environ.get("SUPERVISOR_URL", DEFAULT_SUPERVISOR).rstrip("/") + "/discovery"
-    payload = discovery_payload(port, token)
-    headers = {"Authorization": f"Bearer {supervisor_token}"}
+    payload = msgspec.json.encode(discovery_payload(port, token))
+    headers = {
+        "Authorization": f"Bearer {supervisor_token}",
+        "Content-Type": "application/json",
+    }
     delay = first_delay
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
         while True:
             try:
-                async with session.post(url, json=payload, headers=headers) as resp:
+                async with session.post(url, data=payload, headers=headers) as resp:
                     if resp.status == 200:
                         body = await resp.json(content_type=None)
                         uuid = (

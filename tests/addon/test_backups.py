@@ -95,12 +95,12 @@ async def test_backup_while_ingesting_then_restore_equals_the_snapshot(
 
 async def test_restore_can_be_undone_and_recounts_the_recent_stats(api: Api) -> None:
     now = datetime.now(UTC)
-    recent = [
+    last_hour = [
         event(now - timedelta(minutes=2, seconds=k), "sensor.recent", str(k)) for k in range(30)
     ]
-    await api.ingest(recent[:10])
+    await api.ingest(last_hour[:10])
     _, first = await api.call("POST", "/api/v1/backups")
-    await api.ingest(recent[10:])
+    await api.ingest(last_hour[10:])
 
     async def stats_15m() -> tuple[int, dict[str, int]]:
         """Events in the period, and the per-entity breakdown (counted in memory)."""

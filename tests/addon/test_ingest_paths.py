@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 
-from homeiq_addon.ingest.acks import Ack
 from homeiq_addon.ingest.decode import DecodedBatch
+from homeiq_addon.ingest.outcomes import Accepted
 from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.ingest.worker import WORKER_MIN_BYTES, Answer, DecodeWorker
 from homeiq_addon.store.db import Store
@@ -114,7 +114,7 @@ def test_the_worker_and_the_writer_store_the_same(tmp_path: Path) -> None:
 
 def test_the_ack_hands_the_stream_the_events_as_sent() -> None:
     body = orjson.dumps(batch([state_event(0, context_user_id=None), service_event(1)]))
-    ack = Ack("b", 2, False, body=body)
+    ack = Accepted("b", 2, False, body=body)
     assert ack.events_for_stream(listening=True) == orjson.loads(body)["events"]
     assert ack.events_for_stream(listening=False) == []
-    assert Ack("b", 2, True).events_for_stream(listening=True) == []
+    assert Accepted("b", 2, True).events_for_stream(listening=True) == []

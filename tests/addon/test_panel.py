@@ -94,8 +94,8 @@ async def test_panel_under_ingress_prefix(addon_server: AddonProcess, browser: B
             ev["attributes"] = {"phase": i % 3}
         # And a dozen from the last few minutes, for the event-rate chart.
         now = datetime.now(UTC)
-        recent = [event(now - timedelta(minutes=3), "light.desk", "on") for _ in range(RECENT)]
-        await Api(addon_server, session).ingest(events + recent)
+        last_hour = [event(now - timedelta(minutes=3), "light.desk", "on") for _ in range(RECENT)]
+        await Api(addon_server, session).ingest(events + last_hour)
     runner, proxy = await ingress_proxy(addon_server.ingress_url)
     try:
         await browser.send("Page.navigate", url=f"{proxy}{PREFIX}/")

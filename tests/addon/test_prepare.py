@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from homeiq_addon.errors import InvalidBatch
-from homeiq_addon.ingest.acks import Ack
+from homeiq_addon.ingest.outcomes import Accepted
 from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.ingest.worker import WORKER_MIN_BYTES, Answer, DecodeWorker
 from homeiq_addon.store.db import Store
@@ -70,7 +70,7 @@ def test_a_batch_decoded_before_ids_were_dropped_gets_the_ids_of_now(worker: _Wo
 
     worker.store.submit(cleanup).result()
     ack = worker.write(decoded, again)
-    assert isinstance(ack, Ack) and ack.accepted == 300
+    assert isinstance(ack, Accepted) and ack.accepted == 300
     dangling = worker.store.read_sync(
         lambda c: c.execute(
             "SELECT COUNT(*) FROM events e LEFT JOIN attributes a ON a.id = e.attributes_ref"

@@ -155,12 +155,12 @@ def _index_out_of_step(genuine: Path, target: Path) -> None:
 
 
 # The last version before the deferred index's migration (which adds the 'settled' row).
-_BEFORE_SETTLED = 2
+_BEFORE_INDEXD = 2
 
 
 def _a_counter_row_too_many_for_migrating(genuine: Path, target: Path) -> None:
     """An older version's file the migration cannot bring up: its copy, not the live data."""
-    _older(target, _BEFORE_SETTLED)
+    _older(target, _BEFORE_INDEXD)
     conn = sqlite3.connect(target, autocommit=True)
     conn.execute("INSERT INTO counters VALUES ('settled', 0)")
     conn.close()
@@ -261,7 +261,7 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     ),
     "watermark_beyond_events": (
         _copy_then("UPDATE counters SET value = 1000 WHERE name = 'settled'"),
-        "the counters mark the events up to id 1000 as settled, beyond the newest event (60)",
+        "the counters mark the events up to id 1000 as indexed, beyond the newest event (60)",
     ),
     "not_sqlite": (_garbage, "not a SQLite database"),
     "empty_file": (_empty, "not a SQLite database"),
@@ -278,7 +278,7 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     ),
     "unmigratable_older_version": (
         _a_counter_row_too_many_for_migrating,
-        f"cannot be brought from schema version {_BEFORE_SETTLED} to {len(MIGRATIONS)}",
+        f"cannot be brought from schema version {_BEFORE_INDEXD} to {len(MIGRATIONS)}",
     ),
 }
 

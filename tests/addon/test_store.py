@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from homeiq_addon.ingest.acks import Ack
+from homeiq_addon.ingest.outcomes import Accepted
 from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.store.db import Store, StoreClosed
 from homeiq_addon.store.migrations import MIGRATIONS, SchemaTooNew
@@ -37,7 +37,7 @@ async def test_a_failing_job_rolls_back_only_itself(tmp_path: Path) -> None:
         jobs.insert(1, store.write(boom))
         results = await asyncio.gather(*jobs, return_exceptions=True)
         assert isinstance(results[1], RuntimeError)
-        assert [r.accepted for r in results if isinstance(r, Ack)] == [1, 1, 1]
+        assert [r.accepted for r in results if isinstance(r, Accepted)] == [1, 1, 1]
         # The id cache was dropped with the rollback, so this re-creates sensor.ghost.
         await store.write(
             lambda c: ingestor.ingest(c, body(state_event(9, entity_id="sensor.ghost")))

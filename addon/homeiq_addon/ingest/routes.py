@@ -14,9 +14,9 @@ from ..server.body import content_coding, read_body, too_large
 from ..server.keys import STORE
 from ..server.openapi import add_paths
 from ..server.responses import Handler, struct_response
-from .acks import record_reject
 from .keys import DECODE_WORKER, INGESTOR
 from .openapi_paths import PATHS, STRUCTS
+from .outcomes import record_reject
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import time
 
 from ..errors import HomeIQError
 from ..store.db import Store
-from .acks import Ack, record_reject
 from .decode import DecodedBatch, decode_batch
+from .outcomes import Accepted, record_reject
 from .rows import event_rows
 
 
@@ -32,7 +32,7 @@ class Ingestor:
         body: bytes,
         decoded: DecodedBatch | HomeIQError | None = None,
         started: float | None = None,
-    ) -> Ack | HomeIQError:
+    ) -> Accepted | HomeIQError:
         """Write one request body (decoded already, or refused, by the decode worker).
 
         A refusal is answered, not raised: the job commits the count of refused
@@ -54,12 +54,12 @@ class Ingestor:
         batch: DecodedBatch,
         body: bytes | None = None,
         started: float | None = None,
-    ) -> Ack:
+    ) -> Accepted:
         """Insert a batch unless its id was seen: then the first acknowledgement again."""
         batch_id = batch.batch_id
         hit = conn.execute("SELECT accepted FROM batches WHERE batch_id = ?", (batch_id,))
         if (seen := hit.fetchone()) is not None:
-            return Ack(batch_id, int(seen[0]), True)
+            return Accepted(batch_id, int(seen[0]), True)
         rows, keys = event_rows(self._store.ids, conn, batch)
         self._store.insert_events(conn, rows, keys)
         latency = 0.0 if started is None else (time.perf_counter() - started) * 1000
@@ -67,4 +67,4 @@ class Ingestor:
             "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
             (batch_id, time.time_ns() // 1000, len(batch.times), latency, *batch.source),
         )
-        return Ack(batch_id, len(batch.times), False, body=body)
+        return Accepted(batch_id, len(batch.times), False, body=body)

@@ -78,8 +78,8 @@ async def stats(request: web.Request) -> web.Response:
             compute_stats,
             period=period,
             now_us=now_us(),
-            recent=store.counts.recent,
-            unsettled=store.counts.unsettled,
+            last_hour=store.counts.last_hour,
+            unindexed=store.counts.unindexed,
             db_size_bytes=store.size_bytes(),
         )
     )

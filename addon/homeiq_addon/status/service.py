@@ -23,8 +23,8 @@ from ..contract import (
     TrendPoint,
 )
 from ..store.db import Store
-from ..store.deferred_index import unsettled_counts
-from ..store.memory_counts import RecentCounts, UnsettledCounts
+from ..store.deferred_index import unindexed_counts
+from ..store.memory_counts import LastHourCounts, UnindexedCounts
 from ..times import US_PER_MINUTE, now_us, us_to_iso
 
 type Level = Literal["warning", "error"]
@@ -140,8 +140,8 @@ def compute_stats(
     *,
     period: StatsPeriod,
     now_us: int,
-    recent: RecentCounts,
-    unsettled: UnsettledCounts,
+    last_hour: LastHourCounts,
+    unindexed: UnindexedCounts,
     db_size_bytes: int,
 ) -> Stats:
     minutes, bucket, hourly = PERIODS[period]
@@ -155,12 +155,12 @@ def compute_stats(
         # Whole clock hours: the breakdown covers up to 59 minutes more than the period.
         sql = "SELECT event_type_id, entity_ref, domain_ref, SUM(n) FROM stat_hour_key"
         sql += " WHERE hour >= ? AND hour <= ? GROUP BY 1, 2, 3"
-        first_hour, last_hour = first_min // 60, now_min // 60
-        rows = conn.execute(sql, (first_hour, last_hour)).fetchall()
+        first_hour, end_hour = first_min // 60, now_min // 60
+        rows = conn.execute(sql, (first_hour, end_hour)).fetchall()
         # The newest events are not in the hourly table yet (store/deferred_index.py).
-        rows += unsettled_counts(conn, first_hour * 60, last_hour * 60 + 59, unsettled)
+        rows += unindexed_counts(conn, first_hour * 60, end_hour * 60 + 59, unindexed)
     else:
-        rows = [(*k, n) for k, n in recent.window(first_min, now_min).items()]
+        rows = [(*k, n) for k, n in last_hour.window(first_min, now_min).items()]
     by_type: Counter[int] = Counter()
     by_entity: Counter[int] = Counter()
     by_domain: Counter[int] = Counter()

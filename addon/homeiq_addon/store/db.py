@@ -97,7 +97,7 @@ class Store:
         self.counts = EventCounts()
         # Long jobs that hold row ids across steps check this to notice a restore.
         self.replacements = 0
-        # The writer gets the big page cache: settling inserts into the entity index at
+        # The writer gets the big page cache: indexing inserts into the entity index at
         # about one place per entity, which is what it spends its I/O on. Readers mostly
         # follow indexes: a small one each keeps the add-on's RSS low.
         self._writer = connect(path, cache_mb=32)
@@ -110,12 +110,12 @@ class Store:
         self._writer.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
         self._wal_written = True  # look at the WAL once the writer is first idle
         self.schema_version = migrate(self._writer)
-        self.counts.recent.load(self._writer)
-        # When the newest events must be settled at the latest (deferred_index.py).
-        self._settle_due: float | None = None
-        self._settle_retry = 0.0  # after a failure, not again before this
-        self._settle_look = 0.0  # the next look at how many events wait
-        self.settling = True  # tests turn it off to read the unsettled tail
+        self.counts.last_hour.load(self._writer)
+        # When the newest events must be indexed at the latest (deferred_index.py).
+        self._index_due: float | None = None
+        self._index_retry = 0.0  # after a failure, not again before this
+        self._index_look = 0.0  # the next look at how many events wait
+        self.indexing = True  # tests turn it off to read the unindexed tail
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         for _ in range(_READERS):
             self._readers.put(connect(path))
@@ -197,7 +197,7 @@ class Store:
     # --- writer thread -----------------------------------------------------------------
 
     def _next_jobs(self) -> list[_Job | None]:
-        """The next jobs to run; none if the writer sat idle while events wait settling."""
+        """The next jobs to run; none if the writer sat idle while events wait indexing."""
         with self._wakeup:
             while not self._jobs:
                 idle_after = self._idle_work_after()
@@ -219,8 +219,8 @@ class Store:
     def _idle_work_after(self) -> float | None:
         """Seconds of idleness after which the writer has work of its own, if any."""
         waits = []
-        if self._settle_due is not None and self.settling:
-            waits.append(deferred_index.SETTLE_AFTER_IDLE_S)
+        if self._index_due is not None and self.indexing:
+            waits.append(deferred_index.INDEX_AFTER_IDLE_S)
         if self._wal_written:
             waits.append(WAL_IDLE_S)
         return min(waits, default=None)
@@ -230,25 +230,25 @@ class Store:
         while True:
             jobs = self._next_jobs()
             if not jobs:
-                self._settle(conn, idle=True)
+                self._index_new_events(conn, idle=True)
                 self._truncate_wal(conn)
                 continue
             if jobs[0] is None:
-                # A clean stop leaves nothing to settle for the next start.
-                self._settle(conn, idle=True)
+                # A clean stop leaves nothing to index for the next start.
+                self._index_new_events(conn, idle=True)
                 break
             if not jobs[0].transaction:
                 self._run_alone(conn, jobs[0])
             else:
                 self._run_group(conn, [j for j in jobs if j is not None])
-            self._settle(conn, idle=False)
+            self._index_new_events(conn, idle=False)
             self._wal_written = True
         conn.close()
 
     def _truncate_wal(self, conn: sqlite3.Connection) -> None:
         """Idle after writing: give a big WAL's space back (see WAL_IDLE_S)."""
-        if self._settle_due is not None and self.settling:
-            return  # settling first writes to the WAL again
+        if self._index_due is not None and self.indexing:
+            return  # indexing first writes to the WAL again
         self._wal_written = False
         try:
             wal = self.path.with_name(self.path.name + "-wal").stat().st_size
@@ -268,39 +268,39 @@ class Store:
         if busy:
             self._wal_written = True
 
-    def _settle(self, conn: sqlite3.Connection, *, idle: bool) -> None:
-        """Settle the newest events when it is due (deferred_index.py)."""
+    def _index_new_events(self, conn: sqlite3.Connection, *, idle: bool) -> None:
+        """Index the newest events when it is due (deferred_index.py)."""
         now = time.monotonic()
-        if not self.settling:
+        if not self.indexing:
             return
-        if self._settle_due is None:
+        if self._index_due is None:
             # Events may have come: look when idle, or after the max age at the latest.
-            self._settle_due = now + deferred_index.SETTLE_AFTER_MAX_AGE_S
+            self._index_due = now + deferred_index.INDEX_AFTER_MAX_AGE_S
         # Two queries per look; between commits they let the next job queue up behind
         # another (a retention step), so busy writers look only every so often.
-        if now < self._settle_retry or (not idle and now < self._settle_look):
+        if now < self._index_retry or (not idle and now < self._index_look):
             return
-        self._settle_look = now + deferred_index.LOOK_EVERY_S
+        self._index_look = now + deferred_index.LOOK_EVERY_S
         try:
-            behind = deferred_index.unsettled(conn)
+            behind = deferred_index.unindexed(conn)
             if not behind:
-                self._settle_due = None
-            elif idle or behind >= deferred_index.SETTLE_AFTER_ROWS or now >= self._settle_due:
-                self._settle_now(conn)
+                self._index_due = None
+            elif idle or behind >= deferred_index.INDEX_AFTER_ROWS or now >= self._index_due:
+                self._index_now(conn)
         except sqlite3.Error:
-            # Nothing is lost or miscounted: readers add the unsettled tail themselves.
-            _LOGGER.exception("settling the newest events failed; retrying in a minute")
-            self._settle_retry = now + 60
+            # Nothing is lost or miscounted: readers add the unindexed tail themselves.
+            _LOGGER.exception("indexing the newest events failed; retrying in a minute")
+            self._index_retry = now + 60
 
-    def _settle_now(self, conn: sqlite3.Connection) -> None:
-        position = deferred_index.settle(conn, self.counts.unsettled.since)
-        self._settle_due = None
+    def _index_now(self, conn: sqlite3.Connection) -> None:
+        position = deferred_index.index_new_events(conn, self.counts.unindexed.since)
+        self._index_due = None
         if position is not None:
-            self.counts.unsettled.settled(position)
+            self.counts.unindexed.indexed(position)
 
-    def settle_now(self) -> Future[None]:
-        """Settle the newest events now, whatever is due (for tests and tools)."""
-        return self.submit(self._settle_now, transaction=False)
+    def index_now(self) -> Future[None]:
+        """Index the newest events now, whatever is due (for tests and tools)."""
+        return self.submit(self._index_now, transaction=False)
 
     def _run_alone(self, conn: sqlite3.Connection, job: _Job) -> None:
         try:
@@ -362,7 +362,7 @@ class Store:
         self.replacements += 1
         self.forget_row_ids()
         # The 15m/1h stats count from memory: recount them from the restored events.
-        self.counts.recent.load(conn)
+        self.counts.last_hour.load(conn)
 
     def insert_events(
         self, conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]], keys: Counter[Key]
@@ -378,4 +378,4 @@ class Store:
         Call on the writer thread (in a write job), so no later job sees a stale id.
         """
         self.ids.reset()
-        self.counts.unsettled.forget()
+        self.counts.unindexed.forget()

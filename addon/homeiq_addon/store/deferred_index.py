@@ -6,18 +6,18 @@ batch. Two things used to be written there and cost more than the events themsel
   index leaf its batch landed on, about one per entity, ~2 KB per 555-byte event;
 - the hourly counts by (event type, entity, domain) that /stats reads: ~400 upserts
   per batch of 500.
-Now ingest only appends to ``events``, and the writer "settles" the new rows in bulk
-(``settle``): their (entity, time, id) go into ``events_by_entity`` in sorted order,
+Now ingest only appends to ``events``, and the writer indexes the new rows in bulk
+(``index_new_events``): their (entity, time, id) go into ``events_by_entity`` in sorted order,
 and their counts into ``stat_hour_key``, from the counts the ingest kept in memory
-since the last settle (or grouped from the rows when it has none). It settles after every
-``SETTLE_AFTER_ROWS`` events, when it is idle, and at least every
-``SETTLE_AFTER_MAX_AGE_S``; each index leaf and counter row then takes many events per
+since the last index (or grouped from the rows when it has none). It indexes after every
+``INDEX_AFTER_ROWS`` events, when it is idle, and at least every
+``INDEX_AFTER_MAX_AGE_S``; each index leaf and counter row then takes many events per
 write.
 
-Every event up to the id in ``counters['settled']`` (the watermark) is settled, and
-only those: the watermark moves in the transaction that settles. Readers add the
+Every event up to the id in ``counters['settled']`` (the watermark) is indexed, and
+only those: the watermark moves in the transaction that indexes. Readers add the
 newer rows, the tail, by a rowid range scan of ``events``: ``entity_ids`` for reads by
-entity, ``unsettled_counts`` for the hourly stats. Two triggers keep this true when
+entity, ``unindexed_counts`` for the hourly stats. Two triggers keep this true when
 events are deleted: an event's index row goes with it, and the watermark never stays
 above the largest id, so that a new event (SQLite gives it max(id) + 1) always lands in
 the tail, never under a stale index row.
@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any, Final
 from ..times import US_PER_MINUTE
 
 if TYPE_CHECKING:
-    from .memory_counts import Key, Position, UnsettledCounts
+    from .memory_counts import Key, Position, UnindexedCounts
 
-SETTLE_AFTER_ROWS: Final = 50_000
-SETTLE_AFTER_IDLE_S: Final = 0.5
-SETTLE_AFTER_MAX_AGE_S: Final = 5.0
+INDEX_AFTER_ROWS: Final = 50_000
+INDEX_AFTER_IDLE_S: Final = 0.5
+INDEX_AFTER_MAX_AGE_S: Final = 5.0
 LOOK_EVERY_S: Final = 0.1  # how often a busy writer counts the events waiting
 
 _WATERMARK: Final = "(SELECT value FROM counters WHERE name = 'settled')"
@@ -48,10 +48,10 @@ _HOUR: Final = (
 )
 
 
-def migrate_settled(conn: sqlite3.Connection) -> None:
+def migrate_deferred_index(conn: sqlite3.Connection) -> None:
     """Replace the per-commit index with the bulk-filled table (schema version 3).
 
-    The hourly counts of existing events were written by their commits: all settled.
+    The hourly counts of existing events were written by their commits: all indexed.
     """
     for statement in (
         "CREATE TABLE events_by_entity (entity_ref INTEGER NOT NULL,"
@@ -79,37 +79,37 @@ def migrate_settled(conn: sqlite3.Connection) -> None:
 
 
 def watermark(conn: sqlite3.Connection) -> int:
-    """The id up to which every event is settled."""
+    """The id up to which every event is indexed."""
     row = conn.execute(_WATERMARK[1:-1]).fetchone()
     return int(row[0])
 
 
 def position(conn: sqlite3.Connection) -> Position:
-    """(watermark, how many times the store settled): names what is settled."""
+    """(watermark, how many times the store indexed): names what is indexed."""
     row = conn.execute(
         f"SELECT {_WATERMARK}, (SELECT value FROM counters WHERE name = 'settles')"
     ).fetchone()
     return int(row[0]), int(row[1])
 
 
-def unsettled(conn: sqlite3.Connection) -> int:
-    """How many ids lie above the watermark (an upper bound of the rows to settle)."""
+def unindexed(conn: sqlite3.Connection) -> int:
+    """How many ids lie above the watermark (an upper bound of the rows to index)."""
     top = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
     return 0 if top is None else max(0, int(top) - watermark(conn))
 
 
-def settle(
+def index_new_events(
     conn: sqlite3.Connection, known: Callable[[Position], Counter[Key] | None] | None = None
 ) -> Position | None:
-    """Settle every event above the watermark, in one transaction; the new position.
+    """Index every event above the watermark, in one transaction; the new position.
 
     ``known`` gives the counts by minute of the events committed since a position, if
-    the store kept them (memory_counts.UnsettledCounts): then the hourly counts need no pass
+    the store kept them (memory_counts.UnindexedCounts): then the hourly counts need no pass
     over the raw events.
     """
     conn.execute("BEGIN IMMEDIATE")
     try:
-        low, settles = position(conn)
+        low, index_runs = position(conn)
         top = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
         moved = None
         if top is not None and top > low:
@@ -120,7 +120,7 @@ def settle(
                 " WHERE id > ? AND id <= ? AND entity_ref IS NOT NULL ORDER BY 1, 2, 3",
                 (low, top),
             )
-            counts = None if known is None else known((low, settles))
+            counts = None if known is None else known((low, index_runs))
             if counts is None:
                 conn.execute(
                     "INSERT INTO stat_hour_key"
@@ -148,10 +148,10 @@ def settle(
     return moved
 
 
-def unsettled_counts(
-    conn: sqlite3.Connection, first_minute: int, last_minute: int, known: UnsettledCounts
+def unindexed_counts(
+    conn: sqlite3.Connection, first_minute: int, last_minute: int, known: UnindexedCounts
 ) -> list[tuple[int, int, int, int]]:
-    """(event_type_id, entity_ref, domain_ref, n) of the unsettled events whose minute
+    """(event_type_id, entity_ref, domain_ref, n) of the unindexed events whose minute
     lies in [first, last]: from memory when it knows this snapshot's position, else
     grouped from the tail of raw events."""
     counts = known.since(position(conn))

@@ -1,5 +1,5 @@
 """Event counts by (event type, entity, domain): per minute for the last hour
-(``RecentCounts``), since the store last settled (``UnsettledCounts``), and what the
+(``LastHourCounts``), since the store last indexed (``UnindexedCounts``), and what the
 writer's open transaction added (``EventCounts``, which writes the totals on disk).
 
 The 15m and 1h stats need counts at minute resolution; writing them to SQLite would cost
@@ -24,7 +24,7 @@ type Key = tuple[int, int, int, int]  # (minute, event_type_id, entity_ref, doma
 type Sub = tuple[int, int, int]  # (event_type_id, entity_ref, domain_ref)
 
 
-class RecentCounts:
+class LastHourCounts:
     """Thread-safe: the writer adds, request handlers read."""
 
     def __init__(self) -> None:
@@ -69,16 +69,16 @@ class RecentCounts:
         self.add(keys)
 
 
-type Position = tuple[int, int]  # (watermark, settles) of store/deferred_index.py
+type Position = tuple[int, int]  # (watermark, indexes) of store/deferred_index.py
 
 
-class UnsettledCounts:
-    """Counts of the events committed since the store last settled (store/deferred_index.py).
+class UnindexedCounts:
+    """Counts of the events committed since the store last indexed (store/deferred_index.py).
 
-    The hourly stats add these to the hourly table instead of grouping the unsettled
-    tail of raw events (tens of thousands of rows under load). Kept per settle
-    position, the (watermark, count of settles) a reader finds in its snapshot; the
-    previous one stays for readers whose snapshot predates the last settle. When the
+    The hourly stats add these to the hourly table instead of grouping the unindexed
+    tail of raw events (tens of thousands of rows under load). Kept per index
+    position, the (watermark, count of indexes) a reader finds in its snapshot; the
+    previous one stays for readers whose snapshot predates the last index. When the
     reader's position is not here (after a restart, a rollback or a restore, or when
     retention deleted the newest events and so lowered the watermark) ``since`` answers
     None and the reader counts the tail in SQL. Thread-safe.
@@ -94,7 +94,7 @@ class UnsettledCounts:
             if self._current is not None:
                 self._since[self._current].update(keys)
 
-    def settled(self, position: Position) -> None:
+    def indexed(self, position: Position) -> None:
         with self._lock:
             previous = self._current
             self._since = {} if previous is None else {previous: self._since[previous]}
@@ -118,12 +118,12 @@ class EventCounts:
     A job's counts wait for its savepoint to be released (``job_done``); a transaction's
     are written just before COMMIT (per-minute totals, dirty hours, the row count), then
     added to the in-memory counts. A rollback drops them. The store calls these; the
-    writer thread adds (``add``), request handlers read ``recent`` and ``unsettled``.
+    writer thread adds (``add``), request handlers read ``recent`` and ``unindexed``.
     """
 
     def __init__(self) -> None:
-        self.recent = RecentCounts()
-        self.unsettled = UnsettledCounts()
+        self.last_hour = LastHourCounts()
+        self.unindexed = UnindexedCounts()
         self._job: Counter[Key] = Counter()  # the running job's, until its savepoint ends
         self._pending: Counter[Key] = Counter()  # jobs done in the open transaction
 
@@ -141,8 +141,8 @@ class EventCounts:
 
     def after_commit(self) -> None:
         if self._pending:
-            self.recent.add(self._pending)
-            self.unsettled.add(self._pending)
+            self.last_hour.add(self._pending)
+            self.unindexed.add(self._pending)
             self._pending = Counter()
 
     def after_rollback(self) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import sqlite3
 
 from ..errors import InvalidBackup
-from .deferred_index import migrate_settled
+from .deferred_index import migrate_deferred_index
 from .retention_tables import migrate_retention
 
 type Migration = Callable[[sqlite3.Connection], None]
@@ -134,7 +134,7 @@ def m004_drop_stat_minute_key(conn: sqlite3.Connection) -> None:
 MIGRATIONS: list[Migration] = [
     m001_events,
     migrate_retention,
-    migrate_settled,
+    migrate_deferred_index,
     m004_drop_stat_minute_key,
 ]
 

@@ -205,7 +205,7 @@ def _check_counters(conn: sqlite3.Connection, name: str, expected: Schema) -> No
         # Above the newest event, new events would count as indexed without being so.
         if (mark := deferred_index.watermark(conn)) > top:
             raise InvalidDatabase(
-                f"{name}: the counters mark the events up to id {mark} as settled,"
+                f"{name}: the counters mark the events up to id {mark} as indexed,"
                 f" beyond the newest event ({top})"
             )
 

@@ -1,4 +1,4 @@
-"""What the ingest answers for a batch it took, and the count of those it refused."""
+"""What became of a batch: accepted (and what the live stream gets of it), or refused (counted)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .. import contract
 
 
 @dataclass(slots=True)
-class Ack:
+class Accepted:
     """What the add-on answers for an accepted (or already accepted) batch."""
 
     batch_id: str

@@ -1,4 +1,4 @@
-"""Reads by entity and hourly stats see every event, settled (store/deferred_index.py) or not."""
+"""Reads by entity and hourly stats see every event, indexed (store/deferred_index.py) or not."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from homeiq_addon.retention import source
 from homeiq_addon.status.service import compute_stats
 from homeiq_addon.store import deferred_index
 from homeiq_addon.store.db import Store
-from homeiq_addon.store.memory_counts import RecentCounts
+from homeiq_addon.store.memory_counts import LastHourCounts
 from homeiq_addon.store.migrations import MIGRATIONS, m001_events
 from homeiq_addon.store.retention_tables import migrate_retention
 from tests.addon.factory import BASE, batch, state_event, write_into
@@ -33,15 +33,15 @@ class _Store:
 
     def __init__(self, path: Path, *, auto: bool = False) -> None:
         self.store = Store.open_sync(path)
-        self.store.settling = auto
+        self.store.indexing = auto
         self.ingestor = Ingestor(self.store)
 
     def ingest(self, entity_id: str, seconds: range) -> None:
         body = orjson.dumps(batch([state_event(i, entity_id=entity_id) for i in seconds]))
         self.store.submit(lambda c: self.ingestor.ingest(c, body)).result()
 
-    def settle(self) -> None:
-        self.store.settle_now().result()
+    def index_new_events(self) -> None:
+        self.store.index_now().result()
 
     def read(self, fn: Any) -> Any:
         return self.store.read_sync(fn)
@@ -69,7 +69,7 @@ def _times(events: list[dict[str, Any]], key: str = "time_fired") -> list[str]:
 def test_reads_join_the_indexed_events_and_the_newer_tail(db: _Store) -> None:
     db.ingest(KITCHEN, range(0, 20, 2))
     db.ingest(HALL, range(1, 20, 2))
-    db.settle()
+    db.index_new_events()
     db.ingest(KITCHEN, range(20, 30))  # not indexed yet
     indexed, top = db.watermark_and_top()
     assert 0 < indexed < top  # both parts are really in play
@@ -109,7 +109,7 @@ def test_the_newest_events_only_in_the_tail_are_found(db: _Store) -> None:
 
 def test_deleting_the_newest_events_never_mixes_up_new_ones(db: _Store) -> None:
     db.ingest(KITCHEN, range(10))
-    db.settle()
+    db.index_new_events()
     # Retention deletes the newest five: SQLite would hand their ids out again.
     db.store.submit(lambda c: source.delete_events(c, [6, 7, 8, 9, 10])).result()
     assert db.watermark_and_top() == (5, 5)
@@ -117,7 +117,7 @@ def test_deleting_the_newest_events_never_mixes_up_new_ones(db: _Store) -> None:
     kitchen = db.read(lambda c: queries.raw_history(c, KITCHEN, 0, FAR, 1000))
     hall = db.read(lambda c: queries.raw_history(c, HALL, 0, FAR, 1000))
     assert (len(kitchen), len(hall)) == (5, 5)
-    db.settle()
+    db.index_new_events()
     kitchen = db.read(lambda c: queries.raw_history(c, KITCHEN, 0, FAR, 1000))
     hall = db.read(lambda c: queries.raw_history(c, HALL, 0, FAR, 1000))
     assert (len(kitchen), len(hall)) == (5, 5)
@@ -125,13 +125,13 @@ def test_deleting_the_newest_events_never_mixes_up_new_ones(db: _Store) -> None:
     assert rows == 10
 
 
-def test_hourly_stats_count_events_before_and_after_they_settle(db: _Store) -> None:
+def test_hourly_stats_count_events_before_and_after_they_index(db: _Store) -> None:
     db.ingest(KITCHEN, range(0, 7200, 600))  # 12 events over two clock hours
     db.ingest(HALL, range(30, 60))
-    db.settle()
-    db.ingest(KITCHEN, range(7200, 7500, 100))  # 3 more, unsettled
+    db.index_new_events()
+    db.ingest(KITCHEN, range(7200, 7500, 100))  # 3 more, unindexed
     now_us = int(BASE.timestamp() * 1_000_000) + 3 * 3_600_000_000
-    unsettled = db.store.counts.unsettled
+    unindexed = db.store.counts.unindexed
 
     def metrics() -> Any:
         stats = db.read(
@@ -139,8 +139,8 @@ def test_hourly_stats_count_events_before_and_after_they_settle(db: _Store) -> N
                 c,
                 period="24h",
                 now_us=now_us,
-                recent=RecentCounts(),
-                unsettled=unsettled,
+                last_hour=LastHourCounts(),
+                unindexed=unindexed,
                 db_size_bytes=0,
             )
         )
@@ -153,24 +153,24 @@ def test_hourly_stats_count_events_before_and_after_they_settle(db: _Store) -> N
         {"state_changed": 45},
         [{"entity_id": HALL, "count": 30}, {"entity_id": KITCHEN, "count": 15}],
     )
-    # The unsettled three from memory; then, memory lost, grouped from the raw tail.
-    assert unsettled.since(db.read(deferred_index.position)) is not None
+    # The unindexed three from memory; then, memory lost, grouped from the raw tail.
+    assert unindexed.since(db.read(deferred_index.position)) is not None
     assert metrics() == expected
-    unsettled.forget()
+    unindexed.forget()
     assert metrics() == expected
-    db.settle()
+    db.index_new_events()
     indexed, top = db.watermark_and_top()
     assert indexed == top
     assert metrics() == expected
 
 
-def test_hourly_counts_settled_from_memory_match_the_raw_events(db: _Store) -> None:
+def test_hourly_counts_indexed_from_memory_match_the_raw_events(db: _Store) -> None:
     db.ingest(KITCHEN, range(0, 7200, 300))
-    db.settle()  # nothing known in memory yet: grouped from the raw events
+    db.index_new_events()  # nothing known in memory yet: grouped from the raw events
     db.ingest(HALL, range(30, 4000, 7))
     db.ingest(KITCHEN, range(7200, 9000, 60))
-    assert db.store.counts.unsettled.since(db.read(deferred_index.position)) is not None
-    db.settle()  # from the counts the ingest kept
+    assert db.store.counts.unindexed.since(db.read(deferred_index.position)) is not None
+    db.index_new_events()  # from the counts the ingest kept
     stored = db.read(lambda c: sorted(c.execute("SELECT * FROM stat_hour_key")))
     counted = db.read(
         lambda c: sorted(

@@ -1,0 +1,358 @@
+"""The mirror: one task per enabled target, writing what the store committed, in order.
+
+Each task reads the events after its target's cursor (``.outbox``, on a reader
+connection), keeps those its filters take, writes their lines (``.writer``) and only
+after the target acknowledged them commits the new cursor and its counters through
+``Store.write``. So:
+
+- An engine outage: the write is retried, backing off (Retry-After honoured), and the
+  cursor waits. An add-on restart or a SIGKILL: the chunk in flight was not committed and
+  is written again. Retries count once because a point is identified by its
+  measurement, tags and timestamp (``.points``): InfluxDB overwrites it,
+  VictoriaMetrics keeps one sample per series and millisecond when started with
+  ``-dedup.minScrapeInterval=1ms``.
+- An engine that lost points it had acknowledged (VictoriaMetrics SIGKILLed within
+  seconds of the ack, ``.replay``): after an outage the cursor goes back to the first
+  chunk acknowledged in the minute before it began.
+- Lines the target refuses for their content (400) are set aside in ``mirror_refused``
+  and counted; the rest of the chunk is written and the cursor moves on.
+- Rollups (``send`` rollups or both) follow ``mirror_rollup_changes``, the log of every
+  rollup row written (rollups are rewritten in place when late events arrive); a new
+  target, or a backfill, first sends every stored rollup.
+
+A target enabled on a store with history starts at the first event and is
+"backfilling" until it reaches the newest event of that moment. Backfill chunks are
+smaller and each is followed by a pause as long as the chunk took, so live ingest keeps
+most of the machine (POST /api/v1/mirror/targets/{name}/backfill starts one again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+import contextlib
+from dataclasses import dataclass
+from functools import partial
+import logging
+import sqlite3
+import time
+from typing import Any, Final
+
+from ..config import Config
+from ..contract import MirrorStatus, MirrorTarget
+from ..errors import Conflict, NotFound
+from ..store import mirror_outbox
+from ..store.db import Store
+from ..times import US_PER_HOUR, now_us, us_to_iso
+from . import outbox
+from .errors import AccessRefused, MirrorError
+from .outbox import Chunk, Selection
+from .replay import ReplayWindow
+from .writer import Backoff, Reachable, Target, TargetWriter, WriteOutcome
+
+_LOGGER = logging.getLogger(__name__)
+
+LIVE_CHUNK: Final = 5000
+BACKFILL_CHUNK: Final = 2000
+ROLLUP_CHUNK: Final = 2000
+# How often an idle target looks for new events.
+POLL_S: Final = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSettings:
+    """A target as the options configure it."""
+
+    target: Target
+    enabled: bool
+    events: bool
+    rollups: bool
+    strings: bool
+    selection: Selection
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> TargetSettings:
+        return cls(
+            target=Target(
+                name=options["name"],
+                url=options["url"],
+                token=options["token"],
+                org=options["org"],
+                bucket=options["bucket"],
+                verify_ssl=options["verify_ssl"],
+            ),
+            enabled=options["enabled"],
+            events=options["send"] in ("events", "both"),
+            rollups=options["send"] in ("rollups", "both"),
+            strings=options["string_fields"],
+            selection=Selection.from_options(options),
+        )
+
+
+class TargetRunner:
+    """One enabled target's task: its cursor in memory, committed after each write."""
+
+    def __init__(
+        self, store: Store, settings: TargetSettings, sync: Callable[[sqlite3.Connection], None]
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self._sync = sync
+        self.name = settings.target.name
+        self.failure: MirrorError | None = None
+        self.replay = ReplayWindow()
+        self._outage_started: float | None = None
+        self._replay_until = 0  # chunks below this were written before: not counted again
+        self._backfill = asyncio.Event()
+        self._backfill_started: list[asyncio.Future[None]] = []
+        self._replacements = -1
+        self._cursor = 0
+        self._backfill_until: int | None = None
+        self._rollup_cursor = 0
+        self._rollup_scan: str | None = None
+        self._pending: set[asyncio.Task[Any]] = set()
+
+    @property
+    def backfilling(self) -> bool:
+        return self._backfill_until is not None or self._rollup_scan is not None
+
+    async def request_backfill(self) -> None:
+        """Start again from the first event (and rollup); returns once committed."""
+        started = asyncio.get_running_loop().create_future()
+        self._backfill_started.append(started)
+        self._backfill.set()
+        await started
+
+    async def run(self) -> None:
+        async with TargetWriter(self.settings.target) as writer:
+            while True:
+                if self._backfill.is_set():
+                    self._backfill.clear()
+                    await self.store.write(partial(outbox.start_backfill, name=self.name))
+                    self._replacements = -1
+                    await self._load()
+                    for started_ in self._backfill_started:
+                        if not started_.done():
+                            started_.set_result(None)
+                    self._backfill_started.clear()
+                if self.store.replacements != self._replacements:
+                    await self._load()
+                started = time.perf_counter()
+                sent = False
+                if self.settings.events:
+                    sent = await self._events(writer) or sent
+                if self.settings.rollups:
+                    sent = await self._rollups(writer) or sent
+                if not sent:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._backfill.wait(), POLL_S)
+                elif self.backfilling:
+                    await asyncio.sleep(time.perf_counter() - started)
+
+    async def _load(self) -> None:
+        """The cursors as committed (at start, and after a backup was restored)."""
+        self._replacements = self.store.replacements
+
+        def load(conn: sqlite3.Connection) -> dict[str, Any]:
+            # A restored backup may lack the target, or hold it as an older add-on left it.
+            self._sync(conn)
+            outbox.clamp_cursor(conn, self.name)
+            return mirror_outbox.target_rows(conn)[self.name]
+
+        row = await self.store.write(load)
+        self._cursor = row["event_cursor"]
+        self._backfill_until = row["backfill_until"]
+        self._rollup_cursor = row["rollup_cursor"]
+        self._rollup_scan = row["rollup_scan"]
+
+    async def _events(self, writer: TargetWriter) -> bool:
+        first = self._cursor
+        limit = BACKFILL_CHUNK if self._backfill_until is not None else LIVE_CHUNK
+        chunk: Chunk = await self.store.read(
+            partial(outbox.read_events, after=first, limit=limit,
+                    selection=self.settings.selection, strings=self.settings.strings)
+        )  # fmt: skip
+        if not chunk.read:
+            if self._backfill_until is not None:
+                self._backfill_until = None  # the backfill's end was deleted meanwhile
+            return False
+        outcome, replay_to = await self._deliver(writer, chunk.lines)
+        counted = outcome.written if first >= self._replay_until else 0
+        await self.store.write(
+            partial(outbox.commit_events, name=self.name, cursor=chunk.next_cursor,
+                    written=counted, refused=outcome.refused, now_us=now_us())
+        )  # fmt: skip
+        self._cursor = chunk.next_cursor
+        if self._backfill_until is not None and self._cursor >= self._backfill_until:
+            self._backfill_until = None
+        self.replay.acknowledged(first)
+        if replay_to is not None and replay_to < self._cursor:
+            _LOGGER.info("%s: writing again from event %s after an outage", self.name, replay_to)
+            self._replay_until = self._cursor
+            self._cursor = replay_to
+            await self.store.write(partial(outbox.rewind, name=self.name, cursor=replay_to))
+        return True
+
+    async def _rollups(self, writer: TargetWriter) -> bool:
+        selection = self.settings.selection
+        chunk: Chunk
+        if self._rollup_scan is not None:
+            chunk = await self.store.read(
+                partial(outbox.read_rollup_scan, scan=self._rollup_scan, limit=ROLLUP_CHUNK,
+                        selection=selection)
+            )  # fmt: skip
+            chunk.next_cursor = self._rollup_cursor
+        else:
+            chunk = await self.store.read(
+                partial(outbox.read_rollup_changes, after=self._rollup_cursor,
+                        limit=ROLLUP_CHUNK, selection=selection)
+            )  # fmt: skip
+            if not chunk.read:
+                return False
+        outcome, _ = await self._deliver(writer, chunk.lines)
+        await self.store.write(
+            partial(outbox.commit_rollups, name=self.name, cursor=chunk.next_cursor,
+                    scan=chunk.next_scan, written=outcome.written, refused=outcome.refused,
+                    now_us=now_us())
+        )  # fmt: skip
+        self._rollup_cursor, self._rollup_scan = chunk.next_cursor, chunk.next_scan
+        return True
+
+    async def _deliver(
+        self, writer: TargetWriter, lines: list[str]
+    ) -> tuple[WriteOutcome, int | None]:
+        """Write until taken; the cursor to write again from when an outage ended."""
+        if not lines:
+            return WriteOutcome(), None
+        outcome = await writer.deliver(lines, Backoff(), self._failed)
+        replay_to = None
+        if self._outage_started is not None:
+            replay_to = self.replay.replay_from(self._outage_started)
+            self._outage_started = None
+        if self.failure is not None:
+            _LOGGER.info("%s: writing again", self.name)
+            self.failure = None
+            self._persist_error(None)
+        return outcome, replay_to
+
+    def _failed(self, error: MirrorError) -> None:
+        if self.failure is None or self.failure.message != error.message:
+            log = _LOGGER.error if isinstance(error, AccessRefused) else _LOGGER.warning
+            log("%s", error.message)
+            self._persist_error(error.message)
+        if self._outage_started is None and not isinstance(error, AccessRefused):
+            self._outage_started = time.monotonic()
+        self.failure = error
+
+    def _persist_error(self, message: str | None) -> None:
+        task = asyncio.create_task(
+            self.store.write(partial(outbox.record_error, name=self.name, message=message))
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def status(self) -> MirrorStatus:
+        if isinstance(self.failure, AccessRefused):
+            return "auth_failed"
+        if self.failure is not None:
+            return "unreachable"
+        return "backfilling" if self.backfilling else "ok"
+
+
+class Mirror:
+    """Every configured target: the tasks of the enabled ones, and what they report."""
+
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.settings = {
+            s.target.name: s for s in map(TargetSettings.from_options, config.mirror_targets)
+        }
+        self.max_lag_us = config.mirror_max_lag_hours * US_PER_HOUR
+        configured = {name: (s.enabled, s.rollups) for name, s in self.settings.items()}
+        self._sync = partial(outbox.sync_targets, configured=configured, max_lag_us=self.max_lag_us)
+        self.runners = {
+            name: TargetRunner(store, s, self._sync)
+            for name, s in self.settings.items()
+            if s.enabled
+        }
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.store.write(self._sync)
+        for name, runner in self.runners.items():
+            task = asyncio.create_task(self._guarded(runner), name=f"homeiq-mirror-{name}")
+            self._tasks.append(task)
+
+    async def _guarded(self, runner: TargetRunner) -> None:
+        while True:
+            try:
+                await runner.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A bug or a closed store must not end mirroring for good: try again.
+                _LOGGER.exception("%s: mirroring failed; starting over in 30 s", runner.name)
+                await asyncio.sleep(30)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def report(self) -> list[MirrorTarget]:
+        """Every configured target, in the options' order (never its token)."""
+        if not self.settings:
+            return []
+        now = now_us()
+        found = await self.store.read(partial(outbox.progress, now_us=now))
+        targets = []
+        for name, settings in self.settings.items():
+            progress = found.get(name)
+            if progress is None:  # a backup without it was just restored
+                continue
+            runner = self.runners.get(name)
+            row = progress.row
+            status: MirrorStatus = "disabled" if runner is None else runner.status()
+            oldest = progress.oldest_unsent_us
+            targets.append(
+                MirrorTarget(
+                    name=name,
+                    status=status,
+                    lag_events=progress.lag_events,
+                    lag_seconds=0.0 if oldest is None else round(max(now - oldest, 0) / 1e6, 3),
+                    points_written=row["points_written"],
+                    points_refused=row["points_refused"],
+                    last_error=row["last_error"]
+                    if runner is None or runner.failure is None
+                    else runner.failure.message,
+                    last_success=None
+                    if row["last_success_us"] is None
+                    else us_to_iso(row["last_success_us"]),
+                    retention_waits=progress.retention_waits and settings.enabled,
+                )
+            )
+        return targets
+
+    def configured(self, name: str) -> TargetSettings:
+        """The target's settings; NotFound when the options name no such target."""
+        settings = self.settings.get(name)
+        if settings is None:
+            raise NotFound(f"no mirror target named {name!r}")
+        return settings
+
+    async def test(self, name: str) -> Reachable:
+        """A write of no points to the target (enabled or not): what it answered."""
+        async with TargetWriter(self.configured(name).target) as writer:
+            return await writer.test_connection()
+
+    async def backfill(self, name: str) -> MirrorTarget:
+        """Start the target again from the first event; its report once that is committed."""
+        self.configured(name)
+        runner = self.runners.get(name)
+        if runner is None:
+            raise Conflict(f"mirror target {name!r} is disabled; enable it in the options")
+        await runner.request_backfill()
+        return next(target for target in await self.report() if target.name == name)

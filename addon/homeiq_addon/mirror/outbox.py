@@ -246,14 +246,15 @@ def commit_events(
     refused: list[Refused],
     now_us: int,
 ) -> None:
-    """The target has taken (or refused) every line up to event ``cursor``."""
-    _set_aside(conn, name, refused, now_us)
+    """The target has taken (or refused) every line up to event ``cursor``: the last
+    error is over, unless it refused some of them."""
     conn.execute(
         "UPDATE mirror_targets SET event_cursor = ?, points_written = points_written + ?,"
         " backfill_until = CASE WHEN backfill_until > ? THEN backfill_until END,"
-        " last_success_us = ? WHERE name = ?",
+        " last_error = NULL, last_success_us = ? WHERE name = ?",
         (cursor, written, cursor, now_us, name),
     )
+    _set_aside(conn, name, refused, now_us)
 
 
 def commit_rollups(
@@ -266,12 +267,13 @@ def commit_rollups(
     refused: list[Refused],
     now_us: int,
 ) -> None:
-    _set_aside(conn, name, refused, now_us)
     conn.execute(
         "UPDATE mirror_targets SET rollup_cursor = ?, rollup_scan = ?,"
-        " points_written = points_written + ?, last_success_us = ? WHERE name = ?",
+        " points_written = points_written + ?, last_error = NULL, last_success_us = ?"
+        " WHERE name = ?",
         (cursor, scan, written, now_us, name),
     )
+    _set_aside(conn, name, refused, now_us)
     prune_rollup_changes(conn)
 
 

@@ -102,8 +102,6 @@ def state(
 def sensor_stream(count: int, *, start: datetime = T0, entities: int = 10) -> list[dict[str, Any]]:
     """``count`` numeric states, one a second, spread over ``entities`` sensors."""
     return [
-        state(
-            start + timedelta(seconds=i), f"sensor.s{i % entities}", f"{i}.0", numeric=float(i)
-        )
+        state(start + timedelta(seconds=i), f"sensor.s{i % entities}", f"{i}.0", numeric=float(i))
         for i in range(count)
     ]

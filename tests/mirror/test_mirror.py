@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-import threading
 from typing import Any
 
+import pytest
+
+from tests.conftest import free_port
 from tests.mirror.addon import T0, mirroring_addon, sensor_stream, state, vm_target
 from tests.mirror.conftest import TOKEN
 from tests.mirror.engines import VictoriaMetrics, VmAgent, VmAuth, samples, wait_until
-
-MS = 1000  # microseconds per millisecond
 
 
 def _ms(offset: timedelta) -> int:
@@ -98,9 +98,21 @@ def test_every_stored_event_reads_back_with_its_tags_value_and_time(
         assert status == 200
 
         def rollups() -> dict[Any, Any]:
-            return {k: v for k, v in samples(victoria).items() if "hourly" in k[0] or "daily" in k[0]}
+            return {
+                k: v for k, v in samples(victoria).items() if "hourly" in k[0] or "daily" in k[0]
+            }
 
-        wait_until(lambda: ("homeiq_daily_events", (("domain", "binary_sensor"), ("entity_id", "binary_sensor.door"))) in rollups(), 30, "rollups")
+        wait_until(
+            lambda: (
+                (
+                    "homeiq_daily_events",
+                    (("domain", "binary_sensor"), ("entity_id", "binary_sensor.door")),
+                )
+                in rollups()
+            ),
+            30,
+            "rollups",
+        )
         got = rollups()
         temp = (("domain", "sensor"), ("entity_id", "sensor.kitchen_temp"))
         assert got[("homeiq_hourly_mean", temp)] == [(_ms(timedelta()), 21.75)]
@@ -209,4 +221,68 @@ def test_the_add_on_killed_mid_backfill_ends_complete_each_point_once(
         addon.start()
         report = addon.wait_mirrored("vm", timeout=120)
         assert report["points_written"] == len(events)
+    assert value_samples(victoria) == expected_values(events)
+
+
+@pytest.mark.parametrize(
+    ("second_start", "shown"),
+    [
+        pytest.param({"enabled": False}, "disabled", id="target_disabled"),
+        pytest.param({"mirror_max_lag_hours": 24}, "unreachable", id="target_past_the_bound"),
+    ],
+)
+def test_retention_keeps_what_a_live_target_has_not_received(
+    tmp_path: Path, socket_enabled: None, second_start: dict[str, Any], shown: str
+) -> None:
+    # Nothing listens there: the target receives nothing and stays within its bound.
+    down = vm_target("down", f"http://127.0.0.1:{free_port()}")
+    options: dict[str, Any] = {"raw_retention_days": 1, "mirror_max_lag_hours": 1_000_000}
+    events = [
+        state(T0 + timedelta(minutes=10 * i), "sensor.s", f"{i}.0", numeric=float(i))
+        for i in range(3 * 144)
+    ]
+    run = {"dry_run": False, "now": (T0 + timedelta(days=5)).isoformat()}
+    with mirroring_addon(tmp_path / "data", mirror_targets=[down], **options) as addon:
+        addon.ingest(events)
+        wait_until(lambda: addon.targets()["down"]["status"] == "unreachable", 30, "down")
+        assert addon.targets()["down"]["retention_waits"] is True
+
+        status, report = addon.call("POST", "/api/v1/retention/run", run)
+        assert status == 200, report
+        assert report["totals"]["raw_events"] == 0
+        assert addon.row_count() == len(events)
+
+        addon.stop()
+        if "enabled" in second_start:
+            down = {**down, **second_start}
+        else:
+            options.update(second_start)
+        addon.configure(mirror_targets=[down], **options)
+        addon.start()
+        wait_until(lambda: addon.targets()["down"]["status"] == shown, 30, shown)
+        assert addon.targets()["down"]["retention_waits"] is False
+
+        status, report = addon.call("POST", "/api/v1/retention/run", run)
+        assert status == 200, report
+        assert report["totals"]["raw_events"] == len(events)
+        assert addon.row_count() == 0
+
+
+def test_a_backfill_sends_everything_again_and_the_engine_keeps_it_once(
+    tmp_path: Path, victoria: VictoriaMetrics
+) -> None:
+    events = sensor_stream(5000)
+    with mirroring_addon(
+        tmp_path / "data", mirror_targets=[vm_target("vm", victoria.url)]
+    ) as addon:
+        addon.ingest(events)
+        addon.wait_mirrored("vm")
+        status, target = addon.call("POST", "/api/v1/mirror/targets/vm/backfill")
+        assert status == 202, target
+        assert target["name"] == "vm"
+        assert target["lag_events"] == len(events)
+        report = addon.wait_mirrored("vm")
+        assert report["points_written"] == 2 * len(events)
+        status, answer = addon.call("POST", "/api/v1/mirror/targets/nowhere/backfill")
+        assert status == 404, answer
     assert value_samples(victoria) == expected_values(events)

@@ -6,16 +6,19 @@ POST /api/v1/ingest and are read back from victoria-metrics' /api/v1/export.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+import time
 from typing import Any
 
+from aiohttp import web
 import pytest
 
 from tests.conftest import free_port
 from tests.mirror.addon import T0, mirroring_addon, sensor_stream, state, vm_target
-from tests.mirror.conftest import TOKEN
+from tests.mirror.conftest import TOKEN, Answer, influx_error
 from tests.mirror.engines import VictoriaMetrics, VmAgent, VmAuth, samples, wait_until
 
 
@@ -286,3 +289,54 @@ def test_a_backfill_sends_everything_again_and_the_engine_keeps_it_once(
         status, answer = addon.call("POST", "/api/v1/mirror/targets/nowhere/backfill")
         assert status == 404, answer
     assert value_samples(victoria) == expected_values(events)
+
+
+async def test_points_a_target_refuses_are_counted_and_the_rest_arrives(
+    tmp_path: Path, influx_answers: tuple[str, list[Answer], list[str]]
+) -> None:
+    url, answers, taken = influx_answers
+
+    def refuse_the_broken_sensor(raw: bytes) -> web.Response:
+        if b"entity_id=sensor.broken" in raw:
+            return influx_error(400, "invalid", "partial write: field type conflict")
+        return web.Response(status=204)
+
+    answers.append(refuse_the_broken_sensor)
+    events = sensor_stream(200, entities=4)
+    broken = [state(T0 + timedelta(seconds=10 * i + 5), "sensor.broken", "1.0", numeric=1.0)
+              for i in range(3)]  # fmt: skip
+    with mirroring_addon(tmp_path / "data", mirror_targets=[vm_target("influx", url)]) as addon:
+        await asyncio.to_thread(addon.ingest, events + broken)
+        report = await asyncio.to_thread(addon.wait_mirrored, "influx")
+    assert report["points_refused"] == len(broken)
+    assert report["points_written"] == len(events)
+    assert "3 point(s) refused" in report["last_error"]
+    assert "field type conflict" in report["last_error"]
+    assert len(taken) == len(events)
+    assert not [line for line in taken if "sensor.broken" in line]
+
+
+async def test_an_overloaded_target_is_waited_for_as_its_retry_after_says(
+    tmp_path: Path, influx_answers: tuple[str, list[Answer], list[str]]
+) -> None:
+    url, answers, taken = influx_answers
+    refusals: list[float] = []
+    refused_twice = asyncio.Event()
+
+    def overloaded(raw: bytes) -> web.Response:
+        refusals.append(time.monotonic())
+        if len(refusals) >= 2:
+            refused_twice.set()
+        return influx_error(429, "too many requests", "slow down", **{"Retry-After": "2"})
+
+    answers.append(overloaded)
+    events = sensor_stream(100)
+    with mirroring_addon(tmp_path / "data", mirror_targets=[vm_target("influx", url)]) as addon:
+        await asyncio.to_thread(addon.ingest, events)
+        await asyncio.wait_for(refused_twice.wait(), 30)
+        assert (await asyncio.to_thread(addon.targets))["influx"]["status"] == "unreachable"
+        answers.append(lambda raw: web.Response(status=204))
+        report = await asyncio.to_thread(addon.wait_mirrored, "influx")
+    assert refusals[1] - refusals[0] >= 1.9, "the second try waited the 2 s asked for"
+    assert report["points_written"] == len(events)
+    assert len(taken) == len(events)

@@ -30,6 +30,7 @@ _PERIODS: Final = {
     "day": ("rollups_daily", "day", US_PER_DAY),
 }
 SCAN_START: Final = '["hour", -1, ""]'
+_NO_END: Final = 1 << 62
 
 
 def _split(text: str) -> frozenset[str]:
@@ -76,12 +77,20 @@ class Chunk:
 
 
 def read_events(
-    conn: sqlite3.Connection, after: int, limit: int, selection: Selection, strings: bool
+    conn: sqlite3.Connection,
+    *,
+    after: int,
+    upto: int | None,
+    limit: int,
+    selection: Selection,
+    strings: bool,
 ) -> Chunk:
+    """The lines of the events after ``after`` (up to ``upto``), filtered."""
     chunk = Chunk(next_cursor=after)
     rows = conn.execute(
-        f"SELECT {_EVENT_COLUMNS} FROM events_enriched WHERE id > ? ORDER BY id LIMIT ?",
-        (after, limit),
+        f"SELECT {_EVENT_COLUMNS} FROM events_enriched WHERE id > ? AND id <= ?"
+        " ORDER BY id LIMIT ?",
+        (after, _NO_END if upto is None else upto, limit),
     ).fetchall()
     for row in rows:
         chunk.next_cursor = row[0]
@@ -174,8 +183,8 @@ def sync_targets(
     conn: sqlite3.Connection, configured: dict[str, tuple[bool, bool]], max_lag_us: int
 ) -> None:
     """Make ``mirror_targets`` say what the options say: ``configured`` maps a name to
-    (enabled, wants rollups). A new target starts at the beginning (a backfill to the
-    newest event now); one no longer configured stops holding retention."""
+    (enabled, wants rollups). A new target sends new events at once and backfills the
+    stored ones beside them; one no longer configured stops holding retention."""
     top = mirror_outbox.top_event_id(conn)
     changes_top = rollup_changes_top(conn)
     rows = mirror_outbox.target_rows(conn)
@@ -184,9 +193,10 @@ def sync_targets(
         wants = enabled and rollups
         if row is None:
             conn.execute(
-                "INSERT INTO mirror_targets VALUES (?, ?, ?, ?, 0, ?, ?, ?, 0, 0, NULL, NULL)",
-                (name, enabled, wants, max_lag_us, top or None, changes_top,
-                 SCAN_START if wants else None),
+                "INSERT INTO mirror_targets"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, NULL, NULL)",
+                (name, enabled, wants, max_lag_us, top, 0 if top else None, top or None,
+                 changes_top, SCAN_START if wants else None),
             )  # fmt: skip
             continue
         started = wants and not row["rollups"]
@@ -196,7 +206,8 @@ def sync_targets(
             " rollup_cursor = CASE WHEN :started THEN :changes_top ELSE rollup_cursor END,"
             " rollup_scan = CASE WHEN :started THEN :scan WHEN :wants THEN rollup_scan END,"
             # Ids are reused once retention deleted the newest events: never ahead of them.
-            " event_cursor = MIN(event_cursor, :top)"
+            " event_cursor = MIN(event_cursor, :top),"
+            " backfill_until = MIN(backfill_until, :top)"
             " WHERE name = :name",
             {"enabled": enabled, "wants": wants, "max_lag_us": max_lag_us, "started": started,
              "changes_top": changes_top, "scan": SCAN_START, "top": top, "name": name},
@@ -215,46 +226,60 @@ def prune_rollup_changes(conn: sqlite3.Connection) -> None:
 
 
 def start_backfill(conn: sqlite3.Connection, name: str) -> None:
-    conn.execute(
-        "UPDATE mirror_targets SET event_cursor = 0, backfill_until = ?,"
-        " rollup_scan = CASE WHEN rollups THEN ? END WHERE name = ?",
-        (mirror_outbox.top_event_id(conn) or None, SCAN_START, name),
-    )
-
-
-def clamp_cursor(conn: sqlite3.Connection, name: str) -> int:
-    """After retention deleted the newest events, new ones reuse their ids: the cursor
-    goes back to the newest event. Returns the cursor."""
+    """Every stored event (and rollup) again, beside the live ones."""
     top = mirror_outbox.top_event_id(conn)
     conn.execute(
-        "UPDATE mirror_targets SET event_cursor = ? WHERE name = ? AND event_cursor > ?",
-        (top, name, top),
+        "UPDATE mirror_targets SET backfill_cursor = ?, backfill_until = ?,"
+        " rollup_scan = CASE WHEN rollups THEN ? END WHERE name = ?",
+        (0 if top else None, top or None, SCAN_START, name),
     )
-    return int(
-        conn.execute("SELECT event_cursor FROM mirror_targets WHERE name = ?", (name,)).fetchone()[
-            0
-        ]
+
+
+def reload(conn: sqlite3.Connection, name: str) -> dict[str, Any]:
+    """The target's row, its cursors no further than the newest event: once retention
+    deleted the newest events, new ones reuse their ids."""
+    top = mirror_outbox.top_event_id(conn)
+    conn.execute(
+        "UPDATE mirror_targets SET event_cursor = MIN(event_cursor, ?1),"
+        " backfill_until = MIN(backfill_until, ?1) WHERE name = ?2",
+        (top, name),
     )
+    return mirror_outbox.target_rows(conn)[name]
 
 
 def commit_events(
     conn: sqlite3.Connection,
     *,
     name: str,
+    backfill: bool,
     cursor: int,
     written: int,
     refused: list[Refused],
     now_us: int,
 ) -> None:
-    """The target has taken (or refused) every line up to event ``cursor``: the last
-    error is over, unless it refused some of them."""
+    """The target has taken (or refused) every line up to event ``cursor`` (of the
+    backfill, or live): the last error is over, unless it refused some of them."""
     conn.execute(
-        "UPDATE mirror_targets SET event_cursor = ?, points_written = points_written + ?,"
-        " backfill_until = CASE WHEN backfill_until > ? THEN backfill_until END,"
-        " last_error = NULL, last_success_us = ? WHERE name = ?",
-        (cursor, written, cursor, now_us, name),
+        "UPDATE mirror_targets SET points_written = points_written + ?, last_error = NULL,"
+        " last_success_us = ? WHERE name = ?",
+        (written, now_us, name),
     )
+    _move(conn, name, backfill, cursor)
     _set_aside(conn, name, refused, now_us)
+
+
+def _move(conn: sqlite3.Connection, name: str, backfill: bool, cursor: int) -> None:
+    if backfill:
+        # At its end the backfill is over: both columns NULL.
+        conn.execute(
+            "UPDATE mirror_targets SET"
+            " backfill_cursor = CASE WHEN ?1 < backfill_until THEN ?1 END,"
+            " backfill_until = CASE WHEN ?1 < backfill_until THEN backfill_until END"
+            " WHERE name = ?2",
+            (cursor, name),
+        )
+    else:
+        conn.execute("UPDATE mirror_targets SET event_cursor = ? WHERE name = ?", (cursor, name))
 
 
 def commit_rollups(
@@ -277,11 +302,9 @@ def commit_rollups(
     prune_rollup_changes(conn)
 
 
-def rewind(conn: sqlite3.Connection, name: str, cursor: int) -> None:
-    conn.execute(
-        "UPDATE mirror_targets SET event_cursor = MIN(event_cursor, ?) WHERE name = ?",
-        (cursor, name),
-    )
+def rewind(conn: sqlite3.Connection, name: str, backfill: bool, cursor: int) -> None:
+    """Back to ``cursor`` after an outage (``.replay``)."""
+    _move(conn, name, backfill, cursor)
 
 
 def _set_aside(conn: sqlite3.Connection, name: str, refused: list[Refused], now_us: int) -> None:
@@ -316,11 +339,11 @@ def progress(conn: sqlite3.Connection, now_us: int) -> dict[str, Progress]:
     top = mirror_outbox.top_event_id(conn)
     found = {}
     for name, row in mirror_outbox.target_rows(conn).items():
-        cursor = row["event_cursor"]
+        cursor = mirror_outbox.received_upto(row)
         found[name] = Progress(
             row=row,
             lag_events=mirror_outbox.unsent_events(conn, cursor, top) if top > cursor else 0,
             oldest_unsent_us=mirror_outbox.oldest_unsent_us(conn, cursor),
-            retention_waits=mirror_outbox.waits_for(conn, row, now_us),
+            retention_waits=mirror_outbox.holds_upto(conn, row, now_us) is not None,
         )
     return found

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 import logging
 import sqlite3
@@ -41,7 +41,6 @@ from typing import Any, Final
 from ..config import Config
 from ..contract import MirrorStatus, MirrorTarget
 from ..errors import Conflict, NotFound
-from ..store import mirror_outbox
 from ..store.db import Store
 from ..times import US_PER_HOUR, now_us, us_to_iso
 from . import outbox
@@ -89,6 +88,27 @@ class TargetSettings:
         )
 
 
+@dataclass(slots=True)
+class _Cursor:
+    """Where the live events, or a backfill, stand: the last event id the target has
+    (None: no backfill runs), the backfill's end, and the acknowledgements of the last
+    minute (``.replay``)."""
+
+    backfill: bool
+    position: int | None = 0
+    until: int | None = None
+    replay: ReplayWindow = field(default_factory=ReplayWindow)
+    # Chunks from below this were written before an outage: not counted twice.
+    replay_until: int = 0
+
+    def advance(self, first: int, to: int) -> None:
+        self.replay.acknowledged(first)
+        if self.backfill and self.until is not None and to >= self.until:
+            self.position = self.until = None
+        else:
+            self.position = to
+
+
 class TargetRunner:
     """One enabled target's task: its cursor in memory, committed after each write."""
 
@@ -100,24 +120,23 @@ class TargetRunner:
         self._sync = sync
         self.name = settings.target.name
         self.failure: MirrorError | None = None
-        self.replay = ReplayWindow()
         self._outage_started: float | None = None
-        self._replay_until = 0  # chunks below this were written before: not counted again
+        self._live = _Cursor(backfill=False)
+        self._history = _Cursor(backfill=True)
         self._backfill = asyncio.Event()
         self._backfill_started: list[asyncio.Future[None]] = []
         self._replacements = -1
-        self._cursor = 0
-        self._backfill_until: int | None = None
         self._rollup_cursor = 0
         self._rollup_scan: str | None = None
         self._pending: set[asyncio.Task[Any]] = set()
+        self._rewinds: list[tuple[_Cursor, int]] = []
 
     @property
     def backfilling(self) -> bool:
-        return self._backfill_until is not None or self._rollup_scan is not None
+        return self._history.position is not None or self._rollup_scan is not None
 
     async def request_backfill(self) -> None:
-        """Start again from the first event (and rollup); returns once committed."""
+        """Send every stored event (and rollup) again; returns once that is committed."""
         started = asyncio.get_running_loop().create_future()
         self._backfill_started.append(started)
         self._backfill.set()
@@ -129,25 +148,28 @@ class TargetRunner:
                 if self._backfill.is_set():
                     self._backfill.clear()
                     await self.store.write(partial(outbox.start_backfill, name=self.name))
-                    self._replacements = -1
                     await self._load()
-                    for started_ in self._backfill_started:
-                        if not started_.done():
-                            started_.set_result(None)
+                    for started in self._backfill_started:
+                        if not started.done():
+                            started.set_result(None)
                     self._backfill_started.clear()
                 if self.store.replacements != self._replacements:
                     await self._load()
-                started = time.perf_counter()
                 sent = False
                 if self.settings.events:
-                    sent = await self._events(writer) or sent
+                    sent = await self._events(writer, self._live) or sent
                 if self.settings.rollups:
                     sent = await self._rollups(writer) or sent
-                if not sent:
+                began = time.perf_counter()
+                backfilled = False
+                if self.settings.events and self._history.position is not None:
+                    backfilled = await self._events(writer, self._history)
+                if backfilled:
+                    # As long again for everything else: live ingest keeps its pace.
+                    await asyncio.sleep(time.perf_counter() - began)
+                elif not sent:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._backfill.wait(), POLL_S)
-                elif self.backfilling:
-                    await asyncio.sleep(time.perf_counter() - started)
 
     async def _load(self) -> None:
         """The cursors as committed (at start, and after a backup was restored)."""
@@ -156,42 +178,60 @@ class TargetRunner:
         def load(conn: sqlite3.Connection) -> dict[str, Any]:
             # A restored backup may lack the target, or hold it as an older add-on left it.
             self._sync(conn)
-            outbox.clamp_cursor(conn, self.name)
-            return mirror_outbox.target_rows(conn)[self.name]
+            return outbox.reload(conn, self.name)
 
         row = await self.store.write(load)
-        self._cursor = row["event_cursor"]
-        self._backfill_until = row["backfill_until"]
+        self._live = _Cursor(backfill=False, position=row["event_cursor"])
+        self._history = _Cursor(
+            backfill=True, position=row["backfill_cursor"], until=row["backfill_until"]
+        )
         self._rollup_cursor = row["rollup_cursor"]
         self._rollup_scan = row["rollup_scan"]
 
-    async def _events(self, writer: TargetWriter) -> bool:
-        first = self._cursor
-        limit = BACKFILL_CHUNK if self._backfill_until is not None else LIVE_CHUNK
+    async def _events(self, writer: TargetWriter, cursor: _Cursor) -> bool:
+        """One chunk of events after ``cursor``; False when there was none."""
+        first = cursor.position
+        assert first is not None
         chunk: Chunk = await self.store.read(
-            partial(outbox.read_events, after=first, limit=limit,
+            partial(outbox.read_events, after=first, upto=cursor.until,
+                    limit=BACKFILL_CHUNK if cursor.backfill else LIVE_CHUNK,
                     selection=self.settings.selection, strings=self.settings.strings)
         )  # fmt: skip
-        if not chunk.read:
-            if self._backfill_until is not None:
-                self._backfill_until = None  # the backfill's end was deleted meanwhile
+        if not chunk.read and not cursor.backfill:
             return False
-        outcome, replay_to = await self._deliver(writer, chunk.lines)
-        counted = outcome.written if first >= self._replay_until else 0
+        end = chunk.next_cursor if chunk.read else (cursor.until or first)
+        outcome = await self._deliver(writer, chunk.lines)
+        counted = outcome.written if first >= cursor.replay_until else 0
         await self.store.write(
-            partial(outbox.commit_events, name=self.name, cursor=chunk.next_cursor,
-                    written=counted, refused=outcome.refused, now_us=now_us())
+            partial(outbox.commit_events, name=self.name, backfill=cursor.backfill,
+                    cursor=end, written=counted, refused=outcome.refused, now_us=now_us())
         )  # fmt: skip
-        self._cursor = chunk.next_cursor
-        if self._backfill_until is not None and self._cursor >= self._backfill_until:
-            self._backfill_until = None
-        self.replay.acknowledged(first)
-        if replay_to is not None and replay_to < self._cursor:
-            _LOGGER.info("%s: writing again from event %s after an outage", self.name, replay_to)
-            self._replay_until = self._cursor
-            self._cursor = replay_to
-            await self.store.write(partial(outbox.rewind, name=self.name, cursor=replay_to))
+        cursor.advance(first, end)
+        await self._replay()
         return True
+
+    def _outage_over(self) -> None:
+        """The target answers again after an outage: each cursor goes back to the first
+        chunk acknowledged in the minute before it began (``.replay``), once the chunk
+        in hand is committed."""
+        if self._outage_started is None:
+            return
+        outage_started, self._outage_started = self._outage_started, None
+        for cursor in (self._live, self._history):
+            back_to = cursor.replay.replay_from(outage_started)
+            if back_to is not None:
+                self._rewinds.append((cursor, back_to))
+
+    async def _replay(self) -> None:
+        rewinds, self._rewinds = self._rewinds, []
+        for cursor, back_to in rewinds:
+            if cursor.position is None or back_to >= cursor.position:
+                continue
+            _LOGGER.info("%s: writing again from event %s after an outage", self.name, back_to)
+            cursor.replay_until, cursor.position = cursor.position, back_to
+            await self.store.write(
+                partial(outbox.rewind, name=self.name, backfill=cursor.backfill, cursor=back_to)
+            )
 
     async def _rollups(self, writer: TargetWriter) -> bool:
         selection = self.settings.selection
@@ -209,31 +249,27 @@ class TargetRunner:
             )  # fmt: skip
             if not chunk.read:
                 return False
-        outcome, _ = await self._deliver(writer, chunk.lines)
+        outcome = await self._deliver(writer, chunk.lines)
         await self.store.write(
             partial(outbox.commit_rollups, name=self.name, cursor=chunk.next_cursor,
                     scan=chunk.next_scan, written=outcome.written, refused=outcome.refused,
                     now_us=now_us())
         )  # fmt: skip
         self._rollup_cursor, self._rollup_scan = chunk.next_cursor, chunk.next_scan
+        await self._replay()
         return True
 
-    async def _deliver(
-        self, writer: TargetWriter, lines: list[str]
-    ) -> tuple[WriteOutcome, int | None]:
-        """Write until taken; the cursor to write again from when an outage ended."""
+    async def _deliver(self, writer: TargetWriter, lines: list[str]) -> WriteOutcome:
+        """Write until the target has taken or refused every line."""
         if not lines:
-            return WriteOutcome(), None
+            return WriteOutcome()
         outcome = await writer.deliver(lines, Backoff(), self._failed)
-        replay_to = None
-        if self._outage_started is not None:
-            replay_to = self.replay.replay_from(self._outage_started)
-            self._outage_started = None
+        self._outage_over()
         if self.failure is not None:
             _LOGGER.info("%s: writing again", self.name)
             self.failure = None
             self._persist_error(None)
-        return outcome, replay_to
+        return outcome
 
     def _failed(self, error: MirrorError) -> None:
         if self.failure is None or self.failure.message != error.message:

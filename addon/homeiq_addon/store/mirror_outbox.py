@@ -1,8 +1,10 @@
 """The mirror's outbox: a cursor per target, committed in the same database as the events.
 
 ``mirror_targets`` holds, per configured target, the id of the last event it received
-(``event_cursor``: every event up to it was written, refused or filtered out), the
-backfill's end, its counters and its last error and success. ``mirror_refused`` keeps the
+(``event_cursor``: every event up to it was written, refused or filtered out); while a
+backfill runs, a second cursor (``backfill_cursor``) goes from the first event to
+``backfill_until``, the newest event when it began, beside the live one. Then its
+counters, its last error and success. ``mirror_refused`` keeps the
 lines a target refused for their content. Rollups are rewritten in place
 (``INSERT OR REPLACE`` when a late event changes an hour), so a trigger logs each
 written rollup row in ``mirror_rollup_changes``, which the targets follow by id
@@ -29,8 +31,9 @@ def migrate_mirror_outbox(conn: sqlite3.Connection) -> None:
             enabled INTEGER NOT NULL,           -- as configured at the last start
             rollups INTEGER NOT NULL,           -- the target wants rollups
             max_lag_us INTEGER NOT NULL,        -- further behind, it stops holding retention
-            event_cursor INTEGER NOT NULL,      -- events.id received up to
-            backfill_until INTEGER,             -- events.id a backfill runs to; NULL: live
+            event_cursor INTEGER NOT NULL,      -- events.id received up to, live
+            backfill_cursor INTEGER,            -- events.id a backfill received up to
+            backfill_until INTEGER,             -- events.id the backfill runs to
             rollup_cursor INTEGER NOT NULL,     -- mirror_rollup_changes.id received up to
             rollup_scan TEXT,                   -- JSON [period, start, entity_id] of a backfill
             points_written INTEGER NOT NULL,
@@ -85,13 +88,26 @@ def unsent_events(conn: sqlite3.Connection, cursor: int, top: int) -> int:
     return int(conn.execute("SELECT COUNT(*) FROM events WHERE id > ?", (cursor,)).fetchone()[0])
 
 
-def waits_for(conn: sqlite3.Connection, row: dict[str, Any], now_us: int) -> bool:
-    """Whether retention keeps what this target has not received: enabled, and its
-    oldest unsent event no older than its bound."""
+def received_upto(row: dict[str, Any]) -> int:
+    """The id up to which the target has every event: its backfill's, while one runs."""
+    cursor: int = row["event_cursor"]
+    if row["backfill_cursor"] is not None:
+        cursor = min(cursor, row["backfill_cursor"])
+    return cursor
+
+
+def holds_upto(conn: sqlite3.Connection, row: dict[str, Any], now_us: int) -> int | None:
+    """Above which id retention keeps the events for this target, None when it does not
+    wait for it: disabled, or further behind than its bound. A backfill whose next
+    event is past the bound holds nothing of the history; the live cursor still holds."""
     if not row["enabled"]:
-        return False
-    oldest = oldest_unsent_us(conn, row["event_cursor"])
-    return oldest is None or now_us - oldest <= row["max_lag_us"]
+        return None
+    cursors: list[int] = sorted({received_upto(row), row["event_cursor"]})
+    for cursor in cursors:
+        oldest = oldest_unsent_us(conn, cursor)
+        if oldest is None or now_us - oldest <= row["max_lag_us"]:
+            return cursor
+    return None
 
 
 def target_rows(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
@@ -103,7 +119,6 @@ def target_rows(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
 def retention_floor(conn: sqlite3.Connection, now_us: int) -> int | None:
     """The highest event id retention may delete (None: no target holds it back): the
     lowest cursor of the enabled targets within their lag bound."""
-    cursors = [
-        row["event_cursor"] for row in target_rows(conn).values() if waits_for(conn, row, now_us)
-    ]
+    held = [holds_upto(conn, row, now_us) for row in target_rows(conn).values()]
+    cursors = [cursor for cursor in held if cursor is not None]
     return min(cursors) if cursors else None

@@ -340,3 +340,29 @@ async def test_an_overloaded_target_is_waited_for_as_its_retry_after_says(
     assert refusals[1] - refusals[0] >= 1.9, "the second try waited the 2 s asked for"
     assert report["points_written"] == len(events)
     assert len(taken) == len(events)
+
+
+def test_each_target_receives_what_its_own_filters_take(
+    tmp_path: Path, two_nodes: list[VictoriaMetrics]
+) -> None:
+    sensors = sensor_stream(200, entities=20)
+    lights = [
+        state(T0 + timedelta(seconds=i, milliseconds=500), f"light.l{i % 3}",
+              "on" if i % 2 else "off")
+        for i in range(30)
+    ]  # fmt: skip
+    targets = [
+        vm_target("lights", two_nodes[0].url, include_domains="light"),
+        vm_target("no_s1x", two_nodes[1].url, exclude_entities="sensor.s1*, light.l2"),
+    ]
+    with mirroring_addon(tmp_path / "data", mirror_targets=targets) as addon:
+        addon.ingest(sensors + lights)
+        addon.wait_mirrored("lights")
+        addon.wait_mirrored("no_s1x")
+
+    def entities(node: VictoriaMetrics) -> set[str]:
+        return {dict(labels)["entity_id"] for _, labels in samples(node)}
+
+    assert entities(two_nodes[0]) == {"light.l0", "light.l1", "light.l2"}
+    kept = {f"sensor.s{n}" for n in range(20) if not str(n).startswith("1")}
+    assert entities(two_nodes[1]) == kept | {"light.l0", "light.l1"}

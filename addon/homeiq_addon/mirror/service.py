@@ -20,10 +20,12 @@ after the target acknowledged them commits the new cursor and its counters throu
   rollup row written (rollups are rewritten in place when late events arrive); a new
   target, or a backfill, first sends every stored rollup.
 
-A target enabled on a store with history starts at the first event and is
-"backfilling" until it reaches the newest event of that moment. Backfill chunks are
-smaller and each is followed by a pause as long as the chunk took, so live ingest keeps
-most of the machine (POST /api/v1/mirror/targets/{name}/backfill starts one again).
+A target enabled on a store with history sends new events at once and, on a second
+cursor beside the live one, the stored events from the first to the newest of that
+moment: it is "backfilling" until then. Backfill chunks are smaller and each is followed
+by a pause as long as it took, so live ingest keeps its latency (a probe: p95 of a
+200-event ingest 8 ms without, 17 ms during a backfill; tests/mirror/mirror_probe.py).
+POST /api/v1/mirror/targets/{name}/backfill starts one again.
 """
 
 from __future__ import annotations

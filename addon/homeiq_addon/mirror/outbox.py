@@ -180,28 +180,30 @@ def rollup_changes_top(conn: sqlite3.Connection) -> int:
 
 
 def sync_targets(
-    conn: sqlite3.Connection, configured: dict[str, tuple[bool, bool]], max_lag_us: int
+    conn: sqlite3.Connection, configured: dict[str, tuple[bool, bool, bool]], max_lag_us: int
 ) -> None:
     """Make ``mirror_targets`` say what the options say: ``configured`` maps a name to
-    (enabled, wants rollups). A new target sends new events at once and backfills the
-    stored ones beside them; one no longer configured stops holding retention."""
+    (enabled, wants events, wants rollups). A new target sends new events at once and
+    backfills the stored ones beside them; one no longer configured stops holding
+    retention."""
     top = mirror_outbox.top_event_id(conn)
     changes_top = rollup_changes_top(conn)
     rows = mirror_outbox.target_rows(conn)
-    for name, (enabled, rollups) in configured.items():
+    for name, (enabled, events, rollups) in configured.items():
         row = rows.get(name)
         wants = enabled and rollups
         if row is None:
             conn.execute(
                 "INSERT INTO mirror_targets"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, NULL, NULL)",
-                (name, enabled, wants, max_lag_us, top, 0 if top else None, top or None,
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, NULL, NULL)",
+                (name, enabled, events, wants, max_lag_us, top, 0 if top else None, top or None,
                  changes_top, SCAN_START if wants else None),
             )  # fmt: skip
             continue
         started = wants and not row["rollups"]
         conn.execute(
-            "UPDATE mirror_targets SET enabled = :enabled, rollups = :wants,"
+            "UPDATE mirror_targets SET enabled = :enabled, events = :events,"
+            " rollups = :wants,"
             " max_lag_us = :max_lag_us,"
             " rollup_cursor = CASE WHEN :started THEN :changes_top ELSE rollup_cursor END,"
             " rollup_scan = CASE WHEN :started THEN :scan WHEN :wants THEN rollup_scan END,"
@@ -209,8 +211,9 @@ def sync_targets(
             " event_cursor = MIN(event_cursor, :top),"
             " backfill_until = MIN(backfill_until, :top)"
             " WHERE name = :name",
-            {"enabled": enabled, "wants": wants, "max_lag_us": max_lag_us, "started": started,
-             "changes_top": changes_top, "scan": SCAN_START, "top": top, "name": name},
+            {"enabled": enabled, "events": events, "wants": wants, "max_lag_us": max_lag_us,
+             "started": started, "changes_top": changes_top, "scan": SCAN_START, "top": top,
+             "name": name},
         )  # fmt: skip
     for name in rows.keys() - configured.keys():
         conn.execute("UPDATE mirror_targets SET enabled = 0, rollups = 0 WHERE name = ?", (name,))
@@ -339,7 +342,8 @@ def progress(conn: sqlite3.Connection, now_us: int) -> dict[str, Progress]:
     top = mirror_outbox.top_event_id(conn)
     found = {}
     for name, row in mirror_outbox.target_rows(conn).items():
-        cursor = mirror_outbox.received_upto(row)
+        # A target of rollups only has no events to wait for.
+        cursor = mirror_outbox.received_upto(row) if row["events"] else top
         found[name] = Progress(
             row=row,
             lag_events=mirror_outbox.unsent_events(conn, cursor, top) if top > cursor else 0,

@@ -268,9 +268,9 @@ class TargetRunner:
         outcome = await writer.deliver(lines, Backoff(), self._failed)
         self._outage_over()
         if self.failure is not None:
+            # The commit that follows clears the stored last error.
             _LOGGER.info("%s: writing again", self.name)
             self.failure = None
-            self._persist_error(None)
         return outcome
 
     def _failed(self, error: MirrorError) -> None:
@@ -282,7 +282,7 @@ class TargetRunner:
             self._outage_started = time.monotonic()
         self.failure = error
 
-    def _persist_error(self, message: str | None) -> None:
+    def _persist_error(self, message: str) -> None:
         task = asyncio.create_task(
             self.store.write(partial(outbox.record_error, name=self.name, message=message))
         )
@@ -306,7 +306,7 @@ class Mirror:
             s.target.name: s for s in map(TargetSettings.from_options, config.mirror_targets)
         }
         self.max_lag_us = config.mirror_max_lag_hours * US_PER_HOUR
-        configured = {name: (s.enabled, s.rollups) for name, s in self.settings.items()}
+        configured = {name: (s.enabled, s.events, s.rollups) for name, s in self.settings.items()}
         self._sync = partial(outbox.sync_targets, configured=configured, max_lag_us=self.max_lag_us)
         self.runners = {
             name: TargetRunner(store, s, self._sync)

@@ -29,6 +29,7 @@ def migrate_mirror_outbox(conn: sqlite3.Connection) -> None:
         """CREATE TABLE mirror_targets (
             name TEXT PRIMARY KEY,
             enabled INTEGER NOT NULL,           -- as configured at the last start
+            events INTEGER NOT NULL,            -- the target wants events
             rollups INTEGER NOT NULL,           -- the target wants rollups
             max_lag_us INTEGER NOT NULL,        -- further behind, it stops holding retention
             event_cursor INTEGER NOT NULL,      -- events.id received up to, live
@@ -98,9 +99,10 @@ def received_upto(row: dict[str, Any]) -> int:
 
 def holds_upto(conn: sqlite3.Connection, row: dict[str, Any], now_us: int) -> int | None:
     """Above which id retention keeps the events for this target, None when it does not
-    wait for it: disabled, or further behind than its bound. A backfill whose next
-    event is past the bound holds nothing of the history; the live cursor still holds."""
-    if not row["enabled"]:
+    wait for it: disabled, sent no events, or further behind than its bound. A backfill
+    whose next event is past the bound holds nothing of the history; the live cursor
+    still holds."""
+    if not (row["enabled"] and row["events"]):
         return None
     cursors: list[int] = sorted({received_upto(row), row["event_cursor"]})
     for cursor in cursors:

@@ -51,6 +51,46 @@ def _summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def _steady(addon: MirroringAddon, per_s: int, seconds: float) -> dict[str, float]:
+    """Ingest ``per_s`` events a second (ten batches) for ``seconds`` while sampling the
+    target's lag; the largest lag in events, and in seconds of that ingest."""
+    lags = []
+    n = 0
+    per_batch = per_s // 10
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        began = time.perf_counter()
+        addon.ingest(sensor_stream(per_batch, start=T0 + timedelta(days=800, seconds=n)),
+                     size=per_batch)  # fmt: skip
+        n += per_batch
+        if n % per_s == 0:
+            lags.append(addon.targets()["vm"]["lag_events"])
+        time.sleep(max(0.0, 0.1 - (time.perf_counter() - began)))
+    achieved = n / seconds
+    return {"events_per_s": round(achieved), "max_lag_events": max(lags),
+            "max_lag_s": round(max(lags) / achieved, 2)}  # fmt: skip
+
+
+def _drain(engine: VictoriaMetrics, addon: MirroringAddon, events: int) -> float:
+    """Points/s of a full outbox draining into the engine once it is up: from the first
+    acknowledged chunk to the last."""
+    history = sensor_stream(events, start=T0 + timedelta(days=1200), entities=500)
+    addon.ingest(history, size=5000)
+    engine.start()
+    first: list[float] = []
+    before = addon.targets()["vm"]["points_written"]
+
+    def drained() -> bool:
+        target = addon.targets()["vm"]
+        if not first and target["points_written"] > before:
+            first.append(time.perf_counter())
+        return bool(target["lag_events"] == 0)
+
+    wait_until(drained, 600, "drained")
+    written = addon.targets()["vm"]["points_written"] - before
+    return written / (time.perf_counter() - first[0])
+
+
 def probe(events: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -75,7 +115,10 @@ def probe(events: int) -> dict[str, Any]:
                 busy = _latencies(addon, 10, 200, 10**7)
                 wait_until(lambda: addon.targets()["vm"]["status"] == "ok", 600, "backfill")
                 backfill_s = time.perf_counter() - began
+                steady = _steady(addon, 5000, 20)
                 report = addon.targets()["vm"]
+                engine.stop()
+                drain = _drain(engine, addon, events)
             finally:
                 addon.stop()
     return {
@@ -83,6 +126,8 @@ def probe(events: int) -> dict[str, Any]:
         "live_ingest_and_mirror_points_per_s": round(events / live_s),
         "backfill_points_per_s_with_live_ingest": round(events / backfill_s),
         "points_written": report["points_written"],
+        "outbox_drain_points_per_s": round(drain),
+        "lag_at_5k_events_per_s": steady,
         "ingest_latency_without_backfill": _summary(quiet),
         "ingest_latency_during_backfill": _summary(busy),
     }

@@ -367,3 +367,24 @@ def test_each_target_receives_what_its_own_filters_take(
     assert entities(two_nodes[0]) == {"light.l0", "light.l1", "light.l2"}
     kept = {f"sensor.s{n}" for n in range(20) if not str(n).startswith("1")}
     assert entities(two_nodes[1]) == kept | {"light.l0", "light.l1"}
+
+
+def test_after_a_backup_is_restored_new_events_still_arrive(
+    tmp_path: Path, victoria: VictoriaMetrics
+) -> None:
+    first, dropped, later = (sensor_stream(1000, start=T0 + timedelta(days=n)) for n in range(3))
+    with mirroring_addon(
+        tmp_path / "data", mirror_targets=[vm_target("vm", victoria.url)]
+    ) as addon:
+        addon.ingest(first)
+        addon.wait_mirrored("vm")
+        status, backup = addon.call("POST", "/api/v1/backups")
+        assert status == 201, backup
+        addon.ingest(dropped)
+        addon.wait_mirrored("vm")
+        status, answer = addon.call("POST", f"/api/v1/backups/{backup['name']}/restore")
+        assert status == 200, answer
+        # The events after the backup are gone from the store; new ones take their ids.
+        addon.ingest(later)
+        addon.wait_mirrored("vm")
+    assert value_samples(victoria) == expected_values(first + dropped + later)

@@ -21,6 +21,7 @@ from .ingest.service import Ingestor
 from .ingest.worker import DecodeWorker
 from .live import stream
 from .live.stream import HUB, Hub
+from .mirror import routes as mirror_routes
 from .panel import routes as panel_routes
 from .retention import routes as retention_routes
 from .server import openapi
@@ -61,6 +62,7 @@ async def build_app(config: Config, store: Store) -> web.Application:
     retention_routes.setup(app)
     backups_routes.setup(app)
     export_routes.setup(app)
+    mirror_routes.setup(app)
     panel_routes.setup(app)
     app.cleanup_ctx.append(_discovery)
     app.cleanup_ctx.append(_decode_worker)

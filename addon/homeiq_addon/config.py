@@ -33,7 +33,7 @@ class Option:
 
     default: Any
     check: Any  # a voluptuous validator
-    supervisor: str
+    supervisor: Any  # a schema element; for a list of dicts, [{key: element}]
 
 
 def _hhmm(default: str) -> Option:
@@ -48,6 +48,54 @@ def _int(default: int, low: int, high: int | None = None) -> Option:
     )
 
 
+MIRROR_SEND: Final = ("events", "rollups", "both")
+# A mirror target in the options: key -> (default, check, Supervisor element). A key
+# without a default is required. Filters are comma-separated: domains, entity globs.
+_TARGET_FIELDS: Final[dict[str, tuple[Any, Any, str]]] = {
+    "name": (None, vol.All(str, vol.Match(r"^[A-Za-z0-9_.-]{1,64}$",
+                                          msg="expected 1 to 64 of A-Z a-z 0-9 _ . -")), "str"),
+    "url": (None, vol.All(str, vol.Match(r"^https?://[^\s/]+", msg="expected an http(s) URL")),
+            "url"),
+    "token": ("", str, "password?"),
+    "org": ("", str, "str?"),
+    "bucket": (None, vol.All(str, vol.Length(min=1, msg="expected a bucket name")), "str"),
+    "verify_ssl": (True, bool, "bool?"),
+    "send": ("events", vol.In(list(MIRROR_SEND)), f"list({'|'.join(MIRROR_SEND)})?"),
+    "include_domains": ("", str, "str?"),
+    "exclude_domains": ("", str, "str?"),
+    "include_entities": ("", str, "str?"),
+    "exclude_entities": ("", str, "str?"),
+    "string_fields": (True, bool, "bool?"),
+    "enabled": (True, bool, "bool?"),
+}  # fmt: skip
+_TARGET_SCHEMA: Final = vol.Schema(
+    {
+        (vol.Required(key) if default is None else vol.Optional(key, default=default)): check
+        for key, (default, check, _) in _TARGET_FIELDS.items()
+    }
+)
+
+
+def _mirror_targets(value: Any) -> list[dict[str, Any]]:
+    """Each target checked with its defaults filled in; a refusal names the target."""
+    if not isinstance(value, list):
+        raise vol.Invalid("expected a list of targets")
+    targets: list[dict[str, Any]] = []
+    for index, item in enumerate(value):
+        name = item.get("name") if isinstance(item, dict) else None
+        who = f"target {name!r}" if isinstance(name, str) and name else f"target {index + 1}"
+        if not isinstance(item, dict):
+            raise vol.Invalid(f"{who}: expected a dictionary")
+        try:
+            targets.append(_TARGET_SCHEMA(item))
+        except vol.Invalid as err:
+            where = ".".join(str(p) for p in err.path)
+            raise vol.Invalid(f"{who}: {where}: {err.msg}") from None
+        if any(t["name"] == targets[-1]["name"] for t in targets[:-1]):
+            raise vol.Invalid(f"{who}: name: another target has this name")
+    return targets
+
+
 # THE options, declared once: Config's defaults and OPTIONS_SCHEMA are built from this;
 # tests/addon/test_packaging.py checks addon/config.yaml (options, schema) and addon/DOCS.md
 # (the options table) against it.
@@ -60,6 +108,11 @@ OPTIONS: Final = {
     "backup_keep": _int(7, 0, 100),
     "backup_schedule": _hhmm("04:00"),
     "max_body_mb": _int(16, 1, 256),
+    "mirror_targets": Option(
+        [], _mirror_targets, [{key: element for key, (_, _, element) in _TARGET_FIELDS.items()}]
+    ),
+    # A target further behind than this no longer holds back retention.
+    "mirror_max_lag_hours": _int(72, 1),
 }
 
 
@@ -84,6 +137,8 @@ class Config:
     retention_schedule: str = _default("retention_schedule")
     backup_keep: int = _default("backup_keep")
     backup_schedule: str = _default("backup_schedule")
+    mirror_targets: list[dict[str, Any]] = field(default_factory=list)
+    mirror_max_lag_hours: int = _default("mirror_max_lag_hours")
     share_dir: Path = Path("/share/homeiq")
     # How long a client may stall (seconds): a new connection until its request head is
     # complete, a connection between requests, a request body from its head. Not options:

@@ -217,6 +217,29 @@ class Error(Struct):
 
 
 type HealthStatus = Literal["healthy", "degraded", "unhealthy"]
+# ok: sending live events; backfilling: sending stored history; auth_failed: the target
+# refuses the token (or org/bucket); unreachable: the target does not answer, or is
+# overloaded; disabled: configured but switched off (retention does not wait for it).
+type MirrorStatus = Literal["ok", "backfilling", "auth_failed", "unreachable", "disabled"]
+
+
+class MirrorTarget(Struct):
+    """One InfluxDB-compatible target the add-on mirrors stored events to."""
+
+    name: str
+    status: MirrorStatus
+    # Stored events not yet received by the target, and the age of the oldest of them.
+    lag_events: int
+    lag_seconds: float | None
+    points_written: int
+    # Points the target refused for their content: set aside, counted, never retried.
+    points_refused: int
+    last_error: str | None
+    last_success: str | None
+    # Retention keeps raw events the target has not received, unless the target is
+    # disabled or its lag passed the configured bound (then this is false and Home
+    # Assistant raises a repair issue).
+    retention_waits: bool
 
 
 class HealthMinimal(Struct):
@@ -239,6 +262,8 @@ class Health(Struct):
     db_size_bytes: int
     events_stored: int | None
     last_ingest: str | None
+    # Absent from add-ons before the mirror: an integration reads them as none.
+    mirror: list[MirrorTarget] = []
 
 
 type StatsPeriod = Literal["15m", "1h", "24h", "7d"]
@@ -300,6 +325,7 @@ class Stats(Struct):
     trends: list[TrendPoint]
     alerts: list[Alert]
     store: StoreSummary
+    mirror: list[MirrorTarget] = []
 
 
 # --- how Home Assistant learns about the add-on --------------------------------------------

@@ -31,6 +31,12 @@ def _start(options: Path, data_dir: Path) -> subprocess.CompletedProcess[str]:
         pytest.param('{"log_level": "loud"}', "log_level: value must be one of", id="bad_choice"),
         pytest.param("[1, 2]", "expected a dictionary", id="not_an_object"),
         pytest.param("{not json", "options.json: unexpected character", id="malformed"),
+        pytest.param('{"mirror_targets": [{"name": "influx", "url": "ftp://x", "bucket": "b"}]}',
+                     "mirror_targets: target 'influx': url: expected an http(s) URL",
+                     id="mirror_target_url"),
+        pytest.param('{"mirror_targets": [{"name": "vm", "url": "http://vm:8428"}]}',
+                     "mirror_targets: target 'vm': bucket: required key not provided",
+                     id="mirror_target_without_bucket"),
     ],
 )  # fmt: skip
 def test_bad_options_stop_the_service_with_a_clear_message(

@@ -122,7 +122,10 @@ ADDON_CONFIG = vol.Schema(
         vol.Optional("backup_pre"): str,
         vol.Optional("backup_post"): str,
         vol.Optional("options"): dict,
-        vol.Optional("schema"): {str: vol.Match(SCHEMA_ELEMENT)},
+        # An element, or a list of dictionaries of elements (the mirror's targets).
+        vol.Optional("schema"): {
+            str: vol.Any(vol.Match(SCHEMA_ELEMENT), [{str: vol.Match(SCHEMA_ELEMENT)}])
+        },
         vol.Optional("image"): str,
     },
     extra=vol.PREVENT_EXTRA,
@@ -172,6 +175,9 @@ def test_every_option_has_a_schema_and_a_translation(config: dict[str, Any]) -> 
 def test_options_defaults_satisfy_their_schema(config: dict[str, Any]) -> None:
     for key, element in config["schema"].items():
         value = config["options"][key]
+        if isinstance(element, list):
+            assert isinstance(value, list), key
+            continue
         match = SCHEMA_ELEMENT.match(element)
         assert match, key
         if match["i_min"] is not None:

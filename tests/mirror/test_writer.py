@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 import time
@@ -30,7 +30,7 @@ from homeiq_addon.mirror.writer import (
     retry_after_seconds,
 )
 from tests.conftest import free_port
-from tests.mirror.conftest import TOKEN
+from tests.mirror.conftest import TOKEN, Answer, influx_error
 from tests.mirror.engines import VictoriaMetrics, VmAgent, VmAuth, samples, wait_until
 
 T0_US = 1_795_341_600_000_000  # 2026-11-22T10:00:00Z
@@ -215,40 +215,6 @@ async def test_through_vmagent_each_point_is_on_exactly_one_node(
 
 
 # --- what InfluxDB 2 answers ---------------------------------------------------------------------
-
-type Answer = Callable[[bytes], web.Response]
-
-
-@pytest.fixture
-async def influx_answers(
-    socket_enabled: None,
-) -> AsyncIterator[tuple[str, list[Answer], list[str]]]:
-    """(url, answers, taken): /api/v2/write answers with ``answers[-1]`` and keeps the
-    lines of every 204 in ``taken``."""
-    answers: list[Answer] = []
-    taken: list[str] = []
-
-    async def write(request: web.Request) -> web.Response:
-        raw = await request.read()
-        response = answers[-1](raw)
-        if response.status == 204:
-            taken.extend(raw.decode().split("\n"))
-        return response
-
-    app = web.Application()
-    app.router.add_post("/api/v2/write", write)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", answers, taken
-    finally:
-        await runner.cleanup()
-
-
-def influx_error(status: int, code: str, message: str, **headers: str) -> web.Response:
-    return web.json_response({"code": code, "message": message}, status=status, headers=headers)
 
 
 async def test_refused_points_are_set_aside_and_the_rest_is_written(

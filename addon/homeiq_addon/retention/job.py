@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from ..store.connection import connect
+from ..store.mirror_outbox import retention_floor
 from ..times import US_PER_DAY, US_PER_HOUR
 from . import orphans, rollups, source
 from .policies import Days, Policy, PolicySet
@@ -198,6 +199,11 @@ async def _purge_raw(store: Store, policies: PolicySet, report: Report, bound: i
     max_cutoff = min(max(limits), bound)
     position = (-(1 << 62), -1)
     stepper = _Stepper()
+    # The events a mirror target has not received stay (store/mirror_outbox.py). Cursors
+    # only move forward, so the floor read once holds for the whole run.
+    floor = await store.read(partial(retention_floor, now_us=report.now_us))
+    if floor is None:
+        floor = 1 << 62
 
     def step(conn: sqlite3.Connection, size: int) -> tuple[int, int] | None:
         rows = source.purge_candidates(conn, position, max_cutoff, size)
@@ -207,7 +213,7 @@ async def _purge_raw(store: Store, policies: PolicySet, report: Report, bound: i
         for rowid, time_us, entity_id, domain, event_type in rows:
             policy = policies.for_event(entity_id, domain, event_type)
             cutoff = _cutoff_us(report.now_us, policy.raw_days)
-            if cutoff is not None and time_us < min(cutoff, bound):
+            if cutoff is not None and time_us < min(cutoff, bound) and rowid <= floor:
                 doomed.append(rowid)
                 report.count(policy).raw_events += 1
         if doomed and not report.dry_run:

@@ -6,12 +6,14 @@ live/stream.py's HUB, history/providers.py's HISTORY).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 import time
 
 from aiohttp import web
 
 from ..config import Config
+from ..contract import MirrorTarget
 from ..store.db import Store
 
 
@@ -27,3 +29,6 @@ class Runtime:
 CONFIG = web.AppKey("homeiq_config", Config)
 STORE = web.AppKey("homeiq_store", Store)
 RUNTIME = web.AppKey("homeiq_runtime", Runtime)
+# What the mirror reports of its targets (mirror/routes.py sets it; health and stats
+# show it without importing the mirror).
+MIRROR_REPORT = web.AppKey[Callable[[], Awaitable[list[MirrorTarget]]]]("homeiq_mirror_report")

@@ -11,6 +11,7 @@ import time
 from typing import Any, Final, cast
 
 from aiohttp import web
+import msgspec
 
 from .. import __version__
 from ..contract import (
@@ -19,11 +20,12 @@ from ..contract import (
     Health,
     HealthMinimal,
     HealthStatus,
+    MirrorTarget,
     Stats,
     StatsPeriod,
 )
 from ..live.stream import HUB
-from ..server.keys import RUNTIME, STORE
+from ..server.keys import MIRROR_REPORT, RUNTIME, STORE
 from ..server.openapi import add_paths, answer, error_answer, operation, query, ref
 from ..server.params import choice_param
 from ..server.responses import json_response, struct_response
@@ -37,6 +39,11 @@ from .service import (
 )
 
 _LOGGER = logging.getLogger(__name__)
+
+
+async def _mirror(app: web.Application) -> list[MirrorTarget]:
+    report = app.get(MIRROR_REPORT)
+    return [] if report is None else await report()
 
 
 async def health(request: web.Request) -> web.Response:
@@ -66,6 +73,7 @@ async def health(request: web.Request) -> web.Response:
         db_size_bytes=store.size_bytes(),
         events_stored=None if info is None else info["events_stored"],
         last_ingest=None if last is None else us_to_iso(last),
+        mirror=[] if info is None else await _mirror(request.app),
     )
     return struct_response(report, code)
 
@@ -83,7 +91,7 @@ async def stats(request: web.Request) -> web.Response:
             db_size_bytes=store.size_bytes(),
         )
     )
-    return struct_response(computed)
+    return struct_response(msgspec.structs.replace(computed, mirror=await _mirror(request.app)))
 
 
 async def event_rate(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ import sqlite3
 
 from ..errors import InvalidBackup
 from .deferred_index import migrate_deferred_index
+from .mirror_outbox import migrate_mirror_outbox
 from .retention_tables import migrate_retention
 
 type Migration = Callable[[sqlite3.Connection], None]
@@ -136,6 +137,7 @@ MIGRATIONS: list[Migration] = [
     migrate_retention,
     migrate_deferred_index,
     m004_drop_stat_minute_key,
+    migrate_mirror_outbox,
 ]
 
 

@@ -1,0 +1,353 @@
+"""The outbox's reads and commits, each run on a store connection (``Store.read``/``write``).
+
+Reads build the lines in the reader's thread: a backfill chunk's line protocol is CPU
+work that would otherwise hold the event loop, and with it ingest, for tens of ms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+import sqlite3
+from typing import Any, Final
+
+import orjson
+
+from ..store import mirror_outbox
+from ..times import US_PER_DAY, US_PER_HOUR
+from .points import InvalidEvent, Rollup, event_lines, rollup_lines
+from .writer import Refused
+
+_EVENT_COLUMNS: Final = (
+    "id, time_fired, event_type, entity_id, domain, state, old_state, numeric_value,"
+    " prev_state_seconds, attributes, data, area, floor, device_class, unit, cause, cause_name"
+)
+_ROLLUP_COLUMNS: Final = "count, min, max, sum, events, transitions, time_in_state"
+_PERIODS: Final = {
+    # period: (table, its column, microseconds per unit)
+    "hour": ("rollups_hourly", "hour", US_PER_HOUR),
+    "day": ("rollups_daily", "day", US_PER_DAY),
+}
+SCAN_START: Final = '["hour", -1, ""]'
+_NO_END: Final = 1 << 62
+
+
+def _split(text: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in text.split(",") if part.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """A target's include/exclude filters: domains, and entity_id globs (fnmatch)."""
+
+    include_domains: frozenset[str] = frozenset()
+    exclude_domains: frozenset[str] = frozenset()
+    include_entities: frozenset[str] = frozenset()
+    exclude_entities: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> Selection:
+        keys = ("include_domains", "exclude_domains", "include_entities", "exclude_entities")
+        return cls(*(_split(options[key]) for key in keys))
+
+    def takes(self, entity_id: str | None, domain: str | None) -> bool:
+        """With includes, an event passes when its domain or its entity is included;
+        then excludes remove. Events of no entity (service calls…) match by domain."""
+        if domain is None and entity_id:
+            domain = entity_id.partition(".")[0]
+        if (self.include_domains or self.include_entities) and not (
+            domain in self.include_domains
+            or (entity_id and any(fnmatchcase(entity_id, g) for g in self.include_entities))
+        ):
+            return False
+        if domain in self.exclude_domains:
+            return False
+        return not (entity_id and any(fnmatchcase(entity_id, g) for g in self.exclude_entities))
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Lines of the events (or rollups) after a cursor, and where the cursor goes next."""
+
+    lines: list[str] = field(default_factory=list)
+    read: int = 0
+    next_cursor: int = 0
+    next_scan: str | None = None
+
+
+def read_events(
+    conn: sqlite3.Connection,
+    *,
+    after: int,
+    upto: int | None,
+    limit: int,
+    selection: Selection,
+    strings: bool,
+) -> Chunk:
+    """The lines of the events after ``after`` (up to ``upto``), filtered."""
+    chunk = Chunk(next_cursor=after)
+    rows = conn.execute(
+        f"SELECT {_EVENT_COLUMNS} FROM events_enriched WHERE id > ? AND id <= ?"
+        " ORDER BY id LIMIT ?",
+        (after, _NO_END if upto is None else upto, limit),
+    ).fetchall()
+    for row in rows:
+        chunk.next_cursor = row[0]
+        if not selection.takes(row[3], row[4]):
+            continue
+        event: dict[str, Any] = {
+            "event_type": row[2], "entity_id": row[3], "domain": row[4], "state": row[5],
+            "old_state": row[6], "numeric_value": row[7], "prev_state_seconds": row[8],
+            "attributes": None if row[9] is None else orjson.loads(row[9]),
+            "data": None if row[10] is None else orjson.loads(row[10]),
+            "area": row[11], "floor": row[12], "device_class": row[13], "unit": row[14],
+            "cause": row[15], "cause_name": row[16],
+        }  # fmt: skip
+        try:
+            chunk.lines += event_lines(event, strings=strings, time_us=row[1])
+        except InvalidEvent:
+            continue  # stored events always have both; nothing to write for one that lacks
+    chunk.read = len(rows)
+    return chunk
+
+
+def _rollup(period: str, entity_id: str, start: int, figures: Sequence[Any]) -> Rollup:
+    count, low, high, total, events, transitions, time_in_state = figures
+    return Rollup(
+        entity_id=entity_id,
+        period="hour" if period == "hour" else "day",
+        start_us=start * _PERIODS[period][2],
+        count=count,
+        min=low,
+        max=high,
+        sum=total,
+        events=events,
+        transitions=transitions,
+        time_in_state=orjson.loads(time_in_state),
+    )
+
+
+def read_rollup_changes(
+    conn: sqlite3.Connection, after: int, limit: int, selection: Selection
+) -> Chunk:
+    """The rollup rows written since change ``after``; a row purged since is skipped."""
+    chunk = Chunk(next_cursor=after)
+    changes = conn.execute(
+        "SELECT id, period, entity_id, start FROM mirror_rollup_changes WHERE id > ?"
+        " ORDER BY id LIMIT ?",
+        (after, limit),
+    ).fetchall()
+    for change_id, period, entity_id, start in changes:
+        chunk.next_cursor = change_id
+        if not selection.takes(entity_id, None):
+            continue
+        table, column, _ = _PERIODS[period]
+        figures = conn.execute(
+            f"SELECT {_ROLLUP_COLUMNS} FROM {table} WHERE entity_id = ? AND {column} = ?",
+            (entity_id, start),
+        ).fetchone()
+        if figures is not None:
+            chunk.lines += rollup_lines(_rollup(period, entity_id, start, figures))
+    chunk.read = len(changes)
+    return chunk
+
+
+def read_rollup_scan(
+    conn: sqlite3.Connection, scan: str, limit: int, selection: Selection
+) -> Chunk:
+    """A backfill's next stored rollups, hours then days, from the position ``scan``."""
+    period, start, entity_id = orjson.loads(scan)
+    table, column, _ = _PERIODS[period]
+    rows = conn.execute(
+        f"SELECT entity_id, {column}, {_ROLLUP_COLUMNS} FROM {table}"
+        f" WHERE ({column}, entity_id) > (?, ?) ORDER BY {column}, entity_id LIMIT ?",
+        (start, entity_id, limit),
+    ).fetchall()
+    chunk = Chunk(read=len(rows))
+    for row in rows:
+        if selection.takes(row[0], None):
+            chunk.lines += rollup_lines(_rollup(period, row[0], row[1], row[2:]))
+    if len(rows) == limit:
+        chunk.next_scan = orjson.dumps([period, rows[-1][1], rows[-1][0]]).decode()
+    elif period == "hour":
+        chunk.next_scan = '["day", -1, ""]'
+    return chunk
+
+
+def rollup_changes_top(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM mirror_rollup_changes").fetchone()[0])
+
+
+def sync_targets(
+    conn: sqlite3.Connection, configured: dict[str, tuple[bool, bool, bool]], max_lag_us: int
+) -> None:
+    """Make ``mirror_targets`` say what the options say: ``configured`` maps a name to
+    (enabled, wants events, wants rollups). A new target sends new events at once and
+    backfills the stored ones beside them; one no longer configured stops holding
+    retention."""
+    top = mirror_outbox.top_event_id(conn)
+    changes_top = rollup_changes_top(conn)
+    rows = mirror_outbox.target_rows(conn)
+    for name, (enabled, events, rollups) in configured.items():
+        row = rows.get(name)
+        wants = enabled and rollups
+        if row is None:
+            conn.execute(
+                "INSERT INTO mirror_targets"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, NULL, NULL)",
+                (name, enabled, events, wants, max_lag_us, top, 0 if top else None, top or None,
+                 changes_top, SCAN_START if wants else None),
+            )  # fmt: skip
+            continue
+        started = wants and not row["rollups"]
+        conn.execute(
+            "UPDATE mirror_targets SET enabled = :enabled, events = :events,"
+            " rollups = :wants,"
+            " max_lag_us = :max_lag_us,"
+            " rollup_cursor = CASE WHEN :started THEN :changes_top ELSE rollup_cursor END,"
+            " rollup_scan = CASE WHEN :started THEN :scan WHEN :wants THEN rollup_scan END,"
+            # Ids are reused once retention deleted the newest events: never ahead of them.
+            " event_cursor = MIN(event_cursor, :top),"
+            " backfill_until = MIN(backfill_until, :top)"
+            " WHERE name = :name",
+            {"enabled": enabled, "events": events, "wants": wants, "max_lag_us": max_lag_us,
+             "started": started, "changes_top": changes_top, "scan": SCAN_START, "top": top,
+             "name": name},
+        )  # fmt: skip
+    for name in rows.keys() - configured.keys():
+        conn.execute("UPDATE mirror_targets SET enabled = 0, rollups = 0 WHERE name = ?", (name,))
+    prune_rollup_changes(conn)
+
+
+def prune_rollup_changes(conn: sqlite3.Connection) -> None:
+    """Changes every target that wants rollups has received are of no more use."""
+    conn.execute(
+        "DELETE FROM mirror_rollup_changes WHERE id <= COALESCE("
+        " (SELECT MIN(rollup_cursor) FROM mirror_targets WHERE rollups = 1), 1 << 62)"
+    )
+
+
+def start_backfill(conn: sqlite3.Connection, name: str) -> None:
+    """Every stored event (and rollup) again, beside the live ones."""
+    top = mirror_outbox.top_event_id(conn)
+    conn.execute(
+        "UPDATE mirror_targets SET backfill_cursor = ?, backfill_until = ?,"
+        " rollup_scan = CASE WHEN rollups THEN ? END WHERE name = ?",
+        (0 if top else None, top or None, SCAN_START, name),
+    )
+
+
+def reload(conn: sqlite3.Connection, name: str) -> dict[str, Any]:
+    """The target's row, its cursors no further than the newest event: once retention
+    deleted the newest events, new ones reuse their ids."""
+    top = mirror_outbox.top_event_id(conn)
+    conn.execute(
+        "UPDATE mirror_targets SET event_cursor = MIN(event_cursor, ?1),"
+        " backfill_until = MIN(backfill_until, ?1) WHERE name = ?2",
+        (top, name),
+    )
+    return mirror_outbox.target_rows(conn)[name]
+
+
+def commit_events(
+    conn: sqlite3.Connection,
+    *,
+    name: str,
+    backfill: bool,
+    cursor: int,
+    written: int,
+    refused: list[Refused],
+    now_us: int,
+) -> None:
+    """The target has taken (or refused) every line up to event ``cursor`` (of the
+    backfill, or live): the last error is over, unless it refused some of them."""
+    conn.execute(
+        "UPDATE mirror_targets SET points_written = points_written + ?, last_error = NULL,"
+        " last_success_us = ? WHERE name = ?",
+        (written, now_us, name),
+    )
+    _move(conn, name, backfill, cursor)
+    _set_aside(conn, name, refused, now_us)
+
+
+def _move(conn: sqlite3.Connection, name: str, backfill: bool, cursor: int) -> None:
+    if backfill:
+        # At its end the backfill is over: both columns NULL.
+        conn.execute(
+            "UPDATE mirror_targets SET"
+            " backfill_cursor = CASE WHEN ?1 < backfill_until THEN ?1 END,"
+            " backfill_until = CASE WHEN ?1 < backfill_until THEN backfill_until END"
+            " WHERE name = ?2",
+            (cursor, name),
+        )
+    else:
+        conn.execute("UPDATE mirror_targets SET event_cursor = ? WHERE name = ?", (cursor, name))
+
+
+def commit_rollups(
+    conn: sqlite3.Connection,
+    *,
+    name: str,
+    cursor: int,
+    scan: str | None,
+    written: int,
+    refused: list[Refused],
+    now_us: int,
+) -> None:
+    conn.execute(
+        "UPDATE mirror_targets SET rollup_cursor = ?, rollup_scan = ?,"
+        " points_written = points_written + ?, last_error = NULL, last_success_us = ?"
+        " WHERE name = ?",
+        (cursor, scan, written, now_us, name),
+    )
+    _set_aside(conn, name, refused, now_us)
+    prune_rollup_changes(conn)
+
+
+def rewind(conn: sqlite3.Connection, name: str, backfill: bool, cursor: int) -> None:
+    """Back to ``cursor`` after an outage (``.replay``)."""
+    _move(conn, name, backfill, cursor)
+
+
+def _set_aside(conn: sqlite3.Connection, name: str, refused: list[Refused], now_us: int) -> None:
+    if not refused:
+        return
+    conn.executemany(
+        "INSERT INTO mirror_refused (target, refused_us, line, reason) VALUES (?, ?, ?, ?)",
+        [(name, now_us, item.line, item.reason) for item in refused],
+    )
+    conn.execute(
+        "UPDATE mirror_targets SET points_refused = points_refused + ?, last_error = ?"
+        " WHERE name = ?",
+        (len(refused), f"{len(refused)} point(s) refused: {refused[-1].reason}", name),
+    )
+
+
+def record_error(conn: sqlite3.Connection, name: str, message: str | None) -> None:
+    conn.execute("UPDATE mirror_targets SET last_error = ? WHERE name = ?", (message, name))
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One target's row and its lag, as the report needs them."""
+
+    row: dict[str, Any]
+    lag_events: int
+    oldest_unsent_us: int | None
+    retention_waits: bool
+
+
+def progress(conn: sqlite3.Connection, now_us: int) -> dict[str, Progress]:
+    top = mirror_outbox.top_event_id(conn)
+    found = {}
+    for name, row in mirror_outbox.target_rows(conn).items():
+        # A target of rollups only has no events to wait for.
+        cursor = mirror_outbox.received_upto(row) if row["events"] else top
+        found[name] = Progress(
+            row=row,
+            lag_events=mirror_outbox.unsent_events(conn, cursor, top) if top > cursor else 0,
+            oldest_unsent_us=mirror_outbox.oldest_unsent_us(conn, cursor),
+            retention_waits=mirror_outbox.holds_upto(conn, row, now_us) is not None,
+        )
+    return found

@@ -1,0 +1,411 @@
+"""Mirror benchmark: points/s into one VictoriaMetrics, lag under a steady ingest, disk.
+
+Run: scripts/bench influx   (or: PYTHONPATH=.:addon python benchmarks/bench_influx.py)
+Options: --events N (the stored history of phase 1, default 200,000), --seconds S (phase
+2, default 60), --rate R (phase 2's events/s, default 5,000).
+
+The real add-on process (``python -m homeiq_addon``, from HOMEIQ_ADDON_PYTHON when set)
+with one mirror target: Debian's victoria-metrics on a free loopback port, started as
+tests/mirror/engines.py starts it (``-dedup.minScrapeInterval=1ms``, retention 100 y).
+
+1. ``mirror_points_per_s``: a full outbox drained by the live cursor (not a backfill,
+   which is throttled on purpose). The target is configured from the start but its
+   engine is down while N events are ingested over HTTP; then the engine starts. Timed
+   from the first acknowledged chunk the add-on reports (``points_written`` grows) until
+   its health says the target's lag is 0 events, then checked against the engine's own
+   count (``homeiq_events`` + ``homeiq_states_active`` samples: one per point). Beside it
+   ``live_points_per_s``: the same history ingested again (new times) with the engine up,
+   the mirror running from the start, timed from the first ingest request to lag 0 —
+   ingest and mirror sharing the two cores.
+2. ``lag_s_at_5k_events_per_s``: 5,000 events/s over HTTP (ten batches a second, each
+   event at the wall-clock time it is sent) for 60 s; a thread reads the target's
+   ``lag_seconds`` (now minus the time of the oldest event not yet acknowledged) from
+   /api/v1/health once a second: median and max.
+3. Disk: ``du`` of the engine's data dir after /internal/force_flush and force_merge,
+   per point written; ``du`` of the add-on's data dir after a clean stop, per event.
+4. Where the time goes (in process, on a copy of the add-on's database, after the runs):
+   reading the outbox (SQL and JSON), building lines, and the HTTP write through the
+   add-on's own ``TargetWriter`` into the same engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import UTC, datetime
+import os
+from pathlib import Path
+import platform
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import orjson
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "addon")]
+
+from homeiq_addon.mirror import outbox  # noqa: E402
+from homeiq_addon.mirror.service import LIVE_CHUNK  # noqa: E402
+from homeiq_addon.mirror.writer import Target, TargetWriter  # noqa: E402
+from tests.mirror.addon import MirroringAddon, vm_target  # noqa: E402
+from tests.mirror.engines import VictoriaMetrics, http, wait_until  # noqa: E402
+
+WORK = REPO / "benchmarks" / ".work" / "influx"
+RESULTS = REPO / "benchmarks" / "results" / "influx.json"
+GOALS = {"mirror_points_per_s": 50_000, "lag_s_at_5k_events_per_s": 5.0}
+ENTITIES = 500
+CHUNK = 5000  # events per ingest request in phase 1
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:  # noqa: PTH123
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
+    vm = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Version}", "victoria-metrics"],
+        capture_output=True, text=True, check=False,
+    ).stdout  # fmt: skip
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(int(mem) / 1024**2, 1),
+        "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+        "kernel": platform.release(), "victoria_metrics": vm,
+        "load_avg_at_start": os.getloadavg(),
+    }  # fmt: skip
+
+
+def event(n: int, t_us: int) -> dict[str, Any]:
+    """An enriched state change: 4 in 5 numeric sensors, the rest lights that switch."""
+    entity = n % ENTITIES
+    iso = datetime.fromtimestamp(t_us / 1e6, UTC).isoformat(timespec="microseconds")
+    base: dict[str, Any] = {
+        "time_fired": iso, "event_type": "state_changed", "origin": "LOCAL",
+        "context_id": f"01JD{n:022d}", "area": f"Room {entity % 12}", "floor": "Ground",
+        "cause": "device", "prev_state_seconds": 30.0,
+    }  # fmt: skip
+    if entity % 5:
+        value = round(20 + (n % 97) / 10, 1)
+        return base | {
+            "entity_id": f"sensor.bench_{entity}", "domain": "sensor", "state": str(value),
+            "old_state": "20.0", "numeric_value": value, "device_class": "temperature",
+            "unit": "°C", "attributes": {"state_class": "measurement", "battery": 90},
+        }  # fmt: skip
+    on = (n // ENTITIES) % 2 == 0
+    return base | {
+        "entity_id": f"light.bench_{entity}", "domain": "light",
+        "state": "on" if on else "off", "old_state": "off" if on else "on",
+        "attributes": {"brightness": n % 256, "color_mode": "brightness"},
+    }  # fmt: skip
+
+
+def history(
+    count: int, start_us: int, first_n: int = 0, step_us: int = 1000
+) -> list[dict[str, Any]]:
+    """``count`` events ``step_us`` apart; an entity's events are ``ENTITIES`` steps
+    apart, which must be a millisecond or more (the engine keeps milliseconds)."""
+    return [event(first_n + i, start_us + i * step_us) for i in range(count)]
+
+
+def target(addon: MirroringAddon) -> dict[str, Any]:
+    return addon.targets()["vm"]
+
+
+def engine_points(engine: VictoriaMetrics) -> int:
+    """Samples of one series per point: homeiq_events (one per event line) and
+    homeiq_states_active (one per state line)."""
+    series = engine.export('{__name__=~"homeiq_events|homeiq_states_active"}')
+    return sum(len(s.samples) for s in series)
+
+
+def drained(addon: MirroringAddon, timeout: float = 900) -> float:
+    """Wait until the target's lag is 0 events; the time it was first seen so."""
+    wait_until(lambda: target(addon)["lag_events"] == 0, timeout, "mirror lag 0")
+    return time.perf_counter()
+
+
+def full_outbox(addon: MirroringAddon, engine: VictoriaMetrics, events: int) -> dict[str, Any]:
+    """Phase 1a: N events stored while the engine is down, then drained."""
+    start_us = time.time_ns() // 1000 - 6 * 3_600_000_000
+    batch = history(events, start_us)
+    began = time.perf_counter()
+    addon.ingest(batch, size=CHUNK)
+    ingest_s = time.perf_counter() - began
+    assert target(addon)["points_written"] == 0
+    engine.restart()
+    first_seen: list[tuple[float, int]] = []
+
+    def acknowledged() -> bool:
+        written = int(target(addon)["points_written"])
+        if written:
+            first_seen.append((time.perf_counter(), written))
+        return bool(written)
+
+    wait_until(acknowledged, 600, "first acknowledged chunk")
+    t0, written0 = first_seen[0]
+    t1 = drained(addon)
+    written = int(target(addon)["points_written"])
+    stored = engine_points(engine)
+    rate = (written - written0) / (t1 - t0)
+    print(f"full outbox: {events:,} events ({written:,} points) drained at {rate:,.0f} "
+          f"points/s (engine holds {stored:,}; ingest took {ingest_s:.1f} s)")  # fmt: skip
+    return {
+        "events": events, "points": written, "engine_points": stored,
+        "points_per_s": round(rate), "timed_points": written - written0,
+        "timed_seconds": round(t1 - t0, 3), "ingest_s_while_engine_down": round(ingest_s, 2),
+    }  # fmt: skip
+
+
+def live(addon: MirroringAddon, engine: VictoriaMetrics, events: int) -> dict[str, Any]:
+    """Phase 1b: N more events ingested with the engine up, the mirror running."""
+    start_us = time.time_ns() // 1000 - 3 * 3_600_000_000
+    batch = history(events, start_us, first_n=events)
+    before = int(target(addon)["points_written"])
+    before_engine = engine_points(engine)
+    began = time.perf_counter()
+    addon.ingest(batch, size=CHUNK)
+    ingest_s = time.perf_counter() - began
+    done = drained(addon)
+    written = int(target(addon)["points_written"]) - before
+    stored = engine_points(engine) - before_engine
+    rate = written / (done - began)
+    print(f"live: {events:,} events ({written:,} points) ingested and mirrored at {rate:,.0f} "
+          f"points/s (ingest alone {events / ingest_s:,.0f} events/s)")  # fmt: skip
+    return {
+        "events": events, "points": written, "engine_points": stored,
+        "points_per_s": round(rate), "seconds": round(done - began, 3),
+        "ingest_events_per_s": round(events / ingest_s),
+    }  # fmt: skip
+
+
+def steady(addon: MirroringAddon, rate: int, seconds: float) -> dict[str, Any]:
+    """Phase 2: ``rate`` events/s in ten batches a second at wall-clock times; the
+    target's lag from /api/v1/health every second."""
+    per_batch = rate // 10
+    lags: list[float] = []
+    lag_events: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(1.0):
+            status, raw = http("GET", f"{addon.url}/api/v1/health", headers=addon.headers)
+            if status == 200:
+                report = orjson.loads(raw)["mirror"][0]
+                lags.append(float(report["lag_seconds"]))
+                lag_events.append(int(report["lag_events"]))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    n = 10**8
+    sent = 0
+    late = 0
+    began = time.perf_counter()
+    sampler.start()
+    tick = began
+    while tick - began < seconds:
+        now = time.time_ns() // 1000
+        # Spread over the batch's 100 ms, each event at (about) the time it is sent.
+        batch = history(per_batch, now - 100_000, first_n=n, step_us=100_000 // per_batch)
+        addon.ingest(batch, size=per_batch)
+        n += per_batch
+        sent += per_batch
+        tick += 0.1
+        pause = tick - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        else:
+            late += 1
+    elapsed = time.perf_counter() - began
+    stop.set()
+    sampler.join()
+    achieved = sent / elapsed
+    result = {
+        "events_per_s": round(achieved), "seconds": round(elapsed, 1), "events": sent,
+        "batches_late": late, "lag_seconds_median": round(statistics.median(lags), 3),
+        "lag_seconds_max": round(max(lags), 3), "lag_events_median": statistics.median(lag_events),
+        "lag_events_max": max(lag_events), "samples": len(lags),
+    }  # fmt: skip
+    print(f"steady {achieved:,.0f} events/s for {elapsed:.0f} s: lag median "
+          f"{result['lag_seconds_median']} s, max {result['lag_seconds_max']} s")  # fmt: skip
+    return result
+
+
+def du_bytes(path: Path) -> int:
+    out = subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[0])
+
+
+def engine_rows(engine: VictoriaMetrics) -> int:
+    """Samples the engine stores (its vm_rows metric, every part type)."""
+    _, raw = http("GET", f"{engine.url}/metrics")
+    total = 0
+    for line in raw.decode().splitlines():
+        if line.startswith("vm_rows{") and 'type="storage/' in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def engine_disk(engine: VictoriaMetrics) -> int:
+    """The data dir's size once flushed and merged (settled: unchanged for 3 s)."""
+    engine.flush()
+    http("GET", f"{engine.url}/internal/force_merge")
+    data = engine.work / "data"
+    sizes = [du_bytes(data)]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        sizes.append(du_bytes(data))
+        if len(sizes) >= 4 and len(set(sizes[-4:])) == 1:
+            break
+    return sizes[-1]
+
+
+def where_time_goes(db: Path, url: str, limit: int = 200_000) -> dict[str, Any]:
+    """The mirror's three steps on a copy of the database, one at a time, in process."""
+    copy = WORK / "profile.db"
+    src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    dst = sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    conn = sqlite3.connect(f"file:{copy}?mode=ro", uri=True)
+    select = outbox.Selection()
+    started = time.perf_counter()
+    rows = conn.execute(
+        "SELECT id, time_fired, event_type, entity_id, domain, state, old_state,"
+        " numeric_value, prev_state_seconds, attributes, data, area, floor, device_class,"
+        " unit, cause, cause_name FROM events_enriched WHERE id <= ?",
+        (limit,),
+    ).fetchall()
+    sql_s = time.perf_counter() - started
+    events = len(rows)
+    del rows
+    lines: list[str] = []
+    started = time.perf_counter()
+    after = 0
+    while True:
+        chunk = outbox.read_events(
+            conn, after=after, upto=limit, limit=LIVE_CHUNK, selection=select, strings=False
+        )
+        if not chunk.read:
+            break
+        lines += chunk.lines
+        after = chunk.next_cursor
+    read_build_s = time.perf_counter() - started
+    conn.close()
+
+    async def write() -> float:
+        async with TargetWriter(Target("probe", url, "", "probe", "homeiq")) as writer:
+            began = time.perf_counter()
+            for first in range(0, len(lines), 6000):
+                await writer.write(lines[first : first + 6000])
+            return time.perf_counter() - began
+
+    write_s = asyncio.run(write())
+    points = len(lines)
+    result = {
+        "events": events, "points": points,
+        "sql_events_per_s": round(events / sql_s),
+        "read_and_build_points_per_s": round(points / read_build_s),
+        "build_share_of_read_and_build": round(max(read_build_s - sql_s, 0) / read_build_s, 2),
+        "http_write_points_per_s": round(points / write_s),
+        "seconds": {"sql": round(sql_s, 2), "read_and_build": round(read_build_s, 2),
+                    "http_write": round(write_s, 2)},
+    }  # fmt: skip
+    print(f"where the time goes, {points:,} points: read+build "
+          f"{result['read_and_build_points_per_s']:,} points/s (SQL alone "
+          f"{result['sql_events_per_s']:,} events/s), HTTP write "
+          f"{result['http_write_points_per_s']:,} points/s")  # fmt: skip
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--rate", type=int, default=5000)
+    args = parser.parse_args()
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    results: dict[str, Any] = {"machine": machine(), "date": datetime.now(UTC).isoformat()}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True, check=False).stdout.strip()  # fmt: skip
+    results["commit"] = commit
+    engine = VictoriaMetrics(WORK / "vm")
+    addon = MirroringAddon(
+        WORK / "data", mirror_targets=[vm_target("vm", engine.url, send="events")]
+    )
+    addon.data_dir.mkdir()
+    addon.start()
+    try:
+        # Phase 1a: the engine is not up yet (its port is reserved, nothing listens).
+        phase1 = full_outbox(addon, engine, args.events)
+        phase1b = live(addon, engine, args.events)
+        phase2 = steady(addon, args.rate, args.seconds)
+        drained(addon)
+        final = target(addon)
+        _, raw = http("GET", f"{addon.url}/api/v1/health", headers=addon.headers)
+        events_stored = int(orjson.loads(raw)["events_stored"])
+        addon.stop()
+        sqlite_bytes = du_bytes(addon.data_dir)
+        vm_bytes = engine_disk(engine)
+        samples = engine_rows(engine)
+        profile = where_time_goes(addon.data_dir / "homeiq.db", engine.url)
+    finally:
+        addon.stop()
+        addon.kill()
+        engine.stop()
+        engine.kill()
+    points = int(final["points_written"])
+    results["mirror_points_per_s"] = phase1["points_per_s"]
+    results["mirror_points_per_s_how"] = (
+        "live cursor draining a full outbox: the target configured from the start, its"
+        " engine down while the events were stored, timed from the first acknowledged"
+        " chunk to lag 0"
+    )
+    results["full_outbox"] = phase1
+    results["live_points_per_s"] = phase1b["points_per_s"]
+    results["live"] = phase1b
+    results["lag_s_at_5k_events_per_s"] = phase2["lag_seconds_median"]
+    results["lag_s_at_5k_events_per_s_max"] = phase2["lag_seconds_max"]
+    results["steady"] = phase2
+    results["disk"] = {
+        "engine_bytes": vm_bytes, "engine_points": points, "engine_samples": samples,
+        "engine_bytes_per_point": round(vm_bytes / points, 1),
+        "engine_bytes_per_sample": round(vm_bytes / samples, 2) if samples else None,
+        "sqlite_bytes": sqlite_bytes, "sqlite_events": events_stored,
+        "sqlite_bytes_per_event": round(sqlite_bytes / events_stored, 1),
+        "ratio_engine_per_point_to_sqlite_per_event": round(
+            (vm_bytes / points) / (sqlite_bytes / events_stored), 3
+        ),
+    }  # fmt: skip
+    results["where_time_goes"] = profile
+    results["goals"] = GOALS
+    results["machine"]["load_avg_at_end"] = os.getloadavg()
+    disk = results["disk"]
+    print(f"disk: engine {disk['engine_bytes_per_point']} B/point "
+          f"({disk['engine_bytes_per_sample']} B/sample), SQLite "
+          f"{disk['sqlite_bytes_per_event']} B/event: ratio "
+          f"{disk['ratio_engine_per_point_to_sqlite_per_event']}")  # fmt: skip
+    rate, lag_max = results["mirror_points_per_s"], results["lag_s_at_5k_events_per_s_max"]
+    rate_goal, lag_goal = GOALS["mirror_points_per_s"], GOALS["lag_s_at_5k_events_per_s"]
+    print(f"mirror_points_per_s: {rate:,} (goal ≥ {rate_goal:,}, ratio {rate / rate_goal:.2f}) "
+          f"{'met' if rate >= rate_goal else 'NOT met'}")  # fmt: skip
+    print(f"lag_s_at_5k_events_per_s: median {results['lag_s_at_5k_events_per_s']} s, max "
+          f"{lag_max} s (goal < {lag_goal}) "
+          f"{'met' if lag_max < lag_goal else 'NOT met'}")  # fmt: skip
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
+    shutil.rmtree(WORK, ignore_errors=True)
+    print(f"written {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

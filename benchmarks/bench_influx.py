@@ -14,9 +14,9 @@ tests/mirror/engines.py starts it (``-dedup.minScrapeInterval=1ms``, retention 1
    from the first acknowledged chunk the add-on reports (``points_written`` grows) until
    its health says the target's lag is 0 events, then checked against the engine's own
    count (``homeiq_events`` + ``homeiq_states_active`` samples: one per point). Beside it
-   ``live_points_per_s``: the same history ingested again (new times) with the engine up,
-   the mirror running from the start, timed from the first ingest request to lag 0 —
-   ingest and mirror sharing the two cores.
+   ``live_points_per_s``: N more events ingested with the engine up, the mirror running
+   from the start (one request at a time, bodies encoded beforehand), timed from the
+   first ingest request to lag 0 — ingest and mirror sharing the two cores.
 2. ``lag_s_at_5k_events_per_s``: 5,000 events/s over HTTP (ten batches a second, each
    event at the wall-clock time it is sent) for 60 s; a thread reads the target's
    ``lag_seconds`` (now minus the time of the oldest event not yet acknowledged) from
@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 import os
 from pathlib import Path
 import platform
+import random
 import shutil
 import sqlite3
 import statistics
@@ -44,6 +45,7 @@ import sys
 import threading
 import time
 from typing import Any
+import uuid
 
 import orjson
 
@@ -83,36 +85,68 @@ def machine() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def event(n: int, t_us: int) -> dict[str, Any]:
-    """An enriched state change: 4 in 5 numeric sensors, the rest lights that switch."""
-    entity = n % ENTITIES
-    iso = datetime.fromtimestamp(t_us / 1e6, UTC).isoformat(timespec="microseconds")
-    base: dict[str, Any] = {
-        "time_fired": iso, "event_type": "state_changed", "origin": "LOCAL",
-        "context_id": f"01JD{n:022d}", "area": f"Room {entity % 12}", "floor": "Ground",
-        "cause": "device", "prev_state_seconds": 30.0,
-    }  # fmt: skip
-    if entity % 5:
-        value = round(20 + (n % 97) / 10, 1)
-        return base | {
-            "entity_id": f"sensor.bench_{entity}", "domain": "sensor", "state": str(value),
-            "old_state": "20.0", "numeric_value": value, "device_class": "temperature",
-            "unit": "°C", "attributes": {"state_class": "measurement", "battery": 90},
+class Home:
+    """State changes of ``ENTITIES`` entities as an integration sends them: 4 in 5 numeric
+    sensors drifting in small random steps, the rest lights switching on and off; times
+    ``step_us`` apart on average, irregularly (regular data would flatter the engine's
+    compression)."""
+
+    def __init__(self, seed: int = 14) -> None:
+        self.rng = random.Random(seed)
+        self.values = [20.0 + self.rng.uniform(-3, 3) for _ in range(ENTITIES)]
+        self.n = 0
+
+    def event(self, t_us: int) -> dict[str, Any]:
+        n = self.n
+        self.n += 1
+        entity = n % ENTITIES
+        iso = datetime.fromtimestamp(t_us / 1e6, UTC).isoformat(timespec="microseconds")
+        base: dict[str, Any] = {
+            "time_fired": iso, "event_type": "state_changed", "origin": "LOCAL",
+            "context_id": f"01JD{n:022d}", "area": f"Room {entity % 12}", "floor": "Ground",
+            "cause": "device", "prev_state_seconds": round(self.rng.expovariate(1 / 60), 3),
         }  # fmt: skip
-    on = (n // ENTITIES) % 2 == 0
-    return base | {
-        "entity_id": f"light.bench_{entity}", "domain": "light",
-        "state": "on" if on else "off", "old_state": "off" if on else "on",
-        "attributes": {"brightness": n % 256, "color_mode": "brightness"},
-    }  # fmt: skip
+        if entity % 5:
+            old = self.values[entity]
+            value = self.values[entity] = round(old + self.rng.gauss(0, 0.05), 2)
+            return base | {
+                "entity_id": f"sensor.bench_{entity}", "domain": "sensor",
+                "state": str(value), "old_state": str(old), "numeric_value": value,
+                "device_class": "temperature", "unit": "°C",
+                "attributes": {"state_class": "measurement",
+                               "battery": 100 - (n // 100_000) % 100},
+            }  # fmt: skip
+        on = (n // ENTITIES) % 2 == 0
+        return base | {
+            "entity_id": f"light.bench_{entity}", "domain": "light",
+            "state": "on" if on else "off", "old_state": "off" if on else "on",
+            "attributes": {"brightness": self.rng.randrange(256), "color_mode": "brightness"},
+        }  # fmt: skip
+
+    def events(self, count: int, start_us: int, step_us: int = 1000) -> list[dict[str, Any]]:
+        """``count`` events from ``start_us``, ``step_us`` apart on average. An entity's
+        events are ``ENTITIES`` events apart, over a millisecond (the engine keeps
+        milliseconds: each is its own sample)."""
+        times = sorted(start_us + self.rng.randrange(count * step_us) for _ in range(count))
+        return [self.event(t) for t in times]
 
 
-def history(
-    count: int, start_us: int, first_n: int = 0, step_us: int = 1000
-) -> list[dict[str, Any]]:
-    """``count`` events ``step_us`` apart; an entity's events are ``ENTITIES`` steps
-    apart, which must be a millisecond or more (the engine keeps milliseconds)."""
-    return [event(first_n + i, start_us + i * step_us) for i in range(count)]
+def bodies(events: list[dict[str, Any]], size: int) -> list[bytes]:
+    """Ingest request bodies of ``size`` events, encoded before any timing."""
+    return [
+        orjson.dumps({
+            "batch_id": f"bench-{uuid.uuid4().hex}",
+            "source": {"instance_id": "bench", "integration_version": "0.1.0"},
+            "events": events[first : first + size],
+        })
+        for first in range(0, len(events), size)
+    ]  # fmt: skip
+
+
+def post(addon: MirroringAddon, body: bytes) -> None:
+    headers = {**addon.headers, "Content-Type": "application/json"}
+    status, answer = http("POST", f"{addon.url}/api/v1/ingest", body, headers)
+    assert status == 200, answer[:300]
 
 
 def target(addon: MirroringAddon) -> dict[str, Any]:
@@ -132,12 +166,15 @@ def drained(addon: MirroringAddon, timeout: float = 900) -> float:
     return time.perf_counter()
 
 
-def full_outbox(addon: MirroringAddon, engine: VictoriaMetrics, events: int) -> dict[str, Any]:
+def full_outbox(
+    addon: MirroringAddon, engine: VictoriaMetrics, home: Home, events: int
+) -> dict[str, Any]:
     """Phase 1a: N events stored while the engine is down, then drained."""
     start_us = time.time_ns() // 1000 - 6 * 3_600_000_000
-    batch = history(events, start_us)
+    requests = bodies(home.events(events, start_us, 2000), CHUNK)
     began = time.perf_counter()
-    addon.ingest(batch, size=CHUNK)
+    for body in requests:
+        post(addon, body)
     ingest_s = time.perf_counter() - began
     assert target(addon)["points_written"] == 0
     engine.restart()
@@ -164,14 +201,15 @@ def full_outbox(addon: MirroringAddon, engine: VictoriaMetrics, events: int) -> 
     }  # fmt: skip
 
 
-def live(addon: MirroringAddon, engine: VictoriaMetrics, events: int) -> dict[str, Any]:
+def live(addon: MirroringAddon, engine: VictoriaMetrics, home: Home, events: int) -> dict[str, Any]:
     """Phase 1b: N more events ingested with the engine up, the mirror running."""
     start_us = time.time_ns() // 1000 - 3 * 3_600_000_000
-    batch = history(events, start_us, first_n=events)
+    requests = bodies(home.events(events, start_us, 2000), CHUNK)
     before = int(target(addon)["points_written"])
     before_engine = engine_points(engine)
     began = time.perf_counter()
-    addon.ingest(batch, size=CHUNK)
+    for body in requests:
+        post(addon, body)
     ingest_s = time.perf_counter() - began
     done = drained(addon)
     written = int(target(addon)["points_written"]) - before
@@ -186,7 +224,7 @@ def live(addon: MirroringAddon, engine: VictoriaMetrics, events: int) -> dict[st
     }  # fmt: skip
 
 
-def steady(addon: MirroringAddon, rate: int, seconds: float) -> dict[str, Any]:
+def steady(addon: MirroringAddon, home: Home, rate: int, seconds: float) -> dict[str, Any]:
     """Phase 2: ``rate`` events/s in ten batches a second at wall-clock times; the
     target's lag from /api/v1/health every second."""
     per_batch = rate // 10
@@ -203,7 +241,6 @@ def steady(addon: MirroringAddon, rate: int, seconds: float) -> dict[str, Any]:
                 lag_events.append(int(report["lag_events"]))
 
     sampler = threading.Thread(target=sample, daemon=True)
-    n = 10**8
     sent = 0
     late = 0
     began = time.perf_counter()
@@ -212,9 +249,8 @@ def steady(addon: MirroringAddon, rate: int, seconds: float) -> dict[str, Any]:
     while tick - began < seconds:
         now = time.time_ns() // 1000
         # Spread over the batch's 100 ms, each event at (about) the time it is sent.
-        batch = history(per_batch, now - 100_000, first_n=n, step_us=100_000 // per_batch)
-        addon.ingest(batch, size=per_batch)
-        n += per_batch
+        (body,) = bodies(home.events(per_batch, now - 100_000, 100_000 // per_batch), per_batch)
+        post(addon, body)
         sent += per_batch
         tick += 0.1
         pause = tick - time.perf_counter()
@@ -344,11 +380,12 @@ def main() -> None:
     )
     addon.data_dir.mkdir()
     addon.start()
+    home = Home()
     try:
         # Phase 1a: the engine is not up yet (its port is reserved, nothing listens).
-        phase1 = full_outbox(addon, engine, args.events)
-        phase1b = live(addon, engine, args.events)
-        phase2 = steady(addon, args.rate, args.seconds)
+        phase1 = full_outbox(addon, engine, home, args.events)
+        phase1b = live(addon, engine, home, args.events)
+        phase2 = steady(addon, home, args.rate, args.seconds)
         drained(addon)
         final = target(addon)
         _, raw = http("GET", f"{addon.url}/api/v1/health", headers=addon.headers)

@@ -161,6 +161,12 @@ def engine_points(engine: VictoriaMetrics) -> int:
     return sum(len(s.samples) for s in series)
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def drained(addon: MirroringAddon, timeout: float = 900) -> float:
     """Wait until the target's lag is 0 events; the time it was first seen so."""
     wait_until(lambda: target(addon)["lag_events"] == 0, timeout, "mirror lag 0")
@@ -187,9 +193,12 @@ def full_outbox(
             first_seen.append((time.perf_counter(), written))
         return bool(written)
 
+    assert addon.proc is not None and engine.proc is not None
     wait_until(acknowledged, 600, "first acknowledged chunk")
     t0, written0 = first_seen[0]
+    cpu0 = cpu_s(addon.proc.pid), cpu_s(engine.proc.pid)
     t1 = drained(addon)
+    cpu1 = cpu_s(addon.proc.pid), cpu_s(engine.proc.pid)
     written = int(target(addon)["points_written"])
     stored = engine_points(engine)
     rate = (written - written0) / (t1 - t0)
@@ -199,6 +208,11 @@ def full_outbox(
         "events": events, "points": written, "engine_points": stored,
         "points_per_s": round(rate), "timed_points": written - written0,
         "timed_seconds": round(t1 - t0, 3), "ingest_s_while_engine_down": round(ingest_s, 2),
+        # Of the timed seconds, how many the add-on's process (all its threads) and the
+        # engine were on a CPU: an add-on near 1.0 is bound by one core (the event loop
+        # and the reader thread taking turns under the GIL).
+        "addon_cpu_s": round(cpu1[0] - cpu0[0], 2), "engine_cpu_s": round(cpu1[1] - cpu0[1], 2),
+        "points_per_addon_cpu_s": round((written - written0) / max(cpu1[0] - cpu0[0], 0.01)),
     }  # fmt: skip
 
 
@@ -309,7 +323,10 @@ def where_time_goes(db: Path, url: str, limit: int = 200_000) -> dict[str, Any]:
     read of a chunk, decoding its JSON columns into the event dicts, building the lines
     (``points.event_lines``); ``outbox.read_events`` doing all three as the add-on calls
     it; then the HTTP write of those lines (``TargetWriter.write``: the body, the client,
-    the engine), in the add-on's chunk sizes."""
+    the engine), in the add-on's chunk sizes. The steps in this process are timed in CPU
+    seconds of its thread (``time.thread_time``: what a step costs, whatever else the
+    shared machine runs); the HTTP write in wall-clock seconds (the engine works in its
+    own process) and in this thread's CPU seconds."""
     copy = WORK / "profile.db"
     src = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     dst = sqlite3.connect(copy)
@@ -327,9 +344,9 @@ def where_time_goes(db: Path, url: str, limit: int = 200_000) -> dict[str, Any]:
     built = 0
     after = 0
     while True:
-        began = time.perf_counter()
+        began = time.thread_time()
         rows = conn.execute(sql, (after, limit, LIVE_CHUNK)).fetchall()
-        decoded = time.perf_counter()
+        decoded = time.thread_time()
         if not rows:
             break
         after = rows[-1][0]
@@ -344,14 +361,14 @@ def where_time_goes(db: Path, url: str, limit: int = 200_000) -> dict[str, Any]:
             }
             for r in rows
         ]  # fmt: skip
-        building = time.perf_counter()
+        building = time.thread_time()
         for row, event in zip(rows, events, strict=True):
             built += len(event_lines(event, strings=False, time_us=row[1]))
         steps["sql"] += decoded - began
         steps["decode"] += building - decoded
-        steps["build"] += time.perf_counter() - building
+        steps["build"] += time.thread_time() - building
     lines: list[str] = []
-    began = time.perf_counter()
+    began = time.thread_time()
     after = 0
     while True:
         chunk = outbox.read_events(
@@ -362,7 +379,7 @@ def where_time_goes(db: Path, url: str, limit: int = 200_000) -> dict[str, Any]:
             break
         lines += chunk.lines
         after = chunk.next_cursor
-    steps["read_events"] = time.perf_counter() - began
+    steps["read_events"] = time.thread_time() - began
     conn.close()
     points = len(lines)
     assert built == points, (built, points)
@@ -375,17 +392,20 @@ def where_time_goes(db: Path, url: str, limit: int = 200_000) -> dict[str, Any]:
                 await writer.write(lines[first : first + per_chunk])
             return time.perf_counter() - began
 
+    cpu_began = time.thread_time()
     steps["http_write"] = asyncio.run(write())
+    client_cpu_s = time.thread_time() - cpu_began
     result: dict[str, Any] = {
         "events": limit, "points": points,
         "points_per_s": {step: round(points / took) for step, took in steps.items()},
         "seconds": {step: round(took, 3) for step, took in steps.items()},
+        "http_write_client_cpu_s": round(client_cpu_s, 3),
         # The add-on reads a chunk, writes it, commits, then reads the next: one after
         # the other, so its rate is at most this.
         "sequential_points_per_s": round(points / (steps["read_events"] + steps["http_write"])),
     }  # fmt: skip
     rates = result["points_per_s"]
-    print(f"where the time goes, {points:,} points (points/s of each step alone): SQL "
+    print(f"where the time goes, {points:,} points (points per CPU-second of each step; HTTP per wall second): SQL "
           f"{rates['sql']:,}, JSON decode {rates['decode']:,}, build lines "
           f"{rates['build']:,}; read_events {rates['read_events']:,}; HTTP write "
           f"{rates['http_write']:,}; one after the other "

@@ -405,9 +405,9 @@ def where_time_goes(db: Path, url: str, limit: int = 200_000) -> dict[str, Any]:
         "sequential_points_per_s": round(points / (steps["read_events"] + steps["http_write"])),
     }  # fmt: skip
     rates = result["points_per_s"]
-    print(f"where the time goes, {points:,} points (points per CPU-second of each step; HTTP per wall second): SQL "
-          f"{rates['sql']:,}, JSON decode {rates['decode']:,}, build lines "
-          f"{rates['build']:,}; read_events {rates['read_events']:,}; HTTP write "
+    print(f"where the time goes, {points:,} points (points per CPU-second of each step; "
+          f"HTTP per wall second): SQL {rates['sql']:,}, JSON decode {rates['decode']:,}, "
+          f"build lines {rates['build']:,}; read_events {rates['read_events']:,}; HTTP write "
           f"{rates['http_write']:,}; one after the other "
           f"{result['sequential_points_per_s']:,}")  # fmt: skip
     return result

@@ -231,7 +231,7 @@ def live(addon: MirroringAddon, engine: VictoriaMetrics, home: Home, events: int
     stored = engine_points(engine) - before_engine
     rate = written / (done - began)
     print(f"live: {events:,} events ({written:,} points) ingested and mirrored at {rate:,.0f} "
-          f"points/s (ingest alone {events / ingest_s:,.0f} events/s)")  # fmt: skip
+          f"points/s (ingest meanwhile {events / ingest_s:,.0f} events/s)")  # fmt: skip
     return {
         "events": events, "points": written, "engine_points": stored,
         "points_per_s": round(rate), "seconds": round(done - began, 3),

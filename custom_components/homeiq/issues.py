@@ -163,4 +163,3 @@ class IssueTracker:
 
     def _mirror_issue_id(self, kind: str, target: str) -> str:
         return f"{kind}_{self.entry_id}_{target}"
-

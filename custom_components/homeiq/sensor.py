@@ -266,12 +266,13 @@ def _mirror_sensors_follow_targets(
         targets = coordinator.data.mirror_targets
         new = [name for name in targets if name not in added]
         added.intersection_update(targets)
-        added.update(new)
-        async_add_entities(
-            MirrorTargetSensor(coordinator, description, name)
-            for name in new
-            for description in MIRROR_SENSORS
-        )
+        if new:
+            added.update(new)
+            async_add_entities(
+                MirrorTargetSensor(coordinator, description, name)
+                for name in new
+                for description in MIRROR_SENSORS
+            )
         expected = {
             mirror_unique_id(entry, name, description.key)
             for name in targets

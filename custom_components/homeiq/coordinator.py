@@ -70,7 +70,7 @@ class HomeIQCoordinator(DataUpdateCoordinator[HomeIQState]):
         self._reachable: bool | None = None
         self._unreachable_since: datetime | None = None
         self._device_version: str | None = None
-        self._issues = IssueTracker(hass, client.url)
+        self._issues = IssueTracker(hass, client.url, entry.entry_id)
 
     @callback
     def async_start(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .contract import Health, Stats
+from .contract import Health, MirrorTarget, Stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +58,10 @@ class HomeIQState:
     def addon_available(self) -> bool:
         """Whether the last refresh reached the add-on."""
         return self.addon is not None
+
+    @property
+    def mirror_targets(self) -> dict[str, MirrorTarget]:
+        """The add-on's mirror targets by name, from its last answer (none while unreachable)."""
+        if self.addon is None:
+            return {}
+        return {target.name: target for target in self.addon.health.mirror}

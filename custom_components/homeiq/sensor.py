@@ -1,4 +1,11 @@
-"""HomeIQ sensors: the capture pipeline's counters and the add-on's store."""
+"""HomeIQ sensors: the capture pipeline's counters, the add-on's store, and per mirror
+target its lag, status and points.
+
+The mirror targets are the add-on's options, so their sensors come and go with its
+answers (as WLED's segment lights do): added when a target first appears, removed from
+the entity registry when the add-on answers without it. While the add-on is unreachable
+they stay, unavailable.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +21,14 @@ from homeassistant.components.sensor import (
     SensorStateClass,
 )
 from homeassistant.const import EntityCategory, UnitOfInformation, UnitOfTime
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 from homeassistant.util import dt as dt_util
 
-from .coordinator import HomeIQConfigEntry
+from .contract import MirrorTarget
+from .coordinator import HomeIQConfigEntry, HomeIQCoordinator
 from .entity import HomeIQEntity
 from .models import HomeIQState
 
@@ -30,6 +39,8 @@ UNIT_EVENTS = "events"
 UNIT_EVENTS_PER_MINUTE = "events/min"
 STATUS_UNREACHABLE = "unreachable"
 STATUS_OPTIONS = ["ok", "warning", "error", STATUS_UNREACHABLE]
+UNIT_POINTS = "points"
+MIRROR_STATUS_OPTIONS = ["ok", "backfilling", "auth_failed", "unreachable", "disabled"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +187,55 @@ SENSORS: tuple[HomeIQSensorEntityDescription, ...] = (
 )
 
 
+@dataclass(frozen=True, kw_only=True)
+class MirrorSensorEntityDescription(SensorEntityDescription):
+    """A figure of one mirror target; ``key`` ends its unique id (after the target's name)."""
+
+    value_fn: Callable[[MirrorTarget], StateType]
+    attributes_fn: Callable[[MirrorTarget], Mapping[str, Any]] | None = None
+
+
+# Per target: the lag an owner watches (how far behind it is), and beside it what
+# explains a lag: the status with the last error, and the points written and refused.
+MIRROR_SENSORS: tuple[MirrorSensorEntityDescription, ...] = (
+    MirrorSensorEntityDescription(
+        key="lag",
+        translation_key="mirror_lag",
+        device_class=SensorDeviceClass.DURATION,
+        native_unit_of_measurement=UnitOfTime.SECONDS,
+        state_class=SensorStateClass.MEASUREMENT,
+        suggested_display_precision=0,
+        value_fn=lambda t: t.lag_seconds,
+        attributes_fn=lambda t: {"lag_events": t.lag_events},
+    ),
+    MirrorSensorEntityDescription(
+        key="status",
+        translation_key="mirror_status",
+        device_class=SensorDeviceClass.ENUM,
+        options=MIRROR_STATUS_OPTIONS,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda t: t.status,
+        attributes_fn=lambda t: {"last_error": t.last_error, "last_success": t.last_success},
+    ),
+    MirrorSensorEntityDescription(
+        key="points_written",
+        translation_key="mirror_points_written",
+        native_unit_of_measurement=UNIT_POINTS,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda t: t.points_written,
+    ),
+    MirrorSensorEntityDescription(
+        key="points_refused",
+        translation_key="mirror_points_refused",
+        native_unit_of_measurement=UNIT_POINTS,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda t: t.points_refused,
+    ),
+)
+
+
 async def async_setup_entry(
     hass: HomeAssistant,
     entry: HomeIQConfigEntry,
@@ -184,6 +244,53 @@ async def async_setup_entry(
     """Set up the HomeIQ sensors."""
     coordinator = entry.runtime_data.coordinator
     async_add_entities(HomeIQSensor(coordinator, description) for description in SENSORS)
+    update = _mirror_sensors_follow_targets(entry, coordinator, async_add_entities)
+    update()
+    entry.async_on_unload(coordinator.async_add_listener(update))
+
+
+def _mirror_sensors_follow_targets(
+    entry: HomeIQConfigEntry,
+    coordinator: HomeIQCoordinator,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+) -> Callable[[], None]:
+    """A coordinator listener adding the sensors of new targets and removing those of
+    targets the add-on no longer has (left by this run or an earlier one)."""
+    registry = er.async_get(coordinator.hass)
+    added: set[str] = set()
+
+    @callback
+    def update() -> None:
+        if not coordinator.data.addon_available:
+            return
+        targets = coordinator.data.mirror_targets
+        new = [name for name in targets if name not in added]
+        added.intersection_update(targets)
+        if new:
+            added.update(new)
+            async_add_entities(
+                MirrorTargetSensor(coordinator, description, name)
+                for name in new
+                for description in MIRROR_SENSORS
+            )
+        expected = {
+            mirror_unique_id(entry, name, description.key)
+            for name in targets
+            for description in MIRROR_SENSORS
+        }
+        prefix = mirror_unique_id(entry, "", "")
+        for registered in er.async_entries_for_config_entry(registry, entry.entry_id):
+            unique_id = registered.unique_id
+            if unique_id.startswith(prefix) and unique_id not in expected:
+                registry.async_remove(registered.entity_id)
+
+    return update
+
+
+def mirror_unique_id(entry: HomeIQConfigEntry, target: str, key: str) -> str:
+    """Unique per target and figure; with both empty, the prefix all of them share."""
+    base = f"{entry.unique_id or entry.entry_id}_mirror"
+    return f"{base}_{target}_{key}" if target else f"{base}_"
 
 
 class HomeIQSensor(HomeIQEntity, SensorEntity):
@@ -214,3 +321,46 @@ class HomeIQSensor(HomeIQEntity, SensorEntity):
         if self.entity_description.attributes_fn is None:
             return None
         return self.entity_description.attributes_fn(self.coordinator.data)
+
+
+class MirrorTargetSensor(HomeIQEntity, SensorEntity):
+    """One figure of one mirror target, named after the target."""
+
+    entity_description: MirrorSensorEntityDescription
+    # The last error and success change with every failure and write.
+    _unrecorded_attributes = frozenset({"last_error", "last_success"})
+
+    def __init__(
+        self,
+        coordinator: HomeIQCoordinator,
+        description: MirrorSensorEntityDescription,
+        target: str,
+    ) -> None:
+        """Attach the figure to the HomeIQ device, named after its target."""
+        super().__init__(coordinator, description)
+        self.target = target
+        self._attr_unique_id = mirror_unique_id(coordinator.config_entry, target, description.key)
+        self._attr_translation_placeholders = {"target": target}
+
+    @property
+    def _mirror_target(self) -> MirrorTarget | None:
+        return self.coordinator.data.mirror_targets.get(self.target)
+
+    @property
+    def available(self) -> bool:
+        """Available while the add-on answers and still has the target."""
+        return super().available and self._mirror_target is not None
+
+    @property
+    def native_value(self) -> StateType:
+        """Return the target's figure from the latest refresh."""
+        target = self._mirror_target
+        return None if target is None else self.entity_description.value_fn(target)
+
+    @property
+    def extra_state_attributes(self) -> Mapping[str, Any] | None:
+        """Return what explains the figure (events behind, the last error)."""
+        target = self._mirror_target
+        if target is None or self.entity_description.attributes_fn is None:
+            return None
+        return self.entity_description.attributes_fn(target)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+import re
 
 import aiohttp
 import pytest
@@ -18,6 +19,8 @@ import pytest
 from tests.addon.retention_data import T0, Api, event
 from tests.browser import CHROMIUM, PREFIX, Browser, ingress_proxy
 from tests.conftest import REPO, AddonProcess
+from tests.mirror.addon import mirroring_addon, sensor_stream, vm_target
+from tests.mirror.engines import VictoriaMetrics, VmAuth, running, wait_until
 
 ARTIFACTS = REPO / "tests" / "artifacts"
 RECENT = 12
@@ -266,3 +269,74 @@ async def test_ingress_hands_the_token_to_the_panel(addon_server: AddonProcess) 
         assert resp.status == 200
         assert resp.headers["Cache-Control"] == "no-store"
         assert await resp.json() == {"token": addon_server.token}
+
+
+async def test_panel_mirror_targets(tmp_path: Path, socket_enabled: None, browser: Browser) -> None:
+    """Each target's status, lag and points; its connection tested from the panel (a
+    reachable victoria-metrics, a token vmauth refuses); history sent again on a confirm."""
+    victoria = VictoriaMetrics(tmp_path / "vm")
+    guarded = VmAuth(tmp_path / "vmauth", victoria.url, "mirror-panel-token")
+    events = sensor_stream(40, start=datetime.now(UTC) - timedelta(minutes=30), entities=4)
+    targets = [vm_target("vm", victoria.url),
+               vm_target("guarded", guarded.url, token="not-the-panel-token")]  # fmt: skip
+    with (
+        running(victoria, guarded),
+        mirroring_addon(tmp_path / "data", mirror_targets=targets) as addon,
+    ):
+        addon.ingest(events)
+        addon.wait_mirrored("vm")
+        wait_until(lambda: addon.targets()["guarded"]["status"] == "auth_failed", 30, "refused")
+        runner, proxy = await ingress_proxy(addon.ingress_url)
+        try:
+            await browser.send("Page.navigate", url=f"{proxy}{PREFIX}/")
+            await browser.wait_for("document.body && document.body.dataset.ready === '1'")
+            row = "document.querySelector('[data-target={}]')"
+            text = await browser.wait_for(f"{row.format('vm')}?.innerText")
+            assert "OK" in text
+            assert "up to date" in text
+            assert str(len(events)) in text  # points written
+            refused = await browser.js(f"{row.format('guarded')}.innerText")
+            assert "Access refused" in refused
+            assert f"{len(events)} events" in refused  # its lag
+            error = "document.querySelector('[data-target-error=guarded]').innerText"
+            assert "check the token" in await browser.js(error)
+
+            # Test connection: the reachable engine answers, vmauth refuses the token.
+            await browser.js(click("[data-target=vm] button"))
+            message = await browser.wait_for(
+                "document.querySelector('#mirror-message').textContent.includes('connected')"
+                " && document.querySelector('#mirror-message').textContent"
+            )
+            # What it says it is (victoria-metrics 1.79 answers as InfluxDB 1.8.0).
+            assert re.fullmatch(r"vm: connected in \d+ ms \(version 1\.8\.0\)", message), message
+            await browser.js(click("[data-target=guarded] button"))
+            failure = await browser.wait_for("document.querySelector('#mirror-error').textContent")
+            assert failure.startswith("guarded: ")
+            assert "check the token" in failure
+            assert await browser.js("document.querySelector('#mirror-message').textContent") == ""
+            page = await browser.js("document.body.innerText")
+            assert "not-the-panel-token" not in page
+            assert "mirror-panel-token" not in page
+
+            # Sending the history again takes a confirming second click.
+            again = "[data-target=vm] button:nth-of-type(2)"
+            await browser.js(click(again))
+            assert await browser.js(f"document.querySelector({again!r}).textContent") == (
+                "Confirm: send all again"
+            )
+            assert addon.targets()["vm"]["points_written"] == len(events)
+            await browser.js(click(again))
+            message = await browser.wait_for(
+                "document.querySelector('#mirror-message').textContent.includes('again')"
+                " && document.querySelector('#mirror-message').textContent"
+            )
+            assert message == f"vm: sending {len(events)} stored events again"
+            assert addon.wait_mirrored("vm")["points_written"] == 2 * len(events)
+
+            # Phone width: the card's rows, buttons and errors stay on screen.
+            await browser.send("Emulation.setDeviceMetricsOverride", width=390, height=844,
+                               deviceScaleFactor=2, mobile=True)  # fmt: skip
+            await asyncio.sleep(0.2)
+            assert await browser.js(LAYOUT_PROBLEMS) == []
+        finally:
+            await runner.cleanup()

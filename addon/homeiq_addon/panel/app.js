@@ -253,6 +253,77 @@ async function backupAction(path, method, message) {
   }
 }
 
+// ---- mirror targets -----------------------------------------------------------------
+const MIRROR_STATUS = {
+  ok: "OK", backfilling: "Sending history", auth_failed: "Access refused",
+  unreachable: "Unreachable", disabled: "Disabled",
+};
+
+function duration(seconds) {
+  if (seconds < 60) return `${Math.round(seconds)} s`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 172800) return `${Math.round(seconds / 3600)} h`;
+  return `${Math.round(seconds / 86400)} d`;
+}
+
+function lag(target) {
+  if (!target.lag_events) return "up to date";
+  const age = target.lag_seconds == null ? "" : `, ${duration(target.lag_seconds)}`;
+  return `${target.lag_events.toLocaleString()} events${age}`;
+}
+
+async function refreshMirror() {
+  let targets;
+  try {
+    targets = (await api("api/v1/mirror/targets")).targets;
+  } catch (err) {
+    $("#mirror-error").textContent = err.message;
+    return;
+  }
+  if (!targets.length) {
+    $("#mirror-targets tbody").replaceChildren(el("tr", { class: "empty" }, el("td", { colspan: "7" },
+      "No mirror targets. Add one under mirror_targets in the app's configuration.")));
+    return;
+  }
+  $("#mirror-targets tbody").replaceChildren(...targets.flatMap((t) => {
+    const name = encodeURIComponent(t.name);
+    const test = el("button", { class: "small secondary", onclick: () => mirrorAction(t.name,
+      `api/v1/mirror/targets/${name}/test`, (r) =>
+        `${t.name}: connected in ${Math.round(r.round_trip_ms)} ms` +
+        (r.version ? ` (${r.build ? `${r.build} ` : ""}version ${r.version})` : "")) }, "Test connection");
+    const again = el("button", { class: "small" }, "Send history again");
+    if (t.status === "disabled") again.disabled = true;
+    // A second click confirms, as for a restore: it sends every stored event once more.
+    again.addEventListener("click", () => {
+      if (again.dataset.armed) mirrorAction(t.name, `api/v1/mirror/targets/${name}/backfill`,
+        (r) => `${t.name}: sending ${r.lag_events.toLocaleString()} stored events again`);
+      else { again.dataset.armed = "1"; again.textContent = "Confirm: send all again"; }
+    });
+    const row = el("tr", { "data-target": t.name, "data-status": t.status },
+      cell("Name", t.name),
+      cell("Status", el("span", { class: "state", "data-status": t.status }, MIRROR_STATUS[t.status] || t.status)),
+      cell("Lag", lag(t)), cell("Written", t.points_written.toLocaleString()),
+      cell("Refused", t.points_refused.toLocaleString()), cell("Last success", when(t.last_success)),
+      cell("", test, again));
+    if (!t.last_error) return [row];
+    return [row, el("tr", { class: "target-error", "data-target-error": t.name },
+      el("td", { colspan: "7" }, t.last_error))];
+  }));
+}
+
+async function mirrorAction(name, path, message) {
+  $("#mirror-error").textContent = "";
+  $("#mirror-message").textContent = `${name}: waiting for the target…`;
+  try {
+    const result = await api(path, { method: "POST" });
+    $("#mirror-message").textContent = message(result);
+  } catch (err) {
+    $("#mirror-message").textContent = "";
+    $("#mirror-error").textContent = err.message; // the app's message names the target
+  }
+  await refreshMirror();
+}
+
 // ---- event rate chart ---------------------------------------------------------------
 // The last hour per minute (by the time events fired, from the app's per-minute counts),
 // loaded when the panel opens and every minute; "now" is the live rate of the WebSocket.
@@ -391,10 +462,11 @@ function start() {
   $("#token-copy").addEventListener("click", copyToken);
   window.addEventListener("resize", drawChart);
   Promise.allSettled([refreshStatus(), refreshStorage(), refreshPolicies(), refreshBackups(),
-    refreshRate(), loadToken()])
+    refreshMirror(), refreshRate(), loadToken()])
     .then(() => { document.body.dataset.ready = "1"; });
   connectLive();
   setInterval(refreshStatus, 30000);
+  setInterval(refreshMirror, 30000);
   setInterval(refreshStorage, 60000);
   setInterval(refreshRate, 60000);
 }

@@ -35,7 +35,6 @@ import asyncio
 from datetime import UTC, datetime
 import os
 from pathlib import Path
-import platform
 import random
 import shutil
 import sqlite3
@@ -52,6 +51,8 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "addon")]
 
+from bench_store import machine as store_machine  # noqa: E402
+
 from homeiq_addon.mirror import outbox  # noqa: E402
 from homeiq_addon.mirror.points import event_lines  # noqa: E402
 from homeiq_addon.mirror.service import LIVE_CHUNK  # noqa: E402
@@ -67,23 +68,12 @@ CHUNK = 5000  # events per ingest request in phase 1
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:  # noqa: PTH123
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
+    """bench_store's description of the machine, and the engine's version."""
     vm = subprocess.run(
         ["dpkg-query", "-W", "-f=${Version}", "victoria-metrics"],
         capture_output=True, text=True, check=False,
     ).stdout  # fmt: skip
-    return {
-        "cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(int(mem) / 1024**2, 1),
-        "python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
-        "kernel": platform.release(), "victoria_metrics": vm,
-        "load_avg_at_start": os.getloadavg(),
-    }  # fmt: skip
+    return {**store_machine(), "victoria_metrics": vm}
 
 
 class Home:

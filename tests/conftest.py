@@ -210,15 +210,19 @@ class AddonProcess:
 
 
 @contextlib.contextmanager
-def running_addon(data_dir: Path, **kwargs: Any) -> Iterator[AddonProcess]:
-    """An add-on started on a new data dir (``AddonProcess`` arguments), stopped after."""
-    server = AddonProcess(data_dir, **kwargs)
+def started[P: AddonProcess](server: P) -> Iterator[P]:
+    """``server`` started on its new data dir, stopped after."""
     server.data_dir.mkdir()
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+def running_addon(data_dir: Path, **kwargs: Any) -> contextlib.AbstractContextManager[AddonProcess]:
+    """An add-on started on a new data dir (``AddonProcess`` arguments), stopped after."""
+    return started(AddonProcess(data_dir, **kwargs))
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import contextlib
 from datetime import UTC, datetime, timedelta
 import itertools
@@ -10,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import AddonProcess
+from tests.conftest import AddonProcess, started
 from tests.mirror.engines import http, wait_until
 
 _ids = itertools.count(1)
@@ -68,16 +67,11 @@ class MirroringAddon(AddonProcess):
         return found
 
 
-@contextlib.contextmanager
-def mirroring_addon(data_dir: Path, **options: Any) -> Iterator[MirroringAddon]:
-    server = MirroringAddon(data_dir, **options)
-    server.data_dir.mkdir()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        server.kill()
+def mirroring_addon(
+    data_dir: Path, **options: Any
+) -> contextlib.AbstractContextManager[MirroringAddon]:
+    """An add-on started from these options on a new data dir, stopped after."""
+    return started(MirroringAddon(data_dir, **options))
 
 
 def state(

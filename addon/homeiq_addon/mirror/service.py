@@ -24,7 +24,7 @@ A target enabled on a store with history sends new events at once and, on a seco
 cursor beside the live one, the stored events from the first to the newest of that
 moment: it is "backfilling" until then. Backfill chunks are smaller and each is followed
 by a pause as long as it took, so live ingest keeps its latency (a probe: p95 of a
-200-event ingest 8 ms without, 17 ms during a backfill; tests/mirror/mirror_probe.py).
+200-event ingest 8 ms without, 17 ms during a backfill; benchmarks/probe_mirror_backfill.py).
 POST /api/v1/mirror/targets/{name}/backfill starts one again.
 """
 

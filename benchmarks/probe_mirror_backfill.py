@@ -2,9 +2,10 @@
 latency of live ingest with and without a backfill running.
 
     HOMEIQ_ADDON_PYTHON=$PWD/.venv-addon/bin/python \\
-        .venv-addon/bin/python -m tests.mirror.mirror_probe [--events 200000]
+        .venv-addon/bin/python -m benchmarks.probe_mirror_backfill [--events 200000]
 
-Prints one JSON object. Not part of the test suite (figures, not assertions).
+Prints one JSON object (figures, not assertions); benchmarks/bench_influx.py measures
+the mirror's speed and lag, this the latency it costs live ingest during a backfill.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 """Throughput probe: points per second the mirror's writer puts into one victoria-metrics.
 
-    PYTHONPATH=addon .venv-addon/bin/python -m tests.mirror.throughput [--rounds 5] [--batch 5000]
+    PYTHONPATH=addon .venv-addon/bin/python -m benchmarks.probe_mirror_lines [--rounds 5]
 
 Prints one JSON object: how fast stored events become lines (``.points``, raw line
 protocol, beside influxdb-client's ``Point`` for the same points), and how fast the
 writer gets batches of lines into a real victoria-metrics on a free loopback port,
-counted as the points the server then exports. Not part of the test suite; the figures
-go to benchmarks/results/influx.json.
+counted as the points the server then exports. It is why points.py writes raw line
+protocol; benchmarks/bench_influx.py measures the mirror as a whole.
 """
 
 from __future__ import annotations

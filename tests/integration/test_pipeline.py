@@ -216,7 +216,9 @@ async def test_spool_stuck_past_the_stop_bound_counts_as_dropped(
     for i in range(600):  # a size-triggered flush queues these for a thread...
         hass.states.async_set("sensor.seq", str(i))
     async with asyncio.timeout(10):
-        while pipeline.capture.buffer:  # noqa: ASYNC110 - the flush takes them
+        # Until the writer's job holds them: the flush takes them from the buffer first,
+        # and a job started later would take the events below with them.
+        while pipeline.writer.on_disk_soon != 600:  # noqa: ASYNC110
             await asyncio.sleep(0)
     for i in range(600, 850):  # ...and these wait in memory behind them
         hass.states.async_set("sensor.seq", str(i))

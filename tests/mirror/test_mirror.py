@@ -201,6 +201,58 @@ def test_the_engine_killed_mid_stream_ends_complete_each_point_once(
     assert value_samples(victoria) == expected_values(events)
 
 
+def test_rollups_the_engine_lost_after_acknowledging_them_are_written_again(
+    tmp_path: Path, victoria: VictoriaMetrics
+) -> None:
+    events = sensor_stream(2000)  # ten sensors, 200 events each, in T0's first hour
+    later = sensor_stream(100, start=T0 + timedelta(hours=5))
+    with mirroring_addon(
+        tmp_path / "data", mirror_targets=[vm_target("vm", victoria.url, send="both")]
+    ) as addon:
+        addon.ingest(events)
+        events_written = addon.wait_mirrored("vm")["points_written"]
+        status, answer = addon.call(
+            "POST", "/api/v1/retention/run",
+            {"dry_run": True, "now": (T0 + timedelta(days=2)).isoformat()},
+        )  # fmt: skip
+        assert status == 200, answer
+        # An hourly and a daily rollup per sensor, acknowledged: the engine dies within
+        # a second or two of that, before they were on its disk.
+        wait_until(
+            lambda: addon.targets()["vm"]["points_written"] >= events_written + 20,
+            30,
+            "the rollups acknowledged",
+        )
+        victoria.kill()
+        addon.ingest(later)
+        wait_until(lambda: addon.targets()["vm"]["status"] == "unreachable", 30, "unreachable")
+        victoria.restart()
+        addon.wait_mirrored("vm")
+
+        def rollup_samples() -> dict[tuple[str, str], list[Any]]:
+            return {
+                (name, dict(labels)["entity_id"]): values
+                for (name, labels), values in samples(victoria).items()
+                if name.startswith(("homeiq_hourly", "homeiq_daily"))
+            }
+
+        sensors = {f"sensor.s{n}" for n in range(10)}
+        expected = {
+            (f"homeiq_{period}_{figure}", entity): [(_ms(timedelta()), value)]
+            for period in ("hourly", "daily")
+            for n, entity in enumerate(sorted(sensors, key=lambda e: int(e[8:])))
+            for figure, value in [
+                ("count", 200.0), ("events", 200.0), ("transitions", 199.0),
+                ("min", float(n)), ("max", float(1990 + n)),
+                ("sum", float(sum(range(n, 2000, 10)))),
+                ("mean", sum(range(n, 2000, 10)) / 200),
+            ]
+        }  # fmt: skip
+        wait_until(lambda: rollup_samples().keys() >= expected.keys(), 30, "every rollup again")
+        assert rollup_samples() == expected
+    assert value_samples(victoria) == expected_values(events + later)
+
+
 def test_the_add_on_killed_mid_backfill_ends_complete_each_point_once(
     tmp_path: Path, victoria: VictoriaMetrics
 ) -> None:

@@ -180,7 +180,10 @@ def rollup_changes_top(conn: sqlite3.Connection) -> int:
 
 
 def sync_targets(
-    conn: sqlite3.Connection, configured: dict[str, tuple[bool, bool, bool]], max_lag_us: int
+    conn: sqlite3.Connection,
+    configured: dict[str, tuple[bool, bool, bool]],
+    max_lag_us: int,
+    rollups_kept_after: int | None = None,
 ) -> None:
     """Make ``mirror_targets`` say what the options say: ``configured`` maps a name to
     (enabled, wants events, wants rollups). A new target sends new events at once and
@@ -217,14 +220,18 @@ def sync_targets(
         )  # fmt: skip
     for name in rows.keys() - configured.keys():
         conn.execute("UPDATE mirror_targets SET enabled = 0, rollups = 0 WHERE name = ?", (name,))
-    prune_rollup_changes(conn)
+    prune_rollup_changes(conn, rollups_kept_after)
 
 
-def prune_rollup_changes(conn: sqlite3.Connection) -> None:
-    """Changes every target that wants rollups has received are of no more use."""
+def prune_rollup_changes(conn: sqlite3.Connection, kept_after: int | None) -> None:
+    """Changes every target that wants rollups has received are of no more use, except
+    those after ``kept_after``: a replay (``.replay``) may write them again. That margin
+    is what the targets acknowledged in the last minute, so the log holds at most that
+    beside what some target has not received."""
     conn.execute(
-        "DELETE FROM mirror_rollup_changes WHERE id <= COALESCE("
-        " (SELECT MIN(rollup_cursor) FROM mirror_targets WHERE rollups = 1), 1 << 62)"
+        "DELETE FROM mirror_rollup_changes WHERE id <= MIN(COALESCE("
+        " (SELECT MIN(rollup_cursor) FROM mirror_targets WHERE rollups = 1), 1 << 62), ?)",
+        (_NO_END if kept_after is None else kept_after,),
     )
 
 
@@ -294,6 +301,7 @@ def commit_rollups(
     written: int,
     refused: list[Refused],
     now_us: int,
+    kept_after: int | None,
 ) -> None:
     conn.execute(
         "UPDATE mirror_targets SET rollup_cursor = ?, rollup_scan = ?,"
@@ -302,12 +310,20 @@ def commit_rollups(
         (cursor, scan, written, now_us, name),
     )
     _set_aside(conn, name, refused, now_us)
-    prune_rollup_changes(conn)
+    prune_rollup_changes(conn, kept_after)
 
 
 def rewind(conn: sqlite3.Connection, name: str, backfill: bool, cursor: int) -> None:
     """Back to ``cursor`` after an outage (``.replay``)."""
     _move(conn, name, backfill, cursor)
+
+
+def rewind_rollups(conn: sqlite3.Connection, name: str, cursor: int, scan: str | None) -> None:
+    """The rollups back to change ``cursor`` (and a backfill's ``scan``) after an outage."""
+    conn.execute(
+        "UPDATE mirror_targets SET rollup_cursor = ?, rollup_scan = ? WHERE name = ?",
+        (cursor, scan, name),
+    )
 
 
 def _set_aside(conn: sqlite3.Connection, name: str, refused: list[Refused], now_us: int) -> None:

@@ -33,6 +33,22 @@ keep ``[A-Za-z0-9_]`` and turn any other character into ``_`` (a field name must
 a series name a PromQL query can write); keys that collide after that share a field,
 which still has one type.
 
+A measurement's points carry different tag keys (an empty tag is left out), which every
+engine takes. InfluxDB 3's documentation of its v1/v2 write APIs says "Tags in a table
+(measurement) are immutable"; its source says otherwise since v3.0.0-0.beta.1. Between
+influxdata/influxdb d2fbd65 ("Deny extra tags on write APIs", #25596, December 2024)
+and 329ef2f ("allow new tags in schema again", #26108, March 2025, "we made tags
+nullable") a point with a tag the table had not seen was refused ("Detected a new tag
+'…' in write. The tag set is immutable on first write to the table."); every tagged
+release contains both. At d7834110 (3.10, June 2026),
+influxdb3_write/src/write_buffer/validator.rs, ``validate_and_qualify_v1_line``, which
+all three write APIs use, calls ``column_or_create(table, tag_key, Tag)`` for each tag
+of each line: a new tag becomes a new column, and a tag a point lacks is null. Its line
+protocol reference agrees: "Tag values cannot be empty; instead, omit the tag from the
+tag set". ``column_or_create`` refuses a name the table has as another kind of column,
+so no tag shares a name with a field of its measurement (attributes and data are
+prefixed; tests/mirror/test_points.py checks it).
+
 A point is identified by its measurement, tag set and timestamp: a retried write
 overwrites (InfluxDB) or writes an identical sample that deduplication removes
 (VictoriaMetrics with ``-dedup.minScrapeInterval=1ms``, see tests/mirror/engines.py).

@@ -17,7 +17,6 @@ from typing import Any
 from aiohttp import web
 import pytest
 
-from tests.conftest import free_port
 from tests.mirror.addon import (
     T0,
     MirroringAddon,
@@ -296,10 +295,10 @@ def test_the_add_on_killed_mid_backfill_ends_complete_each_point_once(
     ],
 )
 def test_retention_keeps_what_a_live_target_has_not_received(
-    tmp_path: Path, socket_enabled: None, second_start: dict[str, Any], shown: str
+    tmp_path: Path, nowhere: int, second_start: dict[str, Any], shown: str
 ) -> None:
-    # Nothing listens there: the target receives nothing and stays within its bound.
-    down = vm_target("down", f"http://127.0.0.1:{free_port()}")
+    # Nothing answers there: the target receives nothing and stays within its bound.
+    down = vm_target("down", f"http://127.0.0.1:{nowhere}")
     options: dict[str, Any] = {"raw_retention_days": 1, "mirror_max_lag_hours": 1_000_000}
     events = [
         state(T0 + timedelta(minutes=10 * i), "sensor.s", f"{i}.0", numeric=float(i))

@@ -51,6 +51,16 @@ class Selection:
         keys = ("include_domains", "exclude_domains", "include_entities", "exclude_entities")
         return cls(*(_split(options[key]) for key in keys))
 
+    @property
+    def everything(self) -> bool:
+        """No filter: every event is taken."""
+        return not (
+            self.include_domains
+            or self.exclude_domains
+            or self.include_entities
+            or self.exclude_entities
+        )
+
     def takes(self, entity_id: str | None, domain: str | None) -> bool:
         """With includes, an event passes when its domain or its entity is included;
         then excludes remove. Events of no entity (service calls…) match by domain."""
@@ -92,22 +102,23 @@ def read_events(
         " ORDER BY id LIMIT ?",
         (after, _NO_END if upto is None else upto, limit),
     ).fetchall()
+    everything = selection.everything
     for row in rows:
-        chunk.next_cursor = row[0]
-        if not selection.takes(row[3], row[4]):
+        if not (everything or selection.takes(row[3], row[4])):
             continue
+        # The JSON columns as stored: event_lines remembers the fields of each text.
         event: dict[str, Any] = {
             "event_type": row[2], "entity_id": row[3], "domain": row[4], "state": row[5],
             "old_state": row[6], "numeric_value": row[7], "prev_state_seconds": row[8],
-            "attributes": None if row[9] is None else orjson.loads(row[9]),
-            "data": None if row[10] is None else orjson.loads(row[10]),
-            "area": row[11], "floor": row[12], "device_class": row[13], "unit": row[14],
-            "cause": row[15], "cause_name": row[16],
+            "attributes": row[9], "data": row[10], "area": row[11], "floor": row[12],
+            "device_class": row[13], "unit": row[14], "cause": row[15], "cause_name": row[16],
         }  # fmt: skip
         try:
             chunk.lines += event_lines(event, strings=strings, time_us=row[1])
         except InvalidEvent:
             continue  # stored events always have both; nothing to write for one that lacks
+    if rows:
+        chunk.next_cursor = rows[-1][0]
     chunk.read = len(rows)
     return chunk
 

@@ -12,8 +12,12 @@ after the target acknowledged them commits the new cursor and its counters throu
   VictoriaMetrics keeps one sample per series and millisecond when started with
   ``-dedup.minScrapeInterval=1ms``.
 - An engine that lost points it had acknowledged (VictoriaMetrics SIGKILLed within
-  seconds of the ack, ``.replay``): after an outage the cursor goes back to the first
-  chunk acknowledged in the minute before it began.
+  seconds of the ack, ``.replay``): after an outage each cursor (events, backfill,
+  rollups) goes back to the first chunk acknowledged in the minute before it began; the
+  rollup change log keeps what such a replay needs.
+- A backup restored: the cursors in hand belong to the replaced database, whose ids
+  the new events reuse; a commit is dropped when a restore came between the load of
+  the cursors and it, and the restored cursors are loaded.
 - Lines the target refuses for their content (400) are set aside in ``mirror_refused``
   and counted; the rest of the chunk is written and the cursor moves on.
 - Rollups (``send`` rollups or both) follow ``mirror_rollup_changes``, the log of every

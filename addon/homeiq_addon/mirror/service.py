@@ -183,7 +183,8 @@ class TargetRunner:
             while True:
                 if self._backfill.is_set():
                     self._backfill.clear()
-                    await self._commit(partial(outbox.start_backfill, name=self.name))
+                    while not await self._commit(partial(outbox.start_backfill, name=self.name)):
+                        await self._load()  # a restore came first: start in the restored data
                     await self._load()
                     for started in self._backfill_started:
                         if not started.done():

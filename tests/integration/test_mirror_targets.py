@@ -6,6 +6,7 @@ writing to a real victoria-metrics, behind a real vmauth where a token matters.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,9 +37,14 @@ from custom_components.homeiq.const import (
     CONF_EVENT_TYPES,
     DOMAIN,
 )
-from tests.conftest import free_port
 from tests.mirror.addon import T0, MirroringAddon, mirroring_addon, sensor_stream, vm_target
-from tests.mirror.engines import VictoriaMetrics, VmAuth, running, wait_until
+from tests.mirror.engines import VictoriaMetrics, VmAuth, refusing_port, running, wait_until
+
+# pytest's default (signal) timeout raises in whatever runs on the main thread; while
+# Home Assistant's loop runs a callback or another task, asyncio takes that exception
+# for the callback's and the test waits on (this file hung once so). The thread method
+# prints every thread's stack and ends the run instead.
+pytestmark = pytest.mark.timeout(300, method="thread")
 
 # vmauth's configured token, and one it refuses; made-up values.
 TARGET_TOKEN = "mirror-target-token"
@@ -51,6 +57,19 @@ WRITTEN = "sensor.homeiq_mirror_vm_points_written"
 REFUSED = "sensor.homeiq_mirror_vm_points_refused"
 
 type MakeEntry = Callable[..., Awaitable[MockConfigEntry]]
+
+
+async def _within[T](what: str, awaitable: Awaitable[T], seconds: float = 60) -> T:
+    """What ``awaitable`` gives; the test fails saying what it waited for when that
+    takes longer than ``seconds`` (Home Assistant's async_block_till_done has no end)."""
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            return await awaitable
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        pytest.fail(f"gave up after {seconds:g} s waiting for {what}")
 
 
 @pytest.fixture
@@ -68,13 +87,26 @@ def guarded(tmp_path: Path, victoria: VictoriaMetrics) -> Iterator[VmAuth]:
         yield proxy
 
 
+@pytest.fixture
+def nowhere() -> Iterator[int]:
+    """A port nothing answers on for the whole test."""
+    with refusing_port() as port:
+        yield port
+
+
 def recent_events(count: int) -> list[dict[str, Any]]:
     return sensor_stream(count, start=datetime.now(UTC) - timedelta(minutes=30), entities=3)
 
 
 async def _refresh(hass: HomeAssistant, entry: MockConfigEntry) -> None:
-    await entry.runtime_data.coordinator.async_refresh()
-    await hass.async_block_till_done()
+    await _within("the coordinator's refresh", entry.runtime_data.coordinator.async_refresh())
+    await _within("Home Assistant's tasks after the refresh", hass.async_block_till_done())
+
+
+async def _entry(make_entry: MakeEntry, addon: MirroringAddon, **options: Any) -> MockConfigEntry:
+    return await _within(
+        "the entry's setup", make_entry(addon.url, addon.token, **QUIET, **options)
+    )
 
 
 async def _restart(hass: HomeAssistant, addon: MirroringAddon, **options: Any) -> None:
@@ -114,7 +146,7 @@ async def test_a_sensor_per_target_follows_the_add_ons_targets(
     ) as addon:
         await hass.async_add_executor_job(addon.ingest, events)
         await hass.async_add_executor_job(addon.wait_mirrored, "vm")
-        entry = await make_entry(addon.url, addon.token, **QUIET)
+        entry = await _entry(make_entry, addon)
         await _refresh(hass, entry)
 
         lag = hass.states.get(LAG)
@@ -176,8 +208,8 @@ async def test_a_sensor_per_target_follows_the_add_ons_targets(
         assert again.attributes[ATTR_FRIENDLY_NAME] == "HomeIQ Mirror grafana points written"
 
         # A reload finds the target at once and keeps its entities.
-        assert await hass.config_entries.async_reload(entry.entry_id)
-        await hass.async_block_till_done()
+        assert await _within("the reload", hass.config_entries.async_reload(entry.entry_id))
+        await _within("Home Assistant's tasks after the reload", hass.async_block_till_done())
         await _refresh(hass, entry)
         assert hass.states.get("sensor.homeiq_mirror_grafana_lag").state == "0.0"  # type: ignore[union-attr]
 
@@ -190,7 +222,7 @@ async def test_a_refused_token_raises_a_repair_issue_until_it_is_corrected(
     with mirroring_addon(tmp_path / "data", mirror_targets=[wrong]) as addon:
         await hass.async_add_executor_job(addon.ingest, events)
         await _wait_status(hass, addon, "vm", "auth_failed")
-        entry = await make_entry(addon.url, addon.token, **QUIET)
+        entry = await _entry(make_entry, addon)
         await _refresh(hass, entry)
 
         status = hass.states.get(STATUS)
@@ -221,18 +253,21 @@ async def test_a_refused_token_raises_a_repair_issue_until_it_is_corrected(
 
 
 async def test_a_target_past_its_lag_bound_raises_a_repair_issue_until_it_catches_up(
-    hass: HomeAssistant, tmp_path: Path, victoria: VictoriaMetrics, make_entry: MakeEntry
+    hass: HomeAssistant,
+    tmp_path: Path,
+    victoria: VictoriaMetrics,
+    make_entry: MakeEntry,
+    nowhere: int,
 ) -> None:
     """Retention stops waiting for a target more than mirror_max_lag_hours behind: its raw
     events may be deleted before it receives them, and Home Assistant says so."""
-    # Events of a day long ago; nothing listens at the target's address.
+    # Events of a day long ago; the target's address refuses connections.
     events = sensor_stream(24, start=T0)
-    nowhere = free_port()
     down = vm_target("vm", f"http://127.0.0.1:{nowhere}")
     with mirroring_addon(tmp_path / "data", mirror_targets=[down], mirror_max_lag_hours=1) as addon:
         await hass.async_add_executor_job(addon.ingest, events)
         await _wait_status(hass, addon, "vm", "unreachable")
-        entry = await make_entry(addon.url, addon.token, **QUIET)
+        entry = await _entry(make_entry, addon)
         await _refresh(hass, entry)
 
         issues = _mirror_issues(hass)
@@ -288,9 +323,11 @@ async def test_diagnostics_show_the_targets_never_a_token(
     with mirroring_addon(tmp_path / "data", mirror_targets=targets) as addon:
         await hass.async_add_executor_job(addon.ingest, events)
         await _wait_status(hass, addon, "guarded", "auth_failed")
-        entry = await make_entry(addon.url, addon.token, unique_id="test-instance", **QUIET)
+        entry = await _entry(make_entry, addon, unique_id="test-instance")
         await _refresh(hass, entry)
-        diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+        diagnostics = await _within(
+            "the diagnostics", get_diagnostics_for_config_entry(hass, hass_client, entry)
+        )
     text = str(diagnostics)
     for secret in (addon.token, WRONG_TOKEN, TARGET_TOKEN, guarded.url):
         assert secret not in text

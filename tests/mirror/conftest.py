@@ -13,7 +13,7 @@ from aiohttp import web
 import pytest
 
 from tests.conftest import free_port
-from tests.mirror.engines import VictoriaMetrics, VmAgent, VmAuth, running
+from tests.mirror.engines import VictoriaMetrics, VmAgent, VmAuth, refusing_port, running
 
 TOKEN = "mirror-test-token"  # vmauth's configured token; a made-up value
 
@@ -24,6 +24,13 @@ def victoria(tmp_path: Path, socket_enabled: None) -> Iterator[VictoriaMetrics]:
     server = VictoriaMetrics(tmp_path / "vm")
     with running(server):
         yield server
+
+
+@pytest.fixture
+def nowhere(socket_enabled: None) -> Iterator[int]:
+    """A loopback port nothing answers on for the whole test."""
+    with refusing_port() as port:
+        yield port
 
 
 @pytest.fixture

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 import json
 from pathlib import Path
 import signal
+import socket
 import subprocess
 import time
 from typing import Any
@@ -89,6 +90,17 @@ def wait_until(check: Callable[[], bool], timeout: float = 20.0, what: str = "")
         if time.monotonic() > deadline:
             raise TimeoutError(f"gave up waiting: {what}")
         time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses every connection while the block runs: bound, never
+    listening, so no other process on the machine can take it (a port ``free_port``
+    found free may serve someone else's server a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        yield port
 
 
 class EngineProcess:

@@ -336,3 +336,49 @@ def test_no_field_ever_changes_type_whatever_the_attributes() -> None:
         expected = {"num": "float", "bool": "bool", "str": "string", "json": "string"}
         if name.startswith(("attr_", "data_")):
             assert kinds == {expected[suffix]}, (name, kinds)
+
+
+def tag_keys(line: str) -> set[str]:
+    """The tag keys of a line (its measurement and tags end at the first unescaped space)."""
+    parts, i = [""], 0
+    while line[i] != " ":
+        if line[i] == "\\":
+            parts[-1], i = parts[-1] + line[i : i + 2], i + 2
+            continue
+        if line[i] == ",":
+            parts.append("")
+        else:
+            parts[-1] += line[i]
+        i += 1
+    return {part.partition("=")[0] for part in parts[1:]}
+
+
+def test_no_tag_shares_its_name_with_a_field_of_its_measurement() -> None:
+    """InfluxDB 3 refuses a point whose tag has the name of one of the table's fields (or
+    the reverse): attributes and data named like tags stay apart, prefixed."""
+    like_tags = dict.fromkeys(("state", "entity_id", "domain", "unit", "area", "cause"), "x")
+    event = state_event(
+        "sensor.kitchen", "on", "off", 0, area="Kitchen", floor="Ground",
+        device_class="door", unit="x", cause="automation", cause_name="state",
+        prev_state_seconds=3.0, attributes=like_tags,
+    )  # fmt: skip
+    service = {"time_fired": at(1), "event_type": "call_service", "domain": "light",
+               "data": like_tags}  # fmt: skip
+    rollups = [
+        Rollup(entity_id="sensor.kitchen", period=period, start_us=0, count=count, min=1.0,
+               max=2.0, sum=3.0, events=2, transitions=1, time_in_state={"on": 5.0})
+        for period in ("hour", "day") for count in (0, 2)
+    ]  # fmt: skip
+    lines = [*event_lines(event), *event_lines(service)]
+    lines += [line for rollup in rollups for line in rollup_lines(rollup)]
+    tags: dict[str, set[str]] = {}
+    fields: dict[str, set[str]] = {}
+    for line in lines:
+        measurement = line.split(",", 1)[0]
+        tags.setdefault(measurement, set()).update(tag_keys(line))
+        fields.setdefault(measurement, set()).update(field_types(line))
+    assert set(tags) == {"homeiq", "homeiq_states", "homeiq_hourly", "homeiq_hourly_states",
+                         "homeiq_daily", "homeiq_daily_states"}  # fmt: skip
+    assert "state" in tags["homeiq_states"] and "state" in fields["homeiq"]
+    for measurement, keys in tags.items():
+        assert not keys & fields[measurement], measurement

@@ -51,6 +51,16 @@ class Selection:
         keys = ("include_domains", "exclude_domains", "include_entities", "exclude_entities")
         return cls(*(_split(options[key]) for key in keys))
 
+    @property
+    def everything(self) -> bool:
+        """No filter: every event is taken."""
+        return not (
+            self.include_domains
+            or self.exclude_domains
+            or self.include_entities
+            or self.exclude_entities
+        )
+
     def takes(self, entity_id: str | None, domain: str | None) -> bool:
         """With includes, an event passes when its domain or its entity is included;
         then excludes remove. Events of no entity (service calls…) match by domain."""
@@ -92,22 +102,23 @@ def read_events(
         " ORDER BY id LIMIT ?",
         (after, _NO_END if upto is None else upto, limit),
     ).fetchall()
+    everything = selection.everything
     for row in rows:
-        chunk.next_cursor = row[0]
-        if not selection.takes(row[3], row[4]):
+        if not (everything or selection.takes(row[3], row[4])):
             continue
+        # The JSON columns as stored: event_lines remembers the fields of each text.
         event: dict[str, Any] = {
             "event_type": row[2], "entity_id": row[3], "domain": row[4], "state": row[5],
             "old_state": row[6], "numeric_value": row[7], "prev_state_seconds": row[8],
-            "attributes": None if row[9] is None else orjson.loads(row[9]),
-            "data": None if row[10] is None else orjson.loads(row[10]),
-            "area": row[11], "floor": row[12], "device_class": row[13], "unit": row[14],
-            "cause": row[15], "cause_name": row[16],
+            "attributes": row[9], "data": row[10], "area": row[11], "floor": row[12],
+            "device_class": row[13], "unit": row[14], "cause": row[15], "cause_name": row[16],
         }  # fmt: skip
         try:
             chunk.lines += event_lines(event, strings=strings, time_us=row[1])
         except InvalidEvent:
             continue  # stored events always have both; nothing to write for one that lacks
+    if rows:
+        chunk.next_cursor = rows[-1][0]
     chunk.read = len(rows)
     return chunk
 
@@ -180,7 +191,10 @@ def rollup_changes_top(conn: sqlite3.Connection) -> int:
 
 
 def sync_targets(
-    conn: sqlite3.Connection, configured: dict[str, tuple[bool, bool, bool]], max_lag_us: int
+    conn: sqlite3.Connection,
+    configured: dict[str, tuple[bool, bool, bool]],
+    max_lag_us: int,
+    rollups_kept_after: int | None = None,
 ) -> None:
     """Make ``mirror_targets`` say what the options say: ``configured`` maps a name to
     (enabled, wants events, wants rollups). A new target sends new events at once and
@@ -217,14 +231,18 @@ def sync_targets(
         )  # fmt: skip
     for name in rows.keys() - configured.keys():
         conn.execute("UPDATE mirror_targets SET enabled = 0, rollups = 0 WHERE name = ?", (name,))
-    prune_rollup_changes(conn)
+    prune_rollup_changes(conn, rollups_kept_after)
 
 
-def prune_rollup_changes(conn: sqlite3.Connection) -> None:
-    """Changes every target that wants rollups has received are of no more use."""
+def prune_rollup_changes(conn: sqlite3.Connection, kept_after: int | None) -> None:
+    """Changes every target that wants rollups has received are of no more use, except
+    those after ``kept_after``: a replay (``.replay``) may write them again. That margin
+    is what the targets acknowledged in the last minute, so the log holds at most that
+    beside what some target has not received."""
     conn.execute(
-        "DELETE FROM mirror_rollup_changes WHERE id <= COALESCE("
-        " (SELECT MIN(rollup_cursor) FROM mirror_targets WHERE rollups = 1), 1 << 62)"
+        "DELETE FROM mirror_rollup_changes WHERE id <= MIN(COALESCE("
+        " (SELECT MIN(rollup_cursor) FROM mirror_targets WHERE rollups = 1), 1 << 62), ?)",
+        (_NO_END if kept_after is None else kept_after,),
     )
 
 
@@ -294,6 +312,7 @@ def commit_rollups(
     written: int,
     refused: list[Refused],
     now_us: int,
+    kept_after: int | None,
 ) -> None:
     conn.execute(
         "UPDATE mirror_targets SET rollup_cursor = ?, rollup_scan = ?,"
@@ -302,12 +321,20 @@ def commit_rollups(
         (cursor, scan, written, now_us, name),
     )
     _set_aside(conn, name, refused, now_us)
-    prune_rollup_changes(conn)
+    prune_rollup_changes(conn, kept_after)
 
 
 def rewind(conn: sqlite3.Connection, name: str, backfill: bool, cursor: int) -> None:
     """Back to ``cursor`` after an outage (``.replay``)."""
     _move(conn, name, backfill, cursor)
+
+
+def rewind_rollups(conn: sqlite3.Connection, name: str, cursor: int, scan: str | None) -> None:
+    """The rollups back to change ``cursor`` (and a backfill's ``scan``) after an outage."""
+    conn.execute(
+        "UPDATE mirror_targets SET rollup_cursor = ?, rollup_scan = ? WHERE name = ?",
+        (cursor, scan, name),
+    )
 
 
 def _set_aside(conn: sqlite3.Connection, name: str, refused: list[Refused], now_us: int) -> None:

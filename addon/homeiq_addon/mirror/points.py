@@ -33,6 +33,22 @@ keep ``[A-Za-z0-9_]`` and turn any other character into ``_`` (a field name must
 a series name a PromQL query can write); keys that collide after that share a field,
 which still has one type.
 
+A measurement's points carry different tag keys (an empty tag is left out), which every
+engine takes. InfluxDB 3's documentation of its v1/v2 write APIs says "Tags in a table
+(measurement) are immutable"; its source says otherwise since v3.0.0-0.beta.1. Between
+influxdata/influxdb d2fbd65 ("Deny extra tags on write APIs", #25596, December 2024)
+and 329ef2f ("allow new tags in schema again", #26108, March 2025, "we made tags
+nullable") a point with a tag the table had not seen was refused ("Detected a new tag
+'…' in write. The tag set is immutable on first write to the table."); every tagged
+release contains both. At d7834110 (3.10, June 2026),
+influxdb3_write/src/write_buffer/validator.rs, ``validate_and_qualify_v1_line``, which
+all three write APIs use, calls ``column_or_create(table, tag_key, Tag)`` for each tag
+of each line: a new tag becomes a new column, and a tag a point lacks is null. Its line
+protocol reference agrees: "Tag values cannot be empty; instead, omit the tag from the
+tag set". ``column_or_create`` refuses a name the table has as another kind of column,
+so no tag shares a name with a field of its measurement (attributes and data are
+prefixed; tests/mirror/test_points.py checks it).
+
 A point is identified by its measurement, tag set and timestamp: a retried write
 overwrites (InfluxDB) or writes an identical sample that deduplication removes
 (VictoriaMetrics with ``-dedup.minScrapeInterval=1ms``, see tests/mirror/engines.py).
@@ -86,11 +102,17 @@ _STATE_TAGS: Final = ("area", "device_class", "domain", "entity_id", "floor")
 # Escaping with str.translate costs about a microsecond a value; the values repeat from
 # event to event (an entity's tags, its states), so each tag set is escaped once.
 _CACHE_MAX: Final = 50_000
-_TAG_SETS: dict[tuple[Any, ...], str] = {}
+_TAG_SETS: dict[tuple[Any, ...], tuple[str, str]] = {}
 _TAG_VALUES: dict[str, str] = {}
 _NEEDS_STRING_ESCAPE: Final = re.compile(r'[\\"\n\r]').search
 # Field names by attribute key and prefix; keys repeat from event to event.
 _FIELD_NAMES: dict[tuple[str, str], str] = {}
+# The fields of a stored attribute set (JSON text): most events repeat their entity's
+# last set, and parsing and typing it again cost more than the rest of the line. Short
+# texts only, so the cache stays small.
+_JSON_FIELDS: dict[tuple[str, str, bool], tuple[str, ...]] = {}
+_JSON_FIELDS_MAX: Final = 5000
+_JSON_FIELDS_TEXT_MAX: Final = 1024
 
 
 class InvalidEvent(ValueError):
@@ -138,11 +160,33 @@ def _field_name(prefix: str, key: str) -> str:
 
 
 def _as_dict(value: Any) -> dict[str, Any] | None:
-    """A JSON object column as a dict: /api/v1/events hands them over as orjson
-    Fragments (the stored JSON text), other callers as dicts."""
+    """A JSON object column as a dict: the outbox hands them over as the stored JSON
+    text, /api/v1/events as orjson Fragments (of that text), other callers as dicts."""
     if isinstance(value, orjson.Fragment):
-        value = orjson.loads(orjson.dumps(value))
+        value = orjson.dumps(value)
+    if isinstance(value, str | bytes):
+        value = orjson.loads(value)
     return value if isinstance(value, dict) else None
+
+
+def _json_fields(prefix: str, value: Any, strings: bool, out: list[str]) -> None:
+    """``_typed_fields`` of a JSON object column, remembered by its stored text."""
+    if not isinstance(value, str) or len(value) > _JSON_FIELDS_TEXT_MAX:
+        values = _as_dict(value)
+        if values:
+            _typed_fields(prefix, values, strings, out)
+        return
+    key = (prefix, value, strings)
+    fields = _JSON_FIELDS.get(key)
+    if fields is None:
+        if len(_JSON_FIELDS) >= _JSON_FIELDS_MAX:
+            _JSON_FIELDS.clear()
+        typed: list[str] = []
+        values = _as_dict(value)
+        if values:
+            _typed_fields(prefix, values, strings, typed)
+        fields = _JSON_FIELDS[key] = tuple(typed)
+    out += fields
 
 
 def _typed_fields(prefix: str, values: Mapping[str, Any], strings: bool, out: list[str]) -> None:
@@ -170,18 +214,20 @@ def _typed_fields(prefix: str, values: Mapping[str, Any], strings: bool, out: li
                 out.append(f"{name}_json={text}")
 
 
-def _tags(event: Mapping[str, Any], keys: tuple[str, ...]) -> str:
-    """``,key=value`` for each of ``keys`` the event has a non-empty value for."""
-    values = (keys, *map(event.get, keys))
+def _tags(values: dict[str, Any], keys: tuple[str, ...]) -> str:
+    """``,key=value`` for each of ``keys`` with a non-empty value."""
+    return "".join(f",{key}={_tag(str(values[key]))}" for key in keys if values[key])
+
+
+def _tag_sets(event: Mapping[str, Any]) -> tuple[str, str]:
+    """The event's tags on ``homeiq``, and on ``homeiq_states`` (a subset of them)."""
+    values = tuple(map(event.get, _EVENT_TAGS))
     tags = _TAG_SETS.get(values)
     if tags is None:
         if len(_TAG_SETS) >= _CACHE_MAX:
             _TAG_SETS.clear()
-        tags = _TAG_SETS[values] = "".join(
-            f",{key}={_tag(str(value))}"
-            for key, value in zip(keys, values[1:], strict=True)
-            if value
-        )
+        named = dict(zip(_EVENT_TAGS, values, strict=True))
+        tags = _TAG_SETS[values] = (_tags(named, _EVENT_TAGS), _tags(named, _STATE_TAGS))
     return tags
 
 
@@ -191,8 +237,8 @@ def event_lines(
     """The event's points as lines (no trailing newline), timestamps in microseconds.
 
     ``event`` is an event as /api/v1/events answers it (the contract's Event fields, the
-    JSON columns as dicts or orjson Fragments); ``time_us`` saves parsing ``time_fired``
-    when the caller has it as stored.
+    JSON columns as dicts, orjson Fragments or their stored JSON text); ``time_us`` saves
+    parsing ``time_fired`` when the caller has it as stored.
     """
     if time_us is None:
         time_us = parse_time_us(event.get("time_fired"))
@@ -202,7 +248,7 @@ def event_lines(
     if not event_type:
         raise InvalidEvent("event_type: expected a non-empty string")
     stamp = f" {time_us}"
-    tags = _tags(event, _EVENT_TAGS)
+    tags, state_tags = _tag_sets(event)
     fields = ["events=1.0"]
     state = event.get("state")
     numeric = event.get("numeric_value")
@@ -219,24 +265,23 @@ def event_lines(
                 if text is not None:
                     fields.append(f"{key}={text}")
     common = len(fields)
-    attributes = _as_dict(event.get("attributes"))
+    attributes = event.get("attributes")
     if attributes:
-        _typed_fields("attr_", attributes, strings, fields)
-    data = _as_dict(event.get("data"))
+        _json_fields("attr_", attributes, strings, fields)
+    data = event.get("data")
     if data:
-        _typed_fields("data_", data, strings, fields)
+        _json_fields("data_", data, strings, fields)
     line = f"{EVENT_MEASUREMENT}{tags} {','.join(fields)}{stamp}"
     if len(line) * 4 > MAX_LINE_BYTES and len(line.encode()) > MAX_LINE_BYTES:
         # Too long for VictoriaMetrics, which would drop it silently: the numbers stay.
         kept = fields[:common]
         if attributes:
-            _typed_fields("attr_", attributes, False, kept)
+            _json_fields("attr_", attributes, False, kept)
         if data:
-            _typed_fields("data_", data, False, kept)
+            _json_fields("data_", data, False, kept)
         line = f"{EVENT_MEASUREMENT}{tags} {','.join(kept)}{stamp}"
     lines = [line]
     if event_type in STATE_EVENT_TYPES and event.get("entity_id"):
-        state_tags = _tags(event, _STATE_TAGS)
         old = event.get("old_state")
         if (
             isinstance(old, str)

@@ -8,6 +8,10 @@ again. So the acknowledgements of the last ``window_s`` seconds are remembered, 
 a target answers again after it was unavailable, its cursor goes back to the first batch
 acknowledged within ``window_s`` before the outage began. Writes are idempotent
 (``.points``), so the points the engine did keep are not counted twice.
+
+A position is whatever a cursor is: an event id, or the rollups' (change id, scan). A
+cursor only moves forward between two replays, so the first position acknowledged in
+the window is also the furthest back.
 """
 
 from __future__ import annotations
@@ -21,23 +25,35 @@ WINDOW_S: Final = 60.0
 
 
 @dataclass(slots=True)
-class ReplayWindow:
-    """Recently acknowledged batches of one target: (when, the cursor they started at)."""
+class ReplayWindow[P]:
+    """Recently acknowledged batches of one cursor: (when, the position they started at)."""
 
     window_s: float = WINDOW_S
-    _acks: deque[tuple[float, int]] = field(default_factory=deque)
+    _acks: deque[tuple[float, P]] = field(default_factory=deque)
 
-    def acknowledged(self, first: int, now: float | None = None) -> None:
-        """The batch starting at cursor position ``first`` was acknowledged."""
+    def acknowledged(self, first: P, now: float | None = None) -> None:
+        """The batch starting at position ``first`` was acknowledged."""
         now = time.monotonic() if now is None else now
         self._acks.append((now, first))
-        while self._acks and self._acks[0][0] < now - self.window_s:
-            self._acks.popleft()
+        self._forget_before(now - self.window_s)
 
-    def replay_from(self, outage_started: float) -> int | None:
-        """The cursor position to write from again after an outage that began at
+    def replay_from(self, outage_started: float) -> P | None:
+        """The position to write from again after an outage that began at
         ``outage_started`` (time.monotonic()); None when nothing needs writing again."""
-        since = outage_started - self.window_s
-        firsts = [first for when, first in self._acks if when >= since]
+        self._forget_before(outage_started - self.window_s)
+        first = self._acks[0][1] if self._acks else None
         self._acks.clear()
-        return min(firsts) if firsts else None
+        return first
+
+    def oldest(self, now: float | None = None) -> P | None:
+        """The furthest back a replay could go from now: what it needs must be kept."""
+        now = time.monotonic() if now is None else now
+        self._forget_before(now - self.window_s)
+        return self._acks[0][1] if self._acks else None
+
+    def clear(self) -> None:
+        self._acks.clear()
+
+    def _forget_before(self, since: float) -> None:
+        while self._acks and self._acks[0][0] < since:
+            self._acks.popleft()

@@ -12,8 +12,12 @@ after the target acknowledged them commits the new cursor and its counters throu
   VictoriaMetrics keeps one sample per series and millisecond when started with
   ``-dedup.minScrapeInterval=1ms``.
 - An engine that lost points it had acknowledged (VictoriaMetrics SIGKILLed within
-  seconds of the ack, ``.replay``): after an outage the cursor goes back to the first
-  chunk acknowledged in the minute before it began.
+  seconds of the ack, ``.replay``): after an outage each cursor (events, backfill,
+  rollups) goes back to the first chunk acknowledged in the minute before it began; the
+  rollup change log keeps what such a replay needs.
+- A backup restored: the cursors in hand belong to the replaced database, whose ids
+  the new events reuse; a commit is dropped when a restore came between the load of
+  the cursors and it, and the restored cursors are loaded.
 - Lines the target refuses for their content (400) are set aside in ``mirror_refused``
   and counted; the rest of the chunk is written and the cursor moves on.
 - Rollups (``send`` rollups or both) follow ``mirror_rollup_changes``, the log of every
@@ -39,6 +43,8 @@ import logging
 import sqlite3
 import time
 from typing import Any, Final
+
+import orjson
 
 from ..config import Config
 from ..contract import MirrorStatus, MirrorTarget
@@ -90,6 +96,20 @@ class TargetSettings:
         )
 
 
+type RollupPosition = tuple[int, str | None]
+"""Where the rollups stand: the change received up to, and a backfill's scan position."""
+
+
+def _rollup_order(position: RollupPosition) -> tuple[Any, ...]:
+    """Positions in the order a target passes them: a backfill's scan (hours, then
+    days) runs at a fixed change id, whose changes follow when it ends."""
+    change, scan = position
+    if scan is None:
+        return (change, 1)
+    period, start, entity_id = orjson.loads(scan)
+    return (change, 0, period == "day", start, entity_id)
+
+
 @dataclass(slots=True)
 class _Cursor:
     """Where the live events, or a backfill, stand: the last event id the target has
@@ -99,7 +119,7 @@ class _Cursor:
     backfill: bool
     position: int | None = 0
     until: int | None = None
-    replay: ReplayWindow = field(default_factory=ReplayWindow)
+    replay: ReplayWindow[int] = field(default_factory=ReplayWindow)
     # Chunks from below this were written before an outage: not counted twice.
     replay_until: int = 0
 
@@ -115,11 +135,16 @@ class TargetRunner:
     """One enabled target's task: its cursor in memory, committed after each write."""
 
     def __init__(
-        self, store: Store, settings: TargetSettings, sync: Callable[[sqlite3.Connection], None]
+        self,
+        store: Store,
+        settings: TargetSettings,
+        sync: Callable[..., None],
+        rollups_kept_after: Callable[[], int | None],
     ) -> None:
         self.store = store
         self.settings = settings
         self._sync = sync
+        self._rollups_kept_after = rollups_kept_after
         self.name = settings.target.name
         self.failure: MirrorError | None = None
         self._outage_started: float | None = None
@@ -130,8 +155,17 @@ class TargetRunner:
         self._replacements = -1
         self._rollup_cursor = 0
         self._rollup_scan: str | None = None
+        self._rollup_replay: ReplayWindow[RollupPosition] = ReplayWindow()
+        self._rollup_replay_until: RollupPosition | None = None
+        self._rollup_rewind: RollupPosition | None = None
         self._pending: set[asyncio.Task[Any]] = set()
         self._rewinds: list[tuple[_Cursor, int]] = []
+
+    def rollup_changes_needed_after(self) -> int | None:
+        """The change id a replay of this target's rollups could go back to: the log
+        keeps the changes after it (None: no rollup was acknowledged in the window)."""
+        oldest = self._rollup_replay.oldest()
+        return None if oldest is None else oldest[0]
 
     @property
     def backfilling(self) -> bool:
@@ -149,7 +183,8 @@ class TargetRunner:
             while True:
                 if self._backfill.is_set():
                     self._backfill.clear()
-                    await self.store.write(partial(outbox.start_backfill, name=self.name))
+                    while not await self._commit(partial(outbox.start_backfill, name=self.name)):
+                        await self._load()  # a restore came first: start in the restored data
                     await self._load()
                     for started in self._backfill_started:
                         if not started.done():
@@ -175,20 +210,41 @@ class TargetRunner:
 
     async def _load(self) -> None:
         """The cursors as committed (at start, and after a backup was restored)."""
-        self._replacements = self.store.replacements
+        kept_after = self._rollups_kept_after()
 
-        def load(conn: sqlite3.Connection) -> dict[str, Any]:
+        def load(conn: sqlite3.Connection) -> tuple[int, dict[str, Any]]:
             # A restored backup may lack the target, or hold it as an older add-on left it.
-            self._sync(conn)
-            return outbox.reload(conn, self.name)
+            self._sync(conn, rollups_kept_after=kept_after)
+            return self.store.replacements, outbox.reload(conn, self.name)
 
-        row = await self.store.write(load)
+        self._replacements, row = await self.store.write(load)
         self._live = _Cursor(backfill=False, position=row["event_cursor"])
         self._history = _Cursor(
             backfill=True, position=row["backfill_cursor"], until=row["backfill_until"]
         )
         self._rollup_cursor = row["rollup_cursor"]
         self._rollup_scan = row["rollup_scan"]
+        # Positions acknowledged in another database mean nothing in this one.
+        self._rollup_replay.clear()
+        self._rollup_replay_until = self._rollup_rewind = None
+        self._rewinds.clear()
+
+    async def _commit(self, job: Callable[[sqlite3.Connection], None]) -> bool:
+        """Commit ``job`` unless a backup was restored since the cursors were loaded:
+        False then, and nothing is committed. A cursor of the replaced database, taken
+        into the restored one, would pass the new events that reuse its ids (the loop
+        loads the restored cursors next)."""
+        loaded = self._replacements
+
+        def unless_replaced(conn: sqlite3.Connection) -> bool:
+            # On the writer thread, where a restore also runs: no restore in between.
+            if self.store.replacements != loaded:
+                return False
+            job(conn)
+            return True
+
+        committed: bool = await self.store.write(unless_replaced)
+        return committed
 
     async def _events(self, writer: TargetWriter, cursor: _Cursor) -> bool:
         """One chunk of events after ``cursor``; False when there was none."""
@@ -204,10 +260,11 @@ class TargetRunner:
         end = chunk.next_cursor if chunk.read else (cursor.until or first)
         outcome = await self._deliver(writer, chunk.lines)
         counted = outcome.written if first >= cursor.replay_until else 0
-        await self.store.write(
+        if not await self._commit(
             partial(outbox.commit_events, name=self.name, backfill=cursor.backfill,
                     cursor=end, written=counted, refused=outcome.refused, now_us=now_us())
-        )  # fmt: skip
+        ):  # fmt: skip
+            return True
         cursor.advance(first, end)
         await self._replay()
         return True
@@ -223,6 +280,7 @@ class TargetRunner:
             back_to = cursor.replay.replay_from(outage_started)
             if back_to is not None:
                 self._rewinds.append((cursor, back_to))
+        self._rollup_rewind = self._rollup_replay.replay_from(outage_started)
 
     async def _replay(self) -> None:
         rewinds, self._rewinds = self._rewinds, []
@@ -230,10 +288,22 @@ class TargetRunner:
             if cursor.position is None or back_to >= cursor.position:
                 continue
             _LOGGER.info("%s: writing again from event %s after an outage", self.name, back_to)
-            cursor.replay_until, cursor.position = cursor.position, back_to
-            await self.store.write(
+            if not await self._commit(
                 partial(outbox.rewind, name=self.name, backfill=cursor.backfill, cursor=back_to)
-            )
+            ):
+                return
+            cursor.replay_until, cursor.position = cursor.position, back_to
+        rollups_back_to, self._rollup_rewind = self._rollup_rewind, None
+        here = (self._rollup_cursor, self._rollup_scan)
+        if rollups_back_to is None or _rollup_order(rollups_back_to) >= _rollup_order(here):
+            return
+        _LOGGER.info("%s: writing the rollups again after an outage", self.name)
+        change, scan = rollups_back_to
+        if await self._commit(
+            partial(outbox.rewind_rollups, name=self.name, cursor=change, scan=scan)
+        ):
+            self._rollup_replay_until = here
+            self._rollup_cursor, self._rollup_scan = rollups_back_to
 
     async def _rollups(self, writer: TargetWriter) -> bool:
         selection = self.settings.selection
@@ -251,12 +321,21 @@ class TargetRunner:
             )  # fmt: skip
             if not chunk.read:
                 return False
+        first = (self._rollup_cursor, self._rollup_scan)
         outcome = await self._deliver(writer, chunk.lines)
-        await self.store.write(
+        # The changes of this chunk too: a replay may soon need them.
+        others = self._rollups_kept_after()
+        kept_after = first[0] if others is None else min(first[0], others)
+        until = self._rollup_replay_until
+        replayed = until is not None and _rollup_order(first) < _rollup_order(until)
+        if not await self._commit(
             partial(outbox.commit_rollups, name=self.name, cursor=chunk.next_cursor,
-                    scan=chunk.next_scan, written=outcome.written, refused=outcome.refused,
-                    now_us=now_us())
-        )  # fmt: skip
+                    scan=chunk.next_scan, written=0 if replayed else outcome.written,
+                    refused=outcome.refused, now_us=now_us(),
+                    kept_after=kept_after)
+        ):  # fmt: skip
+            return True
+        self._rollup_replay.acknowledged(first)
         self._rollup_cursor, self._rollup_scan = chunk.next_cursor, chunk.next_scan
         await self._replay()
         return True
@@ -309,11 +388,21 @@ class Mirror:
         configured = {name: (s.enabled, s.events, s.rollups) for name, s in self.settings.items()}
         self._sync = partial(outbox.sync_targets, configured=configured, max_lag_us=self.max_lag_us)
         self.runners = {
-            name: TargetRunner(store, s, self._sync)
+            name: TargetRunner(store, s, self._sync, self.rollup_changes_needed_after)
             for name, s in self.settings.items()
             if s.enabled
         }
         self._tasks: list[asyncio.Task[None]] = []
+
+    def rollup_changes_needed_after(self) -> int | None:
+        """The rollup changes after this id may be written again (``.replay``): the
+        change log keeps them, beside those some target has not received."""
+        needed = [
+            after
+            for runner in self.runners.values()
+            if (after := runner.rollup_changes_needed_after()) is not None
+        ]
+        return min(needed) if needed else None
 
     async def start(self) -> None:
         await self.store.write(self._sync)

@@ -27,11 +27,12 @@ type Chunk = tuple[int, int]  # start, stop: events[start:stop] go into one batc
 
 
 class Ready(NamedTuple):
-    """A complete batch body, to be written to the spool."""
+    """A complete batch, to be written to the spool: its body is `b"".join(parts)`, joined
+    by the disk write, off the loop (batches are megabytes)."""
 
     batch_id: str
     events: int
-    body: bytes
+    parts: list[bytes]
 
 
 class Encoded(NamedTuple):
@@ -101,9 +102,9 @@ class BatchBuilder:
         """Close what has accumulated as one batch with a fresh, stable id."""
         batch_id = ulid_now()
         head = orjson.dumps({"batch_id": batch_id, "source": self.source})
-        # One join, so the body is copied once (batches are megabytes).
-        body = b"".join([head[:-1] + b',"events":[', *self._parts, b"]}"])
-        ready = Ready(batch_id, self.count, body)
+        self._parts.insert(0, head[:-1] + b',"events":[')
+        self._parts.append(b"]}")
+        ready = Ready(batch_id, self.count, self._parts)
         self._parts = []
         self.count = 0
         return ready

@@ -260,6 +260,7 @@ async def measure(
 ) -> dict[str, Any]:
     """Run the load; `complete()` waits until the work is verifiably done and returns the
     CPU seconds of the HA process spent checking (not counted)."""
+    gc.collect()  # every configuration starts with no garbage left from its setup
     rss_before = rss_mb()
     gc_before = gc.get_stats()
     wall_start = time.perf_counter()

@@ -348,7 +348,10 @@ async def phase_homeiq(work: Path, events: int, entities: int) -> dict[str, Any]
     from homeassistant.config_entries import ConfigEntry
     import psutil  # type: ignore[import-untyped]
 
+    from custom_components.homeiq import const
     from custom_components.homeiq.const import CONF_BATCH_SIZE, CONF_FLUSH_INTERVAL, DEFAULT_OPTIONS
+
+    assert Path(const.__file__).is_relative_to(CODE_ROOT), (const.__file__, CODE_ROOT)
 
     with addon_process(work) as (url, token, addon_pid):
         addon = psutil.Process(addon_pid)
@@ -501,7 +504,8 @@ def run_phase(config: str, args: argparse.Namespace, code_root: Path) -> dict[st
         text=True,
         env={
             **os.environ,
-            "PYTHONPATH": f"{REPO}:{REPO / 'addon'}",
+            # The integration from `code_root` only (this checkout's, or REF's).
+            "PYTHONPATH": f"{code_root}:{REPO / 'addon'}",
             "BENCH_CAPTURE_CODE_ROOT": str(code_root),
         },
     )

@@ -12,16 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from homeassistant.const import EVENT_STATE_CHANGED, EVENT_STATE_REPORTED
 from homeassistant.util.ulid import ulid_now
 import orjson
 
 from .capture import Captured
-from .wire import UnknownEntityError, WireContext, encode
+from .wire import STATE_EVENTS, UnknownEntityError, WireContext, encode
 
 # Records built per orjson.dumps call.
 RECORDS_PER_DUMP = 100
-STATE_EVENTS = frozenset({EVENT_STATE_CHANGED, EVENT_STATE_REPORTED})
 
 type Chunk = tuple[int, int]  # start, stop: events[start:stop] go into one batch
 

@@ -353,7 +353,8 @@ class Pipeline:
     async def _async_serialize_taken(self) -> None:
         """Take the buffer and serialize it into the builder, in the encoder thread.
 
-        Its own function so that no local keeps the Events alive over the disk write.
+        Its own function so that no local keeps the captured events alive over the disk
+        write.
         Cancelled while the thread works, it leaves the events taken: the next flush
         serializes them again (the thread's result is dropped; it changed nothing else).
         """

@@ -1,27 +1,61 @@
-"""Capture benchmark (issue 3 §8): HomeIQ's integration against HA's core influxdb one.
+"""Capture benchmark (issue 15 §2): what capturing every event costs Home Assistant's process.
 
-Each phase runs in its own child process with a plain `HomeAssistant` instance in a plain
-event loop (not the pytest fixture, whose loop runs in debug mode):
+Each configuration runs in its own child process with a plain `HomeAssistant` instance in a
+plain event loop (not the pytest fixture, whose loop runs in debug mode), under the same load:
+`--events` state changes (50,000) round-robin over `--entities` sensors (500), 1,000 state
+sets between two yields to the loop. The entities are created before the clock starts.
 
-- baseline: 200,000 state changes over 1,000 entities, nothing listening but HA itself;
-- homeiq:   the same load with the integration loaded and the real add-on on loopback;
-- influxdb: the same load with the core influxdb integration writing (API v2) to Debian's
-            victoria-metrics `/api/v2/write` on a free loopback port.
+- `bare`:          nothing listens but HA itself (HA then builds no Event objects at all);
+- `noop_listener`: one no-op MATCH_ALL listener, what any bus subscriber costs HA;
+- `recorder`:      HA's recorder on a fresh SQLite file (its defaults);
+- `core_influxdb`: HA's influxdb integration (API v2, its asynchronous client) writing to
+                   Debian's victoria-metrics `/api/v2/write` on loopback;
+- `homeiq`:        this integration with the real add-on process on loopback;
+- `homeiq@REF`:    with `--compare REF`, the integration as it is in git commit REF, against
+                   the same add-on (this checkout's): the honest before/after on a noisy machine.
 
-Figures: (a) loop_ratio = state-set throughput homeiq / baseline; (b) end-to-end events/s from
-the first state set until the add-on committed them all; (c) the same for core influxdb, and
-(b)/(c); (d) RSS growth of the HA process in the homeiq phase (peak minus before the load).
+The configurations alternate within each round (`--rounds`, 3; the order rotates from round
+to round) and every figure is the median over the rounds, with its spread (min, max).
 
-Run: .venv/bin/python benchmarks/bench_capture.py [--events N] [--entities N]
-Writes benchmarks/results/capture.json.
+What each phase measures, from the first state set of the load until the work is verifiably
+complete: for `homeiq` until the add-on acknowledged (committed) every batch, then its
+`events_stored` is checked; for `core_influxdb` until victoria-metrics holds every point
+(polled after `/internal/force_flush`; its client writes from its own threads, so an idle HA
+proves nothing); for the recorder until its queue is empty and a commit has run, then its
+`states` rows are counted; for `bare` and `noop_listener` when the last state is set.
+
+Figures in `benchmarks/results/capture.json`:
+
+- `ha_cpu_us_per_event`: CPU time of all threads of the HA process (`time.process_time()`)
+  over that span, per event; the thread polling victoria-metrics is subtracted (its own
+  `time.thread_time()`).
+- `ha_loop_thread_us_per_event`: CPU time of the event-loop thread alone over that span
+  (`time.thread_time()` read in the loop thread at both ends), per event.
+- `ha_cpu_beyond_noop_us_per_event`: `ha_cpu_us_per_event` minus the no-op listener's of
+  the same round.
+- `addon_cpu_us_per_event`: CPU time (user + system, psutil) of the add-on process over the
+  same span, per event; `whole_path_cpu_us_per_event` adds HomeIQ's HA CPU to it.
+- `rss_growth_mb`: the HA process's peak RSS (`ru_maxrss`) minus its RSS before the load;
+  `rss_growth_over_noop_mb` is HomeIQ's minus the no-op listener's of the same round.
+- `loop_ratio_vs_noop_listener`: state sets per second (the wall time of the load's loop)
+  with HomeIQ over those with the no-op listener, in the same round.
+- `ratio_vs_core_influxdb`: end-to-end events per second (first state set to the last event
+  committed by the add-on) over core influxdb's (first state set to the last point held by
+  victoria-metrics), in the same round.
+
+Run: PYTHONPATH=.:addon .venv/bin/python benchmarks/bench_capture.py [--rounds N]
+     [--events N] [--entities N] [--only homeiq,noop_listener,...] [--compare REF]
+Writes benchmarks/results/capture.json (not with --only or --no-write).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+import gc
 import json
 import os
 from pathlib import Path
@@ -29,11 +63,15 @@ import platform
 import resource
 import shutil
 import socket
+import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
+from types import MappingProxyType
 from typing import Any
 import urllib.parse
 import urllib.request
@@ -41,6 +79,17 @@ import urllib.request
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "capture.json"
 CHUNK = 1000  # state sets between two yields to the loop, as a busy HA would interleave
+CONFIGS = ("bare", "noop_listener", "recorder", "core_influxdb", "homeiq")
+# Where the integration is imported from (a `--compare` child gets a checkout of REF).
+CODE_ROOT = Path(os.environ.get("BENCH_CAPTURE_CODE_ROOT", REPO))
+GOALS = {
+    "ha_cpu_beyond_noop_us_per_event": "<= 4",
+    "ha_loop_thread_us_per_event": "homeiq <= recorder",
+    "rss_growth_over_noop_mb": "<= 10",
+    "whole_path_cpu_us_per_event": "<= 20",
+    "loop_ratio_vs_noop_listener": ">= 0.8",
+    "ratio_vs_core_influxdb": ">= 5",
+}
 
 
 def free_port() -> int:
@@ -57,6 +106,10 @@ def rss_mb() -> float:
     return 0.0
 
 
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def wait_http(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -68,15 +121,21 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+def addon_python() -> str:
+    """The add-on's own environment when there is one (as it ships), else this one."""
+    own = os.environ.get("HOMEIQ_ADDON_PYTHON") or str(REPO / ".venv-addon" / "bin" / "python")
+    return own if Path(own).exists() else sys.executable
+
+
 @contextmanager
-def addon_process(work: Path):
+def addon_process(work: Path) -> Iterator[tuple[str, str, int]]:
     data = work / "addon"
     data.mkdir()
     port = free_port()
     log = (work / "addon.log").open("wb")
     proc = subprocess.Popen(
         [
-            sys.executable,
+            addon_python(),
             "-m",
             "homeiq_addon",
             "--data-dir",
@@ -95,7 +154,7 @@ def addon_process(work: Path):
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/api/v1/health?minimal=1")
-        yield f"http://127.0.0.1:{port}", (data / "token").read_text().strip()
+        yield f"http://127.0.0.1:{port}", (data / "token").read_text().strip(), proc.pid
     finally:
         proc.terminate()
         proc.wait(30)
@@ -103,7 +162,7 @@ def addon_process(work: Path):
 
 
 @contextmanager
-def victoria_metrics(work: Path):
+def victoria_metrics(work: Path) -> Iterator[str]:
     port = free_port()
     log = (work / "vm.log").open("wb")
     proc = subprocess.Popen(
@@ -111,6 +170,9 @@ def victoria_metrics(work: Path):
             "victoria-metrics",
             f"-storageDataPath={work / 'vm'}",
             f"-httpListenAddr=127.0.0.1:{port}",
+            # Queries see every point at once (default: not the last 30 s), uncached.
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
         ],
         stdout=log,
         stderr=log,
@@ -126,9 +188,10 @@ def victoria_metrics(work: Path):
 
 async def make_hass(config_dir: Path) -> Any:
     """A real HA core with registries, auth and config entries, as bootstrap builds it."""
-    sys.path.insert(0, str(REPO))  # custom_components/ lives at the repo root
+    sys.path.insert(0, str(CODE_ROOT))  # custom_components/ lives at the repo root
     from homeassistant import auth, bootstrap, config_entries, loader
     from homeassistant.core import HomeAssistant
+    from homeassistant.setup import async_setup_component
 
     hass = HomeAssistant(str(config_dir))
     hass.config.skip_pip = True
@@ -137,8 +200,6 @@ async def make_hass(config_dir: Path) -> Any:
     hass.config_entries = config_entries.ConfigEntries(hass, {})
     await bootstrap.async_load_base_functionality(hass)
     hass.auth = await auth.auth_manager_from_config(hass, [], [])
-    from homeassistant.setup import async_setup_component
-
     # HA's shared aiohttp session resolves through zeroconf, which asks `network`.
     assert await async_setup_component(hass, "network", {})
     await hass.async_start()
@@ -167,44 +228,137 @@ async def set_states(hass: Any, events: int, entities: int, offset: int = 0) -> 
     return time.perf_counter() - start
 
 
-async def phase_baseline(work: Path, events: int, entities: int) -> dict[str, float]:
+class PollThread:
+    """Runs a blocking check in its own thread and reports that thread's CPU time, which the
+    phase subtracts: the check is the benchmark's, not the integration's."""
+
+    def __init__(self) -> None:
+        self.cpu_s = 0.0
+
+    async def until(self, check: Callable[[], bool], interval: float) -> None:
+        done = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+
+        def run() -> None:
+            start = time.thread_time()
+            try:
+                while not check():
+                    time.sleep(interval)
+                outcome: BaseException | None = None
+            except BaseException as err:  # handed to the loop
+                outcome = err
+            self.cpu_s += time.thread_time() - start
+            loop.call_soon_threadsafe(done.set_result, outcome)
+
+        threading.Thread(target=run, daemon=True).start()
+        if (err := await done) is not None:
+            raise err
+
+
+async def measure(
+    hass: Any, events: int, entities: int, complete: Callable[[], Awaitable[float]]
+) -> dict[str, Any]:
+    """Run the load; `complete()` waits until the work is verifiably done and returns the
+    CPU seconds of the HA process spent checking (not counted)."""
+    gc.collect()  # every configuration starts with no garbage left from its setup
+    rss_before = rss_mb()
+    gc_before = gc.get_stats()
+    wall_start = time.perf_counter()
+    cpu_start = time.process_time()
+    loop_start = time.thread_time()
+    set_seconds = await set_states(hass, events, entities)
+    check_cpu = await complete()
+    loop_cpu = time.thread_time() - loop_start
+    cpu = time.process_time() - cpu_start - check_cpu
+    wall = time.perf_counter() - wall_start
+    gc_stats = list(zip(gc_before, gc.get_stats(), strict=True))
+    return {
+        # Which collections ran in the span: a full one costs several µs per event here.
+        "gc_collections": [b["collections"] - a["collections"] for a, b in gc_stats],
+        "gc_collected": [b["collected"] - a["collected"] for a, b in gc_stats],
+        "ha_cpu_us_per_event": cpu / events * 1e6,
+        "ha_loop_thread_us_per_event": loop_cpu / events * 1e6,
+        "set_events_per_s": events / set_seconds,
+        "end_to_end_events_per_s": events / wall,
+        "rss_growth_mb": max(peak_rss_mb(), rss_mb()) - rss_before,
+    }
+
+
+async def nothing_left() -> float:
+    return 0.0
+
+
+async def phase_bare(work: Path, events: int, entities: int) -> dict[str, Any]:
     hass = await make_hass(work / "config")
-    # create the entities first, as the other phases do
     await set_states(hass, entities, entities, offset=-entities)
-    seconds = await set_states(hass, events, entities)
+    result = await measure(hass, events, entities, nothing_left)
     await hass.async_stop()
-    return {"set_events_per_s": events / seconds}
+    return result
 
 
-async def phase_listener(work: Path, events: int, entities: int) -> dict[str, float]:
-    """Baseline plus one no-op MATCH_ALL listener: what any bus subscriber costs HA.
-
-    With no listener at all HA skips building Event objects; with one it builds them and
-    chains them to the states (context.origin_event), and the extra young objects make the
-    garbage collector run. This phase separates that cost from HomeIQ's own.
-    """
+async def phase_noop_listener(work: Path, events: int, entities: int) -> dict[str, Any]:
+    """With one listener HA builds Event objects and chains them to the states
+    (context.origin_event); the extra young objects make the garbage collector run."""
     from homeassistant.core import callback
 
     hass = await make_hass(work / "config")
     hass.bus.async_listen("*", callback(lambda event: None))
     await set_states(hass, entities, entities, offset=-entities)
-    rss_before = rss_mb()
-    seconds = await set_states(hass, events, entities)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = await measure(hass, events, entities, nothing_left)
     await hass.async_stop()
-    return {"set_events_per_s": events / seconds, "rss_growth_mb": max(peak, rss_mb()) - rss_before}
+    return result
 
 
-async def phase_homeiq(work: Path, events: int, entities: int) -> dict[str, float]:
+async def phase_recorder(work: Path, events: int, entities: int) -> dict[str, Any]:
+    from homeassistant.helpers import recorder as recorder_helper
+    from homeassistant.helpers.recorder import get_instance
+    from homeassistant.setup import async_setup_component
+    from homeassistant.util import dt as dt_util
+
+    db = work / "recorder.db"
+    hass = await make_hass(work / "config")
+    recorder_helper.async_initialize_recorder(hass)  # what bootstrap does before setting it up
+    assert await async_setup_component(
+        hass, "recorder", {"recorder": {"db_url": f"sqlite:///{db}"}}
+    )
+    instance = get_instance(hass)
+    await instance.async_db_ready
+    await set_states(hass, entities, entities, offset=-entities)
+
+    async def committed() -> float:
+        # Its queue empty and no write left uncommitted (a commit is queued, then waited for).
+        while not instance._queue.empty() or instance._event_session_has_pending_writes:
+            await instance.async_block_till_done()
+            instance._async_commit(dt_util.utcnow())
+            await instance.async_block_till_done()
+        return 0.0
+
+    await committed()
+    with sqlite3.connect(db) as conn:
+        rows_before = conn.execute("SELECT count(*) FROM states").fetchone()[0]
+    result = await measure(hass, events, entities, committed)
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT count(*) FROM states").fetchone()[0] - rows_before
+    await hass.async_stop()
+    assert rows >= events, (rows, events)
+    return {**result, "rows": rows}
+
+
+async def phase_homeiq(work: Path, events: int, entities: int) -> dict[str, Any]:
     from homeassistant.config_entries import ConfigEntry
+    import psutil  # type: ignore[import-untyped]
 
+    from custom_components.homeiq import const
     from custom_components.homeiq.const import CONF_BATCH_SIZE, CONF_FLUSH_INTERVAL, DEFAULT_OPTIONS
 
-    with addon_process(work) as (url, token):
+    assert Path(const.__file__).is_relative_to(CODE_ROOT), (const.__file__, CODE_ROOT)
+
+    with addon_process(work) as (url, token, addon_pid):
+        addon = psutil.Process(addon_pid)
         hass = await make_hass(work / "config")
         entry = ConfigEntry(
             data={"url": url, "token": token},
-            discovery_keys={},
+            discovery_keys=MappingProxyType({}),
             domain="homeiq",
             minor_version=1,
             options={**DEFAULT_OPTIONS, CONF_BATCH_SIZE: 5000, CONF_FLUSH_INTERVAL: 1},
@@ -220,22 +374,20 @@ async def phase_homeiq(work: Path, events: int, entities: int) -> dict[str, floa
         await set_states(hass, entities, entities, offset=-entities)
         await pipeline.async_wait_delivered()
         stored_before = await stored(url, token)
-        rss_before = rss_mb()
-        start = time.perf_counter()
-        seconds = await set_states(hass, events, entities)
-        await pipeline.async_wait_delivered()
-        end_to_end = time.perf_counter() - start
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        delivered = await stored(url, token, at_least=stored_before + events) - stored_before
+        addon_start = addon.cpu_times()
+
+        async def delivered() -> float:
+            await pipeline.async_wait_delivered()  # every batch acknowledged = committed
+            return 0.0
+
+        result = await measure(hass, events, entities, delivered)
+        addon_end = addon.cpu_times()
+        stored_now = await stored(url, token, at_least=stored_before + events) - stored_before
         dropped = pipeline.dropped_total
         await hass.async_stop()
-    assert delivered >= events and dropped == 0, (delivered, dropped)
-    return {
-        "set_events_per_s": events / seconds,
-        "end_to_end_events_per_s": events / end_to_end,
-        "rss_growth_mb": max(peak, rss_mb()) - rss_before,
-        "delivered": delivered,
-    }
+    assert stored_now >= events and dropped == 0, (stored_now, dropped)
+    addon_cpu = (addon_end.user + addon_end.system) - (addon_start.user + addon_start.system)
+    return {**result, "addon_cpu_us_per_event": addon_cpu / events * 1e6, "stored": stored_now}
 
 
 async def stored(url: str, token: str, at_least: int = 0) -> int:
@@ -256,7 +408,7 @@ async def stored(url: str, token: str, at_least: int = 0) -> int:
     return count
 
 
-async def phase_influxdb(work: Path, events: int, entities: int) -> dict[str, float]:
+async def phase_core_influxdb(work: Path, events: int, entities: int) -> dict[str, Any]:
     # The component imports the InfluxDB 1.x client at module level; the v2 path measured here
     # never uses it, so an empty stand-in saves installing a package nobody calls.
     fake = types.ModuleType("influxdb")
@@ -282,65 +434,150 @@ async def phase_influxdb(work: Path, events: int, entities: int) -> dict[str, fl
             }
         }
         assert await async_setup_component(hass, "influxdb", config)
-        thread = hass.data["influxdb"]
         await set_states(hass, entities, entities, offset=-entities)
-        await hass.async_add_executor_job(thread.block_till_done)
-        start = time.perf_counter()
-        await set_states(hass, events, entities)
-        # Two markers: the second is taken only after the batch holding the last event is written.
-        await hass.async_add_executor_job(thread.block_till_done)
-        await hass.async_add_executor_job(thread.block_till_done)
-        seconds = time.perf_counter() - start
-        errors = thread.write_errors
+        poll = PollThread()
+        await poll.until(lambda: vm_count(vm_url) >= entities, 0.05)
+
+        async def all_points_held() -> float:
+            poll.cpu_s = 0.0
+            await poll.until(lambda: vm_count(vm_url) >= entities + events, 0.05)
+            return poll.cpu_s
+
+        result = await measure(hass, events, entities, all_points_held)
+        errors = hass.data["influxdb"].write_errors
         await hass.async_stop()
-        points = await asyncio.to_thread(vm_points, vm_url)
-    assert points >= events, (points, events)
-    return {"end_to_end_events_per_s": events / seconds, "write_errors": errors, "points": points}
+        points = await asyncio.to_thread(vm_exported_points, vm_url)
+    assert points >= entities + events, (points, events)
+    return {**result, "write_errors": errors, "points": points}
 
 
-def vm_points(vm_url: str) -> int:
-    """Numeric points VictoriaMetrics stored (proof the writes really landed)."""
+VALUES = '{__name__=~".+_value"}'
+
+
+def vm_count(vm_url: str) -> int:
+    """Points victoria-metrics holds (searchable after a forced flush)."""
     with urllib.request.urlopen(f"{vm_url}/internal/force_flush", timeout=30):
         pass
-    query = urllib.parse.urlencode({"match[]": '{__name__=~".+_value"}'})
+    query = urllib.parse.urlencode({"query": f"sum(count_over_time({VALUES}[1d]))", "nocache": 1})
+    with urllib.request.urlopen(f"{vm_url}/api/v1/query?{query}", timeout=30) as resp:
+        result = json.load(resp)["data"]["result"]
+    return int(result[0]["value"][1]) if result else 0
+
+
+def vm_exported_points(vm_url: str) -> int:
+    """Every point exported (the proof after the clock stopped)."""
+    query = urllib.parse.urlencode({"match[]": VALUES})
     with urllib.request.urlopen(f"{vm_url}/api/v1/export?{query}", timeout=120) as resp:
         return sum(len(json.loads(line)["values"]) for line in resp if line.strip())
 
 
-PHASES = {
-    "baseline": phase_baseline,
-    "listener": phase_listener,
+PHASES: dict[str, Callable[[Path, int, int], Coroutine[Any, Any, dict[str, Any]]]] = {
+    "bare": phase_bare,
+    "noop_listener": phase_noop_listener,
+    "recorder": phase_recorder,
+    "core_influxdb": phase_core_influxdb,
     "homeiq": phase_homeiq,
-    "influxdb": phase_influxdb,
 }
 
 
-def run_phase(name: str, events: int, entities: int) -> dict[str, Any]:
+def checkout(ref: str) -> Path:
+    """The integration as it is in commit `ref`, in a temporary directory."""
+    root = Path(tempfile.mkdtemp(prefix="bench-capture-ref-"))
+    archive = subprocess.run(
+        ["git", "archive", ref, "custom_components"], cwd=REPO, check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    return root
+
+
+def run_phase(config: str, args: argparse.Namespace, code_root: Path) -> dict[str, Any]:
     """Run one phase in a fresh interpreter so phases do not share memory or threads."""
+    phase = config.partition("@")[0]
     out = subprocess.run(
         [
-            sys.executable,
-            __file__,
-            "--phase",
-            name,
-            "--events",
-            str(events),
-            "--entities",
-            str(entities),
+            *(sys.executable, __file__, "--phase", phase),
+            *("--events", str(args.events), "--entities", str(args.entities)),
         ],
         cwd=REPO,
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'addon'}"},
+        env={
+            **os.environ,
+            # The integration from `code_root` only (this checkout's, or REF's).
+            "PYTHONPATH": f"{code_root}:{REPO / 'addon'}",
+            "BENCH_CAPTURE_CODE_ROOT": str(code_root),
+        },
     )
+    if out.returncode:
+        raise RuntimeError(f"phase {config} failed:\n{out.stderr[-4000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def spread(values: list[float], digits: int = 2) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+    }
+
+
+def homeiq_figures(rounds: list[dict[str, dict[str, Any]]], name: str) -> dict[str, Any]:
+    """One HomeIQ configuration's figures, each paired with the others of its round."""
+    per_round: dict[str, list[float]] = {}
+    add = per_round.setdefault
+    for r in rounds:
+        mine = r[name]
+        add("addon_cpu_us_per_event", []).append(mine["addon_cpu_us_per_event"])
+        add("whole_path_cpu_us_per_event", []).append(
+            mine["ha_cpu_us_per_event"] + mine["addon_cpu_us_per_event"]
+        )
+        if noop := r.get("noop_listener"):
+            add("ha_cpu_beyond_noop_us_per_event", []).append(
+                mine["ha_cpu_us_per_event"] - noop["ha_cpu_us_per_event"]
+            )
+            add("rss_growth_over_noop_mb", []).append(mine["rss_growth_mb"] - noop["rss_growth_mb"])
+            add("loop_ratio_vs_noop_listener", []).append(
+                mine["set_events_per_s"] / noop["set_events_per_s"]
+            )
+        if influx := r.get("core_influxdb"):
+            add("ratio_vs_core_influxdb", []).append(
+                mine["end_to_end_events_per_s"] / influx["end_to_end_events_per_s"]
+            )
+    return {key: spread(values, 3 if "ratio" in key else 2) for key, values in per_round.items()}
+
+
+def summarize(rounds: list[dict[str, dict[str, Any]]], configs: list[str]) -> dict[str, Any]:
+    """Medians with spread per configuration, and the ratios paired within each round."""
+
+    def each(config: str, key: str) -> list[float]:
+        return [float(r[config][key]) for r in rounds if key in r.get(config, {})]
+
+    out: dict[str, Any] = {}
+    for key in ("ha_cpu_us_per_event", "ha_loop_thread_us_per_event", "rss_growth_mb"):
+        out[key] = {c: spread(each(c, key)) for c in configs if each(c, key)}
+    for name in (c for c in configs if c.startswith("homeiq")):
+        figures = homeiq_figures(rounds, name)
+        if name == "homeiq":
+            out.update(figures)
+        else:  # the same figures for the code of another commit, and this one's over it
+            out["homeiq_at_" + name.partition("@")[2]] = figures
+            if "homeiq" in configs:
+                out["homeiq_over_" + name.partition("@")[2]] = {
+                    key: spread([r["homeiq"][key] / r[name][key] for r in rounds], 3)
+                    for key in ("ha_cpu_us_per_event", "ha_loop_thread_us_per_event")
+                }
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--entities", type=int, default=1_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--entities", type=int, default=500)
+    parser.add_argument("--only", help="comma-separated configurations (does not write)")
+    parser.add_argument("--compare", metavar="REF", help="also run homeiq as in commit REF")
+    parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--phase", choices=PHASES)
     args = parser.parse_args()
     if args.phase:
@@ -353,46 +590,54 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    baseline = run_phase("baseline", args.events, args.entities)
-    listener = run_phase("listener", args.events, args.entities)
-    homeiq = run_phase("homeiq", args.events, args.entities)
-    influx = run_phase("influxdb", args.events, args.entities)
+    configs = args.only.split(",") if args.only else list(CONFIGS)
+    code_roots = dict.fromkeys(configs, REPO)
+    ref_root = None
+    if args.compare:
+        ref_root = checkout(args.compare)
+        configs.append(f"homeiq@{args.compare}")
+        code_roots[configs[-1]] = ref_root
+    load_start = os.getloadavg()
+    started = datetime.now(UTC)
+    rounds: list[dict[str, dict[str, Any]]] = []
+    try:
+        for n in range(args.rounds):
+            order = configs[n % len(configs) :] + configs[: n % len(configs)]
+            this_round = {}
+            for config in order:
+                this_round[config] = run_phase(config, args, code_roots[config])
+                print(f"round {n + 1} {config}: {json.dumps(this_round[config])}", file=sys.stderr)
+            rounds.append(this_round)
+    finally:
+        if ref_root is not None:
+            shutil.rmtree(ref_root, ignore_errors=True)
     result = {
-        "loop_ratio": round(homeiq["set_events_per_s"] / baseline["set_events_per_s"], 3),
-        "end_to_end_events_per_s": round(homeiq["end_to_end_events_per_s"]),
-        "core_influxdb_events_per_s": round(influx["end_to_end_events_per_s"]),
-        "ratio_vs_core_influxdb": round(
-            homeiq["end_to_end_events_per_s"] / influx["end_to_end_events_per_s"], 2
-        ),
-        "rss_growth_mb": round(homeiq["rss_growth_mb"], 1),
-        "goals": {
-            "loop_ratio": ">= 0.7",
-            "end_to_end_events_per_s": ">= 50000",
-            "ratio_vs_core_influxdb": ">= 3",
-            "rss_growth_mb": "<= 30",
-        },
-        "details": {
-            "baseline": baseline,
-            "noop_listener": listener,
-            "homeiq": homeiq,
-            "influxdb": influx,
-            "loop_ratio_vs_noop_listener": round(
-                homeiq["set_events_per_s"] / listener["set_events_per_s"], 3
-            ),
-            "events": args.events,
-            "entities": args.entities,
-            "chunk": CHUNK,
-        },
+        **summarize(rounds, configs),
+        "goals": GOALS,
+        "rounds": rounds,
+        "load": {"events": args.events, "entities": args.entities, "chunk": CHUNK},
+        "load_average": {"start": load_start, "end": os.getloadavg()},
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
+            "homeassistant": ha_version(),
         },
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "date": started.isoformat(timespec="seconds"),
+        "command": "PYTHONPATH=.:addon .venv/bin/python benchmarks/bench_capture.py "
+        + " ".join(sys.argv[1:]),
+        "compared_with": args.compare,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    if not (args.only or args.no_write):
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+
+
+def ha_version() -> str:
+    from homeassistant.const import __version__
+
+    return __version__
 
 
 if __name__ == "__main__":

@@ -1,32 +1,62 @@
-"""Turn captured events into ingest bodies, a small chunk at a time.
+"""Turn captured events into ingest bodies, a small chunk at a time, off the event loop.
 
-Chunks are serialized on the event loop between yields (about half a millisecond each):
-a worker thread would do the same work under the same GIL, and the hand-offs made every
-state write wait for the thread's time slice. The disk writes go to the executor.
-Serialized chunks are joined into one body per batch.
+The chunks are serialized in the pipeline's own encoder thread (one job per flush): the
+event loop only hands the taken events over and takes the bodies back, so Home Assistant's
+loop no longer pays for the JSON. Registry facts are read on the loop (the registries are
+its own); the thread gets them as plain, immutable data (enrich.EntityInfo). Serialized
+chunks are joined into one body per batch; the disk writes go to the executor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from homeassistant.core import Event
 from homeassistant.util.ulid import ulid_now
 import orjson
 
-from .wire import WireContext, encode
+from .capture import Captured
+from .wire import STATE_EVENTS, UnknownEntityError, WireContext, encode
 
-# Records built per orjson.dumps call and per slice of loop time.
+# Records built per orjson.dumps call.
 RECORDS_PER_DUMP = 100
+
+type Chunk = tuple[int, int]  # start, stop: events[start:stop] go into one batch
 
 
 class Ready(NamedTuple):
-    """A complete batch body, to be written to the spool."""
+    """A complete batch, to be written to the spool: its body is `b"".join(parts)`, joined
+    by the disk write, off the loop (batches are megabytes)."""
 
     batch_id: str
     events: int
-    body: bytes
+    parts: list[bytes]
+
+
+class Encoded(NamedTuple):
+    """What an encoding job gives back: the chunks it serialized, in order, and the
+    entities it met without registry facts (it stopped at the first chunk needing one)."""
+
+    parts: list[bytes]
+    unknown: set[str]
+
+
+def encode_chunks(events: Sequence[Captured], chunks: list[Chunk], ctx: WireContext) -> Encoded:
+    """Serialize the chunks (in the encoder thread; reads only `events` and `ctx`)."""
+    parts = []
+    for start, stop in chunks:
+        try:
+            parts.append(encode(events[start:stop], ctx))
+        except UnknownEntityError as err:
+            # One trip back to the loop for all of them (after a registry change, all are).
+            infos = ctx.infos
+            unknown = err.entity_ids | {
+                entity_id
+                for event_type, data, *_ in events[start : chunks[-1][1]]
+                if event_type in STATE_EVENTS and (entity_id := data["entity_id"]) not in infos
+            }
+            return Encoded(parts, unknown)
+    return Encoded(parts, set())
 
 
 class BatchBuilder:
@@ -38,20 +68,30 @@ class BatchBuilder:
         self.count = 0
         self._parts: list[bytes] = []
 
-    def add(
-        self, events: Sequence[Event[Any]], start: int, stop: int, ctx: WireContext, batch_size: int
-    ) -> list[Ready]:
-        """Serialize events start..stop; return every batch that filled up."""
-        ready = []
+    def plan(self, start: int, stop: int, batch_size: int) -> list[Chunk]:
+        """Cut events start..stop into chunks that each fall within one batch."""
+        chunks = []
+        count = self.count
         while start < stop:
-            # batch_size may have shrunk (options apply live): seal what is already too big
-            if self.count < batch_size:
-                take = min(batch_size - self.count, stop - start)
-                if self._parts:
-                    self._parts.append(b",")
-                self._parts.append(encode(events[start : start + take], ctx))
-                self.count += take
-                start += take
+            if count >= batch_size:  # batch_size may have shrunk (options apply live)
+                count = 0
+            take = min(batch_size - count, stop - start, RECORDS_PER_DUMP)
+            chunks.append((start, start + take))
+            start += take
+            count += take
+        return chunks
+
+    def add(self, chunks: list[Chunk], parts: list[bytes], batch_size: int) -> list[Ready]:
+        """Add serialized chunks planned with the same `batch_size`; return every batch
+        that filled up."""
+        ready = []
+        for (start, stop), part in zip(chunks, parts, strict=False):
+            if self.count >= batch_size:
+                ready.append(self.seal())
+            if self._parts:
+                self._parts.append(b",")
+            self._parts.append(part)
+            self.count += stop - start
             if self.count >= batch_size:
                 ready.append(self.seal())
         return ready
@@ -60,9 +100,9 @@ class BatchBuilder:
         """Close what has accumulated as one batch with a fresh, stable id."""
         batch_id = ulid_now()
         head = orjson.dumps({"batch_id": batch_id, "source": self.source})
-        # One join, so the body is copied once (batches are megabytes).
-        body = b"".join([head[:-1] + b',"events":[', *self._parts, b"]}"])
-        ready = Ready(batch_id, self.count, body)
+        self._parts.insert(0, head[:-1] + b',"events":[')
+        self._parts.append(b"]}")
+        ready = Ready(batch_id, self.count, self._parts)
         self._parts = []
         self.count = 0
         return ready

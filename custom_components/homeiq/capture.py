@@ -9,7 +9,8 @@ import re
 from typing import Any
 
 from homeassistant.const import EVENT_STATE_CHANGED, EVENT_STATE_REPORTED, MATCH_ALL
-from homeassistant.core import CALLBACK_TYPE, Event, HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, Event, EventOrigin, HomeAssistant, callback
+from homeassistant.util.event_type import EventType
 
 from .const import (
     CAPTURE_EVENT_TYPES,
@@ -27,6 +28,16 @@ from .const import (
     CONF_INCLUDE_STATE_REPORTED,
 )
 from .enrich import EntityInfo
+
+# What the listener keeps of an event: (event_type, data, time_fired_timestamp, origin,
+# context id, context user_id, context parent_id). Not the Event: HA ties each Event to its
+# Context in a reference cycle that only the garbage collector frees. Kept until the flush,
+# that cycle outlived HA's own use of it and reached the oldest generation: more full
+# collections, and megabytes of garbage waiting for them. Without it, the Event dies as
+# young as HA alone would leave it; the tuple and the data dict are freed by refcount.
+type Captured = tuple[
+    EventType[Any] | str, Mapping[str, Any], float, EventOrigin, str, str | None, str | None
+]
 
 # Events whose context starts a chain we attribute later state changes to.
 CAUSE_EVENTS = {"automation_triggered": "automation", "script_started": "script"}
@@ -132,10 +143,8 @@ class Capture:
     ) -> None:
         """`on_full()` is called once when the buffer reaches `full_at` events."""
         self.hass = hass
-        # The captured Event objects themselves: HA already built them and keeps them alive
-        # (each new state's context points back at its event), so holding one costs a list
-        # slot. Reading their fields waits for the flush, off the listener's call.
-        self.buffer: list[Event[Any]] = []
+        # The captured events' fields (Captured); serializing them waits for the flush.
+        self.buffer: list[Captured] = []
         self._taken_total = 0
         # context id -> (kind, name, entity_id) of the automation/script that started it
         self.context_causes: dict[str, tuple[str, str | None, str | None]] = {}
@@ -181,7 +190,18 @@ class Capture:
             self._remember_cause(event)
         if self.filter.accept(event):
             buffer = self.buffer  # _append inlined: this runs for every event HA fires
-            buffer.append(event)
+            context = event.context
+            buffer.append(
+                (
+                    event.event_type,
+                    event.data,
+                    event.time_fired_timestamp,
+                    event.origin,
+                    context.id,
+                    context.user_id,
+                    context.parent_id,
+                )
+            )
             if len(buffer) == self._full_at:
                 self._on_full()
 
@@ -192,11 +212,22 @@ class Capture:
     @callback
     def _append(self, event: Event[Any]) -> None:
         buffer = self.buffer
-        buffer.append(event)
+        context = event.context
+        buffer.append(
+            (
+                event.event_type,
+                event.data,
+                event.time_fired_timestamp,
+                event.origin,
+                context.id,
+                context.user_id,
+                context.parent_id,
+            )
+        )
         if len(buffer) == self._full_at:
             self._on_full()
 
-    def take(self) -> list[Event[Any]]:
+    def take(self) -> list[Captured]:
         """Hand the buffer to the flush and start a new one."""
         taken = self.buffer
         self.buffer = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 import time
 from typing import Any
@@ -23,8 +24,8 @@ from homeassistant.helpers import (
 from homeassistant.helpers.event import async_track_time_interval
 
 from .api import HomeIQClient
-from .batch import RECORDS_PER_DUMP, BatchBuilder, Ready
-from .capture import Capture
+from .batch import BatchBuilder, Ready, encode_chunks
+from .capture import Capture, Captured
 from .const import (
     CONF_BATCH_SIZE,
     CONF_DROP_ATTRIBUTES,
@@ -50,8 +51,6 @@ from .wire import EntityWire, WireContext
 
 # Buffered events that start a flush: keeps the buffer short between flush intervals.
 CONVERT_CHUNK = 500
-# Longest stretch of serializing on the loop before letting HA run (seconds).
-LOOP_SLICE = 0.01
 REGISTRY_EVENTS = (
     er.EVENT_ENTITY_REGISTRY_UPDATED,
     dr.EVENT_DEVICE_REGISTRY_UPDATED,
@@ -77,6 +76,12 @@ class Pipeline:
         self.writer = SpoolWriter(hass, self.spool)
         self.source = {"instance_id": "", "integration_version": INTEGRATION_VERSION}
         self.builder = BatchBuilder(self.source)
+        # The thread that serializes (batch.py): our own, not HA's executor, so a stuck
+        # executor (a hanging disk) cannot hold the events' way to the spool's queue. None
+        # once stopped: what a late flush still finds is serialized on the loop.
+        self._encoder: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="homeiq_encoder"
+        )
         self.batch_size = DEFAULT_BATCH_SIZE
         self.flush_interval = float(DEFAULT_FLUSH_INTERVAL)
         self._options: Mapping[str, Any] = {}
@@ -86,7 +91,7 @@ class Pipeline:
         # flush (HA cancels background tasks before it fires homeassistant_stop) leaves it
         # for the next one. Events taken from the buffer; how many of them are serialized;
         # batches sealed and not yet queued for the disk.
-        self._taken: list[Event[Any]] = []
+        self._taken: list[Captured] = []
         self._serialized = 0
         self._sealed: list[Ready] = []
         self._last_flush = time.monotonic()
@@ -240,8 +245,16 @@ class Pipeline:
                 await self._async_flush_buffer(seal=True)
         except TimeoutError:
             self._give_up_unspooled()
+        self._stop_encoder()
         await self.shipper.async_stop()
         await self.spool.async_save()
+
+    def _stop_encoder(self) -> None:
+        """End the encoder thread (idle by now: the final flush is done or given up, and a
+        job in flight only serializes, in milliseconds)."""
+        if self._encoder is not None:
+            self._encoder.shutdown(wait=True)
+            self._encoder = None
 
     def _give_up_unspooled(self) -> None:
         """Count what missed the shutdown bound as dropped (the disk hangs), and let it go.
@@ -338,9 +351,12 @@ class Pipeline:
                 self.writer.submit(ready)
 
     async def _async_serialize_taken(self) -> None:
-        """Take the buffer and serialize it into the builder, a slice of loop time at a time.
+        """Take the buffer and serialize it into the builder, in the encoder thread.
 
-        Its own function so that no local keeps the Events alive over the disk write.
+        Its own function so that no local keeps the captured events alive over the disk
+        write.
+        Cancelled while the thread works, it leaves the events taken: the next flush
+        serializes them again (the thread's result is dropped; it changed nothing else).
         """
         if self._serialized < len(self._taken):
             self._taken += self.capture.take()  # behind what a cancelled flush left
@@ -351,11 +367,32 @@ class Pipeline:
         if self._serialized == total:
             return
         await self.enricher.async_prepare_users(
-            {e.context.user_id for e in events[self._serialized :]}
+            {captured[5] for captured in events[self._serialized :]}  # context user ids
         )
+        batch_size = self.batch_size
+        while self._serialized < total:
+            chunks = self.builder.plan(self._serialized, total, batch_size)
+            ctx = self._wire_context()  # after each trip: the caches may have been replaced
+            if self._encoder is None:  # stopped: a late flush
+                encoded = encode_chunks(events, chunks, ctx)
+            else:
+                encoded = await self.hass.loop.run_in_executor(
+                    self._encoder, encode_chunks, events, chunks, ctx
+                )
+            # No await from here on: each chunk is either in the builder or still taken.
+            done = chunks[: len(encoded.parts)]
+            self._sealed += self.builder.add(done, encoded.parts, batch_size)
+            if done:
+                self._serialized = done[-1][1]
+            for entity_id in encoded.unknown:
+                self.enricher.entity_info(entity_id)  # cached: the next trip finds them
+        self._taken, self._serialized = [], 0
+
+    def _wire_context(self) -> WireContext:
+        """What the encoder thread reads, prepared on the loop."""
         options = self._options
-        ctx = WireContext(
-            entity_info=self.enricher.entity_info,
+        return WireContext(
+            infos=self.enricher.entities,
             entities=self._wire_entities,
             users=self.enricher.users,
             causes=self.capture.context_causes,
@@ -368,14 +405,3 @@ class Pipeline:
             keep_attributes=frozenset(options.get(CONF_KEEP_ATTRIBUTES) or ()),
             drop_attributes=frozenset(options.get(CONF_DROP_ATTRIBUTES) or ()),
         )
-        slice_end = time.monotonic() + LOOP_SLICE
-        while self._serialized < total:
-            start = self._serialized
-            stop = min(start + RECORDS_PER_DUMP, total)
-            # No await between these two: each chunk is either in the builder or still taken.
-            self._sealed += self.builder.add(events, start, stop, ctx, self.batch_size)
-            self._serialized = stop
-            if stop < total and time.monotonic() > slice_end:
-                await asyncio.sleep(0)  # let HA run, then carry on
-                slice_end = time.monotonic() + LOOP_SLICE
-        self._taken, self._serialized = [], 0

@@ -103,7 +103,8 @@ class Spool:
         """Write batches in order, each atomically (temp file + rename). Blocking."""
         items: list[SpoolItem] = []
         lost = 0
-        for batch_id, events, body in batches:
+        for batch_id, events, parts in batches:
+            body = b"".join(parts)  # one join, so the body is copied once
             seq = self._next_seq
             self._next_seq += 1
             path = self.directory / f"{seq:012d}_{events}_{batch_id}{SUFFIX}"

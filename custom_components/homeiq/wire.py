@@ -11,7 +11,7 @@ Optional keys without a value are left out (the contract allows absent optional 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 import math
@@ -24,9 +24,10 @@ from homeassistant.const import (
     EVENT_STATE_CHANGED,
     EVENT_STATE_REPORTED,
 )
-from homeassistant.core import Event, EventOrigin, State
+from homeassistant.core import EventOrigin, State
 import orjson
 
+from .capture import Captured
 from .contract import Event as EventRecord
 from .enrich import EntityInfo
 
@@ -83,12 +84,24 @@ class EntityWire:
     caused: orjson.Fragment  # with the default cause: the device or the integration
 
 
+class UnknownEntityError(Exception):
+    """Registry facts are needed for entities not in `WireContext.infos` (the registries are
+    the event loop's to read: it looks them up, then the encoding carries on)."""
+
+    def __init__(self, entity_ids: set[str]) -> None:
+        """`entity_ids`: every entity the rest of the chunk needs."""
+        super().__init__(f"{len(entity_ids)} entities without registry facts")
+        self.entity_ids = entity_ids
+
+
 @dataclass(frozen=True, slots=True)
 class WireContext:
-    """What one flush reads; the caches are replaced (not cleared) when they go stale."""
+    """What one encoding reads, in the encoder thread: plain data the loop prepared, and
+    caches it replaces (never clears) when they go stale, so the thread reads a
+    consistent set."""
 
-    entity_info: Callable[[str], EntityInfo]
-    entities: dict[str, EntityWire]
+    infos: Mapping[str, EntityInfo]  # registry facts per entity (the enricher's cache)
+    entities: dict[str, EntityWire]  # written only by the encoding
     users: Mapping[str, str | None]
     causes: Mapping[str, Cause]
     snapshot: Mapping[str, Any]
@@ -109,7 +122,9 @@ def _default_cause(info: EntityInfo) -> bytes:
 
 def _entity_wire(entity_id: str, state: State | None, ctx: WireContext) -> EntityWire:
     """Serialize an entity's keys (for a removed entity, `state` is None: no attributes)."""
-    info = ctx.entity_info(entity_id)
+    info = ctx.infos.get(entity_id)
+    if info is None:
+        raise UnknownEntityError({entity_id})
     fields = dict(info.fields)
     attrs: Mapping[str, Any] = {}
     if state is not None:
@@ -132,47 +147,50 @@ def _entity_wire(entity_id: str, state: State | None, ctx: WireContext) -> Entit
     return EntityWire(attrs, orjson.Fragment(plain), orjson.Fragment(caused))
 
 
-def encode(events: Sequence[Event[Any]], ctx: WireContext) -> bytes:
+def encode(events: Sequence[Captured], ctx: WireContext) -> bytes:
     """The events as JSON objects joined by commas, without the list's brackets.
 
-    One loop without helper calls per event: this runs for every captured event.
+    One loop without helper calls per event: this runs for every captured event. The times
+    of a state event are the datetimes its state already holds (HA made them from the same
+    float): building them again cost more than the rest of the record.
     """
     records: list[dict[str, Any]] = []
     fromtimestamp = datetime.fromtimestamp
     entities = ctx.entities
     causes = ctx.causes
     snapshot = ctx.snapshot
-    for event in events:
-        context = event.context
-        fired = event.time_fired_timestamp
-        time_fired = fromtimestamp(fired, UTC)
-        event_type = event.event_type
+    for event_type, data, fired, origin, context_id, user_id, parent_id in events:
+        new: State | None = data["new_state"] if event_type in STATE_EVENTS else None
+        if new is None:
+            time_fired = fromtimestamp(fired, UTC)
+        elif new.last_updated_timestamp == fired:
+            time_fired = new.last_updated  # state_changed: fired when its state was set
+        elif new.last_reported_timestamp == fired:
+            time_fired = new.last_reported  # state_reported
+        else:
+            time_fired = fromtimestamp(fired, UTC)
         record: dict[str, Any] = {
             "time_fired": time_fired,
             "event_type": event_type,
-            "origin": "LOCAL" if event.origin is _LOCAL else event.origin.value,
-            "context_id": context.id,
+            "origin": "LOCAL" if origin is _LOCAL else origin.value,
+            "context_id": context_id,
         }
         cause: Cause | None = None
-        user_id = context.user_id
-        parent_id = context.parent_id
         if parent_id is not None:
             record["context_parent_id"] = parent_id
         if user_id is not None:
             record["context_user_id"] = user_id
             cause = ("user", ctx.users.get(user_id), user_id)
         elif causes:
-            cause = causes.get(context.id) or (causes.get(parent_id) if parent_id else None)
+            cause = causes.get(context_id) or (causes.get(parent_id) if parent_id else None)
         if cause is not None:
             record["cause"] = cause[0]
             if cause[1] is not None:
                 record["cause_name"] = cause[1]
             if cause[2] is not None:
                 record["cause_id"] = cause[2]
-        data = event.data
         if event_type in STATE_EVENTS:
             entity_id: str = data["entity_id"]
-            new: State | None = data["new_state"]
             old: State | None = data.get("old_state")
             if old is not None:
                 record["old_state"] = old.state
@@ -190,19 +208,15 @@ def encode(events: Sequence[Event[Any]], ctx: WireContext) -> bytes:
                     else:
                         if math.isfinite(value):
                             record["numeric_value"] = value
-                changed = new.last_changed_timestamp
-                record["last_changed"] = (
-                    time_fired if changed == fired else fromtimestamp(changed, UTC)
-                )
+                record["last_changed"] = new.last_changed
                 if old is not None and old.state != state:
-                    record["prev_state_seconds"] = changed - old.last_changed_timestamp
+                    record["prev_state_seconds"] = (
+                        new.last_changed_timestamp - old.last_changed_timestamp
+                    )
                 if event_type == EVENT_STATE_REPORTED:
                     # The state object carries the report's time on every supported
                     # release (the event data too, from 2025.8).
-                    reported = new.last_reported_timestamp
-                    record["last_reported"] = (
-                        time_fired if reported == fired else fromtimestamp(reported, UTC)
-                    )
+                    record["last_reported"] = new.last_reported
                 cached = entities.get(entity_id)
                 if cached is None or cached.attributes is not new.attributes:
                     wire = entities[entity_id] = _entity_wire(entity_id, new, ctx)

@@ -14,6 +14,7 @@ from homeassistant.helpers import (
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.homeiq.const import (
+    CONF_BATCH_SIZE,
     CONF_CAPTURE_MODE,
     CONF_ENRICH_PEOPLE,
     CONF_ENRICH_SUN,
@@ -197,6 +198,30 @@ async def test_registry_changes_reach_later_events(
     hass.states.async_set("sensor.plug_power", "2")
     records = await stored(entry, entity_id="sensor.plug_power")
     assert [(r["state"], r["area"]) for r in records] == [("1", "Kitchen"), ("2", "Cooking")]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_many_new_entities_in_one_flush_all_get_their_facts(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """Hundreds of entities first seen in one flush, across several batches: every event
+    carries its entity's registry facts, in capture order, none lost or repeated."""
+    reg = await registries(hass)
+    ent_reg = er.async_get(hass)
+    for i in range(300):
+        registered = ent_reg.async_get_or_create(
+            "sensor", "test", f"many{i}", suggested_object_id=f"m{i}"
+        )
+        if i % 2:
+            ent_reg.async_update_entity(registered.entity_id, area_id=reg["area"].id)
+    entry = await make_entry(addon_server.url, addon_server.token, **{CONF_BATCH_SIZE: 250})
+    for i in range(600):
+        hass.states.async_set(f"sensor.m{i % 300}", str(i))
+    records = [r for r in await stored(entry) if r.get("entity_id", "").startswith("sensor.m")]
+    assert [r["state"] for r in records] == [str(i) for i in range(600)]
+    for r in records:
+        odd = int(r["entity_id"].removeprefix("sensor.m")) % 2
+        assert (r.get("area"), r.get("floor")) == (("Kitchen", "Ground") if odd else (None, None))
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

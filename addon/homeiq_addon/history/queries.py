@@ -8,6 +8,7 @@ from typing import Any, Final
 
 import orjson
 
+from ..store import time_blocks
 from ..store.codec import decode_context
 from ..store.deferred_index import entity_ids
 from ..store.ids import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS, entity_ref
@@ -134,20 +135,42 @@ def list_events(
             where=where, args=args, newest_first=True, limit=f.limit + 1,
         )  # fmt: skip
         where, args = [f"e.id IN ({ids})"], params
+        rows = _newest_first(conn, where, args, f.limit + 1)
     else:
-        for cond, bound in (("e.time_fired >= ?", f.start_us), ("e.time_fired < ?", f.end_us)):
-            if bound is not None:
-                where.append(cond)
-                args.append(bound)
-        if f.after is not None:
-            where.append("(e.time_fired, e.id) < (?, ?)")
-            args += list(f.after)
-    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-    sql += " ORDER BY e.time_fired DESC, e.id DESC LIMIT ?"
-    rows = conn.execute(sql, (*args, f.limit + 1)).fetchall()
+        rows = _newest_first_by_time(conn, f, where, args)
     page = rows[: f.limit]
     last = (int(page[-1][1]), int(page[-1][0])) if len(rows) > f.limit else None
     return [_event(r) for r in page], last
+
+
+def _newest_first(
+    conn: sqlite3.Connection, where: list[str], args: list[Any], limit: int
+) -> list[tuple[Any, ...]]:
+    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY e.time_fired DESC, e.id DESC LIMIT ?"
+    return conn.execute(sql, (*args, limit)).fetchall()
+
+
+def _newest_first_by_time(
+    conn: sqlite3.Connection, f: EventFilter, where: list[str], args: list[Any]
+) -> list[tuple[Any, ...]]:
+    """The page of events of every entity: the blocks of ids in time order
+    (store/time_blocks.py), newest first, until one fills the page."""
+    for cond, bound in (("e.time_fired >= ?", f.start_us), ("e.time_fired < ?", f.end_us)):
+        if bound is not None:
+            where.append(cond)
+            args.append(bound)
+    end_us = f.end_us
+    if f.after is not None:
+        where.append("(e.time_fired, e.id) < (?, ?)")
+        args += list(f.after)
+        end_us = f.after[0] + 1 if end_us is None else min(end_us, f.after[0] + 1)
+    rows: list[tuple[Any, ...]] = []
+    for ids, params in time_blocks.in_time_order(conn, f.start_us, end_us, newest_first=True):
+        rows += _newest_first(conn, [ids, *where], [*params, *args], f.limit + 1 - len(rows))
+        if len(rows) > f.limit:
+            break
+    return rows
 
 
 def raw_history(

@@ -14,6 +14,7 @@ from ..errors import InvalidBackup
 from .deferred_index import migrate_deferred_index
 from .mirror_outbox import migrate_mirror_outbox
 from .retention_tables import migrate_retention
+from .time_blocks import migrate_time_blocks
 
 type Migration = Callable[[sqlite3.Connection], None]
 
@@ -132,12 +133,18 @@ def m004_drop_stat_minute_key(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE stat_minute_key")
 
 
+def m006_compact_events(conn: sqlite3.Connection) -> None:
+    """Fewer bytes per event: the index on time gives way to a map of id blocks."""
+    migrate_time_blocks(conn)
+
+
 MIGRATIONS: list[Migration] = [
     m001_events,
     migrate_retention,
     migrate_deferred_index,
     m004_drop_stat_minute_key,
     migrate_mirror_outbox,
+    m006_compact_events,
 ]
 
 

@@ -10,6 +10,7 @@ import orjson
 
 from ..store import time_blocks
 from ..store.codec import decode_context
+from ..store.compact_events import NUMERIC_VALUE, PREV_STATE_SECONDS
 from ..store.deferred_index import entity_ids
 from ..store.ids import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS, entity_ref
 from ..times import us_to_iso
@@ -17,12 +18,12 @@ from ..times import us_to_iso
 STATE_TYPES_SQL: Final = (
     "SELECT id FROM event_types WHERE event_type IN ('state_changed', 'state_reported')"
 )
-_SELECT: Final = """
+_SELECT: Final = f"""
 SELECT e.id, e.time_fired, t.event_type, e.origin, e.context_id, cu.value,
        e.context_parent_id, e.data, n.entity_id, d.value,
        CASE typeof(e.state) WHEN 'integer' THEN s1.value ELSE e.state END,
        CASE typeof(e.old_state) WHEN 'integer' THEN s2.value ELSE e.old_state END,
-       e.numeric_value, e.time_fired - e.last_changed_ago, e.prev_state_seconds, a.json,
+       {NUMERIC_VALUE}, e.time_fired - e.last_changed_ago, {PREV_STATE_SECONDS}, a.json,
        r.area_id, r.area, r.floor, r.device_id, r.device_name, r.device_manufacturer,
        r.device_model, r.labels, r.device_class, r.state_class, r.unit, r.friendly_name,
        c.cause, c.cause_name, c.cause_id,
@@ -186,7 +187,8 @@ def raw_history(
     )  # fmt: skip
     rows = conn.execute(
         "SELECT e.time_fired,"
-        " CASE typeof(e.state) WHEN 'integer' THEN s.value ELSE e.state END, e.numeric_value"
+        " CASE typeof(e.state) WHEN 'integer' THEN s.value ELSE e.state END,"
+        f" {NUMERIC_VALUE}"
         f" FROM events e LEFT JOIN strings s ON s.id = e.state WHERE e.id IN ({ids})"
         " ORDER BY e.time_fired, e.id LIMIT ?",
         (*params, limit),

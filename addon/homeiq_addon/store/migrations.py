@@ -11,6 +11,7 @@ from collections.abc import Callable
 import sqlite3
 
 from ..errors import InvalidBackup
+from .compact_events import rebuild_events
 from .deferred_index import migrate_deferred_index
 from .mirror_outbox import migrate_mirror_outbox
 from .retention_tables import migrate_retention
@@ -134,8 +135,10 @@ def m004_drop_stat_minute_key(conn: sqlite3.Connection) -> None:
 
 
 def m006_compact_events(conn: sqlite3.Connection) -> None:
-    """Fewer bytes per event: the index on time gives way to a map of id blocks."""
+    """Fewer bytes per event: the index on time gives way to a map of id blocks, and
+    numbers the row already holds are not stored twice."""
     migrate_time_blocks(conn)
+    rebuild_events(conn)
 
 
 MIGRATIONS: list[Migration] = [

@@ -12,6 +12,7 @@ from typing import Final
 import orjson
 
 from ..store import time_blocks
+from ..store.compact_events import NUMERIC_VALUE
 from ..store.deferred_index import entity_ids
 from ..store.ids import entity_ref
 
@@ -30,7 +31,7 @@ def hour_events(
     ordered by entity then time."""
     ids, params = time_blocks.in_range(conn, start_us, end_us)
     return conn.execute(
-        f"SELECT n.entity_id, e.time_fired, {_STATE_TEXT}, e.numeric_value"
+        f"SELECT n.entity_id, e.time_fired, {_STATE_TEXT}, {NUMERIC_VALUE}"
         " FROM events e JOIN entities n ON n.id = e.entity_ref"
         " LEFT JOIN strings s ON s.id = e.state"
         f" WHERE {ids} AND e.time_fired >= ? AND e.time_fired < ?"

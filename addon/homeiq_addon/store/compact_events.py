@@ -135,6 +135,9 @@ def rebuild_events(conn: sqlite3.Connection) -> None:
     for sql in triggers:
         conn.execute(sql)
     conn.execute(_VIEW)
+    # The old table's pages go back to the file system (where auto_vacuum allows it),
+    # not only to the free list: the file does not keep the size of both copies.
+    conn.execute("PRAGMA incremental_vacuum").fetchall()
     if top:
         _LOGGER.info(
             "rewrote the events up to id %d in the compact layout in %.1f s",

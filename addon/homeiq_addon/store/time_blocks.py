@@ -23,8 +23,9 @@ after the group that filled it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+import heapq
 import sqlite3
 from typing import Any, Final
 
@@ -46,6 +47,9 @@ def migrate_time_blocks(conn: sqlite3.Connection) -> None:
         "CREATE TABLE event_blocks (block INTEGER PRIMARY KEY,"
         " first_us INTEGER NOT NULL, last_us INTEGER NOT NULL)"
     )
+    # Reads in time order take the blocks by their first or last time, and stop early.
+    conn.execute("CREATE INDEX event_blocks_by_first ON event_blocks (first_us)")
+    conn.execute("CREATE INDEX event_blocks_by_last ON event_blocks (last_us)")
     add_blocks(conn, 0, _watermark(conn))
     conn.execute("DROP INDEX events_by_time")
 
@@ -75,25 +79,42 @@ class Span:
     last_us: int
 
 
-def spans(conn: sqlite3.Connection, start_us: int | None, end_us: int | None) -> list[Span]:
-    """The blocks (and the tail) that may hold events in [start, end), in id order."""
+_ORDERS: Final[dict[str, tuple[str, Callable[[Span], Any]]]] = {
+    "id": ("block", lambda s: s.low),
+    "oldest": ("first_us, block", lambda s: (s.first_us, s.low)),
+    "newest": ("last_us DESC, block DESC", lambda s: (-s.last_us, -s.low)),
+}
+
+
+def spans(
+    conn: sqlite3.Connection, start_us: int | None, end_us: int | None, order: str = "id"
+) -> Iterator[Span]:
+    """The blocks (and the tail) that may hold events in [start, end), in ``order``:
+    "id", "oldest" (by first time) or "newest" (by last time, descending). Read as
+    they are taken: a read that stops early turns no more rows into spans."""
     low = _watermark(conn)
     start = -_MAX_ID if start_us is None else start_us
     end = _MAX_ID if end_us is None else end_us
-    found = [
-        Span(block << BLOCK_SHIFT, min(((block + 1) << BLOCK_SHIFT) - 1, low), first, last)
-        for block, first, last in conn.execute(
-            "SELECT block, first_us, last_us FROM event_blocks"
-            " WHERE last_us >= ? AND first_us < ? ORDER BY block",
-            (start, end),
-        )
-    ]
+    tail: list[Span] = []
     first, last = conn.execute(
         "SELECT MIN(time_fired), MAX(time_fired) FROM events WHERE id > ?", (low,)
     ).fetchone()
     if first is not None and last >= start and first < end:
-        found.append(Span(low + 1, _MAX_ID, first, last))
-    return found
+        tail.append(Span(low + 1, _MAX_ID, first, last))
+    sql_order, key = _ORDERS[order]
+    cursor = conn.execute(
+        "SELECT block, first_us, last_us FROM event_blocks"
+        f" WHERE last_us >= ? AND first_us < ? ORDER BY {sql_order}",
+        (start, end),
+    )
+    try:
+        blocks = (
+            Span(block << BLOCK_SHIFT, min(((block + 1) << BLOCK_SHIFT) - 1, low), first, last)
+            for block, first, last in cursor
+        )
+        yield from heapq.merge(blocks, tail, key=key)
+    finally:
+        cursor.close()
 
 
 def id_condition(group: list[Span], column: str = "e.id") -> tuple[str, list[int]]:
@@ -115,7 +136,7 @@ def in_range(
 ) -> tuple[str, list[int]]:
     """A condition on ``column`` true for the ids of every event in [start, end) (and a
     few more: keep the condition on the time too)."""
-    return id_condition(spans(conn, start_us, end_us), column)
+    return id_condition(list(spans(conn, start_us, end_us)), column)
 
 
 def in_time_order(
@@ -129,11 +150,7 @@ def in_time_order(
     """Conditions on ``column`` for successive groups of the events in [start, end):
     every event of a group lies strictly after (``newest_first``: before) every event of
     the groups yielded before it. The first groups are small, later ones grow."""
-    found = spans(conn, start_us, end_us)
-    if newest_first:
-        found.sort(key=lambda s: (-s.last_us, -s.low))
-    else:
-        found.sort(key=lambda s: (s.first_us, s.low))
+    found = spans(conn, start_us, end_us, "newest" if newest_first else "oldest")
     size = _FIRST_GROUP
     group: list[Span] = []
     bound = 0  # the group's last time (newest first: its first time)

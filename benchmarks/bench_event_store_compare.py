@@ -161,7 +161,9 @@ def main() -> None:
         check=True, capture_output=True, text=True,
     ).stdout.strip()  # fmt: skip
     results: dict[str, Any] = {"machine": machine(), "date": datetime.now(UTC).isoformat(),
-                               "base_commit": commit, "events": args.events}  # fmt: skip
+                               "base_commit": commit, "events": args.events,
+                               # Reused stores hold the rollups of the runs before.
+                               "stores_reused": args.reuse}  # fmt: skip
     dirs = {"base": WORK / "base-store", "this": WORK / "this-store"}
     sources = {"base": base_addon(commit), "this": REPO / "addon"}
     for label in ("base", "this"):

@@ -137,20 +137,18 @@ def _index_out_of_step(genuine: Path, target: Path) -> None:
     """Pages SQLite reads without complaint, but an index that disagrees with its table."""
     shutil.copyfile(genuine, target)
     conn = sqlite3.connect(target, autocommit=True)
-    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events_by_time'").fetchone()
+    (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'batches_by_time'").fetchone()
     conn.execute("PRAGMA writable_schema = ON")
     conn.execute(
-        "UPDATE sqlite_master SET sql = 'CREATE INDEX events_by_time ON events (origin)'"
-        " WHERE name = 'events_by_time'"
+        "UPDATE sqlite_master SET sql = 'CREATE INDEX batches_by_time ON batches (accepted)'"
+        " WHERE name = 'batches_by_time'"
     )
     conn.close()
     conn = sqlite3.connect(target, autocommit=True)
-    # Indexed under its origin, not under its time.
-    conn.execute(
-        "INSERT INTO events (time_fired, event_type_id, origin, context_id) VALUES (1, 1, 0, x'00')"
-    )
+    # Indexed under its count, not under its time.
+    conn.execute("INSERT INTO batches VALUES ('out-of-step', 5, 1, 0.5, NULL, NULL)")
     conn.execute("PRAGMA writable_schema = ON")
-    conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'events_by_time'", (sql,))
+    conn.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'batches_by_time'", (sql,))
     conn.close()
 
 
@@ -209,10 +207,12 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
         _copy_then("CREATE INDEX events_by_origin ON events (origin)"),
         "unexpected index events_by_origin on events",
     ),
-    "missing_index": (_copy_then("DROP INDEX events_by_time"), "index events_by_time is missing"),
+    "missing_index": (_copy_then("DROP INDEX batches_by_time"), "index batches_by_time is missing"),
     "index_on_other_columns": (
-        _copy_then("DROP INDEX events_by_time", "CREATE INDEX events_by_time ON events (origin)"),
-        "index events_by_time on events is defined otherwise",
+        _copy_then(
+            "DROP INDEX batches_by_time", "CREATE INDEX batches_by_time ON batches (accepted)"
+        ),
+        "index batches_by_time on batches is defined otherwise",
     ),
     "column_type": (
         _copy_then(
@@ -249,8 +249,8 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     ),
     "older_schema_numbered_current": (
         _older_schema_numbered_current,
-        # What the newest migration (5, the mirror's outbox) adds.
-        "table mirror_targets is missing",
+        # What the newest migration (6, the block map of event times) adds.
+        "table event_blocks is missing",
     ),
     "counter_row_deleted": (
         _copy_then("DELETE FROM counters WHERE name = 'events'"),
@@ -268,7 +268,7 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     "empty_file": (_empty, "not a SQLite database"),
     "truncated": (_truncated, "integrity check failed"),
     "corrupt_page": (_corrupt_page, "integrity check failed"),
-    "index_out_of_step": (_index_out_of_step, "integrity check failed: row 61 missing from index"),
+    "index_out_of_step": (_index_out_of_step, "integrity check failed: row 2 missing from index"),
     "no_schema_version": (
         _copy_then("PRAGMA user_version = 0"),
         "not a HomeIQ database (it has no schema version)",

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 import orjson
 
+from ..store import time_blocks
 from ..store.codec import decode_context
 from ..store.db import Store
 from ..times import us_to_iso
@@ -37,14 +38,28 @@ _SELECT: Final = (
     " v.cause, v.cause_name, v.cause_id, v.outdoor_temperature, v.weather_condition,"
     " v.sun_elevation, v.people_home"
     " FROM events_enriched v JOIN events e ON e.id = v.id"
-    # A row value, not an OR, keeps each page one index range scan.
-    " WHERE v.time_fired >= ? AND v.time_fired < ? AND (v.time_fired, v.id) > (?, ?)"
-    " ORDER BY v.time_fired, v.id LIMIT ?"
+    " WHERE v.id IN (SELECT value FROM json_each(?))"
+)
+_NEXT_IDS: Final = (
+    "SELECT e.id FROM events e WHERE {ids} AND e.time_fired >= ? AND e.time_fired < ?"
+    # A row value, not an OR: SQLite compares it on each row without an OR's detours.
+    " AND (e.time_fired, e.id) > (?, ?) ORDER BY e.time_fired, e.id LIMIT ?"
 )
 
 
 def _page(conn: sqlite3.Connection, args: tuple[int, ...]) -> list[tuple[Any, ...]]:
-    return conn.execute(_SELECT, args).fetchall()
+    """The next page after the position: from the first group of id blocks, in time
+    order, that holds events after it (store/time_blocks.py). The ids are sorted
+    without their rows (sorting thousands of whole rows spills to disk), then the rows
+    are read by id and put in order."""
+    start_us, end_us, after_us = args[0], args[1], args[2]
+    for ids, params in time_blocks.in_time_order(conn, max(start_us, after_us), end_us):
+        found = [row[0] for row in conn.execute(_NEXT_IDS.format(ids=ids), (*params, *args))]
+        if found:
+            page = conn.execute(_SELECT, (orjson.dumps(found).decode(),)).fetchall()
+            page.sort(key=lambda row: (row[1], row[0]))
+            return page
+    return []
 
 
 def _record(row: tuple[Any, ...]) -> dict[str, Any]:

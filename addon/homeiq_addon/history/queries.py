@@ -8,7 +8,9 @@ from typing import Any, Final
 
 import orjson
 
+from ..store import time_blocks
 from ..store.codec import decode_context
+from ..store.compact_events import NUMERIC_VALUE, PREV_STATE_SECONDS
 from ..store.deferred_index import entity_ids
 from ..store.ids import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS, entity_ref
 from ..times import us_to_iso
@@ -16,12 +18,12 @@ from ..times import us_to_iso
 STATE_TYPES_SQL: Final = (
     "SELECT id FROM event_types WHERE event_type IN ('state_changed', 'state_reported')"
 )
-_SELECT: Final = """
+_SELECT: Final = f"""
 SELECT e.id, e.time_fired, t.event_type, e.origin, e.context_id, cu.value,
        e.context_parent_id, e.data, n.entity_id, d.value,
        CASE typeof(e.state) WHEN 'integer' THEN s1.value ELSE e.state END,
        CASE typeof(e.old_state) WHEN 'integer' THEN s2.value ELSE e.old_state END,
-       e.numeric_value, e.time_fired - e.last_changed_ago, e.prev_state_seconds, a.json,
+       {NUMERIC_VALUE}, e.time_fired - e.last_changed_ago, {PREV_STATE_SECONDS}, a.json,
        r.area_id, r.area, r.floor, r.device_id, r.device_name, r.device_manufacturer,
        r.device_model, r.labels, r.device_class, r.state_class, r.unit, r.friendly_name,
        c.cause, c.cause_name, c.cause_id,
@@ -134,20 +136,55 @@ def list_events(
             where=where, args=args, newest_first=True, limit=f.limit + 1,
         )  # fmt: skip
         where, args = [f"e.id IN ({ids})"], params
+        rows = _newest_first(conn, where, args, f.limit + 1)
     else:
-        for cond, bound in (("e.time_fired >= ?", f.start_us), ("e.time_fired < ?", f.end_us)):
-            if bound is not None:
-                where.append(cond)
-                args.append(bound)
-        if f.after is not None:
-            where.append("(e.time_fired, e.id) < (?, ?)")
-            args += list(f.after)
-    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-    sql += " ORDER BY e.time_fired DESC, e.id DESC LIMIT ?"
-    rows = conn.execute(sql, (*args, f.limit + 1)).fetchall()
+        rows = _newest_first_by_time(conn, f, where, args)
     page = rows[: f.limit]
     last = (int(page[-1][1]), int(page[-1][0])) if len(rows) > f.limit else None
     return [_event(r) for r in page], last
+
+
+def _newest_first(
+    conn: sqlite3.Connection, where: list[str], args: list[Any], limit: int
+) -> list[tuple[Any, ...]]:
+    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY e.time_fired DESC, e.id DESC LIMIT ?"
+    return conn.execute(sql, (*args, limit)).fetchall()
+
+
+def _newest_first_by_time(
+    conn: sqlite3.Connection, f: EventFilter, where: list[str], args: list[Any]
+) -> list[tuple[Any, ...]]:
+    """The page of events of every entity: the blocks of ids in time order
+    (store/time_blocks.py), newest first, until one fills the page. Each block's ids are
+    sorted without their rows (sorting whole rows spills to disk past a few thousand),
+    then the page's rows are read by id."""
+    for cond, bound in (("e.time_fired >= ?", f.start_us), ("e.time_fired < ?", f.end_us)):
+        if bound is not None:
+            where.append(cond)
+            args.append(bound)
+    end_us = f.end_us
+    if f.after is not None:
+        where.append("(e.time_fired, e.id) < (?, ?)")
+        args += list(f.after)
+        end_us = f.after[0] + 1 if end_us is None else min(end_us, f.after[0] + 1)
+    found: list[int] = []
+    for ids, params in time_blocks.in_time_order(conn, f.start_us, end_us, newest_first=True):
+        found += [
+            row[0]
+            for row in conn.execute(
+                f"SELECT e.id FROM events e WHERE {' AND '.join([ids, *where])}"
+                " ORDER BY e.time_fired DESC, e.id DESC LIMIT ?",
+                (*params, *args, f.limit + 1 - len(found)),
+            )
+        ]
+        if len(found) > f.limit:
+            break
+    rows = conn.execute(
+        _SELECT + " WHERE e.id IN (SELECT value FROM json_each(?))", (orjson.dumps(found).decode(),)
+    ).fetchall()
+    rows.sort(key=lambda row: (row[1], row[0]), reverse=True)
+    return rows
 
 
 def raw_history(
@@ -163,7 +200,8 @@ def raw_history(
     )  # fmt: skip
     rows = conn.execute(
         "SELECT e.time_fired,"
-        " CASE typeof(e.state) WHEN 'integer' THEN s.value ELSE e.state END, e.numeric_value"
+        " CASE typeof(e.state) WHEN 'integer' THEN s.value ELSE e.state END,"
+        f" {NUMERIC_VALUE}"
         f" FROM events e LEFT JOIN strings s ON s.id = e.state WHERE e.id IN ({ids})"
         " ORDER BY e.time_fired, e.id LIMIT ?",
         (*params, limit),

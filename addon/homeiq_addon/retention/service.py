@@ -189,7 +189,7 @@ class RetentionService:
                 ).fetchone()
                 tiers[name] = _tier(n, lo, hi, unit)
             sizes = self._table_sizes(conn)
-            for name, tables in (("raw", ("events", "events_by_entity", "events_by_time",
+            for name, tables in (("raw", ("events", "events_by_entity", "event_blocks",
                                           "attributes", "attributes_by_hash")),
                                  ("hourly", ("rollups_hourly", "rollups_hourly_hour")),
                                  ("daily", ("rollups_daily", "rollups_daily_day"))):  # fmt: skip

@@ -11,6 +11,8 @@ from typing import Final
 
 import orjson
 
+from ..store import time_blocks
+from ..store.compact_events import NUMERIC_VALUE
 from ..store.deferred_index import entity_ids
 from ..store.ids import entity_ref
 
@@ -27,13 +29,15 @@ def hour_events(
 ) -> list[tuple[str, int, str | None, float | None]]:
     """State events in [start, end) as (entity_id, time_us, state, numeric_value),
     ordered by entity then time."""
+    ids, params = time_blocks.in_range(conn, start_us, end_us)
     return conn.execute(
-        f"SELECT n.entity_id, e.time_fired, {_STATE_TEXT}, e.numeric_value"
+        f"SELECT n.entity_id, e.time_fired, {_STATE_TEXT}, {NUMERIC_VALUE}"
         " FROM events e JOIN entities n ON n.id = e.entity_ref"
         " LEFT JOIN strings s ON s.id = e.state"
-        f" WHERE e.time_fired >= ? AND e.time_fired < ? AND e.event_type_id IN ({_STATE_TYPES})"
+        f" WHERE {ids} AND e.time_fired >= ? AND e.time_fired < ?"
+        f" AND e.event_type_id IN ({_STATE_TYPES})"
         " ORDER BY n.entity_id, e.time_fired, e.id",
-        (start_us, end_us),
+        (*params, start_us, end_us),
     ).fetchall()
 
 
@@ -61,17 +65,20 @@ def purge_candidates(
 ) -> list[tuple[int, int, str | None, str | None, str]]:
     """The next events older than ``before_us`` after a (time, id) position, oldest first,
     as (id, time_us, entity_id, domain, event_type)."""
-    # A row value keeps this one index range scan; the equivalent OR form made SQLite
-    # collect every older row into a temporary b-tree on each call.
-    return conn.execute(
-        "SELECT e.id, e.time_fired, n.entity_id, COALESCE(n.domain, d.value), t.event_type"
-        " FROM events e JOIN event_types t ON t.id = e.event_type_id"
-        " LEFT JOIN entities n ON n.id = e.entity_ref"
-        " LEFT JOIN strings d ON d.id = e.domain_ref"
-        " WHERE e.time_fired < ? AND (e.time_fired, e.id) > (?, ?)"
-        " ORDER BY e.time_fired, e.id LIMIT ?",
-        (before_us, *after, limit),
-    ).fetchall()
+    # The blocks of ids in time order (store/time_blocks.py), until one has rows.
+    for ids, params in time_blocks.in_time_order(conn, after[0], before_us):
+        found = conn.execute(
+            "SELECT e.id, e.time_fired, n.entity_id, COALESCE(n.domain, d.value), t.event_type"
+            " FROM events e JOIN event_types t ON t.id = e.event_type_id"
+            " LEFT JOIN entities n ON n.id = e.entity_ref"
+            " LEFT JOIN strings d ON d.id = e.domain_ref"
+            f" WHERE {ids} AND e.time_fired < ? AND (e.time_fired, e.id) > (?, ?)"
+            " ORDER BY e.time_fired, e.id LIMIT ?",
+            (*params, before_us, *after, limit),
+        ).fetchall()
+        if found:
+            return found
+    return []
 
 
 def delete_events(conn: sqlite3.Connection, ids: list[int]) -> int:
@@ -85,7 +92,7 @@ def delete_events(conn: sqlite3.Connection, ids: list[int]) -> int:
 def raw_tier(conn: sqlite3.Connection) -> tuple[int, int | None, int | None]:
     """(rows, oldest_us, newest_us) of the raw events, without scanning them."""
     rows = conn.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()
-    oldest, newest = conn.execute("SELECT MIN(time_fired), MAX(time_fired) FROM events").fetchone()
+    oldest, newest = time_blocks.oldest_and_newest(conn)
     return (0 if rows is None else int(rows[0])), oldest, newest
 
 

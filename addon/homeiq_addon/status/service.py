@@ -22,6 +22,7 @@ from ..contract import (
     StoreSummary,
     TrendPoint,
 )
+from ..store import time_blocks
 from ..store.db import Store
 from ..store.deferred_index import unindexed_counts
 from ..store.memory_counts import LastHourCounts, UnindexedCounts
@@ -188,8 +189,7 @@ def compute_stats(
         ingest_latency_ms=Percentiles(**health["ingest_latency_ms"]),
     )
     stored = conn.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()[0]
-    oldest = conn.execute("SELECT MIN(time_fired) FROM events").fetchone()[0]
-    newest = conn.execute("SELECT MAX(time_fired) FROM events").fetchone()[0]
+    oldest, newest = time_blocks.oldest_and_newest(conn)
     return Stats(
         period=period,
         generated_at=us_to_iso(now_us),

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import Unavailable
 from . import deferred_index
+from .compact_events import encode_numeric_value, encode_prev_state_seconds
 from .connection import BUSY_TIMEOUT_MS, connect
 from .ids import Ids
 from .memory_counts import EventCounts
@@ -66,9 +67,18 @@ EVENT_COLUMNS: Final = (
     "last_changed_ago", "prev_state_seconds", "attributes_ref", "data", "registry_ref",
     "cause_ref", "snapshot_ref",
 )  # fmt: skip
+_STORED: Final = {  # the columns stored in their compact form (compact_events.py)
+    "numeric_value": encode_numeric_value(
+        f"?{EVENT_COLUMNS.index('state') + 1}", f"?{EVENT_COLUMNS.index('numeric_value') + 1}"
+    ),
+    "prev_state_seconds": encode_prev_state_seconds(
+        f"?{EVENT_COLUMNS.index('prev_state_seconds') + 1}"
+    ),
+}
 _INSERT_EVENT: Final = (
-    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)})"
-    f" VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ("
+    + ", ".join(_STORED.get(c, f"?{i}") for i, c in enumerate(EVENT_COLUMNS, 1))
+    + ")"
 )
 
 

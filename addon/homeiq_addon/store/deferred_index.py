@@ -14,6 +14,9 @@ since the last index (or grouped from the rows when it has none). It indexes aft
 ``INDEX_AFTER_MAX_AGE_S``; each index leaf and counter row then takes many events per
 write.
 
+The same step puts the new events' times in the block map that serves reads by
+time (time_blocks.py).
+
 Every event up to the id in ``counters['settled']`` (the watermark) is indexed, and
 only those: the watermark moves in the transaction that indexes. Readers add the
 newer rows, the tail, by a rowid range scan of ``events``: ``entity_ids`` for reads by
@@ -31,6 +34,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
 from ..times import US_PER_MINUTE
+from .time_blocks import add_blocks
 
 if TYPE_CHECKING:
     from .memory_counts import Key, Position, UnindexedCounts
@@ -120,6 +124,7 @@ def index_new_events(
                 " WHERE id > ? AND id <= ? AND entity_ref IS NOT NULL ORDER BY 1, 2, 3",
                 (low, top),
             )
+            add_blocks(conn, low, top)
             counts = None if known is None else known((low, index_runs))
             if counts is None:
                 conn.execute(

@@ -17,6 +17,7 @@ import time
 from typing import Final
 
 from ..times import US_PER_MINUTE
+from . import time_blocks
 
 KEEP_MINUTES: Final = 61  # the longest period served from here is 1h
 
@@ -57,11 +58,12 @@ class LastHourCounts:
         """Rebuild from the raw events of the last KEEP_MINUTES (at start-up)."""
         first = (int(time.time() // 60) - KEEP_MINUTES) * US_PER_MINUTE
         keys: Counter[Key] = Counter()
+        ids, params = time_blocks.in_range(conn, first, None, "id")
         for minute, type_id, entity, domain, n in conn.execute(
             "SELECT time_fired / ?, event_type_id, COALESCE(entity_ref, 0),"
-            " COALESCE(domain_ref, 0), COUNT(*) FROM events WHERE time_fired >= ?"
+            f" COALESCE(domain_ref, 0), COUNT(*) FROM events WHERE {ids} AND time_fired >= ?"
             " GROUP BY 1, 2, 3, 4",
-            (US_PER_MINUTE, first),
+            (US_PER_MINUTE, *params, first),
         ):
             keys[(minute, type_id, entity, domain)] += n
         with self._lock:

@@ -11,9 +11,11 @@ from collections.abc import Callable
 import sqlite3
 
 from ..errors import InvalidBackup
+from .compact_events import rebuild_events
 from .deferred_index import migrate_deferred_index
 from .mirror_outbox import migrate_mirror_outbox
 from .retention_tables import migrate_retention
+from .time_blocks import migrate_time_blocks
 
 type Migration = Callable[[sqlite3.Connection], None]
 
@@ -132,12 +134,20 @@ def m004_drop_stat_minute_key(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE stat_minute_key")
 
 
+def m006_compact_events(conn: sqlite3.Connection) -> None:
+    """Fewer bytes per event: the index on time gives way to a map of id blocks, and
+    numbers the row already holds are not stored twice."""
+    migrate_time_blocks(conn)
+    rebuild_events(conn)
+
+
 MIGRATIONS: list[Migration] = [
     m001_events,
     migrate_retention,
     migrate_deferred_index,
     m004_drop_stat_minute_key,
     migrate_mirror_outbox,
+    m006_compact_events,
 ]
 
 

@@ -1,0 +1,146 @@
+"""Two event columns stored only when they say something the row does not already say.
+
+- ``numeric_value``: a sensor's number is its state read as a number, 8 bytes each time.
+  When the state text reads back (SQLite's CAST) as exactly the number sent, the row
+  keeps the integer 0 instead, which takes no byte; a real number is stored otherwise
+  (zero too: its sign could be lost).
+- ``prev_state_seconds``: a whole number of milliseconds (as most are, and every
+  duration that was rounded to them) is stored as that integer, 3 bytes for up to two
+  hours instead of 8; any other value as the real number.
+
+Both columns are untyped (no REAL affinity), so the storage class tells the two
+encodings apart. Every read goes through ``NUMERIC_VALUE`` and ``PREV_STATE_SECONDS``
+(the ``events_enriched`` view does too) and gets back the very number that was sent.
+Schema version 6 rewrites the stored events to this layout (``rebuild_events``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from typing import Final
+
+_LOGGER = logging.getLogger(__name__)
+
+# The decoding, on an events row named ``e``.
+NUMERIC_VALUE: Final = (
+    "CASE typeof(e.numeric_value) WHEN 'integer' THEN CAST(e.state AS REAL)"
+    " ELSE e.numeric_value END"
+)
+PREV_STATE_SECONDS: Final = (
+    "CASE typeof(e.prev_state_seconds) WHEN 'integer' THEN e.prev_state_seconds / 1000.0"
+    " ELSE e.prev_state_seconds END"
+)
+
+
+def encode_numeric_value(state: str, value: str) -> str:
+    """SQL storing the number ``value`` beside the state ``state`` (SQL expressions)."""
+    return (
+        f"CASE WHEN typeof({state}) = 'text' AND {value} != 0"
+        f" AND CAST({state} AS REAL) = {value} THEN 0 ELSE CAST({value} AS REAL) END"
+    )
+
+
+def encode_prev_state_seconds(value: str) -> str:
+    """SQL storing a duration ``value`` (an SQL expression)."""
+    ms = f"CAST(ROUND({value} * 1000) AS INTEGER)"
+    return f"CASE WHEN {ms} / 1000.0 = {value} THEN {ms} ELSE CAST({value} AS REAL) END"
+
+
+_EVENTS: Final = """
+CREATE TABLE events_compact (
+    id INTEGER PRIMARY KEY,
+    time_fired INTEGER NOT NULL,          -- UTC epoch microseconds
+    event_type_id INTEGER NOT NULL,
+    entity_ref INTEGER,
+    domain_ref INTEGER,
+    origin INTEGER NOT NULL,              -- 0 LOCAL, 1 REMOTE
+    context_id BLOB NOT NULL,
+    context_user_ref INTEGER,
+    context_parent_id BLOB,
+    state,
+    old_state,
+    numeric_value,                        -- 0: the state's number (compact_events.py)
+    last_changed_ago INTEGER,             -- time_fired - last_changed (µs), 0 mostly
+    prev_state_seconds,                   -- integer: milliseconds (compact_events.py)
+    attributes_ref INTEGER,
+    data TEXT,
+    registry_ref INTEGER,
+    cause_ref INTEGER,
+    snapshot_ref INTEGER)
+"""
+_COPIED: Final = (
+    "id, time_fired, event_type_id, entity_ref, domain_ref, origin, context_id,"
+    " context_user_ref, context_parent_id, state, old_state, numeric_value, last_changed_ago,"
+    " prev_state_seconds, attributes_ref, data, registry_ref, cause_ref, snapshot_ref"
+)
+_REWRITTEN: Final = _COPIED.replace(
+    " numeric_value,", f" {encode_numeric_value('state', 'numeric_value')},"
+).replace(" prev_state_seconds,", f" {encode_prev_state_seconds('prev_state_seconds')},")
+_VIEW: Final = f"""
+CREATE VIEW events_enriched AS
+SELECT e.id, e.time_fired, t.event_type, n.entity_id,
+       d.value AS domain,
+       CASE typeof(e.state) WHEN 'integer' THEN s1.value ELSE e.state END AS state,
+       CASE typeof(e.old_state) WHEN 'integer' THEN s2.value ELSE e.old_state END
+           AS old_state,
+       {NUMERIC_VALUE} AS numeric_value,
+       e.time_fired - e.last_changed_ago AS last_changed,
+       {PREV_STATE_SECONDS} AS prev_state_seconds,
+       a.json AS attributes, e.data,
+       r.area_id, r.area, r.floor, r.device_id, r.device_name,
+       r.device_manufacturer, r.device_model, r.labels, r.device_class,
+       r.state_class, r.unit, r.friendly_name,
+       c.cause, c.cause_name, c.cause_id,
+       p.outdoor_temperature, p.weather_condition, p.sun_elevation, p.people_home
+FROM events e
+JOIN event_types t ON t.id = e.event_type_id
+LEFT JOIN entities n ON n.id = e.entity_ref
+LEFT JOIN strings d ON d.id = e.domain_ref
+LEFT JOIN strings s1 ON s1.id = e.state
+LEFT JOIN strings s2 ON s2.id = e.old_state
+LEFT JOIN attributes a ON a.id = e.attributes_ref
+LEFT JOIN registry r ON r.id = e.registry_ref
+LEFT JOIN causes c ON c.id = e.cause_ref
+LEFT JOIN snapshots p ON p.id = e.snapshot_ref
+"""
+_CHUNK: Final = 200_000  # rows copied per statement
+
+
+def rebuild_events(conn: sqlite3.Connection) -> None:
+    """Rewrite ``events`` in the compact layout (part of schema version 6): a new
+    table filled in chunks of ids, then put in the old one's place with its triggers;
+    ids, and so the entity index, the block map and every cursor, stay as they were."""
+    started = time.perf_counter()
+    triggers = [
+        sql
+        for (sql,) in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'events'"
+            " ORDER BY rowid"
+        )
+    ]
+    conn.execute("DROP VIEW events_enriched")
+    conn.execute(_EVENTS)
+    top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+    for low in range(0, top, _CHUNK):
+        conn.execute(
+            f"INSERT INTO events_compact ({_COPIED}) SELECT {_REWRITTEN} FROM events"
+            " WHERE id > ? AND id <= ?",
+            (low, low + _CHUNK),
+        )
+    # Dropping a table fires no trigger: the event counter stays.
+    conn.execute("DROP TABLE events")
+    conn.execute("ALTER TABLE events_compact RENAME TO events")
+    for sql in triggers:
+        conn.execute(sql)
+    conn.execute(_VIEW)
+    # The old table's pages go back to the file system (where auto_vacuum allows it),
+    # not only to the free list: the file does not keep the size of both copies.
+    conn.execute("PRAGMA incremental_vacuum").fetchall()
+    if top:
+        _LOGGER.info(
+            "rewrote the events up to id %d in the compact layout in %.1f s",
+            top,
+            time.perf_counter() - started,
+        )

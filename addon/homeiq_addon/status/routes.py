@@ -88,6 +88,7 @@ async def stats(request: web.Request) -> web.Response:
             now_us=now_us(),
             last_hour=store.counts.last_hour,
             unindexed=store.counts.unindexed,
+            hour_sums=store.hour_sums,
             db_size_bytes=store.size_bytes(),
         )
     )

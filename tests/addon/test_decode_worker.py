@@ -18,7 +18,8 @@ import pytest
 from homeiq_addon.errors import InvalidBatch
 from homeiq_addon.ingest.outcomes import Accepted
 from homeiq_addon.ingest.service import Ingestor
-from homeiq_addon.ingest.worker import WORKER_MIN_BYTES, Answer, DecodeWorker
+from homeiq_addon.ingest.worker import WORKER_MIN_BYTES, DecodeWorker
+from homeiq_addon.ingest.worker_child import Answer
 from homeiq_addon.store.db import Store
 from tests.addon.factory import batch, state_event
 from tests.addon.retention_data import Api

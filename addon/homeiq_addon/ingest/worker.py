@@ -7,8 +7,9 @@ process on the other core; the writer only gives the values their ids and insert
 (rows.py). Ids are the writer's alone: the worker knows none.
 
 The protocol, all of it:
-- One child process, ``python -m homeiq_addon.ingest.worker``, started by the add-on on
-  the first body of at least WORKER_MIN_BYTES; it is its only client.
+- One child process, ``python -m homeiq_addon.ingest.worker_child`` (which imports only
+  what decoding needs: ~22 MB), started by the add-on on the first body of at least
+  WORKER_MIN_BYTES; it is its only client.
 - Its first frame on stdout is empty: it is ready (its imports take a few hundred
   milliseconds). Until then big bodies stay on the writer, so no batch waits for the
   worker to start.
@@ -43,69 +44,25 @@ import asyncio
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 import contextlib
-import fcntl
 import logging
 import os
 from pathlib import Path
 import pickle
-import signal
-import struct
 import sys
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
-from ..errors import HomeIQError
-from .decode import DecodedBatch, decode_batch
-
-type Answer = DecodedBatch | HomeIQError | None
+from . import worker_child
+from .worker_child import HEADER as _HEADER, Answer
 
 _LOGGER = logging.getLogger(__name__)
 
 # ~100 events of a typical enriched state change; below this the writer decodes.
 WORKER_MIN_BYTES: Final = 64 * 1024
-_HEADER: Final = struct.Struct("<Q")
 _STOP_TIMEOUT_S: Final = 10.0
-_PIPE_BYTES: Final = 1 << 20  # Linux's default limit for unprivileged processes
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])  # holds homeiq_addon/
 # Seconds without a big body after which the worker leaves (the environment variable is
 # for tests and measurements).
 IDLE_S: Final = float(os.environ.get("HOMEIQ_DECODE_WORKER_IDLE_S", "30"))
-
-
-def main() -> None:
-    """The worker: answer every request on stdin with one frame on stdout, until EOF."""
-    # Ctrl-C in a terminal reaches the whole process group; the add-on ends us by
-    # closing stdin once its requests are done.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    source, sink = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # stdout carries frames only
-    for pipe in (source, sink):
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-    sink.write(_HEADER.pack(0))  # ready
-    sink.flush()
-    while (body := _read_frame(source)) is not None:
-        result: Answer
-        try:
-            result = decode_batch(body)
-        except HomeIQError as err:
-            result = err
-        except Exception:
-            _LOGGER.exception("decoding a batch failed; the add-on decodes it itself")
-            result = None
-        answer = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        sink.write(_HEADER.pack(len(answer)))
-        sink.write(answer)
-        sink.flush()
-
-
-def _read_frame(source: BinaryIO) -> bytes | None:
-    header = source.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        return None
-    size: int = _HEADER.unpack(header)[0]
-    data = source.read(size)
-    return data if len(data) == size else None
 
 
 def _write_all(fd: int, parts: tuple[bytes, ...]) -> None:
@@ -161,7 +118,7 @@ class DecodeWorker:
         child_stdin, to_child = os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", __name__,
+                sys.executable, "-m", worker_child.__name__,
                 stdin=child_stdin, stdout=asyncio.subprocess.PIPE,
                 env={**os.environ, "PYTHONPATH": path},
             )  # fmt: skip
@@ -262,7 +219,3 @@ class DecodeWorker:
             if self._reader is not None:
                 await self._reader
         self._sender.shutdown(wait=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -79,6 +79,8 @@ class Sums:
 
     def take(self, rows: Rows) -> None:
         """Take away (type, entity, domain, n) rows: the hours that left the window."""
+        if not rows:
+            return
         by_type, by_entity, by_domain = self.by_type, self.by_entity, self.by_domain
         for type_id, entity_ref, domain_ref, n in rows:
             by_type[type_id] -= n

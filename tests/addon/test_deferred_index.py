@@ -15,6 +15,7 @@ import pytest
 from homeiq_addon.history import queries
 from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.retention import source
+from homeiq_addon.status.latencies import LatencyWindows
 from homeiq_addon.status.service import compute_stats
 from homeiq_addon.store import deferred_index
 from homeiq_addon.store.db import Store
@@ -143,6 +144,7 @@ def test_hourly_stats_count_events_before_and_after_they_index(db: _Store) -> No
                 last_hour=LastHourCounts(),
                 unindexed=unindexed,
                 hour_sums=HourSums(),
+                latencies=LatencyWindows(),
                 db_size_bytes=0,
             )
         )

@@ -1,18 +1,27 @@
 """The 24h and 7d stats stay exact while the past hours' sums are kept between requests
 (store/hour_sums.py): as the current hour fills, when events arrive late for an older
-hour, after a retention purge and after a restore, indexed or not yet."""
+hour, after a retention purge and after a restore, indexed or not yet; and so do the
+latency percentiles from the kept lists (status/latencies.py)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+import sqlite3
 import time
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
+from homeiq_addon.ingest.service import Ingestor
+from homeiq_addon.status.latencies import LatencyWindows
+from homeiq_addon.status.service import ingest_health
+from homeiq_addon.store.db import Store
+from tests.addon.factory import batch, state_event
 from tests.addon.retention_data import Api, event
 from tests.conftest import AddonProcess
 
@@ -160,3 +169,42 @@ async def test_a_purge_leaves_the_counts_of_what_was_ingested(
     await api.ingest(events("sensor.a", 1, timedelta(hours=20)))
     await all_indexed(addon_server)
     assert await breakdown(api) == expect(sensor_a=10, sensor_b=4)
+
+
+def test_kept_latencies_give_the_percentiles_of_a_fresh_read(tmp_path: Path) -> None:
+    """The latency percentiles from the kept lists (status/latencies.py) equal those read
+    afresh, as batches arrive and as older ones leave the window."""
+    store = Store.open_sync(tmp_path)
+    ingestor = Ingestor(store)
+    kept = LatencyWindows()
+
+    def ingest(n: int) -> None:
+        for _ in range(n):
+            body = orjson.dumps(batch([state_event(0)]))
+            store.submit(lambda c, b=body: ingestor.ingest(c, b, started=0.0)).result()
+
+    def health(windows: LatencyWindows, now_us: int, minutes: int) -> dict[str, Any]:
+        def read(conn: sqlite3.Connection) -> dict[str, Any]:
+            return ingest_health(conn, now_us, minutes, windows, store.hour_sums.generation())
+
+        return store.read_sync(read)
+
+    def received() -> list[int]:
+        rows = store.read_sync(lambda c: c.execute("SELECT received_us FROM batches").fetchall())
+        return sorted(r[0] for r in rows)
+
+    try:
+        ingest(30)
+        first = received()
+        # The window's start moves over the first batches while new ones come.
+        for k in (0, 0, 5, 12, 12, 29):
+            now_us = first[k] + 60_000_000  # a window of one minute starts at batch k
+            for minutes in (1, 60):
+                answer = health(kept, now_us, minutes)
+                assert answer == health(LatencyWindows(), now_us, minutes)
+            assert answer["batches_accepted"] == len(received())  # the hour: all of them
+            in_minute = health(kept, now_us, 1)["batches_accepted"]
+            assert in_minute == len([t for t in received() if t > first[k]])
+            ingest(3)
+    finally:
+        store.close_sync()

@@ -30,6 +30,7 @@ from ..store.deferred_index import unindexed_counts
 from ..store.hour_sums import HourSums, Sums
 from ..store.memory_counts import LastHourCounts, UnindexedCounts
 from ..times import US_PER_MINUTE, now_us, us_to_iso
+from .latencies import LatencyWindows
 
 type Level = Literal["warning", "error"]
 type Metric = Literal["error_rate", "success_rate", "processing"]
@@ -65,16 +66,20 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
     return round(sorted_values[index], 3)
 
 
-def ingest_health(conn: sqlite3.Connection, now_us: int, minutes: int) -> dict[str, Any]:
-    """Batches, error/success rate and latency over the last ``minutes``."""
+def ingest_health(
+    conn: sqlite3.Connection,
+    now_us: int,
+    minutes: int,
+    kept: LatencyWindows | None = None,
+    generation: int | None = None,
+) -> dict[str, Any]:
+    """Batches, error/success rate and latency over the last ``minutes`` (the latencies
+    from ``kept`` when given: status/latencies.py)."""
     start_us = now_us - minutes * US_PER_MINUTE
-    latencies = [
-        r[0]
-        for r in conn.execute(
-            "SELECT latency_ms FROM batches WHERE received_us > ? ORDER BY latency_ms",
-            (start_us,),
-        )
-    ]
+    if kept is None:
+        kept = LatencyWindows()
+        generation = None
+    latencies = kept.sorted_latencies(conn, start_us, minutes, generation)
     rejected = conn.execute(
         "SELECT COALESCE(SUM(n), 0) FROM batch_rejects WHERE minute > ?",
         (start_us // US_PER_MINUTE,),
@@ -157,6 +162,7 @@ def compute_stats(
     last_hour: LastHourCounts,
     unindexed: UnindexedCounts,
     hour_sums: HourSums,
+    latencies: LatencyWindows,
     db_size_bytes: int,
 ) -> Stats:
     # Before the snapshot begins with the first query (store/hour_sums.py).
@@ -189,7 +195,9 @@ def compute_stats(
     type_names = _names(conn, "event_types", "event_type", set(by_type))
     domain_names = _names(conn, "strings", "value", set(by_domain))
     entity_names = _names(conn, "entities", "entity_id", {e for e, _ in top})
-    health = ingest_health(conn, now_us, minutes)
+    # The snapshot began: it is the generation's if no restore started since.
+    same = generation % 2 == 0 and hour_sums.generation() == generation
+    health = ingest_health(conn, now_us, minutes, latencies, generation if same else None)
     metrics = Metrics(
         events=events,
         events_per_minute=round(events / minutes, 3),

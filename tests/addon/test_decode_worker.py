@@ -18,11 +18,12 @@ import pytest
 from homeiq_addon.errors import InvalidBatch
 from homeiq_addon.ingest.outcomes import Accepted
 from homeiq_addon.ingest.service import Ingestor
-from homeiq_addon.ingest.worker import WORKER_MIN_BYTES, Answer, DecodeWorker
+from homeiq_addon.ingest.worker import WORKER_MIN_BYTES, DecodeWorker
+from homeiq_addon.ingest.worker_child import Answer
 from homeiq_addon.store.db import Store
 from tests.addon.factory import batch, state_event
 from tests.addon.retention_data import Api
-from tests.conftest import AddonProcess
+from tests.conftest import AddonProcess, running_addon
 
 
 class _Worker:
@@ -36,6 +37,7 @@ class _Worker:
         async def decode() -> Answer:
             worker = DecodeWorker()
             try:
+                assert await worker.ready()
                 return await worker.decode(body)
             finally:
                 await worker.close()
@@ -109,6 +111,19 @@ def _workers(pid: int) -> set[int]:
     return found
 
 
+async def _ready_worker(server: AddonProcess) -> int:
+    """The add-on's decode worker, once it takes bodies (until then the writer decodes
+    them: the first big body only starts it)."""
+    assert server.proc is not None
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        workers = _workers(server.proc.pid)
+        if len(workers) == 1 and f"decode worker {min(workers)} ready" in server.log():
+            return min(workers)
+        assert asyncio.get_running_loop().time() < deadline, "no decode worker got ready"
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture
 async def api(addon_server: AddonProcess) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as session:
@@ -159,7 +174,7 @@ async def test_a_batch_in_the_worker_when_it_dies_is_still_stored(
     assert addon_server.proc is not None
     status, _ = await api.call("POST", "/api/v1/ingest", _big(0))
     assert status == 200
-    (worker,) = _workers(addon_server.proc.pid)
+    worker = await _ready_worker(addon_server)
     os.kill(worker, signal.SIGSTOP)  # the next batch waits in the worker's pipe
     sending = asyncio.create_task(api.call("POST", "/api/v1/ingest", _big(1000)))
     await asyncio.sleep(0.5)
@@ -189,3 +204,30 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_the_idle_worker_leaves_and_the_next_burst_brings_it_back(tmp_path: Path) -> None:
+    env = {"HOMEIQ_DECODE_WORKER_IDLE_S": "0.5"}
+    with running_addon(tmp_path / "data", env=env) as server:
+        assert server.proc is not None
+        pid = server.proc.pid
+        async with aiohttp.ClientSession() as session:
+            api = Api(server, session)
+            stored = 0
+            for burst in range(2):
+                for k in range(3):  # the first starts the worker, the writer decodes it
+                    status, answer = await api.call("POST", "/api/v1/ingest", _big(k * 300))
+                    assert (status, answer["accepted"]) == (200, 300), answer
+                    stored += 300
+                worker = await _ready_worker(server)
+                status, answer = await api.call("POST", "/api/v1/ingest", _big(900 + burst))
+                assert (status, answer["accepted"]) == (200, 300), answer
+                stored += 300
+                # Idle: it leaves, and takes its memory along.
+                deadline = asyncio.get_running_loop().time() + 30
+                while worker in _workers(pid) or _running(worker):
+                    assert asyncio.get_running_loop().time() < deadline, "the worker stayed"
+                    await asyncio.sleep(0.05)
+                assert _workers(pid) == set()
+                assert server.row_count() == stored
+        assert "the decode worker process ended" not in server.log()  # no failure

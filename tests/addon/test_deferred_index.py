@@ -15,9 +15,11 @@ import pytest
 from homeiq_addon.history import queries
 from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.retention import source
+from homeiq_addon.status.latencies import LatencyWindows
 from homeiq_addon.status.service import compute_stats
 from homeiq_addon.store import deferred_index
 from homeiq_addon.store.db import Store
+from homeiq_addon.store.hour_sums import HourSums
 from homeiq_addon.store.memory_counts import LastHourCounts
 from homeiq_addon.store.migrations import MIGRATIONS, m001_events
 from homeiq_addon.store.retention_tables import migrate_retention
@@ -141,6 +143,8 @@ def test_hourly_stats_count_events_before_and_after_they_index(db: _Store) -> No
                 now_us=now_us,
                 last_hour=LastHourCounts(),
                 unindexed=unindexed,
+                hour_sums=HourSums(),
+                latencies=LatencyWindows(),
                 db_size_bytes=0,
             )
         )

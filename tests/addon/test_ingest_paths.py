@@ -14,7 +14,8 @@ import orjson
 from homeiq_addon.ingest.decode import DecodedBatch
 from homeiq_addon.ingest.outcomes import Accepted
 from homeiq_addon.ingest.service import Ingestor
-from homeiq_addon.ingest.worker import WORKER_MIN_BYTES, Answer, DecodeWorker
+from homeiq_addon.ingest.worker import WORKER_MIN_BYTES, DecodeWorker
+from homeiq_addon.ingest.worker_child import Answer
 from homeiq_addon.store.db import Store
 from tests.addon.factory import batch, service_event, state_event
 
@@ -66,6 +67,7 @@ async def _decode_in_worker(bodies: list[bytes]) -> list[Answer]:
     """The real worker process's answers, as the ingest route gets them."""
     worker = DecodeWorker()
     try:
+        assert await worker.ready()
         return [await worker.decode(body) for body in bodies]
     finally:
         await worker.close()

@@ -212,11 +212,12 @@ def stage(path: Path, staged: Path, page_size: int) -> int:
 def restore_into(conn: sqlite3.Connection, staged: Path, store: Store) -> None:
     """Runs on the writer thread, outside any transaction: one step, all or nothing."""
     source = sqlite3.connect(f"file:{staged}?mode=ro", uri=True)
+    store.content_replacing()
     try:
         source.backup(conn)
     finally:
         source.close()
-    store.content_replaced(conn)
+        store.content_replaced(conn)
 
 
 def prune(data_dir: Path, keep: int) -> list[str]:

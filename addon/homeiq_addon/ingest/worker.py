@@ -7,8 +7,12 @@ process on the other core; the writer only gives the values their ids and insert
 (rows.py). Ids are the writer's alone: the worker knows none.
 
 The protocol, all of it:
-- One child process, ``python -m homeiq_addon.ingest.worker``, started by the add-on on
-  the first body of at least WORKER_MIN_BYTES; it is its only client.
+- One child process, ``python -m homeiq_addon.ingest.worker_child`` (which imports only
+  what decoding needs: ~22 MB), started by the add-on on the first body of at least
+  WORKER_MIN_BYTES; it is its only client.
+- Its first frame on stdout is empty: it is ready (its imports take a few hundred
+  milliseconds). Until then big bodies stay on the writer, so no batch waits for the
+  worker to start.
 - Each request is one frame on the worker's stdin: an 8-byte little-endian length, then
   the raw request body.
 - Each answer is one frame on its stdout, the same framing around a pickle of
@@ -17,14 +21,17 @@ The protocol, all of it:
   on it: the writer decodes it). Answers come in the order of the requests, so the add-on
   matches them first in, first out. (Pickles only pass between the add-on and the child
   it started.)
+- The worker leaves when no big body came for IDLE_S: its memory (~30 MB, a Python of
+  its own) is not kept for a burst that happens once a day, after an outage. The next
+  big body starts a new one, as the first did.
 - One sender thread writes the requests with blocking writes (the GIL is released for
   the whole body, where the event loop would take a turn per pipe-full); the event loop
   reads the answers. Both pipes are widened to 1 MiB.
 - Whatever goes wrong with the worker costs speed, never data: an error in it answers
   None; its death (killed for memory, say) answers None to every request in flight, and
   the next big body starts a new worker. Either way the writer decodes the body itself.
-- The worker leaves when its stdin closes: when the add-on stops, or dies, even by
-  SIGKILL.
+- The worker leaves when its stdin closes: when it was idle, when the add-on stops, or
+  dies, even by SIGKILL.
 
 Small bodies (a home's normal trickle) stay on the writer: sending them costs more than
 decoding them, and a home that never sends a big batch never starts the worker.
@@ -37,64 +44,25 @@ import asyncio
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 import contextlib
-import fcntl
 import logging
 import os
 from pathlib import Path
 import pickle
-import signal
-import struct
 import sys
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
-from ..errors import HomeIQError
-from .decode import DecodedBatch, decode_batch
-
-type Answer = DecodedBatch | HomeIQError | None
+from . import worker_child
+from .worker_child import HEADER as _HEADER, Answer
 
 _LOGGER = logging.getLogger(__name__)
 
 # ~100 events of a typical enriched state change; below this the writer decodes.
 WORKER_MIN_BYTES: Final = 64 * 1024
-_HEADER: Final = struct.Struct("<Q")
 _STOP_TIMEOUT_S: Final = 10.0
-_PIPE_BYTES: Final = 1 << 20  # Linux's default limit for unprivileged processes
 _PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[2])  # holds homeiq_addon/
-
-
-def main() -> None:
-    """The worker: answer every request on stdin with one frame on stdout, until EOF."""
-    # Ctrl-C in a terminal reaches the whole process group; the add-on ends us by
-    # closing stdin once its requests are done.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    source, sink = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # stdout carries frames only
-    for pipe in (source, sink):
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-    while (body := _read_frame(source)) is not None:
-        result: Answer
-        try:
-            result = decode_batch(body)
-        except HomeIQError as err:
-            result = err
-        except Exception:
-            _LOGGER.exception("decoding a batch failed; the add-on decodes it itself")
-            result = None
-        answer = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        sink.write(_HEADER.pack(len(answer)))
-        sink.write(answer)
-        sink.flush()
-
-
-def _read_frame(source: BinaryIO) -> bytes | None:
-    header = source.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        return None
-    size: int = _HEADER.unpack(header)[0]
-    data = source.read(size)
-    return data if len(data) == size else None
+# Seconds without a big body after which the worker leaves (the environment variable is
+# for tests and measurements).
+IDLE_S: Final = float(os.environ.get("HOMEIQ_DECODE_WORKER_IDLE_S", "30"))
 
 
 def _write_all(fd: int, parts: tuple[bytes, ...]) -> None:
@@ -108,26 +76,34 @@ def _write_all(fd: int, parts: tuple[bytes, ...]) -> None:
 class DecodeWorker:
     """The event loop's side: sends big bodies to the worker, which it starts on demand."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle_s: float = IDLE_S) -> None:
+        self._idle_s = idle_s
         self._proc: asyncio.subprocess.Process | None = None
         self._to_child: int | None = None  # blocking write end of the worker's stdin
+        self._ready = asyncio.Event()  # its first, empty frame came
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="homeiq-worker-sender")
-        self._starting = asyncio.Lock()
+        self._starting: asyncio.Task[None] | None = None
         self._waiting: deque[asyncio.Future[Answer]] = deque()
         self._reader: asyncio.Task[None] | None = None
+        self._last_used = 0.0  # the event loop's time of the last big body
+        self._idle_check: asyncio.TimerHandle | None = None
+        self._leaving = False  # told to leave: its end is no failure
         self._closing = False
 
     async def decode(self, body: bytes) -> Answer:
         """The worker's answer for a big body; None means the writer decodes it itself."""
         if len(body) < WORKER_MIN_BYTES or self._closing:
             return None
-        if self._proc is None and not await self._start():
-            return None
+        loop = asyncio.get_running_loop()
+        self._last_used = loop.time()
+        if self._proc is None:
+            if self._starting is None:
+                self._starting = loop.create_task(self._start(), name="homeiq-worker-start")
+            return None  # the writer decodes this one: nothing waits for the start
         fd = self._to_child
-        if fd is None:  # it ended while we waited for it to start
+        if not self._ready.is_set() or fd is None:  # still starting, or leaving
             return None
         parts = (_HEADER.pack(len(body)), body)
-        loop = asyncio.get_running_loop()
         answer: asyncio.Future[Answer] = loop.create_future()
         # Enqueued in the same order as sent (one sender thread, no await in between):
         # answers come back in this order.
@@ -137,31 +113,39 @@ class DecodeWorker:
             await sent
         return await answer
 
-    async def _start(self) -> bool:
-        async with self._starting:
-            if self._proc is not None:
-                return True
-            path = os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
-            child_stdin, to_child = os.pipe()
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", __name__,
-                    stdin=child_stdin, stdout=asyncio.subprocess.PIPE,
-                    env={**os.environ, "PYTHONPATH": path},
-                )  # fmt: skip
-            except OSError:
-                os.close(to_child)
-                _LOGGER.exception("cannot start the decode worker; the writer decodes")
-                return False
-            finally:
-                os.close(child_stdin)
-            self._proc, self._to_child = proc, to_child
-            self._reader = asyncio.create_task(self._read(proc), name="homeiq-worker-reader")
-            return True
+    async def _start(self) -> None:
+        path = os.pathsep.join(p for p in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
+        child_stdin, to_child = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", worker_child.__name__,
+                stdin=child_stdin, stdout=asyncio.subprocess.PIPE,
+                env={**os.environ, "PYTHONPATH": path},
+            )  # fmt: skip
+        except OSError:
+            os.close(to_child)
+            _LOGGER.exception("cannot start the decode worker; the writer decodes")
+            return
+        finally:
+            os.close(child_stdin)
+            self._starting = None
+        self._proc, self._to_child = proc, to_child
+        self._leaving = False
+        self._last_used = asyncio.get_running_loop().time()  # idle from its start on
+        self._reader = asyncio.create_task(self._read(proc), name="homeiq-worker-reader")
+        if self._closing:  # close() came while it started
+            self._release_pipe()
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         try:
+            header = await proc.stdout.readexactly(_HEADER.size)  # the empty "ready" frame
+            await proc.stdout.readexactly(_HEADER.unpack(header)[0])
+            self._ready.set()
+            _LOGGER.debug("decode worker %d ready", proc.pid)
+            if self._idle_check is not None:  # left over from a worker that died
+                self._idle_check.cancel()
+            self._check_idle()
             while True:
                 header = await proc.stdout.readexactly(_HEADER.size)
                 payload = await proc.stdout.readexactly(_HEADER.unpack(header)[0])
@@ -170,15 +154,46 @@ class DecodeWorker:
                 if not answer.done():  # the request may have been cancelled
                     answer.set_result(result)
         except (asyncio.IncompleteReadError, ConnectionError):
-            if not self._closing:
+            if self._leaving:
+                _LOGGER.debug("decode worker %d left after %.0f s idle", proc.pid, self._idle_s)
+            elif not self._closing:
                 _LOGGER.warning("the decode worker process ended; a new one will start")
         finally:
             self._proc = None
+            self._ready.clear()
             self._release_pipe()
             while self._waiting:
                 answer = self._waiting.popleft()
                 if not answer.done():
                     answer.set_result(None)
+
+    async def ready(self) -> bool:
+        """Start the worker unless it runs, and wait until it takes bodies (or failed to
+        start: False). For tests and tools; ``decode`` never waits for it."""
+        if self._proc is None and self._starting is None and not self._closing:
+            self._starting = asyncio.create_task(self._start(), name="homeiq-worker-start")
+        if self._starting is not None:
+            await self._starting
+        if self._proc is None:
+            return False
+        waiting = asyncio.create_task(self._ready.wait())
+        assert self._reader is not None
+        await asyncio.wait((waiting, self._reader), return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        return self._ready.is_set()
+
+    def _check_idle(self) -> None:
+        """Tell an idle worker to leave; else look again when it would be idle."""
+        self._idle_check = None
+        if self._proc is None or self._leaving or self._closing:
+            return
+        loop = asyncio.get_running_loop()
+        idle_for = loop.time() - self._last_used
+        if self._waiting or idle_for < self._idle_s:
+            self._idle_check = loop.call_later(max(self._idle_s - idle_for, 0.05), self._check_idle)
+            return
+        self._leaving = True
+        self._release_pipe()  # end of file: the worker leaves, the reader sees it go
 
     def _release_pipe(self) -> None:
         """Close the worker's stdin after whatever the sender thread is still writing."""
@@ -189,6 +204,10 @@ class DecodeWorker:
     async def close(self) -> None:
         """End the worker once the requests in flight are answered."""
         self._closing = True
+        if self._idle_check is not None:
+            self._idle_check.cancel()
+        if self._starting is not None:
+            await self._starting
         proc = self._proc
         if proc is not None:
             self._release_pipe()  # end of file: the worker leaves
@@ -200,7 +219,3 @@ class DecodeWorker:
             if self._reader is not None:
                 await self._reader
         self._sender.shutdown(wait=True)
-
-
-if __name__ == "__main__":
-    main()

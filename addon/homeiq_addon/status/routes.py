@@ -30,6 +30,7 @@ from ..server.openapi import add_paths, answer, error_answer, operation, query, 
 from ..server.params import choice_param
 from ..server.responses import json_response, struct_response
 from ..times import now_us, us_to_iso
+from .latencies import LatencyWindows
 from .service import (
     RATE_HISTORY_MINUTES,
     compute_stats,
@@ -88,6 +89,8 @@ async def stats(request: web.Request) -> web.Response:
             now_us=now_us(),
             last_hour=store.counts.last_hour,
             unindexed=store.counts.unindexed,
+            hour_sums=store.hour_sums,
+            latencies=request.app[LATENCIES],
             db_size_bytes=store.size_bytes(),
         )
     )
@@ -134,7 +137,11 @@ PATHS: Final[dict[str, dict[str, Any]]] = {
 }
 
 
+LATENCIES = web.AppKey("homeiq_stats_latencies", LatencyWindows)
+
+
 def setup(app: web.Application) -> None:
+    app[LATENCIES] = LatencyWindows()
     app.router.add_get("/api/v1/health", health)
     app.router.add_get("/api/v1/stats", stats)
     app.router.add_get("/api/v1/event-rate", event_rate)

@@ -1,14 +1,17 @@
 """What health, /stats and /event-rate report: SQL over the store and the alerts.
 
-Stats read only pre-aggregated tables (per-minute totals, per-minute and per-hour counts
-by event type/entity/domain, batches): their cost depends on the number of distinct
-entities, never on the number of stored events.
+Stats read only pre-aggregated tables (per-minute totals, per-hour counts by event
+type/entity/domain, batches) and counts kept in memory: their cost depends on the number
+of distinct entities, never on the number of stored events. The 24h and 7d breakdowns
+come from hourly sums kept between requests (store/hour_sums.py).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from functools import partial
+import heapq
 import sqlite3
 from typing import Any, Final, Literal
 
@@ -25,8 +28,10 @@ from ..contract import (
 from ..store import time_blocks
 from ..store.db import Store
 from ..store.deferred_index import unindexed_counts
+from ..store.hour_sums import HourSums, Sums
 from ..store.memory_counts import LastHourCounts, UnindexedCounts
 from ..times import US_PER_MINUTE, now_us, us_to_iso
+from .latencies import LatencyWindows
 
 type Level = Literal["warning", "error"]
 type Metric = Literal["error_rate", "success_rate", "processing"]
@@ -62,16 +67,20 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
     return round(sorted_values[index], 3)
 
 
-def ingest_health(conn: sqlite3.Connection, now_us: int, minutes: int) -> dict[str, Any]:
-    """Batches, error/success rate and latency over the last ``minutes``."""
+def ingest_health(
+    conn: sqlite3.Connection,
+    now_us: int,
+    minutes: int,
+    kept: LatencyWindows | None = None,
+    generation: int | None = None,
+) -> dict[str, Any]:
+    """Batches, error/success rate and latency over the last ``minutes`` (the latencies
+    from ``kept`` when given: status/latencies.py)."""
     start_us = now_us - minutes * US_PER_MINUTE
-    latencies = [
-        r[0]
-        for r in conn.execute(
-            "SELECT latency_ms FROM batches WHERE received_us > ? ORDER BY latency_ms",
-            (start_us,),
-        )
-    ]
+    if kept is None:
+        kept = LatencyWindows()
+        generation = None
+    latencies = kept.sorted_latencies(conn, start_us, minutes, generation)
     rejected = conn.execute(
         "SELECT COALESCE(SUM(n), 0) FROM batch_rejects WHERE minute > ?",
         (start_us // US_PER_MINUTE,),
@@ -122,6 +131,16 @@ def _names(conn: sqlite3.Connection, table: str, col: str, ids: set[int]) -> dic
     return {int(i): str(v) for i, v in rows}
 
 
+def _ranked(counts: Counter[int], first: int | None = None) -> list[tuple[int, int]]:
+    """Most first; equal counts by id, so kept and fresh sums answer alike."""
+    items: Iterable[tuple[int, int]] = counts.items()
+    if first is not None and len(counts) > first:
+        # Only what can make the cut is sorted (an entity breakdown has thousands).
+        least = heapq.nlargest(first, counts.values())[-1]
+        items = [(k, n) for k, n in items if n >= least]
+    return sorted(items, key=lambda item: (-item[1], item[0]))[:first]
+
+
 def _last_minutes(
     conn: sqlite3.Connection, now_us: int, minutes: int
 ) -> tuple[int, int, list[tuple[int, int]]]:
@@ -143,44 +162,48 @@ def compute_stats(
     now_us: int,
     last_hour: LastHourCounts,
     unindexed: UnindexedCounts,
+    hour_sums: HourSums,
+    latencies: LatencyWindows,
     db_size_bytes: int,
 ) -> Stats:
+    # Before the snapshot begins with the first query (store/hour_sums.py).
+    generation = hour_sums.generation()
     minutes, bucket, hourly = PERIODS[period]
-    first_min, now_min, per_minute = _last_minutes(conn, now_us, minutes)
-    trend: Counter[int] = Counter()
-    events = 0
-    for minute, n in per_minute:
-        trend[(minute - first_min) // bucket] += n
-        events += n
+    now_min = now_us // US_PER_MINUTE
+    first_min = now_min - minutes + 1
+    # Summed by bucket in SQL: a day is 1,440 minutes, a week 10,080.
+    trend = dict(
+        conn.execute(
+            "SELECT (minute - ?) / ?, SUM(events) FROM stat_minute"
+            " WHERE minute >= ? AND minute <= ? GROUP BY 1",
+            (first_min, bucket, first_min, now_min),
+        ).fetchall()
+    )
+    events = sum(trend.values())
     if hourly:
         # Whole clock hours: the breakdown covers up to 59 minutes more than the period.
-        sql = "SELECT event_type_id, entity_ref, domain_ref, SUM(n) FROM stat_hour_key"
-        sql += " WHERE hour >= ? AND hour <= ? GROUP BY 1, 2, 3"
+        # Their sums are kept between requests (store/hour_sums.py).
         first_hour, end_hour = first_min // 60, now_min // 60
-        rows = conn.execute(sql, (first_hour, end_hour)).fetchall()
+        sums = hour_sums.sums(conn, first_hour, end_hour, generation, period)
         # The newest events are not in the hourly table yet (store/deferred_index.py).
-        rows += unindexed_counts(conn, first_hour * 60, end_hour * 60 + 59, unindexed)
+        rows = unindexed_counts(conn, first_hour * 60, end_hour * 60 + 59, unindexed)
     else:
+        sums = Sums.empty()
         rows = [(*k, n) for k, n in last_hour.window(first_min, now_min).items()]
-    by_type: Counter[int] = Counter()
-    by_entity: Counter[int] = Counter()
-    by_domain: Counter[int] = Counter()
-    for type_id, entity_ref, domain_ref, n in rows:
-        by_type[type_id] += n
-        if entity_ref:
-            by_entity[entity_ref] += n
-        if domain_ref:
-            by_domain[domain_ref] += n
-    top = by_entity.most_common(TOP_ENTITIES)
+    sums.add(rows)
+    by_type, by_entity, by_domain = sums.by_type, sums.by_entity, sums.by_domain
+    top = _ranked(by_entity, TOP_ENTITIES)
     type_names = _names(conn, "event_types", "event_type", set(by_type))
     domain_names = _names(conn, "strings", "value", set(by_domain))
     entity_names = _names(conn, "entities", "entity_id", {e for e, _ in top})
-    health = ingest_health(conn, now_us, minutes)
+    # The snapshot began: it is the generation's if no restore started since.
+    same = generation % 2 == 0 and hour_sums.generation() == generation
+    health = ingest_health(conn, now_us, minutes, latencies, generation if same else None)
     metrics = Metrics(
         events=events,
         events_per_minute=round(events / minutes, 3),
-        by_domain={domain_names[d]: n for d, n in by_domain.most_common()},
-        by_event_type={type_names[t]: n for t, n in by_type.most_common()},
+        by_domain={domain_names[d]: n for d, n in _ranked(by_domain)},
+        by_event_type={type_names[t]: n for t, n in _ranked(by_type)},
         top_entities=[EntityCount(entity_names[e], n) for e, n in top],
         batches_accepted=health["batches_accepted"],
         batches_rejected=health["batches_rejected"],
@@ -195,7 +218,7 @@ def compute_stats(
         generated_at=us_to_iso(now_us),
         metrics=metrics,
         trends=[
-            TrendPoint(us_to_iso((first_min + i * bucket) * US_PER_MINUTE), trend[i])
+            TrendPoint(us_to_iso((first_min + i * bucket) * US_PER_MINUTE), trend.get(i, 0))
             for i in range(-(-minutes // bucket))
         ],
         alerts=alerts(health),

@@ -1,0 +1,67 @@
+"""The decode worker process itself: ``python -m homeiq_addon.ingest.worker_child``.
+
+The protocol and why it exists: worker.py, the add-on's side. This module imports only
+what decoding needs (no asyncio, no aiohttp), so the process stays small.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import pickle
+import signal
+import struct
+import sys
+from typing import BinaryIO, Final
+
+from ..errors import HomeIQError
+from .decode import DecodedBatch, decode_batch
+
+type Answer = DecodedBatch | HomeIQError | None
+
+_LOGGER = logging.getLogger(__name__)
+
+HEADER: Final = struct.Struct("<Q")  # each frame's length, before it
+_PIPE_BYTES: Final = 1 << 20  # Linux's default limit for unprivileged processes
+
+
+def main() -> None:
+    """The worker: answer every request on stdin with one frame on stdout, until EOF."""
+    # Ctrl-C in a terminal reaches the whole process group; the add-on ends us by
+    # closing stdin once its requests are done.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    source, sink = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # stdout carries frames only
+    for pipe in (source, sink):
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    sink.write(HEADER.pack(0))  # ready
+    sink.flush()
+    while (body := _read_frame(source)) is not None:
+        result: Answer
+        try:
+            result = decode_batch(body)
+        except HomeIQError as err:
+            result = err
+        except Exception:
+            _LOGGER.exception("decoding a batch failed; the add-on decodes it itself")
+            result = None
+        answer = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        sink.write(HEADER.pack(len(answer)))
+        sink.write(answer)
+        sink.flush()
+
+
+def _read_frame(source: BinaryIO) -> bytes | None:
+    header = source.read(HEADER.size)
+    if len(header) < HEADER.size:
+        return None
+    size: int = HEADER.unpack(header)[0]
+    data = source.read(size)
+    return data if len(data) == size else None
+
+
+if __name__ == "__main__":
+    main()

@@ -49,6 +49,7 @@ from homeiq_addon.ingest.outcomes import Accepted  # noqa: E402
 from homeiq_addon.ingest.service import Ingestor  # noqa: E402
 from homeiq_addon.retention import job  # noqa: E402
 from homeiq_addon.retention.policies import Policy, PolicySet  # noqa: E402
+from homeiq_addon.store import rollup_rows  # noqa: E402
 from homeiq_addon.store.db import Store  # noqa: E402
 
 WORK = REPO / "benchmarks" / ".work" / "retention"
@@ -271,11 +272,8 @@ def tiers(by_table: dict[str, int]) -> dict[str, int]:
 
 
 def rollup_entry_counts(conn: sqlite3.Connection) -> list[int]:
-    """Hourly and daily rollups stored."""
-    return [
-        conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-        for t in ("rollups_hourly", "rollups_daily")
-    ]
+    """Hourly and daily rollups stored (hourly rows hold a day of hours each)."""
+    return [rollup_rows.tier_summary(conn, tier)[0] for tier in ("hourly", "daily")]
 
 
 async def main(total: int, home_name: str = "spread") -> dict[str, Any]:

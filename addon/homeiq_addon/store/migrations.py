@@ -14,6 +14,7 @@ from ..errors import InvalidBackup
 from .deferred_index import migrate_deferred_index
 from .mirror_outbox import migrate_mirror_outbox
 from .retention_tables import migrate_retention
+from .rollup_rows import migrate_packed_rollups
 
 type Migration = Callable[[sqlite3.Connection], None]
 
@@ -138,6 +139,7 @@ MIGRATIONS: list[Migration] = [
     migrate_deferred_index,
     m004_drop_stat_minute_key,
     migrate_mirror_outbox,
+    migrate_packed_rollups,
 ]
 
 

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from ..store import rollup_rows
+from ..store import maintenance, rollup_rows
 from ..store.connection import connect
 from ..store.mirror_outbox import retention_floor
-from ..times import US_PER_DAY, US_PER_HOUR
+from ..times import US_PER_DAY, US_PER_HOUR, US_PER_SECOND
 from . import orphans, rollups, source
 from .policies import Days, Policy, PolicySet
 
@@ -94,10 +94,10 @@ def _cutoff_us(now_us: int, days: Days) -> int | None:
     return None if days is None else now_us - int(days * US_PER_DAY)
 
 
-_KINDS: Final = {
-    # kind: (dirty table, its column, find the next dirty period, build a slice of it)
-    "hour": ("dirty_hours", "hour", rollups.next_dirty_hour, rollups.build_hour),
-    "day": ("rollup_dirty_days", "day", rollups.next_dirty_day, rollups.build_day),
+_KINDS: Final[dict[str, tuple[Callable[..., Any], Callable[..., Any]]]] = {
+    # kind: (find the next dirty period, build a slice of it)
+    "hour": (rollups.dirty_run, rollups.build_hours),
+    "day": (rollups.next_dirty_day, rollups.build_day),
 }
 
 
@@ -121,7 +121,7 @@ async def build_rollups(store: Store, now_us: int) -> tuple[int, int]:
 
 
 def _build_step(conn: sqlite3.Connection, kind: str, before: int) -> tuple[int, bool]:
-    table, column, find, build = _KINDS[kind]
+    find, build = _KINDS[kind]
     key = f"building_{kind}"
     deadline = time.perf_counter() + STEP_BUDGET_S
     completed = 0
@@ -129,11 +129,15 @@ def _build_step(conn: sqlite3.Connection, kind: str, before: int) -> tuple[int, 
         claim = conn.execute("SELECT value FROM retention_meta WHERE key = ?", (key,)).fetchone()
         if claim is not None:
             period, after = orjson.loads(claim[0])
+            if kind == "hour" and isinstance(period, int):  # claimed by version 5: one hour
+                period = [period, period + 1]
         else:
             period, after = find(conn, before), ""
             if period is None:
                 return completed, False
-            conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (period,))
+            _unmark(conn, kind, period)
+        if kind == "hour":
+            period = tuple(period)
         last = build(conn, period, after, deadline)
         if last is not None:
             conn.execute(
@@ -143,9 +147,20 @@ def _build_step(conn: sqlite3.Connection, kind: str, before: int) -> tuple[int, 
             return completed, True
         conn.execute("DELETE FROM retention_meta WHERE key = ?", (key,))
         if kind == "hour":
-            conn.execute("INSERT OR IGNORE INTO rollup_dirty_days(day) VALUES (?)", (period // 24,))
-        completed += 1
+            conn.execute("INSERT OR IGNORE INTO rollup_dirty_days(day) VALUES (?)",
+                         (period[0] // 24,))  # fmt: skip
+            completed += period[1] - period[0]
+        else:
+            completed += 1
     return completed, True
+
+
+def _unmark(conn: sqlite3.Connection, kind: str, period: Any) -> None:
+    """The claimed period is no longer dirty (a later event marks it again)."""
+    if kind == "hour":
+        conn.execute("DELETE FROM dirty_hours WHERE hour >= ? AND hour < ?", tuple(period))
+    else:
+        conn.execute("DELETE FROM rollup_dirty_days WHERE day = ?", (period,))
 
 
 def _checkpoint_loop(path: Path, stop: threading.Event) -> None:
@@ -188,6 +203,10 @@ async def _run(store: Store, policies: PolicySet, *, now_us: int, dry_run: bool)
     await _purge_rollups(store, policies, report, "daily")
     if not dry_run:
         report.attribute_sets_removed = await orphans.remove_orphan_attributes(store)
+        # The stats' bookkeeping of the same days goes too (as the store's own pruning
+        # would within minutes), so that the space handed back below includes it. Never
+        # by a "now" ahead of the clock: the batch ids must stay for their 8 days.
+        await maintenance.prune(store, min(now_us / US_PER_SECOND, time.time()))
         report.freed_bytes = await incremental_vacuum(store)
     return report
 

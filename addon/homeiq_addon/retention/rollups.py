@@ -20,7 +20,15 @@ from ..store.rollup_rows import Agg, log_rollup_changes
 from ..times import US_PER_HOUR
 from . import source
 
-__all__ = ["Agg", "build_day", "build_hour", "next_dirty_day", "next_dirty_hour", "point"]
+__all__ = [
+    "Agg",
+    "build_day",
+    "build_hours",
+    "dirty_run",
+    "next_dirty_day",
+    "next_dirty_hour",
+    "point",
+]
 
 HOUR_S: Final = 3600
 
@@ -80,84 +88,124 @@ def _fold(events: list[tuple[int, Any, Any]], current: Any, start_us: int, end_u
 
 
 _CHUNK: Final = 32  # entities per statement group; the deadline is checked between chunks
+# A run of dirty hours is built together (each entity's day row is written once per run)
+# while it holds no more events than this, so a catch-up does not repack a day 24 times.
+RUN_EVENTS: Final = 50_000
 type _Events = list[tuple[int, Any, Any]]
-# The events of the hour being built in slices, so that a continuation slice does not
+# The events of the run being built in slices, so that a continuation slice does not
 # read them again. Only a continuation (after != "") uses it; an event arriving between
-# slices marks the hour dirty again, so it is rebuilt from the database afterwards.
-_HOUR_EVENTS: dict[int, dict[str, tuple[int, _Events]]] = {}
+# slices marks its hour dirty again, so it is rebuilt from the database afterwards.
+_RUN_EVENTS: dict[tuple[int, int], dict[str, tuple[int, _Events]]] = {}
 
 
-def build_hour(conn: sqlite3.Connection, hour: int, after: str, deadline: float) -> str | None:
-    """Rebuild the hour's rollups of the entities sorted after ``after``, until the
-    deadline (perf_counter) passes; returns the last entity done, or None when the hour
-    is complete. Slices keep every writer step short on a busy hour."""
-    start_us, end_us = hour * US_PER_HOUR, (hour + 1) * US_PER_HOUR
-    by_entity = _HOUR_EVENTS.get(hour) if after else None
+def dirty_run(conn: sqlite3.Connection, before_hour: int) -> tuple[int, int] | None:
+    """The next run [first, end) of consecutive dirty hours before ``before_hour``, within
+    one day and holding at most about RUN_EVENTS events (always at least one hour)."""
+    first = next_dirty_hour(conn, before_hour)
+    if first is None:
+        return None
+    end, held = first + 1, _events_in(conn, first)
+    limit = min(before_hour, (first // 24 + 1) * 24)
+    while end < limit and held < RUN_EVENTS:
+        if not conn.execute("SELECT 1 FROM dirty_hours WHERE hour = ?", (end,)).fetchone():
+            break
+        held += _events_in(conn, end)
+        if held > RUN_EVENTS:
+            break
+        end += 1
+    return first, end
+
+
+def _events_in(conn: sqlite3.Connection, hour: int) -> int:
+    return int(
+        conn.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE time_fired >= ? AND time_fired < ?"
+            f" LIMIT {RUN_EVENTS + 1})",
+            (hour * US_PER_HOUR, (hour + 1) * US_PER_HOUR),
+        ).fetchone()[0]
+    )
+
+
+def build_hours(
+    conn: sqlite3.Connection, run: tuple[int, int], after: str, deadline: float
+) -> str | None:
+    """Rebuild the rollups of the hours [first, end) of one day for the entities sorted
+    after ``after``, until the deadline (perf_counter) passes; returns the last entity
+    done, or None when the run is complete. Slices keep every writer step short."""
+    first, end = run
+    by_entity = _RUN_EVENTS.get(run) if after else None
     if by_entity is None:
         by_entity = {}
-        for entity_id, ref, time_us, state, value in source.hour_events(conn, start_us, end_us):
+        rows = source.hour_events(conn, first * US_PER_HOUR, end * US_PER_HOUR)
+        for entity_id, ref, time_us, state, value in rows:
             by_entity.setdefault(entity_id, (ref, []))[1].append((time_us, state, value))
-        _HOUR_EVENTS.clear()
-        _HOUR_EVENTS[hour] = by_entity
+        _RUN_EVENTS.clear()
+        _RUN_EVENTS[run] = by_entity
     entities = [e for e in by_entity if e > after]  # already sorted by the query
-    for first in range(0, len(entities), _CHUNK):
-        chunk = entities[first : first + _CHUNK]
-        _hour_chunk(conn, hour, {e: by_entity[e] for e in chunk})
-        if time.perf_counter() > deadline and first + _CHUNK < len(entities):
+    for start in range(0, len(entities), _CHUNK):
+        chunk = entities[start : start + _CHUNK]
+        _run_chunk(conn, first // 24, {e: by_entity[e] for e in chunk})
+        if time.perf_counter() > deadline and start + _CHUNK < len(entities):
             return chunk[-1]
-    _HOUR_EVENTS.pop(hour, None)
+    _RUN_EVENTS.pop(run, None)
     return None
 
 
-def _hour_chunk(
-    conn: sqlite3.Connection, hour: int, by_entity: dict[str, tuple[int, _Events]]
+def _by_hour(events: _Events) -> dict[int, _Events]:
+    hours: dict[int, _Events] = {}
+    for item in events:
+        hours.setdefault(item[0] // US_PER_HOUR, []).append(item)
+    return hours
+
+
+def _run_chunk(
+    conn: sqlite3.Connection, day: int, by_entity: dict[str, tuple[int, _Events]]
 ) -> None:
-    start_us, end_us = hour * US_PER_HOUR, (hour + 1) * US_PER_HOUR
-    day, of_day = divmod(hour, 24)
     refs = [ref for ref, _ in by_entity.values()]
     stored = _day_rows(conn, "rollups_hourly", "hours", refs, day)
-    earlier_days = _last_states(conn, [r for r in refs if not _has_before(stored, r, of_day)],
-                                day)  # fmt: skip
-    rows, moved, changed = [], [], []
+    days_before = _last_states(conn, refs, day)
+    rows, changed, dirty, moved = [], [], [], []
     for entity_id, (ref, events) in by_entity.items():
         hours = rollup_rows.unpack_hours(stored[ref]) if ref in stored else {}
-        previous = hours.get(of_day)
-        if previous is not None and previous.events > len(events):
-            # Some of this hour's raw events were purged since it was rolled up; a late
-            # event must not replace the complete figures with partial ones.
-            continue
-        before = [h for h in hours if h < of_day]
-        if before:
-            carried = hours[max(before)].last_state
-        elif ref in earlier_days:
-            carried = earlier_days[ref]
-        else:
-            carried = source.previous_state(conn, entity_id, start_us)[1]
-        agg = _fold(events, carried, start_us, end_us)
-        hours[of_day] = agg
-        rows.append((ref, day, len(hours), rollup_rows.pack_hours(hours)))
-        changed.append((entity_id, hour))
-        if previous is None or previous.last_state != agg.last_state:
-            later = [h for h in hours if h > of_day]
-            if later:
-                conn.execute("INSERT OR IGNORE INTO dirty_hours(hour) VALUES (?)",
-                             (day * 24 + min(later),))  # fmt: skip
+        built, moved_from = set(), []
+        for hour, hour_events in _by_hour(events).items():
+            of_day = hour - day * 24
+            previous = hours.get(of_day)
+            if previous is not None and previous.events > len(hour_events):
+                # Some of this hour's raw events were purged since it was rolled up; a
+                # late event must not replace the complete figures with partial ones.
+                continue
+            before = [h for h in hours if h < of_day]
+            if before:
+                carried = hours[max(before)].last_state
+            elif ref in days_before:
+                carried = days_before[ref]
             else:
+                carried = source.previous_state(conn, entity_id, hour * US_PER_HOUR)[1]
+            agg = _fold(hour_events, carried, hour * US_PER_HOUR, (hour + 1) * US_PER_HOUR)
+            hours[of_day] = agg
+            built.add(of_day)
+            changed.append((entity_id, hour))
+            if previous is None or previous.last_state != agg.last_state:
+                moved_from.append(of_day)
+        if not built:
+            continue
+        rows.append((ref, day, len(hours), rollup_rows.pack_hours(hours)))
+        # A late event changed how the entity left an hour: its next rolled-up hour
+        # started from a different state and is rebuilt too (unless built just now).
+        for of_day in moved_from:
+            following = min((h for h in hours if h > of_day), default=None)
+            if following is None:
                 moved.append(ref)
+            elif following not in built:
+                dirty.append((day * 24 + following,))
     conn.executemany(
         "INSERT OR REPLACE INTO rollups_hourly (entity_ref, day, n, hours) VALUES (?, ?, ?, ?)",
         rows,
     )
     log_rollup_changes(conn, "hour", changed)
-    if moved:
-        # A late event changed how an entity left the hour: its next rolled-up hour
-        # started from a different state and is rebuilt too.
-        conn.executemany("INSERT OR IGNORE INTO dirty_hours(hour) VALUES (?)",
-                         [(h,) for h in _next_rows(conn, moved, day)])  # fmt: skip
-
-
-def _has_before(stored: dict[int, bytes], ref: int, of_day: int) -> bool:
-    return ref in stored and any(h < of_day for h in rollup_rows.unpack_hours(stored[ref]))
+    dirty += [(h,) for h in _next_rows(conn, sorted(set(moved)), day)] if moved else []
+    conn.executemany("INSERT OR IGNORE INTO dirty_hours(hour) VALUES (?)", dirty)
 
 
 def build_day(conn: sqlite3.Connection, day: int, after: str, deadline: float) -> str | None:

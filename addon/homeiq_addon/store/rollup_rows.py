@@ -86,6 +86,9 @@ class Agg:
 
 
 def _varint(out: bytearray, n: int) -> None:
+    if n < 0x80:
+        out.append(n)
+        return
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
@@ -108,8 +111,12 @@ class _Reader:
         self.at = 0
 
     def varint(self) -> int:
-        shift = result = 0
         data = self.data
+        byte = data[self.at]
+        if byte < 0x80:
+            self.at += 1
+            return byte
+        shift = result = 0
         while True:
             byte = data[self.at]
             self.at += 1

@@ -278,6 +278,5 @@ async def test_purging_raw_events_shrinks_the_file(api: Api, addon_server: Addon
     # Every rollup kept, and the file is at most 35 % of what it was, no page left free.
     assert after <= before * 0.35, (before, after)
     assert free == 0
-    hourly = await api.history(sensors[0], start=T0.isoformat(),
-                               end=(T0 + timedelta(days=1)).isoformat(), resolution="hour")  # fmt: skip
-    assert len(hourly) == 24
+    first_day = {"start": T0.isoformat(), "end": (T0 + timedelta(days=1)).isoformat()}
+    assert len(await api.history(sensors[0], **first_day, resolution="hour")) == 24

@@ -158,11 +158,13 @@ def read_rollup_scan(
     table, column = (
         ("rollups_hourly", "hours") if period == "hour" else ("rollups_daily", "figures")
     )
+    # An hourly row holds up to 24 rollups: about ``limit`` rollups per chunk either way.
+    rows_limit = max(1, limit // 24) if period == "hour" else limit
     rows = conn.execute(
         f"SELECT r.entity_ref, r.day, r.{column}, e.entity_id FROM {table} r"
         " JOIN entities e ON e.id = r.entity_ref"
         " WHERE (r.entity_ref, r.day) > (?, ?) ORDER BY r.entity_ref, r.day LIMIT ?",
-        (ref, day, limit),
+        (ref, day, rows_limit),
     ).fetchall()
     chunk = Chunk(read=len(rows))
     for _, day_of, blob, entity_id in rows:
@@ -175,7 +177,7 @@ def read_rollup_scan(
             chunk.lines += rollup_lines(
                 _rollup(period, entity_id, day_of, rollup_rows.unpack_day(blob))
             )
-    if len(rows) == limit:
+    if len(rows) == rows_limit:
         chunk.next_scan = orjson.dumps([period, rows[-1][0], rows[-1][1]]).decode()
     elif period == "hour":
         chunk.next_scan = '["day", -1, -1]'

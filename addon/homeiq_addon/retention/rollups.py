@@ -209,7 +209,7 @@ def _run_chunk(
 
 
 def build_day(conn: sqlite3.Connection, day: int, after: str, deadline: float) -> str | None:
-    """Rebuild daily rollups from the hourly rows, sliced like ``build_hour``."""
+    """Rebuild daily rollups from the hourly rows, sliced like ``build_hours``."""
     # The day's entities: one primary-key probe per entity (there is no index by day).
     entities: list[tuple[str, int]] = conn.execute(
         "SELECT e.entity_id, e.id FROM entities e WHERE e.entity_id > ? AND EXISTS"

@@ -80,9 +80,7 @@ def test_rollups_of_version_5_are_converted_in_place(tmp_path: Path) -> None:
                 end_us=(DAY + 1) * 86_400_000_000, limit=10,
             )
         )  # fmt: skip
-        assert [{k: v for k, v in p.items() if k != "start"} for p in days] == [
-            _point(DAILY[1], 0)
-        ]
+        assert [{k: v for k, v in p.items() if k != "start"} for p in days] == [_point(DAILY[1], 0)]
     finally:
         store.close_sync()
     # The converted file is exactly a database of this version's schema.

@@ -399,7 +399,8 @@ def save(figures: dict[str, Any]) -> None:
         "goal_p99_ms": GOAL_P99_MS,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    body = {**summary, "runs": dict(sorted(runs.items()))}
+    # "reference": figures of an earlier version, kept for comparison by hand.
+    body = {**summary, "runs": dict(sorted(runs.items())), "reference": results.get("reference")}
     RESULTS.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
 
 

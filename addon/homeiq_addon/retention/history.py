@@ -53,7 +53,7 @@ def _oldest_hour(conn: sqlite3.Connection, entity_id: str) -> int | None:
     ).fetchone()  # fmt: skip
     if row is None:
         return None
-    return (int(row[0]) * 24 + min(rollup_rows.unpack_hours(row[1]))) * US_PER_HOUR
+    return (int(row[0]) * 24 + rollup_rows.first_hour(row[1])) * US_PER_HOUR
 
 
 def _tagged(points: list[dict[str, Any]], tier: str) -> list[dict[str, Any]]:

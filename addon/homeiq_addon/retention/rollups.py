@@ -44,8 +44,7 @@ def _last_states(conn: sqlite3.Connection, refs: list[int], day: int) -> dict[in
     )
     for ref, blob in rows:
         if blob is not None:
-            hours = rollup_rows.unpack_hours(blob)
-            found[ref] = hours[max(hours)].last_state
+            found[ref] = rollup_rows.final_state(blob)
     return found
 
 
@@ -57,7 +56,7 @@ def _next_rows(conn: sqlite3.Connection, refs: list[int], day: int) -> list[int]
         " AND day > ?1 ORDER BY day LIMIT 1) FROM json_each(?2) j",
         (day, orjson.dumps(refs).decode()),
     )
-    return [d * 24 + min(rollup_rows.unpack_hours(b)) for d, b in rows if d is not None]
+    return [d * 24 + rollup_rows.first_hour(b) for d, b in rows if d is not None]
 
 
 def _day_rows(conn: sqlite3.Connection, table: str, column: str, refs: list[int], day: int

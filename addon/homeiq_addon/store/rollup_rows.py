@@ -234,8 +234,8 @@ def _read_figures(reader: _Reader, states: list[str]) -> Agg:
     return agg
 
 
-def _states_of(aggs: list[Agg]) -> dict[str, int]:
-    index: dict[str, int] = {}
+def _states_of(aggs: list[Agg], first: str | None = None) -> dict[str, int]:
+    index: dict[str, int] = {} if first is None else {first: 0}
     for agg in aggs:
         if agg.last_state is not None:
             index.setdefault(agg.last_state, len(index))
@@ -245,8 +245,8 @@ def _states_of(aggs: list[Agg]) -> dict[str, int]:
     return index
 
 
-def _head(aggs: list[Agg]) -> tuple[bytearray, dict[str, int]]:
-    index = _states_of(aggs)
+def _head(aggs: list[Agg], first: str | None = None) -> tuple[bytearray, dict[str, int]]:
+    index = _states_of(aggs, first)
     out = bytearray()
     _varint(out, len(index))
     for state in index:
@@ -259,10 +259,16 @@ def _read_head(reader: _Reader) -> list[str]:
 
 
 def pack_hours(hours: dict[int, Agg]) -> bytes:
-    """A day's hourly figures, keyed by the hour of the day (0-23)."""
+    """A day's hourly figures, keyed by the hour of the day (0-23).
+
+    The state the day ended in comes first in the blob's states (and a bit beside the
+    number of hours says whether there is one), so ``final_state`` need not read the
+    figures: it is what the next day starts from.
+    """
     ordered = sorted(hours.items())
-    out, index = _head([agg for _, agg in ordered])
-    _varint(out, len(ordered))
+    final = ordered[-1][1].last_state if ordered else None
+    out, index = _head([agg for _, agg in ordered], final)
+    _varint(out, len(ordered) << 1 | (final is not None))
     for hour, agg in ordered:
         out.append(hour)
         _figures(out, agg, index)
@@ -273,11 +279,26 @@ def unpack_hours(blob: bytes) -> dict[int, Agg]:
     reader = _Reader(blob)
     states = _read_head(reader)
     hours = {}
-    for _ in range(reader.varint()):
+    for _ in range(reader.varint() >> 1):
         hour = reader.data[reader.at]
         reader.at += 1
         hours[hour] = _read_figures(reader, states)
     return hours
+
+
+def final_state(blob: bytes) -> str | None:
+    """The state the entity was in at the end of its last hour in a ``pack_hours`` blob."""
+    reader = _Reader(blob)
+    states = _read_head(reader)
+    return states[0] if reader.varint() & 1 else None
+
+
+def first_hour(blob: bytes) -> int:
+    """The first hour of the day in a ``pack_hours`` blob."""
+    reader = _Reader(blob)
+    _read_head(reader)
+    reader.varint()
+    return reader.data[reader.at]
 
 
 def pack_day(agg: Agg) -> bytes:
@@ -396,7 +417,7 @@ def tier_summary(conn: sqlite3.Connection, tier: str) -> tuple[int, int | None, 
     if lo is None:
         return 0, None, None
     oldest = min(
-        lo * HOURS_PER_DAY + min(unpack_hours(b))
+        lo * HOURS_PER_DAY + first_hour(b)
         for (b,) in conn.execute("SELECT hours FROM rollups_hourly WHERE day = ?", (lo,))
     )
     newest = max(

@@ -1,7 +1,8 @@
 """Retention benchmark: 10M events, 9M of them rolled up and purged, ingest going on.
 
 Run: scripts/bench retention   (or: PYTHONPATH=.:addon python benchmarks/bench_retention.py)
-Options: --events N to scale down for a quick look (default 10 000 000).
+Options: --events N to scale down for a quick look (default 10 000 000); --home
+spread|realistic (default spread); --home both runs both, one after the other.
 
 1. Fill a fresh store fast, straight through the store's own ingest code
    (Ingestor.ingest via Store.write, 20k-event transactions, no HTTP): realistic
@@ -10,6 +11,9 @@ Options: --events N to scale down for a quick look (default 10 000 000).
 2. Run the retention job (default policy: raw 30 d, hourly 365 d, daily forever) in
    process, as the scheduler does: build every pending hourly and daily rollup, delete
    the 9M expired raw events in small adaptive transactions, incremental vacuum.
+   The ``spread`` home puts about one event in each entity-hour (the worst case for
+   rollups: one rollup row per event); the ``realistic`` home gets most events from a
+   few chatty sensors and has many entities that change a few times a day.
 3. Meanwhile a producer commits a 100-event batch every 50 ms through the same writer;
    each batch's latency (submit to committed) is recorded. Reported: the job's wall time
    and p50/p99/max of that ingest latency, plus the same latency measured for a few
@@ -40,15 +44,20 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "addon"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from homeiq_addon.contract import MAX_EVENTS  # noqa: E402
+from homeiq_addon.ingest.outcomes import Accepted  # noqa: E402
 from homeiq_addon.ingest.service import Ingestor  # noqa: E402
 from homeiq_addon.retention import job  # noqa: E402
 from homeiq_addon.retention.policies import Policy, PolicySet  # noqa: E402
+from homeiq_addon.store import maintenance, rollup_rows  # noqa: E402
 from homeiq_addon.store.db import Store  # noqa: E402
 
 WORK = REPO / "benchmarks" / ".work" / "retention"
 RESULTS = REPO / "benchmarks" / "results" / "retention.json"
 DAY_US = 86_400_000_000
 GOAL_P99_MS = 100.0
+GOAL_RATIO = 0.35
+GOAL_ROLLUP_BYTES = 40
 FILL_BATCH = 20_000
 
 
@@ -101,6 +110,53 @@ class Home:
         }
 
 
+class RealisticHome(Home):
+    """3000 entities: 30 chatty power/energy sensors take 80% of the events, 270 sensors
+    report now and then, and 2700 entities (lights, switches, doors, motion, climate,
+    media) change a few times a day, with states beyond on/off."""
+
+    def __init__(self, seed: int = 7) -> None:
+        super().__init__(n=3000, seed=seed)
+        weights = []
+        for i, tmpl in enumerate(self.templates):
+            if i < 300:
+                tmpl.update(
+                    entity_id=f"sensor.power_{i}",
+                    domain="sensor",
+                    unit="W",
+                    device_class="power",
+                    attributes={"state_class": "measurement"},
+                )
+                weights.append(0.8 / 30 if i < 30 else 0.1 / 270)
+            else:
+                domain = ("light", "switch", "binary_sensor", "climate", "media_player")[i % 5]
+                tmpl.update(entity_id=f"{domain}.thing_{i}", domain=domain)
+                tmpl.pop("unit", None)
+                tmpl.pop("device_class", None)
+                tmpl.pop("attributes", None)
+                weights.append(0.1 / 2700)
+        self.cum = list(itertools.accumulate(weights))
+        self.states = {
+            "light": ("on", "off"), "switch": ("on", "off"), "binary_sensor": ("on", "off"),
+            "climate": ("heat", "off", "heat_cool", "unavailable"),
+            "media_player": ("playing", "paused", "idle", "off"),
+        }  # fmt: skip
+
+    def batch(self, count: int, t0: int, step: int, tag: str) -> dict[str, Any]:
+        body = super().batch(count, t0, step, tag)
+        for ev in body["events"]:
+            if ev["domain"] != "sensor":
+                options = self.states[ev["domain"]]
+                ev["state"] = options[self.rng.randrange(len(options))]
+            elif ev["entity_id"] < "sensor.power_03":  # the chatty ones: whole watts
+                ev["numeric_value"] = float(round(ev["numeric_value"]))
+                ev["state"] = str(round(ev["numeric_value"]))
+        return body
+
+
+HOMES = {"spread": Home, "realistic": RealisticHome}
+
+
 def make_batch(home: Home, n: int, t0: int, step: int, tag: str) -> dict[str, Any]:
     return home.batch(n, t0, step, tag)
 
@@ -120,6 +176,14 @@ def time_steps(store: Store, steps: dict[str, list[float]]) -> None:
     store.write = timed  # type: ignore[method-assign]
 
 
+def ingest_all(ingestor: Ingestor, bodies: list[bytes], conn: sqlite3.Connection) -> None:
+    """Several batches (the contract takes up to MAX_EVENTS each) in one transaction."""
+    for body in bodies:
+        answer = ingestor.ingest(conn, body)
+        if not isinstance(answer, Accepted):
+            raise RuntimeError(f"a fill batch was refused: {answer}")  # noqa: TRY004
+
+
 async def fill(store: Store, ingestor: Ingestor, home: Home, total: int, now_us: int) -> float:
     """Write ``total`` events; returns events/s. 90% old (to purge), 10% recent."""
     old = total * 9 // 10
@@ -133,8 +197,12 @@ async def fill(store: Store, ingestor: Ingestor, home: Home, total: int, now_us:
         step = (end - start) // count
         for first in range(0, count, FILL_BATCH):
             n = min(FILL_BATCH, count - first)
-            batch = make_batch(home, n, start + first * step, step, f"fill-{start}-{first}")
-            await store.write(partial(ingestor.ingest, body=orjson.dumps(batch)))
+            bodies = [
+                orjson.dumps(make_batch(home, min(MAX_EVENTS, n - i), start + (first + i) * step,
+                                        step, f"fill-{start}-{first + i}"))
+                for i in range(0, n, MAX_EVENTS)
+            ]  # fmt: skip
+            await store.write(partial(ingest_all, ingestor, bodies))
             written += n
             if written % 1_000_000 < FILL_BATCH:
                 rate = written / (time.perf_counter() - started)
@@ -180,16 +248,53 @@ def _machine() -> dict[str, Any]:
     }
 
 
-async def main(total: int) -> dict[str, Any]:
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
-    store = await Store.open(WORK)
+# What each tier is made of (the dbstat names of its tables and indexes).
+TIERS = {
+    "raw": ("events", "events_by_entity", "events_by_time", "attributes", "attributes_by_hash",
+            "strings", "sqlite_autoindex_strings_1", "stat_hour_key", "stat_minute"),
+    "hourly": ("rollups_hourly", "rollups_hourly_hour"),
+    "daily": ("rollups_daily", "rollups_daily_day"),
+}  # fmt: skip
+
+
+def bytes_by_table(path: Path) -> dict[str, int]:
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"))
+    finally:
+        conn.close()
+
+
+def tiers(by_table: dict[str, int]) -> dict[str, int]:
+    found = {tier: sum(by_table.get(t, 0) for t in names) for tier, names in TIERS.items()}
+    found["other"] = sum(by_table.values()) - sum(found.values())
+    return found
+
+
+def rollup_entry_counts(conn: sqlite3.Connection) -> list[int]:
+    """Hourly and daily rollups stored (hourly rows hold a day of hours each)."""
+    return [rollup_rows.tier_summary(conn, tier)[0] for tier in ("hourly", "daily")]
+
+
+async def main(total: int, home_name: str = "spread") -> dict[str, Any]:
+    # A folder per home and size: two runs may go on side by side.
+    work = WORK.with_name(f"retention-{home_name}-{total}")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    store = await Store.open(work)
     ingestor = Ingestor(store)
-    home = Home()
+    home = HOMES[home_name]()
     now_us = time.time_ns() // 1000
     print(f"filling {total:,} events ...", flush=True)
     fill_rate = await fill(store, ingestor, home, total, now_us)
+    # As the running add-on would have it: the newest events indexed, the stats'
+    # bookkeeping of days long gone pruned (store/maintenance.py), the WAL copied back.
+    await asyncio.wrap_future(store.index_now())
+    await maintenance.prune(store)
+    await store.write(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall(),
+                      transaction=False)  # fmt: skip
     size_before = store.path.stat().st_size
+    tables_before = bytes_by_table(store.path)
 
     baseline: list[float] = []
     stop = asyncio.Event()
@@ -213,16 +318,27 @@ async def main(total: int) -> dict[str, Any]:
     remaining = await store.read(
         lambda c: c.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()[0]
     )
-    rollups = await store.read(
-        lambda c: [
-            c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-            for t in ("rollups_hourly", "rollups_daily")
-        ]
-    )
-    size_after = store.path.stat().st_size
+    rollups = await store.read(rollup_entry_counts)
+    rollup_entries = rollups
     await store.close()
+    size_after = store.path.stat().st_size
+    tables_after = bytes_by_table(store.path)
+    tiers_after = tiers(tables_after)
     counts = report.to_json(PolicySet(default, []))
     return {
+        "home": home_name,
+        "file_after_over_before": round(size_after / size_before, 3),
+        # The producer's live events stay: more the longer the job runs (a loaded
+        # machine). Without them, counted at the bytes per event of the filled store:
+        "live_events_during_retention": len(during) * 100,
+        "file_after_over_before_without_live_events": round(
+            (size_after - len(during) * 100 * size_before / total) / size_before, 3
+        ),
+        "bytes_per_tier_before": tiers(tables_before),
+        "bytes_per_tier_after": tiers_after,
+        "bytes_per_hourly_rollup": round(tiers_after["hourly"] / max(1, rollup_entries[0]), 1),
+        "bytes_per_daily_rollup": round(tiers_after["daily"] / max(1, rollup_entries[1]), 1),
+        "bytes_by_table_after": dict(sorted(tables_after.items(), key=lambda kv: -kv[1])),
         "retention_seconds_10m": round(seconds, 1),
         "p99_ingest_latency_during_retention_ms": _pct(during, 0.99),
         "goal_p99_ms": GOAL_P99_MS,
@@ -260,14 +376,43 @@ async def main(total: int) -> dict[str, Any]:
     }
 
 
+def save(figures: dict[str, Any]) -> None:
+    """Keep one run per home and size in ``runs``; the top level summarises them."""
+    try:
+        results = orjson.loads(RESULTS.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        results = {}
+    runs = results.get("runs", {})
+    runs[f"{figures['home']}_{figures['events_total']}"] = figures
+    summary = {
+        "file_after_over_before": {k: r["file_after_over_before"] for k, r in runs.items()},
+        "file_after_over_before_without_live_events": {
+            k: r["file_after_over_before_without_live_events"] for k, r in runs.items()
+        },
+        "goal_file_after_over_before": GOAL_RATIO,
+        "bytes_per_hourly_rollup": {k: r["bytes_per_hourly_rollup"] for k, r in runs.items()},
+        "bytes_per_daily_rollup": {k: r["bytes_per_daily_rollup"] for k, r in runs.items()},
+        "goal_bytes_per_rollup": GOAL_ROLLUP_BYTES,
+        "p99_ingest_latency_during_retention_ms": {
+            k: r["p99_ingest_latency_during_retention_ms"] for k, r in runs.items()
+        },
+        "goal_p99_ms": GOAL_P99_MS,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    # "reference": figures of an earlier version, kept for comparison by hand.
+    body = {**summary, "runs": dict(sorted(runs.items())), "reference": results.get("reference")}
+    RESULTS.write_bytes(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--home", choices=[*HOMES, "both"], default="spread")
     parser.add_argument("--no-write", action="store_true", help="print only, keep results")
     args = parser.parse_args()
-    figures = asyncio.run(main(args.events))
-    print(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
-    if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2) + b"\n")
-    shutil.rmtree(WORK, ignore_errors=True)
+    for home_name in list(HOMES) if args.home == "both" else [args.home]:
+        figures = asyncio.run(main(args.events, home_name))
+        print(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
+        if not args.no_write:
+            save(figures)
+        shutil.rmtree(WORK.with_name(f"retention-{home_name}-{args.events}"), ignore_errors=True)

@@ -180,3 +180,28 @@ async def test_many_entities_in_one_hour(api: Api) -> None:
             {"start": "2026-01-01T00:00:00.000000+00:00", "count": 10, "min": float(first),
              "max": float(first + 2700), "mean": first + 1350.0, "sum": 10 * first + 13500.0}
         ]  # fmt: skip
+
+
+async def test_hourly_rollups_go_hour_by_hour_when_the_cutoff_falls_inside_a_day(
+    api: Api,
+) -> None:
+    await api.ingest(event(T0 + h * H, "sensor.temp", str(h), numeric=float(h)) for h in range(72))
+    status, _ = await api.call(
+        "PUT", "/api/v1/retention/policies/default",
+        {"raw_days": 1, "hourly_days": 1.25, "daily_days": "forever"},
+    )  # fmt: skip
+    assert status == 200
+    now = T0 + timedelta(days=2, hours=12)  # the hourly cutoff: day 1, 06:00
+    dry = await api.run(now, dry_run=True)
+    real = await api.run(now, dry_run=False)
+    assert dry["totals"]["hourly_rollups"] == real["totals"]["hourly_rollups"] == 24 + 6
+    end = (T0 + timedelta(days=3)).isoformat()
+    hours = await api.history("sensor.temp", start=DAY, end=end, resolution="hour")
+    # Days stand in before the oldest hour kept (day 1 overlaps it), then the hours from
+    # the cutoff on.
+    assert [p.get("resolution") for p in hours[:3]] == ["day", "day", None]
+    assert hours[2]["start"] == "2026-01-02T06:00:00.000000+00:00"
+    assert [p["sum"] for p in hours[2:]] == [float(h) for h in range(30, 60)]  # before now
+    days = await api.history("sensor.temp", start=DAY, end=end, resolution="day")
+    assert [p["count"] for p in days] == [24, 24]  # day 2 has not ended
+    assert days[1]["sum"] == float(sum(range(24, 48)))

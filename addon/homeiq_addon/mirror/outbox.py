@@ -6,7 +6,6 @@ work that would otherwise hold the event loop, and with it ingest, for tens of m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 import sqlite3
@@ -14,7 +13,8 @@ from typing import Any, Final
 
 import orjson
 
-from ..store import mirror_outbox
+from ..store import mirror_outbox, rollup_rows
+from ..store.rollup_rows import Agg
 from ..times import US_PER_DAY, US_PER_HOUR
 from .points import InvalidEvent, Rollup, event_lines, rollup_lines
 from .writer import Refused
@@ -23,13 +23,8 @@ _EVENT_COLUMNS: Final = (
     "id, time_fired, event_type, entity_id, domain, state, old_state, numeric_value,"
     " prev_state_seconds, attributes, data, area, floor, device_class, unit, cause, cause_name"
 )
-_ROLLUP_COLUMNS: Final = "count, min, max, sum, events, transitions, time_in_state"
-_PERIODS: Final = {
-    # period: (table, its column, microseconds per unit)
-    "hour": ("rollups_hourly", "hour", US_PER_HOUR),
-    "day": ("rollups_daily", "day", US_PER_DAY),
-}
-SCAN_START: Final = '["hour", -1, ""]'
+_PERIODS: Final = {"hour": US_PER_HOUR, "day": US_PER_DAY}  # microseconds per unit
+SCAN_START: Final = '["hour", -1, -1]'
 _NO_END: Final = 1 << 62
 
 
@@ -123,19 +118,18 @@ def read_events(
     return chunk
 
 
-def _rollup(period: str, entity_id: str, start: int, figures: Sequence[Any]) -> Rollup:
-    count, low, high, total, events, transitions, time_in_state = figures
+def _rollup(period: str, entity_id: str, start: int, agg: Agg) -> Rollup:
     return Rollup(
         entity_id=entity_id,
         period="hour" if period == "hour" else "day",
-        start_us=start * _PERIODS[period][2],
-        count=count,
-        min=low,
-        max=high,
-        sum=total,
-        events=events,
-        transitions=transitions,
-        time_in_state=orjson.loads(time_in_state),
+        start_us=start * _PERIODS[period],
+        count=agg.count,
+        min=agg.min,
+        max=agg.max,
+        sum=agg.sum,
+        events=agg.events,
+        transitions=agg.transitions,
+        time_in_state=agg.time_in_state,
     )
 
 
@@ -145,21 +139,21 @@ def read_rollup_changes(
     """The rollup rows written since change ``after``; a row purged since is skipped."""
     chunk = Chunk(next_cursor=after)
     changes = conn.execute(
-        "SELECT id, period, entity_id, start FROM mirror_rollup_changes WHERE id > ?"
-        " ORDER BY id LIMIT ?",
+        "SELECT c.id, c.period, c.entity_id, c.start, e.id FROM mirror_rollup_changes c"
+        " LEFT JOIN entities e ON e.entity_id = c.entity_id WHERE c.id > ?"
+        " ORDER BY c.id LIMIT ?",
         (after, limit),
     ).fetchall()
-    for change_id, period, entity_id, start in changes:
+    for change_id, period, entity_id, start, ref in changes:
         chunk.next_cursor = change_id
-        if not selection.takes(entity_id, None):
+        if ref is None or not selection.takes(entity_id, None):
             continue
-        table, column, _ = _PERIODS[period]
-        figures = conn.execute(
-            f"SELECT {_ROLLUP_COLUMNS} FROM {table} WHERE entity_id = ? AND {column} = ?",
-            (entity_id, start),
-        ).fetchone()
-        if figures is not None:
-            chunk.lines += rollup_lines(_rollup(period, entity_id, start, figures))
+        if period == "hour":
+            agg = rollup_rows.read_hours(conn, ref, start // 24).get(start % 24)
+        else:
+            agg = rollup_rows.read_day(conn, ref, start)
+        if agg is not None:
+            chunk.lines += rollup_lines(_rollup(period, entity_id, start, agg))
     chunk.read = len(changes)
     return chunk
 
@@ -167,22 +161,37 @@ def read_rollup_changes(
 def read_rollup_scan(
     conn: sqlite3.Connection, scan: str, limit: int, selection: Selection
 ) -> Chunk:
-    """A backfill's next stored rollups, hours then days, from the position ``scan``."""
-    period, start, entity_id = orjson.loads(scan)
-    table, column, _ = _PERIODS[period]
+    """A backfill's next stored rollups, hours then days, from the position ``scan``:
+    [period, entity ref, day] (a position of another form starts the period over)."""
+    period, ref, day = orjson.loads(scan)
+    if not isinstance(day, int):
+        ref, day = -1, -1
+    table, column = (
+        ("rollups_hourly", "hours") if period == "hour" else ("rollups_daily", "figures")
+    )
+    # An hourly row holds up to 24 rollups: about ``limit`` rollups per chunk either way.
+    rows_limit = max(1, limit // 24) if period == "hour" else limit
     rows = conn.execute(
-        f"SELECT entity_id, {column}, {_ROLLUP_COLUMNS} FROM {table}"
-        f" WHERE ({column}, entity_id) > (?, ?) ORDER BY {column}, entity_id LIMIT ?",
-        (start, entity_id, limit),
+        f"SELECT r.entity_ref, r.day, r.{column}, e.entity_id FROM {table} r"
+        " JOIN entities e ON e.id = r.entity_ref"
+        " WHERE (r.entity_ref, r.day) > (?, ?) ORDER BY r.entity_ref, r.day LIMIT ?",
+        (ref, day, rows_limit),
     ).fetchall()
     chunk = Chunk(read=len(rows))
-    for row in rows:
-        if selection.takes(row[0], None):
-            chunk.lines += rollup_lines(_rollup(period, row[0], row[1], row[2:]))
-    if len(rows) == limit:
-        chunk.next_scan = orjson.dumps([period, rows[-1][1], rows[-1][0]]).decode()
+    for _, day_of, blob, entity_id in rows:
+        if not selection.takes(entity_id, None):
+            continue
+        if period == "hour":
+            for hour, agg in sorted(rollup_rows.unpack_hours(blob).items()):
+                chunk.lines += rollup_lines(_rollup(period, entity_id, day_of * 24 + hour, agg))
+        else:
+            chunk.lines += rollup_lines(
+                _rollup(period, entity_id, day_of, rollup_rows.unpack_day(blob))
+            )
+    if len(rows) == rows_limit:
+        chunk.next_scan = orjson.dumps([period, rows[-1][0], rows[-1][1]]).decode()
     elif period == "hour":
-        chunk.next_scan = '["day", -1, ""]'
+        chunk.next_scan = '["day", -1, -1]'
     return chunk
 
 

@@ -106,8 +106,8 @@ def _rollup_order(position: RollupPosition) -> tuple[Any, ...]:
     change, scan = position
     if scan is None:
         return (change, 1)
-    period, start, entity_id = orjson.loads(scan)
-    return (change, 0, period == "day", start, entity_id)
+    period, entity_ref, day = orjson.loads(scan)  # outbox.read_rollup_scan's key order
+    return (change, 0, period == "day", entity_ref, day)
 
 
 @dataclass(slots=True)

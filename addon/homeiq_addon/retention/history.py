@@ -8,16 +8,16 @@ Where the requested tier is gone too, the next coarser tier answers; such points
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from ..history.queries import raw_history
+from ..store import rollup_rows
+from ..store.ids import entity_ref
 from ..times import US_PER_DAY, US_PER_HOUR, us_to_iso
 from . import rollups, source
 
 if TYPE_CHECKING:
     from ..store.db import Store
-
-_COLUMNS: Final = "count, min, max, sum, events, transitions, time_in_state, last_state"
 
 
 def _tier(
@@ -29,28 +29,31 @@ def _tier(
     end_us: int,
     limit: int,
 ) -> list[dict[str, Any]]:
-    table, column, unit = (
-        ("rollups_hourly", "hour", US_PER_HOUR) if tier == "hour"
-        else ("rollups_daily", "day", US_PER_DAY)
-    )  # fmt: skip
+    ref = entity_ref(conn, entity_id)
+    if ref is None or limit <= 0:
+        return []
     # A period is included when it overlaps [start, end).
+    if tier == "hour":
+        first, end = start_us // US_PER_HOUR, -(-end_us // US_PER_HOUR)
+        found = rollup_rows.read_hour_range(conn, ref, first, end)[:limit]
+        return [rollups.point(agg, us_to_iso(hour * US_PER_HOUR)) for hour, agg in found]
     rows = conn.execute(
-        f"SELECT {column}, {_COLUMNS} FROM {table} WHERE entity_id = ?"
-        f" AND {column} >= ? AND {column} < ? ORDER BY {column} LIMIT ?",
-        (entity_id, start_us // unit, -(-end_us // unit), limit),
+        "SELECT day, figures FROM rollups_daily WHERE entity_ref = ? AND day >= ? AND day < ?"
+        " ORDER BY day LIMIT ?",
+        (ref, start_us // US_PER_DAY, -(-end_us // US_PER_DAY), limit),
     ).fetchall()
-    return [rollups.point(rollups.agg_from_row(r[1:]), us_to_iso(r[0] * unit)) for r in rows]
+    return [rollups.point(rollup_rows.unpack_day(b), us_to_iso(d * US_PER_DAY)) for d, b in rows]
 
 
-def _oldest(conn: sqlite3.Connection, entity_id: str, tier: str) -> int | None:
-    table, column, unit = (
-        ("rollups_hourly", "hour", US_PER_HOUR) if tier == "hour"
-        else ("rollups_daily", "day", US_PER_DAY)
-    )  # fmt: skip
-    row = conn.execute(
-        f"SELECT MIN({column}) FROM {table} WHERE entity_id = ?", (entity_id,)
-    ).fetchone()
-    return None if row[0] is None else int(row[0]) * unit
+def _oldest_hour(conn: sqlite3.Connection, entity_id: str) -> int | None:
+    """Start (µs) of the entity's oldest hourly rollup."""
+    ref = entity_ref(conn, entity_id)
+    row = None if ref is None else conn.execute(
+        "SELECT day, hours FROM rollups_hourly WHERE entity_ref = ? ORDER BY day LIMIT 1", (ref,)
+    ).fetchone()  # fmt: skip
+    if row is None:
+        return None
+    return (int(row[0]) * 24 + rollup_rows.first_hour(row[1])) * US_PER_HOUR
 
 
 def _tagged(points: list[dict[str, Any]], tier: str) -> list[dict[str, Any]]:
@@ -65,7 +68,7 @@ def rollup_points(
     hours already purged."""
     if resolution == "day":
         return _tier(conn, entity_id, "day", start_us=start_us, end_us=end_us, limit=limit)
-    oldest_hour = _oldest(conn, entity_id, "hour")
+    oldest_hour = _oldest_hour(conn, entity_id)
     points: list[dict[str, Any]] = []
     if oldest_hour is None or start_us < oldest_hour:
         cover_end = end_us if oldest_hour is None else min(end_us, oldest_hour)

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from ..store import maintenance, rollup_rows
 from ..store.connection import connect
 from ..store.mirror_outbox import retention_floor
-from ..times import US_PER_DAY, US_PER_HOUR
+from ..times import US_PER_DAY, US_PER_HOUR, US_PER_SECOND
 from . import orphans, rollups, source
 from .policies import Days, Policy, PolicySet
 
@@ -93,10 +94,10 @@ def _cutoff_us(now_us: int, days: Days) -> int | None:
     return None if days is None else now_us - int(days * US_PER_DAY)
 
 
-_KINDS: Final = {
-    # kind: (dirty table, its column, find the next dirty period, build a slice of it)
-    "hour": ("dirty_hours", "hour", rollups.next_dirty_hour, rollups.build_hour),
-    "day": ("rollup_dirty_days", "day", rollups.next_dirty_day, rollups.build_day),
+_KINDS: Final[dict[str, tuple[Callable[..., Any], Callable[..., Any]]]] = {
+    # kind: (find the next dirty period, build a slice of it)
+    "hour": (rollups.dirty_run, rollups.build_hours),
+    "day": (rollups.next_dirty_day, rollups.build_day),
 }
 
 
@@ -120,7 +121,7 @@ async def build_rollups(store: Store, now_us: int) -> tuple[int, int]:
 
 
 def _build_step(conn: sqlite3.Connection, kind: str, before: int) -> tuple[int, bool]:
-    table, column, find, build = _KINDS[kind]
+    find, build = _KINDS[kind]
     key = f"building_{kind}"
     deadline = time.perf_counter() + STEP_BUDGET_S
     completed = 0
@@ -128,11 +129,15 @@ def _build_step(conn: sqlite3.Connection, kind: str, before: int) -> tuple[int, 
         claim = conn.execute("SELECT value FROM retention_meta WHERE key = ?", (key,)).fetchone()
         if claim is not None:
             period, after = orjson.loads(claim[0])
+            if kind == "hour" and isinstance(period, int):  # claimed by version 5: one hour
+                period = [period, period + 1]
         else:
             period, after = find(conn, before), ""
             if period is None:
                 return completed, False
-            conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (period,))
+            _unmark(conn, kind, period)
+        if kind == "hour":
+            period = tuple(period)
         last = build(conn, period, after, deadline)
         if last is not None:
             conn.execute(
@@ -142,9 +147,20 @@ def _build_step(conn: sqlite3.Connection, kind: str, before: int) -> tuple[int, 
             return completed, True
         conn.execute("DELETE FROM retention_meta WHERE key = ?", (key,))
         if kind == "hour":
-            conn.execute("INSERT OR IGNORE INTO rollup_dirty_days(day) VALUES (?)", (period // 24,))
-        completed += 1
+            conn.execute("INSERT OR IGNORE INTO rollup_dirty_days(day) VALUES (?)",
+                         (period[0] // 24,))  # fmt: skip
+            completed += period[1] - period[0]
+        else:
+            completed += 1
     return completed, True
+
+
+def _unmark(conn: sqlite3.Connection, kind: str, period: Any) -> None:
+    """The claimed period is no longer dirty (a later event marks it again)."""
+    if kind == "hour":
+        conn.execute("DELETE FROM dirty_hours WHERE hour >= ? AND hour < ?", tuple(period))
+    else:
+        conn.execute("DELETE FROM rollup_dirty_days WHERE day = ?", (period,))
 
 
 def _checkpoint_loop(path: Path, stop: threading.Event) -> None:
@@ -187,6 +203,10 @@ async def _run(store: Store, policies: PolicySet, *, now_us: int, dry_run: bool)
     await _purge_rollups(store, policies, report, "daily")
     if not dry_run:
         report.attribute_sets_removed = await orphans.remove_orphan_attributes(store)
+        # The stats' bookkeeping of the same days goes too (as the store's own pruning
+        # would within minutes), so that the space handed back below includes it. Never
+        # by a "now" ahead of the clock: the batch ids must stay for their 8 days.
+        await maintenance.prune(store, min(now_us / US_PER_SECOND, time.time()))
         report.freed_bytes = await incremental_vacuum(store)
     return report
 
@@ -234,28 +254,30 @@ async def _purge_raw(store: Store, policies: PolicySet, report: Report, bound: i
 
 
 async def _purge_rollups(store: Store, policies: PolicySet, report: Report, tier: str) -> None:
-    table, column, unit_us = (
-        ("rollups_hourly", "hour", US_PER_HOUR)
-        if tier == "hourly"
-        else ("rollups_daily", "day", US_PER_DAY)
+    table = "rollups_hourly" if tier == "hourly" else "rollups_daily"
+    entities: list[tuple[int, str]] = await store.read(
+        lambda c: c.execute(
+            "SELECT e.id, e.entity_id FROM entities e WHERE EXISTS"
+            f" (SELECT 1 FROM {table} r WHERE r.entity_ref = e.id)"
+        ).fetchall()
     )
-    entities: list[str] = await store.read(
-        lambda c: [r[0] for r in c.execute(f"SELECT DISTINCT entity_id FROM {table}")]
-    )
-    for entity_id in entities:
+    for ref, entity_id in entities:
         policy = policies.for_event(entity_id, None, "state_changed")
         cutoff = _cutoff_us(report.now_us, policy.hourly_days if tier == "hourly" else
                             policy.daily_days)  # fmt: skip
         if cutoff is None:
             continue
-        # A period is dropped once it has ended before the cutoff.
-        limit = cutoff // unit_us
-        where = f"FROM {table} WHERE entity_id = ? AND {column} < ?"
+        # A period is dropped once it has ended before the cutoff: hours before
+        # ``limit`` (an epoch hour, or day), which may end inside a day's row.
+        limit = cutoff // (US_PER_HOUR if tier == "hourly" else US_PER_DAY)
+        purge = partial(_purge_entity, table=table, ref=ref, limit=limit,
+                        dry_run=report.dry_run)  # fmt: skip
+        n = 0
         if report.dry_run:
-            sql, args = f"SELECT COUNT(*) {where}", (entity_id, limit)
-            n = await store.read(partial(_count, sql=sql, args=args))
+            n = await store.read(purge)
         else:
-            n = await _delete_chunked(store, table, column, entity_id, limit)
+            while removed := await store.write(purge):
+                n += removed
         counts = report.count(policy)
         if tier == "hourly":
             counts.hourly_rollups += n
@@ -263,27 +285,42 @@ async def _purge_rollups(store: Store, policies: PolicySet, report: Report, tier
             counts.daily_rollups += n
 
 
-def _count(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
-    return int(conn.execute(sql, args).fetchone()[0])
-
-
-async def _delete_chunked(store: Store, table: str, column: str, entity_id: str,
-                          limit: int) -> int:  # fmt: skip
-    def step(conn: sqlite3.Connection) -> int:
-        edge = conn.execute(
-            f"SELECT {column} FROM {table} WHERE entity_id = ? AND {column} < ?"
-            f" ORDER BY {column} LIMIT 1 OFFSET {MAX_CHUNK // 4}",
-            (entity_id, limit),
-        ).fetchone()
-        upto = limit if edge is None else edge[0]
+def _purge_entity(conn: sqlite3.Connection, table: str, ref: int, limit: int,
+                  dry_run: bool) -> int:  # fmt: skip
+    """Drop (or, in a dry run, count) an entity's rollups before ``limit``, a slice at a
+    time; returns how many went (0: none left)."""
+    whole_days = limit // 24 if table == "rollups_hourly" else limit
+    if dry_run:
+        if table == "rollups_daily":
+            sql = "SELECT COUNT(*) FROM rollups_daily WHERE entity_ref = ? AND day < ?"
+        else:
+            sql = "SELECT COALESCE(SUM(n), 0) FROM rollups_hourly WHERE entity_ref = ? AND day < ?"
+        n = int(conn.execute(sql, (ref, whole_days)).fetchone()[0])
+        if table == "rollups_hourly":
+            hours = rollup_rows.read_hours(conn, ref, whole_days)
+            n += sum(1 for h in hours if whole_days * 24 + h < limit)
+        return n
+    edge = conn.execute(
+        f"SELECT day FROM {table} WHERE entity_ref = ? AND day < ?"
+        f" ORDER BY day LIMIT 1 OFFSET {MAX_CHUNK // 4}",
+        (ref, whole_days),
+    ).fetchone()
+    upto = whole_days if edge is None else edge[0]
+    if table == "rollups_daily":
         return conn.execute(
-            f"DELETE FROM {table} WHERE entity_id = ? AND {column} < ?", (entity_id, upto)
+            "DELETE FROM rollups_daily WHERE entity_ref = ? AND day < ?", (ref, upto)
         ).rowcount
-
-    total = 0
-    while n := await store.write(step):
-        total += n
-    return total
+    n = int(conn.execute("SELECT COALESCE(SUM(n), 0) FROM rollups_hourly WHERE entity_ref = ?"
+                         " AND day < ?", (ref, upto)).fetchone()[0])  # fmt: skip
+    conn.execute("DELETE FROM rollups_hourly WHERE entity_ref = ? AND day < ?", (ref, upto))
+    if upto == whole_days and limit % 24:
+        # The day the cutoff falls in keeps its hours from the cutoff on.
+        hours = rollup_rows.read_hours(conn, ref, whole_days)
+        kept = {h: agg for h, agg in hours.items() if whole_days * 24 + h >= limit}
+        if len(kept) < len(hours):
+            rollup_rows.write_hours(conn, ref, whole_days, kept)
+            n += len(hours) - len(kept)
+    return n
 
 
 async def incremental_vacuum(store: Store) -> int:

@@ -9,101 +9,65 @@ raw events of that day are gone.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import sqlite3
 import time
 from typing import Any, Final
 
 import orjson
 
+from ..store import rollup_rows
+from ..store.rollup_rows import Agg, log_rollup_changes
 from ..times import US_PER_HOUR
 from . import source
+
+__all__ = [
+    "Agg",
+    "build_day",
+    "build_hours",
+    "dirty_run",
+    "next_dirty_day",
+    "next_dirty_hour",
+    "point",
+]
 
 HOUR_S: Final = 3600
 
 
-@dataclass(slots=True)
-class Agg:
-    """The figures of one entity over one period."""
-
-    count: int = 0
-    min: float | None = None
-    max: float | None = None
-    sum: float | None = None
-    events: int = 0
-    transitions: int = 0
-    time_in_state: dict[str, float] = field(default_factory=dict)
-    last_state: str | None = None
-
-    def add_value(self, value: float) -> None:
-        self.count += 1
-        self.min = value if self.min is None else min(self.min, value)
-        self.max = value if self.max is None else max(self.max, value)
-        self.sum = value if self.sum is None else self.sum + value
-
-    def hold(self, state: str | None, seconds: float) -> None:
-        if state is not None and seconds > 0:
-            self.time_in_state[state] = self.time_in_state.get(state, 0.0) + seconds
-
-    def merge(self, other: Agg) -> None:
-        """Fold a following period in (numbers, transitions, time in state)."""
-        for value in (other.min, other.max):
-            if value is not None:
-                self.min = value if self.min is None else min(self.min, value)
-                self.max = value if self.max is None else max(self.max, value)
-        if other.sum is not None:
-            self.sum = other.sum if self.sum is None else self.sum + other.sum
-        self.count += other.count
-        self.events += other.events
-        self.transitions += other.transitions
-        for state, seconds in other.time_in_state.items():
-            self.hold(state, seconds)
-        self.last_state = other.last_state
-
-    def row(self) -> tuple[Any, ...]:
-        tis = orjson.dumps({k: round(v, 6) for k, v in self.time_in_state.items()}).decode()
-        return (self.count, self.min, self.max, self.sum, self.events, self.transitions, tis,
-                self.last_state)  # fmt: skip
-
-
-_COLUMNS: Final = "count, min, max, sum, events, transitions, time_in_state, last_state"
-
-
-def agg_from_row(row: tuple[Any, ...]) -> Agg:
-    count, vmin, vmax, vsum, events, transitions, tis, last = row
-    return Agg(count, vmin, vmax, vsum, events, transitions, orjson.loads(tis), last)
-
-
-# Per-entity lookups run inside SQLite over a JSON list of entity ids: one statement per
-# hour instead of several per entity keeps a build step short.
-_PREVIOUS: Final = (
-    "SELECT j.value, (SELECT hour FROM rollups_hourly WHERE entity_id = j.value AND hour < ?1"
-    " ORDER BY hour DESC LIMIT 1), (SELECT last_state FROM rollups_hourly"
-    " WHERE entity_id = j.value AND hour < ?1 ORDER BY hour DESC LIMIT 1) FROM json_each(?2) j"
-)
-_MARK_NEXT: Final = (
-    "INSERT OR IGNORE INTO dirty_hours(hour) SELECT h FROM (SELECT (SELECT hour"
-    " FROM rollups_hourly WHERE entity_id = j.value AND hour > ?1 ORDER BY hour LIMIT 1) AS h"
-    " FROM json_each(?2) j) WHERE h IS NOT NULL"
-)
-_UPSERT: Final = (
-    f"INSERT OR REPLACE INTO {{table}} (entity_id, {{column}}, {_COLUMNS})"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def _states_before(conn: sqlite3.Connection, entities: list[str], hour: int) -> dict[str, Any]:
-    """Each entity's state when the hour began: the last rolled-up hour's end state, or
-    (for an entity seen for the first time) its last raw state event."""
-    names = orjson.dumps(entities).decode()
-    found: dict[str, Any] = {}
-    for entity_id, prev_hour, rolled in conn.execute(_PREVIOUS, (hour, names)):
-        found[entity_id] = (
-            rolled
-            if prev_hour is not None
-            else source.previous_state(conn, entity_id, hour * US_PER_HOUR)[1]
-        )
+def _last_states(conn: sqlite3.Connection, refs: list[int], day: int) -> dict[int, str | None]:
+    """Each entity's state at the end of its last rolled-up hour before ``day``; entities
+    with no earlier hourly row are left out."""
+    found: dict[int, str | None] = {}
+    rows = conn.execute(
+        "SELECT j.value, (SELECT hours FROM rollups_hourly WHERE entity_ref = j.value"
+        " AND day < ?1 ORDER BY day DESC LIMIT 1) FROM json_each(?2) j",
+        (day, orjson.dumps(refs).decode()),
+    )
+    for ref, blob in rows:
+        if blob is not None:
+            found[ref] = rollup_rows.final_state(blob)
     return found
+
+
+def _next_rows(conn: sqlite3.Connection, refs: list[int], day: int) -> list[int]:
+    """The first rolled-up hour of each entity's next hourly row after ``day``."""
+    rows = conn.execute(
+        "SELECT (SELECT day FROM rollups_hourly WHERE entity_ref = j.value AND day > ?1"
+        " ORDER BY day LIMIT 1), (SELECT hours FROM rollups_hourly WHERE entity_ref = j.value"
+        " AND day > ?1 ORDER BY day LIMIT 1) FROM json_each(?2) j",
+        (day, orjson.dumps(refs).decode()),
+    )
+    return [d * 24 + rollup_rows.first_hour(b) for d, b in rows if d is not None]
+
+
+def _day_rows(conn: sqlite3.Connection, table: str, column: str, refs: list[int], day: int
+              ) -> dict[int, bytes]:  # fmt: skip
+    return dict(
+        conn.execute(
+            f"SELECT entity_ref, {column} FROM {table}"
+            " WHERE day = ? AND entity_ref IN (SELECT value FROM json_each(?))",
+            (day, orjson.dumps(refs).decode()),
+        ).fetchall()
+    )
 
 
 def _fold(events: list[tuple[int, Any, Any]], current: Any, start_us: int, end_us: int) -> Agg:
@@ -123,127 +87,167 @@ def _fold(events: list[tuple[int, Any, Any]], current: Any, start_us: int, end_u
 
 
 _CHUNK: Final = 32  # entities per statement group; the deadline is checked between chunks
-# The events of the hour being built in slices, so that a continuation slice does not
+# A run of dirty hours is built together (each entity's day row is written once per run)
+# while it holds no more events than this, so a catch-up does not repack a day 24 times.
+RUN_EVENTS: Final = 50_000
+type _Events = list[tuple[int, Any, Any]]
+# The events of the run being built in slices, so that a continuation slice does not
 # read them again. Only a continuation (after != "") uses it; an event arriving between
-# slices marks the hour dirty again, so it is rebuilt from the database afterwards.
-_HOUR_EVENTS: dict[int, dict[str, list[tuple[int, Any, Any]]]] = {}
+# slices marks its hour dirty again, so it is rebuilt from the database afterwards.
+_RUN_EVENTS: dict[tuple[int, int], dict[str, tuple[int, _Events]]] = {}
 
 
-def build_hour(conn: sqlite3.Connection, hour: int, after: str, deadline: float) -> str | None:
-    """Rebuild the hour's rollups of the entities sorted after ``after``, until the
-    deadline (perf_counter) passes; returns the last entity done, or None when the hour
-    is complete. Slices keep every writer step short on a busy hour."""
-    start_us, end_us = hour * US_PER_HOUR, (hour + 1) * US_PER_HOUR
-    by_entity = _HOUR_EVENTS.get(hour) if after else None
+def dirty_run(conn: sqlite3.Connection, before_hour: int) -> tuple[int, int] | None:
+    """The next run [first, end) of consecutive dirty hours before ``before_hour``, within
+    one day and holding at most about RUN_EVENTS events (always at least one hour)."""
+    first = next_dirty_hour(conn, before_hour)
+    if first is None:
+        return None
+    end, held = first + 1, _events_in(conn, first)
+    limit = min(before_hour, (first // 24 + 1) * 24)
+    while end < limit and held < RUN_EVENTS:
+        if not conn.execute("SELECT 1 FROM dirty_hours WHERE hour = ?", (end,)).fetchone():
+            break
+        held += _events_in(conn, end)
+        if held > RUN_EVENTS:
+            break
+        end += 1
+    return first, end
+
+
+def _events_in(conn: sqlite3.Connection, hour: int) -> int:
+    return int(
+        conn.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE time_fired >= ? AND time_fired < ?"
+            f" LIMIT {RUN_EVENTS + 1})",
+            (hour * US_PER_HOUR, (hour + 1) * US_PER_HOUR),
+        ).fetchone()[0]
+    )
+
+
+def build_hours(
+    conn: sqlite3.Connection, run: tuple[int, int], after: str, deadline: float
+) -> str | None:
+    """Rebuild the rollups of the hours [first, end) of one day for the entities sorted
+    after ``after``, until the deadline (perf_counter) passes; returns the last entity
+    done, or None when the run is complete. Slices keep every writer step short."""
+    first, end = run
+    by_entity = _RUN_EVENTS.get(run) if after else None
     if by_entity is None:
         by_entity = {}
-        for entity_id, time_us, state, value in source.hour_events(conn, start_us, end_us):
-            by_entity.setdefault(entity_id, []).append((time_us, state, value))
-        _HOUR_EVENTS.clear()
-        _HOUR_EVENTS[hour] = by_entity
+        rows = source.hour_events(conn, first * US_PER_HOUR, end * US_PER_HOUR)
+        for entity_id, ref, time_us, state, value in rows:
+            by_entity.setdefault(entity_id, (ref, []))[1].append((time_us, state, value))
+        _RUN_EVENTS.clear()
+        _RUN_EVENTS[run] = by_entity
     entities = [e for e in by_entity if e > after]  # already sorted by the query
-    for first in range(0, len(entities), _CHUNK):
-        chunk = entities[first : first + _CHUNK]
-        _hour_chunk(conn, hour, {e: by_entity[e] for e in chunk})
-        if time.perf_counter() > deadline and first + _CHUNK < len(entities):
+    for start in range(0, len(entities), _CHUNK):
+        chunk = entities[start : start + _CHUNK]
+        _run_chunk(conn, first // 24, {e: by_entity[e] for e in chunk})
+        if time.perf_counter() > deadline and start + _CHUNK < len(entities):
             return chunk[-1]
-    _HOUR_EVENTS.pop(hour, None)
+    _RUN_EVENTS.pop(run, None)
     return None
 
 
-def _hour_chunk(
-    conn: sqlite3.Connection, hour: int, by_entity: dict[str, list[tuple[int, Any, Any]]]
+def _by_hour(events: _Events) -> dict[int, _Events]:
+    hours: dict[int, _Events] = {}
+    for item in events:
+        hours.setdefault(item[0] // US_PER_HOUR, []).append(item)
+    return hours
+
+
+def _run_chunk(
+    conn: sqlite3.Connection, day: int, by_entity: dict[str, tuple[int, _Events]]
 ) -> None:
-    start_us, end_us = hour * US_PER_HOUR, (hour + 1) * US_PER_HOUR
-    names = orjson.dumps(list(by_entity)).decode()
-    old = {
-        r[0]: (r[1], r[2])
-        for r in conn.execute(
-            "SELECT entity_id, events, last_state FROM rollups_hourly"
-            " WHERE hour = ? AND entity_id IN (SELECT value FROM json_each(?))",
-            (hour, names),
-        )
-    }
-    before = _states_before(conn, list(by_entity), hour)
-    rows, moved = [], []
-    for entity_id, events in by_entity.items():
-        previous = old.get(entity_id)
-        if previous is not None and previous[0] > len(events):
-            # Some of this hour's raw events were purged since it was rolled up; a late
-            # event must not replace the complete figures with partial ones.
+    refs = [ref for ref, _ in by_entity.values()]
+    stored = _day_rows(conn, "rollups_hourly", "hours", refs, day)
+    days_before = _last_states(conn, refs, day)
+    rows, changed, dirty, moved = [], [], [], []
+    for entity_id, (ref, events) in by_entity.items():
+        hours = rollup_rows.unpack_hours(stored[ref]) if ref in stored else {}
+        built, moved_from = set(), []
+        for hour, hour_events in _by_hour(events).items():
+            of_day = hour - day * 24
+            previous = hours.get(of_day)
+            if previous is not None and previous.events > len(hour_events):
+                # Some of this hour's raw events were purged since it was rolled up; a
+                # late event must not replace the complete figures with partial ones.
+                continue
+            before = [h for h in hours if h < of_day]
+            if before:
+                carried = hours[max(before)].last_state
+            elif ref in days_before:
+                carried = days_before[ref]
+            else:
+                carried = source.previous_state(conn, entity_id, hour * US_PER_HOUR)[1]
+            agg = _fold(hour_events, carried, hour * US_PER_HOUR, (hour + 1) * US_PER_HOUR)
+            hours[of_day] = agg
+            built.add(of_day)
+            changed.append((entity_id, hour))
+            if previous is None or previous.last_state != agg.last_state:
+                moved_from.append(of_day)
+        if not built:
             continue
-        agg = _fold(events, before[entity_id], start_us, end_us)
-        rows.append((entity_id, hour, *agg.row()))
-        if previous is None or previous[1] != agg.last_state:
-            moved.append(entity_id)
-    conn.executemany(_UPSERT.format(table="rollups_hourly", column="hour"), rows)
-    if moved:
-        # A late event changed how an entity left the hour: its next rolled-up hour
-        # started from a different state and is rebuilt too.
-        conn.execute(_MARK_NEXT, (hour, orjson.dumps(moved).decode()))
+        rows.append((ref, day, len(hours), rollup_rows.pack_hours(hours)))
+        # A late event changed how the entity left an hour: its next rolled-up hour
+        # started from a different state and is rebuilt too (unless built just now).
+        for of_day in moved_from:
+            following = min((h for h in hours if h > of_day), default=None)
+            if following is None:
+                moved.append(ref)
+            elif following not in built:
+                dirty.append((day * 24 + following,))
+    conn.executemany(
+        "INSERT OR REPLACE INTO rollups_hourly (entity_ref, day, n, hours) VALUES (?, ?, ?, ?)",
+        rows,
+    )
+    log_rollup_changes(conn, "hour", changed)
+    dirty += [(h,) for h in _next_rows(conn, sorted(set(moved)), day)] if moved else []
+    conn.executemany("INSERT OR IGNORE INTO dirty_hours(hour) VALUES (?)", dirty)
 
 
 def build_day(conn: sqlite3.Connection, day: int, after: str, deadline: float) -> str | None:
-    """Rebuild daily rollups from the hourly rows, sliced like ``build_hour``."""
-    first, last = day * 24, day * 24 + 24
-    # The day's entities from the (covering) hour index; without INDEXED BY, SQLite walks
-    # the primary key from ``after`` across every hour of every later entity.
-    entities: list[str] = [
-        r[0]
-        for r in conn.execute(
-            "SELECT DISTINCT entity_id FROM rollups_hourly INDEXED BY rollups_hourly_hour"
-            " WHERE hour >= ? AND hour < ? AND entity_id > ? ORDER BY entity_id",
-            (first, last, after),
-        )
-    ]
+    """Rebuild daily rollups from the hourly rows, sliced like ``build_hours``."""
+    # The day's entities: one primary-key probe per entity (there is no index by day).
+    entities: list[tuple[str, int]] = conn.execute(
+        "SELECT e.entity_id, e.id FROM entities e WHERE e.entity_id > ? AND EXISTS"
+        " (SELECT 1 FROM rollups_hourly r WHERE r.entity_ref = e.id AND r.day = ?)"
+        " ORDER BY e.entity_id",
+        (after, day),
+    ).fetchall()
     for start in range(0, len(entities), _CHUNK):
-        chunk_ids = entities[start : start + _CHUNK]
-        chunk: dict[str, list[tuple[int, Agg]]] = {}
-        for entity_id in chunk_ids:
-            # One primary-key range per entity: (entity, first hour) .. (entity, last hour).
-            chunk[entity_id] = [
-                (row[0], agg_from_row(row[1:]))
-                for row in conn.execute(
-                    f"SELECT hour, {_COLUMNS} FROM rollups_hourly"
-                    " WHERE entity_id = ? AND hour >= ? AND hour < ? ORDER BY hour",
-                    (entity_id, first, last),
-                )
-            ]
-        _day_chunk(conn, day, chunk)
+        chunk = entities[start : start + _CHUNK]
+        _day_chunk(conn, day, dict(chunk))
         if time.perf_counter() > deadline and start + _CHUNK < len(entities):
-            return chunk_ids[-1]
+            return chunk[-1][0]
     return None
 
 
-def _day_chunk(
-    conn: sqlite3.Connection, day: int, by_entity: dict[str, list[tuple[int, Agg]]]
-) -> None:
+def _day_chunk(conn: sqlite3.Connection, day: int, refs: dict[str, int]) -> None:
     first, last = day * 24, day * 24 + 24
-    names = orjson.dumps(list(by_entity)).decode()
-    carried_in = {e: s for e, _, s in conn.execute(_PREVIOUS, (first, names))}
-    old = dict(
-        conn.execute(
-            "SELECT entity_id, events FROM rollups_daily"
-            " WHERE day = ? AND entity_id IN (SELECT value FROM json_each(?))",
-            (day, names),
-        ).fetchall()
-    )
-    rows = []
-    for entity_id, hours in by_entity.items():
+    hourly = _day_rows(conn, "rollups_hourly", "hours", list(refs.values()), day)
+    carried_in = _last_states(conn, list(refs.values()), day)
+    old = _day_rows(conn, "rollups_daily", "figures", list(refs.values()), day)
+    rows, changed = [], []
+    for entity_id, ref in refs.items():
         day_agg = Agg()
-        carried = carried_in.get(entity_id)
+        carried = carried_in.get(ref)
         expected = first
-        for hour, agg in hours:
+        for of_day, agg in sorted(rollup_rows.unpack_hours(hourly[ref]).items()):
+            hour = first + of_day
             # Hours without a row had no events: the entity held its state throughout.
             day_agg.hold(carried, (hour - expected) * HOUR_S)
             day_agg.merge(agg)
             carried, expected = agg.last_state, hour + 1
         day_agg.hold(carried, (last - expected) * HOUR_S)
         day_agg.last_state = carried
-        if old.get(entity_id, 0) > day_agg.events:
+        if ref in old and rollup_rows.unpack_day(old[ref]).events > day_agg.events:
             continue  # hourly rows of this day were purged already: keep the full figures
-        rows.append((entity_id, day, *day_agg.row()))
-    conn.executemany(_UPSERT.format(table="rollups_daily", column="day"), rows)
+        rows.append((ref, day, day_agg))
+        changed.append((entity_id, day))
+    rollup_rows.write_days(conn, rows)
+    log_rollup_changes(conn, "day", changed)
 
 
 def next_dirty_hour(conn: sqlite3.Connection, before_hour: int) -> int | None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..config import Config
 from .. import times
 from ..errors import BadRequest, Conflict, NotFound
+from ..store import rollup_rows
 from ..store.db import Store
 from ..times import US_PER_DAY, US_PER_HOUR, next_daily, us_to_iso
 
@@ -180,19 +181,13 @@ class RetentionService:
         def read(conn: sqlite3.Connection) -> dict[str, Any]:
             rows, oldest, newest = source.raw_tier(conn)
             tiers = {"raw": _tier(rows, oldest, newest, 1)}
-            for name, table, column, unit in (
-                ("hourly", "rollups_hourly", "hour", US_PER_HOUR),
-                ("daily", "rollups_daily", "day", US_PER_DAY),
-            ):
-                n, lo, hi = conn.execute(
-                    f"SELECT COUNT(*), MIN({column}), MAX({column}) FROM {table}"
-                ).fetchone()
-                tiers[name] = _tier(n, lo, hi, unit)
+            for name, unit in (("hourly", US_PER_HOUR), ("daily", US_PER_DAY)):
+                tiers[name] = _tier(*rollup_rows.tier_summary(conn, name), unit)
             sizes = self._table_sizes(conn)
             for name, tables in (("raw", ("events", "events_by_entity", "event_blocks",
                                           "attributes", "attributes_by_hash")),
-                                 ("hourly", ("rollups_hourly", "rollups_hourly_hour")),
-                                 ("daily", ("rollups_daily", "rollups_daily_day"))):  # fmt: skip
+                                 ("hourly", ("rollups_hourly",)),
+                                 ("daily", ("rollups_daily",))):  # fmt: skip
                 tiers[name]["bytes"] = sum(sizes.get(t, 0) for t in tables)
             page = conn.execute("PRAGMA page_size").fetchone()[0]
             free = conn.execute("PRAGMA freelist_count").fetchone()[0]

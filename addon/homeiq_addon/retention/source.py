@@ -26,12 +26,12 @@ _STATE_TEXT: Final = "CASE typeof(e.state) WHEN 'integer' THEN s.value ELSE e.st
 
 def hour_events(
     conn: sqlite3.Connection, start_us: int, end_us: int
-) -> list[tuple[str, int, str | None, float | None]]:
-    """State events in [start, end) as (entity_id, time_us, state, numeric_value),
-    ordered by entity then time."""
+) -> list[tuple[str, int, int, str | None, float | None]]:
+    """State events in [start, end) as (entity_id, entity_ref, time_us, state,
+    numeric_value), ordered by entity then time."""
     ids, params = time_blocks.in_range(conn, start_us, end_us)
     return conn.execute(
-        f"SELECT n.entity_id, e.time_fired, {_STATE_TEXT}, {NUMERIC_VALUE}"
+        f"SELECT n.entity_id, n.id, e.time_fired, {_STATE_TEXT}, {NUMERIC_VALUE}"
         " FROM events e JOIN entities n ON n.id = e.entity_ref"
         " LEFT JOIN strings s ON s.id = e.state"
         f" WHERE {ids} AND e.time_fired >= ? AND e.time_fired < ?"

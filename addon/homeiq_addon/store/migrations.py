@@ -15,6 +15,7 @@ from .compact_events import rebuild_events
 from .deferred_index import migrate_deferred_index
 from .mirror_outbox import migrate_mirror_outbox
 from .retention_tables import migrate_retention
+from .rollup_rows import migrate_packed_rollups
 from .time_blocks import migrate_time_blocks
 
 type Migration = Callable[[sqlite3.Connection], None]
@@ -148,6 +149,7 @@ MIGRATIONS: list[Migration] = [
     m004_drop_stat_minute_key,
     migrate_mirror_outbox,
     m006_compact_events,
+    migrate_packed_rollups,
 ]
 
 

@@ -5,10 +5,11 @@
 backfill runs, a second cursor (``backfill_cursor``) goes from the first event to
 ``backfill_until``, the newest event when it began, beside the live one. Then its
 counters, its last error and success. ``mirror_refused`` keeps the
-lines a target refused for their content. Rollups are rewritten in place
-(``INSERT OR REPLACE`` when a late event changes an hour), so a trigger logs each
-written rollup row in ``mirror_rollup_changes``, which the targets follow by id
-(``rollup_cursor``) — only while some target wants rollups.
+lines a target refused for their content. Rollups are rewritten in place (when a
+late event changes an hour), so each written rollup is logged in
+``mirror_rollup_changes``, which the targets follow by id (``rollup_cursor``) — only
+while some target wants rollups: by triggers up to schema version 6, by the retention
+job since (``rollup_rows.log_rollup_changes``: a day's hours share a row).
 
 Retention asks ``retention_floor`` here, not the mirror: the store is below both.
 """

@@ -1,7 +1,7 @@
 """Retention's schema migration, appended to the store's migration list.
 
-Rollups are keyed by the entity id text rather than the store's interned key so they
-stay readable (and correct) whatever happens to the raw events and their dimensions.
+Schema version 2 keyed rollups by the entity id text, a row per entity and hour; version
+7 packs them a day per row, keyed by the entity's interned id (store/rollup_rows.py).
 """
 
 from __future__ import annotations

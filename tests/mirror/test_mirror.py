@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 import threading
@@ -169,7 +170,13 @@ def test_a_wrong_token_shows_in_health_loses_nothing_and_the_right_one_drains(
         status, answer = addon.call("POST", "/api/v1/mirror/targets/guarded/test")
         assert status == 200, answer
         assert answer["reachable"] is True
-    assert value_samples(victoria) == expected_values(events)
+    # The export right before the writes found no homeiq series; victoria-metrics may
+    # answer that empty search from its cache for a moment after new series arrived
+    # (seen twice under load: every point acknowledged, an empty export just after).
+    expected = expected_values(events)
+    with contextlib.suppress(TimeoutError):
+        wait_until(lambda: value_samples(victoria) == expected, 30, "every value exported")
+    assert value_samples(victoria) == expected
 
 
 def test_through_vmagent_a_node_stopped_mid_stream_ends_with_each_point_once(

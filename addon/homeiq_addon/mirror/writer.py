@@ -28,17 +28,16 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 import random
 import time
-from typing import Any, Final, Self, cast
+from typing import TYPE_CHECKING, Any, Final, Self, cast
 
 import aiohttp
-from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
-from influxdb_client.domain.write_precision import WritePrecision
-from influxdb_client.rest import ApiException
-from influxdb_client.service.write_service import WriteService
 import orjson
 
 from .errors import AccessRefused, ContentRefused, EngineUnavailable, MirrorError
 from .points import body
+
+if TYPE_CHECKING:
+    from influxdb_client.rest import ApiException
 
 SYSTEMIC_LINES: Final = 16
 # The longest wait a Retry-After is taken for; a longer one is read as this.
@@ -129,6 +128,10 @@ class TargetWriter:
         self.target = target
         self._client: Any = None
         self._write_api: Any = None
+        # The client's classes, imported with the first client (_open).
+        self._api_exception: type[Exception] = _NeverRaised
+        self._write_service: Any = None
+        self._precision: Any = None
 
     async def __aenter__(self) -> Self:
         self._open()
@@ -140,6 +143,18 @@ class TargetWriter:
     def _open(self) -> Any:
         # The client makes its aiohttp session at once: only inside the running loop.
         if self._client is None:
+            # Imported here, not with the module: influxdb_client and what it pulls in
+            # take about 14 MB of the add-on's memory, and most add-ons mirror nowhere.
+            from influxdb_client.client.influxdb_client_async import (  # noqa: PLC0415
+                InfluxDBClientAsync,
+            )
+            from influxdb_client.domain.write_precision import WritePrecision  # noqa: PLC0415
+            from influxdb_client.rest import ApiException  # noqa: PLC0415
+            from influxdb_client.service.write_service import WriteService  # noqa: PLC0415
+
+            self._api_exception = ApiException
+            self._write_service = WriteService
+            self._precision = WritePrecision.US
             self._client = InfluxDBClientAsync(
                 url=self.target.url,
                 token=self.target.token,
@@ -208,11 +223,11 @@ class TargetWriter:
         started = time.perf_counter()
         try:
             _, _, headers = await self._send(
-                cast(Any, WriteService)(client.api_client).post_write_async(
+                self._write_service(client.api_client).post_write_async(
                     org=self.target.org,
                     bucket=self.target.bucket,
                     body=b"",
-                    precision=WritePrecision.US,
+                    precision=self._precision,
                     content_type="text/plain; charset=utf-8",
                     _return_http_data_only=False,
                 )
@@ -234,7 +249,7 @@ class TargetWriter:
         self._open()
         await self._send(
             self._write_api.write(
-                self.target.bucket, self.target.org, data, write_precision=WritePrecision.US
+                self.target.bucket, self.target.org, data, write_precision=self._precision
             )
         )
 
@@ -242,8 +257,8 @@ class TargetWriter:
         name = self.target.name
         try:
             return await request
-        except ApiException as error:
-            raise self._classify(error) from None
+        except self._api_exception as error:
+            raise self._classify(cast("ApiException", error)) from None
         except aiohttp.ClientSSLError as error:
             raise AccessRefused(f"{name}: TLS failed: {self._redact(str(error))}") from None
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
@@ -287,6 +302,10 @@ class TargetWriter:
     def _redact(self, text: str) -> str:
         token = self.target.token
         return text.replace(token, "***") if token else text
+
+
+class _NeverRaised(Exception):
+    """What ``_send`` catches before a client was made (none can answer then)."""
 
 
 def _about_token(message: str) -> bool:

@@ -53,7 +53,7 @@ def encode_chunks(events: Sequence[Captured], chunks: list[Chunk], ctx: WireCont
             unknown = err.entity_ids | {
                 entity_id
                 for event_type, data, *_ in events[start : chunks[-1][1]]
-                if event_type in STATE_EVENTS and (entity_id := data[0]) not in infos
+                if event_type in STATE_EVENTS and (entity_id := data["entity_id"]) not in infos
             }
             return Encoded(parts, unknown)
     return Encoded(parts, set())

@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 import fnmatch
 import re
 from typing import Any
 
 from homeassistant.const import EVENT_STATE_CHANGED, EVENT_STATE_REPORTED, MATCH_ALL
-from homeassistant.core import (
-    CALLBACK_TYPE,
-    Event,
-    EventOrigin,
-    HomeAssistant,
-    State,
-    callback,
-)
+from homeassistant.core import CALLBACK_TYPE, Event, EventOrigin, HomeAssistant, callback
 from homeassistant.util.event_type import EventType
 
 from .const import (
@@ -37,63 +29,15 @@ from .const import (
 )
 from .enrich import EntityInfo
 
-# What the listener keeps of a state event, read from its states at once: entity_id, state
-# (None: the entity was removed), attributes, time_fired as the state holds it (None: made
-# from the float), last_changed, last_changed_timestamp (0 if removed), last_reported
-# (state_reported only), the old state (None: there was none) and its
-# last_changed_timestamp (0 if none, or if the state did not change: it is not needed).
-type StateFields = tuple[
-    str,
-    str | None,
-    Mapping[str, Any] | None,
-    datetime | None,
-    datetime | None,
-    float,
-    datetime | None,
-    str | None,
-    float,
-]
 # What the listener keeps of an event: (event_type, data, time_fired_timestamp, origin,
-# context id, context user_id, context parent_id), where data is a state event's
-# StateFields and any other event's data. Neither the Event nor a State: HA ties each
-# Event, its Context, its data and the new State in a reference cycle that only the garbage
-# collector frees (the Context points back at the Event). Kept until the flush, those
-# cycles outlived HA's own use of them and reached the oldest generation, which no
-# collection visited during a burst: tens of megabytes of garbage waiting. Without them,
-# the Event dies as young as HA alone would leave it.
-type Captured = tuple[EventType[Any] | str, Any, float, EventOrigin, str, str | None, str | None]
-
-
-def state_fields(event: Event[Any]) -> StateFields:
-    """A state event's StateFields (the listener inlines the common case)."""
-    data = event.data
-    new: State | None = data["new_state"]
-    old: State | None = data.get("old_state")
-    old_state, old_changed = None, 0.0
-    if old is not None:
-        old_state, old_changed = old.state, old.last_changed_timestamp
-    if new is None:
-        return (data["entity_id"], None, None, None, None, 0.0, None, old_state, old_changed)
-    fired = event.time_fired_timestamp
-    time_fired = None
-    if new.last_updated_timestamp == fired:
-        time_fired = new.last_updated  # state_changed: fired when its state was set
-    elif new.last_reported_timestamp == fired:
-        time_fired = new.last_reported  # state_reported
-    return (
-        data["entity_id"],
-        new.state,
-        new.attributes,
-        time_fired,
-        new.last_changed,
-        new.last_changed_timestamp,
-        # The state object carries the report's time on every supported release (the
-        # event data too, from 2025.8).
-        new.last_reported if event.event_type == EVENT_STATE_REPORTED else None,
-        old_state,
-        old_changed,
-    )
-
+# context id, context user_id, context parent_id). Not the Event: HA ties each Event to its
+# Context in a reference cycle that only the garbage collector frees. Kept until the flush,
+# that cycle outlived HA's own use of it and reached the oldest generation: more full
+# collections, and megabytes of garbage waiting for them. Without it, the Event dies as
+# young as HA alone would leave it; the tuple and the data dict are freed by refcount.
+type Captured = tuple[
+    EventType[Any] | str, Mapping[str, Any], float, EventOrigin, str, str | None, str | None
+]
 
 # Events whose context starts a chain we attribute later state changes to.
 CAUSE_EVENTS = {"automation_triggered": "automation", "script_started": "script"}
@@ -251,51 +195,12 @@ class Capture:
             self._remember_cause(event)
         capture_filter = self.filter
         if capture_filter.accepts_all or capture_filter.accept(event):
-            # _append inlined, and state_fields for a changed state: this runs for every
-            # event HA fires.
-            if event_type == EVENT_STATE_CHANGED:
-                data = event.data
-                new = data["new_state"]
-                old = data.get("old_state")
-                if (
-                    new is not None
-                    and old is not None
-                    and (updated_at := new.last_updated_timestamp) == event.time_fired_timestamp
-                ):
-                    # A state's last_changed_timestamp is its last_updated_timestamp when
-                    # both times are one object (a changed state): the attribute is read
-                    # instead of the cached property, which costs a call.
-                    state, old_state = new.state, old.state
-                    last_updated, last_changed = new.last_updated, new.last_changed
-                    data = (
-                        data["entity_id"],
-                        state,
-                        new.attributes,
-                        last_updated,
-                        last_changed,
-                        updated_at if last_changed is last_updated else new.last_changed_timestamp,
-                        None,
-                        old_state,
-                        (
-                            (
-                                old.last_updated_timestamp
-                                if old.last_changed is old.last_updated
-                                else old.last_changed_timestamp
-                            )
-                            if old_state != state
-                            else 0.0
-                        ),
-                    )
-                else:
-                    data = state_fields(event)
-            else:
-                data = event.data
-            buffer = self.buffer
+            buffer = self.buffer  # _append inlined: this runs for every event HA fires
             context = event.context
             buffer.append(
                 (
                     event_type,
-                    data,
+                    event.data,
                     event.time_fired_timestamp,
                     event.origin,
                     context.id,
@@ -317,7 +222,7 @@ class Capture:
         buffer.append(
             (
                 event.event_type,
-                state_fields(event),
+                event.data,
                 event.time_fired_timestamp,
                 event.origin,
                 context.id,

@@ -24,10 +24,10 @@ from homeassistant.const import (
     EVENT_STATE_CHANGED,
     EVENT_STATE_REPORTED,
 )
-from homeassistant.core import EventOrigin
+from homeassistant.core import EventOrigin, State
 import orjson
 
-from .capture import Captured, StateFields
+from .capture import Captured
 from .contract import Event as EventRecord
 from .enrich import EntityInfo
 
@@ -120,17 +120,15 @@ def _default_cause(info: EntityInfo) -> bytes:
     return _dump_keys({"cause": kind, "cause_name": info.platform or info.fields["domain"]})
 
 
-def _entity_wire(
-    entity_id: str, attributes: Mapping[str, Any] | None, ctx: WireContext
-) -> EntityWire:
-    """Serialize an entity's keys (for a removed entity, `attributes` is None)."""
+def _entity_wire(entity_id: str, state: State | None, ctx: WireContext) -> EntityWire:
+    """Serialize an entity's keys (for a removed entity, `state` is None: no attributes)."""
     info = ctx.infos.get(entity_id)
     if info is None:
         raise UnknownEntityError({entity_id})
     fields = dict(info.fields)
     attrs: Mapping[str, Any] = {}
-    if attributes is not None:
-        attrs = attributes
+    if state is not None:
+        attrs = state.attributes
         if ctx.keep_attributes:
             fields["attributes"] = {k: attrs[k] for k in ctx.keep_attributes if k in attrs}
         else:
@@ -162,9 +160,14 @@ def encode(events: Sequence[Captured], ctx: WireContext) -> bytes:
     causes = ctx.causes
     snapshot = ctx.snapshot
     for event_type, data, fired, origin, context_id, user_id, parent_id in events:
-        is_state = event_type in STATE_EVENTS
-        time_fired = data[3] if is_state else None  # StateFields: the state's datetime
-        if time_fired is None:
+        new: State | None = data["new_state"] if event_type in STATE_EVENTS else None
+        if new is None:
+            time_fired = fromtimestamp(fired, UTC)
+        elif new.last_updated_timestamp == fired:
+            time_fired = new.last_updated  # state_changed: fired when its state was set
+        elif new.last_reported_timestamp == fired:
+            time_fired = new.last_reported  # state_reported
+        else:
             time_fired = fromtimestamp(fired, UTC)
         record: dict[str, Any] = {
             "time_fired": time_fired,
@@ -186,17 +189,16 @@ def encode(events: Sequence[Captured], ctx: WireContext) -> bytes:
                 record["cause_name"] = cause[1]
             if cause[2] is not None:
                 record["cause_id"] = cause[2]
-        if is_state:
-            fields: StateFields = data
-            entity_id, state, attributes, _, last_changed, changed_at, reported, old_state, _ = (
-                fields
-            )
-            if old_state is not None:
-                record["old_state"] = old_state
-            if state is None:
+        if event_type in STATE_EVENTS:
+            entity_id: str = data["entity_id"]
+            old: State | None = data.get("old_state")
+            if old is not None:
+                record["old_state"] = old.state
+            if new is None:
                 record["state"] = None
                 wire = _entity_wire(entity_id, None, ctx)  # a removal: rare, not cached
             else:
+                state = new.state
                 record["state"] = state
                 if state and state[0] in _NUMERIC_START:  # _numeric, inlined
                     try:
@@ -206,14 +208,18 @@ def encode(events: Sequence[Captured], ctx: WireContext) -> bytes:
                     else:
                         if math.isfinite(value):
                             record["numeric_value"] = value
-                record["last_changed"] = last_changed
-                if old_state is not None and old_state != state:
-                    record["prev_state_seconds"] = changed_at - fields[8]
-                if reported is not None:
-                    record["last_reported"] = reported
+                record["last_changed"] = new.last_changed
+                if old is not None and old.state != state:
+                    record["prev_state_seconds"] = (
+                        new.last_changed_timestamp - old.last_changed_timestamp
+                    )
+                if event_type == EVENT_STATE_REPORTED:
+                    # The state object carries the report's time on every supported
+                    # release (the event data too, from 2025.8).
+                    record["last_reported"] = new.last_reported
                 cached = entities.get(entity_id)
-                if cached is None or cached.attributes is not attributes:
-                    wire = entities[entity_id] = _entity_wire(entity_id, attributes, ctx)
+                if cached is None or cached.attributes is not new.attributes:
+                    wire = entities[entity_id] = _entity_wire(entity_id, new, ctx)
                 else:
                     wire = cached
             if snapshot:

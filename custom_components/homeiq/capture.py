@@ -92,6 +92,10 @@ class CaptureFilter:
             frozenset(options.get(CONF_EXCLUDE_LABELS) or ()),
         )
         self._no_entity_rules = self._include.empty and self._exclude.empty
+        # Every event is taken (the default options): the listener skips `accept`.
+        self.accepts_all = self.mode not in (CAPTURE_EVENT_TYPES, CAPTURE_STATE_CHANGES) and (
+            self._no_entity_rules
+        )
         self._entity_info = entity_info
         self._decisions: dict[str, bool] = {}
 
@@ -186,14 +190,16 @@ class Capture:
 
     @callback
     def _listener(self, event: Event[Any]) -> None:
-        if event.event_type in CAUSE_EVENTS:
+        event_type = event.event_type
+        if event_type in CAUSE_EVENTS:
             self._remember_cause(event)
-        if self.filter.accept(event):
+        capture_filter = self.filter
+        if capture_filter.accepts_all or capture_filter.accept(event):
             buffer = self.buffer  # _append inlined: this runs for every event HA fires
             context = event.context
             buffer.append(
                 (
-                    event.event_type,
+                    event_type,
                     event.data,
                     event.time_fired_timestamp,
                     event.origin,

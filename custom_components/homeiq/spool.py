@@ -104,20 +104,28 @@ class Spool:
         items: list[SpoolItem] = []
         lost = 0
         for batch_id, events, parts in batches:
-            body = b"".join(parts)  # one join, so the body is copied once
+            nbytes = sum(map(len, parts))
+            # A body the memory budget cannot hold is read back from the file anyway: its
+            # parts go to the file as they are, not joined into a copy of megabytes first.
+            body = b"".join(parts) if nbytes <= MEMORY_BUDGET else None
             seq = self._next_seq
             self._next_seq += 1
             path = self.directory / f"{seq:012d}_{events}_{batch_id}{SUFFIX}"
             tmp = path.with_suffix(".tmp")
             try:
                 with tmp.open("wb") as file:
-                    file.write(body)
+                    if body is None:
+                        file.writelines(parts)
+                    else:
+                        file.write(body)
                 tmp.replace(path)
             except OSError as err:  # a full or read-only disk: the batch cannot be kept
                 LOGGER.error("HomeIQ spool write failed: %s", err)
                 lost += events
                 continue
-            items.append(SpoolItem(seq, path, events, len(body), body=body))
+            finally:
+                parts.clear()  # the next batches are written meanwhile: free these now
+            items.append(SpoolItem(seq, path, events, nbytes, body=body))
         return Written(items, lost)
 
     async def async_put(self, written: Written) -> None:

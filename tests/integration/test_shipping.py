@@ -78,6 +78,37 @@ async def test_outage_then_back_delivers_once_in_order(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def test_batch_of_megabytes_delivered_whole(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """A batch too big to keep in memory (written to its file part by part, read back from
+    it) reaches the add-on whole: every event once, in order, its attributes intact."""
+    entry = await make_entry(
+        addon_server.url, addon_server.token, **ONLY_SEQ, **{CONF_BATCH_SIZE: 5000}
+    )
+    pipeline = entry.runtime_data.pipeline
+    await hass.async_add_executor_job(addon_server.stop)  # the batch waits in the spool
+    padding = "x" * 600
+    for i in range(3000):
+        hass.states.async_set("sensor.seq", str(i), {"note": f"{i} {padding}"})
+    await pipeline.async_flush()
+    (spooled,) = spool_files(hass, entry)  # one batch of all 3,000 events, megabytes big
+    assert spooled.name.split("_")[1] == "3000"
+    assert spooled.stat().st_size > 2 * 1024 * 1024
+    assert orjson.loads(spooled.read_bytes())["events"][1234]["state"] == "1234"
+
+    await hass.async_add_executor_job(addon_server.start)
+    await delivered(entry)
+    assert stored_values(addon_server) == [float(i) for i in range(3000)]
+    client = entry.runtime_data.client
+    events = (await client.async_events(entity_id="sensor.seq", limit=5))["events"]
+    assert [e["attributes"] for e in events] == [
+        {"note": f"{i} {padding}"} for i in range(2999, 2994, -1)
+    ]
+    assert pipeline.dropped_total == 0
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
 async def test_restart_with_backlog(
     hass: HomeAssistant, addon_server: Any, make_entry: Any
 ) -> None:

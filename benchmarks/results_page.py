@@ -66,15 +66,23 @@ def lookup(data: dict[str, Any], name: str) -> Any:
 
 
 def goals_of(data: dict[str, Any]) -> dict[str, Any]:
-    """Figure name -> goal as written, from ``goals`` and from ``goal_*`` keys."""
+    """Figure name -> goal as written, from ``goals`` and from ``goal_*`` keys. A
+    ``goal_<words>`` key sets the goal of the figure named ``<words>``, or else of every
+    top-level figure whose name has all those words (``goal_bytes_per_rollup``: the
+    hourly and the daily figure)."""
     goals = dict(data.get("goals") or {})
-    names = [name for name, _ in figures(data)]
     for key, goal in data.items():
         if not key.startswith("goal_"):
             continue
-        words = key.removeprefix("goal_").split("_")
-        matches = [n for n in names if n != key and all(w in n.split("_") for w in words)]
-        goals[matches[0] if len(matches) == 1 else key] = goal
+        named = key.removeprefix("goal_")
+        words = named.split("_")
+        matches = [named] if named in data else [
+            n for n in data
+            if not n.startswith("goal_") and n not in META
+            and all(w in n.split("_") for w in words)
+        ]  # fmt: skip
+        for figure in matches or [key]:
+            goals[figure] = goal
     return goals
 
 
@@ -101,9 +109,19 @@ def judge(name: str, value: Any, goal: Any) -> tuple[str, bool | None]:
         mine, theirs = value[left], value[right]
     else:
         mine, theirs = value, threshold
+    # A figure measured over rounds is judged by its median ({"median", "min", "max"}).
+    mine, theirs = _median(mine), _median(theirs)
+    if isinstance(mine, dict) and left is None:
+        # One figure per case (per home, per size): the goal holds for each.
+        verdicts = [judge(name, part, goal)[1] for part in mine.values()]
+        return goal, None if None in verdicts or not verdicts else all(verdicts)
     if not isinstance(mine, int | float) or not isinstance(theirs, int | float):
         return goal, None
     return goal, bool(_OPS[op](mine, theirs))
+
+
+def _median(value: Any) -> Any:
+    return value["median"] if isinstance(value, dict) and "median" in value else value
 
 
 def shown(value: Any) -> str:

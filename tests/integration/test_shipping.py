@@ -28,10 +28,13 @@ ONLY_SEQ = {CONF_CAPTURE_MODE: "state_changes", CONF_INCLUDE_ENTITIES: ["sensor.
 
 
 def stored_values(addon: Any) -> list[float]:
-    """numeric_value of every stored event in commit order (read-only SQLite)."""
+    """numeric_value of every stored event in commit order (read-only SQLite, through the
+    view owners query: the events table keeps a number its state already says as 0)."""
     conn = sqlite3.connect(f"file:{addon.data_dir / 'homeiq.db'}?mode=ro", uri=True)
     try:
-        return [row[0] for row in conn.execute("SELECT numeric_value FROM events ORDER BY id")]
+        return [
+            row[0] for row in conn.execute("SELECT numeric_value FROM events_enriched ORDER BY id")
+        ]
     finally:
         conn.close()
 

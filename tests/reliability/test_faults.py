@@ -53,7 +53,9 @@ def start_hass(instances: list[PlainHass], tmp_path: Path) -> Callable[[], Plain
 
 def stored_values(addon: Any) -> list[int]:
     """The stored values of the test's sensor, in commit order."""
-    return [int(row[0]) for row in addon.query("SELECT numeric_value FROM events ORDER BY id")]
+    return [
+        int(row[0]) for row in addon.query("SELECT numeric_value FROM events_enriched ORDER BY id")
+    ]
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30) -> None:

@@ -16,7 +16,7 @@ from .export import routes as export_routes
 from .history import routes as history_routes
 from .history.providers import HISTORY
 from .ingest import routes as ingest_routes
-from .ingest.keys import DECODE_WORKER, INGESTOR
+from .ingest.keys import DECODE_WORKER, INGEST_SLOTS, INGEST_SLOTS_KEY, INGESTOR
 from .ingest.service import Ingestor
 from .ingest.worker import DecodeWorker
 from .live import stream
@@ -46,6 +46,7 @@ async def build_app(config: Config, store: Store) -> web.Application:
     app[STORE] = store
     app[INGESTOR] = Ingestor(store)
     app[DECODE_WORKER] = DecodeWorker()
+    app[INGEST_SLOTS_KEY] = asyncio.Semaphore(INGEST_SLOTS)
     app[RUNTIME] = Runtime(
         token=load_token(config.data_dir), instance_id=load_instance_id(config.data_dir)
     )

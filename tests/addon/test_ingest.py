@@ -191,6 +191,48 @@ async def test_concurrent_batches_all_land_once(addon_server: AddonProcess) -> N
     assert addon_server.row_count() == 1000
 
 
+async def test_many_big_batches_at_once_all_land_once(addon_server: AddonProcess) -> None:
+    # Bodies past the decode worker's threshold, more at once than the add-on holds in
+    # memory: the others wait their turn, none is refused or written twice.
+    wide = {"unit_of_measurement": "°C", "note": "x" * 200}
+    bodies = [
+        batch([state_event(1000 * b + i, attributes=wide) for i in range(300)]) for b in range(12)
+    ]
+    assert all(len(orjson.dumps(b)) > 64 * 1024 for b in bodies)
+    answers = await asyncio.gather(*(post(addon_server, b) for b in bodies + bodies[:4]))
+    assert all(status == 200 for status, _ in answers)
+    assert sum(a["accepted"] for _, a in answers if not a["duplicate"]) == 3600
+    assert sum(a["duplicate"] for _, a in answers) == 4
+    assert addon_server.row_count() == 3600
+
+
+async def test_values_that_never_repeat_are_stored_exactly_once_each(
+    addon_server: AddonProcess,
+) -> None:
+    # More distinct attribute sets and snapshots than the writer keeps in memory (its
+    # caches start over past a few thousand): each is still stored once, and every event
+    # reads back with its own.
+    sent = [
+        state_event(i, attributes={"reading": i % 5000}, outdoor_temperature=i / 8)
+        for i in range(6000)
+    ]
+    for start in range(0, 6000, 1500):
+        assert (await post(addon_server, batch(sent[start : start + 1500])))[0] == 200
+    conn = sqlite3.connect(f"file:{addon_server.data_dir / 'homeiq.db'}?mode=ro", uri=True)
+    try:
+        got = conn.execute(
+            "SELECT json_extract(attributes, '$.reading'), outdoor_temperature"
+            " FROM events_enriched ORDER BY time_fired"
+        ).fetchall()
+        attribute_sets = conn.execute("SELECT COUNT(*) FROM attributes").fetchone()[0]
+        snapshots = conn.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0]
+    finally:
+        conn.close()
+    assert got == [(i % 5000, i / 8) for i in range(6000)]
+    assert attribute_sets == 5000
+    assert snapshots == 6000
+
+
 async def test_time_fired_is_microsecond_exact_and_enrichment_queryable(
     addon_server: AddonProcess,
 ) -> None:

@@ -41,13 +41,17 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     """
     coding = content_coding(request)
     if coding == "identity":
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise too_large(limit) from None
-        if len(body) > limit:
-            raise too_large(limit)
-        return body
+        # From the stream, not request.read(): aiohttp keeps what read() returned on the
+        # request, and an idle keep-alive connection keeps its last request, so every
+        # connection would hold its last body (a megabyte for a big batch) until its next.
+        pieces: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise too_large(limit)
+            pieces.append(chunk)
+        return b"".join(pieces)
     if coding not in INFLATED:
         raise UnsupportedEncoding(
             f"Content-Encoding {coding!r}: not supported; send the body uncompressed, "

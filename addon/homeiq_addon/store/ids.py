@@ -37,10 +37,15 @@ CAUSE_KEYS: Final = ("cause", "cause_name", "cause_id")
 SNAP_KEYS: Final = ("outdoor_temperature", "weather_condition", "sun_elevation", "people_home")
 # Number-like states (sensor readings, timestamps) rarely repeat: stored as text, not interned.
 NUMBERISH: Final = re.compile(r"[-+.0-9]").match
-# A cache is dropped wholesale past this size: cheap, and keeps the RSS bounded when
+# A cache is dropped wholesale past its size: cheap, and keeps the RSS bounded when
 # attribute sets or states never repeat. Only between batches (``Ids.trim``), so the ids
-# a batch resolved stay valid until its rows are written.
-CACHE_LIMIT: Final = 100_000
+# a batch resolved stay valid until its rows are written. Short texts (entity ids, words)
+# take ~100 B an entry; attribute sets and the registry/cause/snapshot fields ~600 B, and
+# the fields change whenever a snapshot does (the outdoor temperature, the sun's
+# elevation): 100,000 of those held 60 MB. A few thousand cover every entity of a home
+# between two snapshot changes, and a miss costs only a lookup by index.
+CACHE_LIMIT: Final = 20_000
+WIDE_CACHE_LIMIT: Final = 4_096
 
 
 class TextIds:
@@ -194,26 +199,27 @@ class Ids:
             self.refs_cache[fields_json] = found
         return found
 
-    def _caches(self) -> tuple[dict[Any, Any], ...]:
+    def _caches(self) -> tuple[tuple[dict[Any, Any], int], ...]:
+        """Each cache with its size limit."""
         return (
-            self.event_types.cache,
-            self.entities.cache,
-            self.strings.cache,
-            self.attributes.cache,
-            self.registry.cache,
-            self.causes.cache,
-            self.snapshots.cache,
-            self.refs_cache,
+            (self.event_types.cache, CACHE_LIMIT),
+            (self.entities.cache, CACHE_LIMIT),
+            (self.strings.cache, CACHE_LIMIT),
+            (self.attributes.cache, WIDE_CACHE_LIMIT),
+            (self.registry.cache, WIDE_CACHE_LIMIT),
+            (self.causes.cache, WIDE_CACHE_LIMIT),
+            (self.snapshots.cache, WIDE_CACHE_LIMIT),
+            (self.refs_cache, WIDE_CACHE_LIMIT),
         )
 
     def trim(self) -> None:
-        """Drop a cache grown past CACHE_LIMIT (between batches)."""
-        for cache in self._caches():
-            if len(cache) > CACHE_LIMIT:
+        """Drop a cache grown past its limit (between batches)."""
+        for cache, limit in self._caches():
+            if len(cache) > limit:
                 cache.clear()
 
     def reset(self) -> None:
-        for cache in self._caches():
+        for cache, _ in self._caches():
             cache.clear()
 
 

@@ -124,11 +124,12 @@ class Home:
         iso = datetime.fromtimestamp(t_us / 1e6, UTC).isoformat(timespec="microseconds")
         ev: dict[str, Any] = {
             "time_fired": iso, "event_type": "state_changed", "origin": "LOCAL",
-            "context_id": "01J" + "".join(rng.choices(_CROCKFORD, k=23)),
+            # As Home Assistant makes a state's context: a ULID of the time it is set.
+            "context_id": _ulid(t_us // 1000, rng.getrandbits(80)),
             "entity_id": ent["entity_id"], "domain": ent["domain"],
             "area_id": ent["area_id"], "area": ent["area"],
             "friendly_name": ent["friendly_name"],
-            "last_changed": iso, "prev_state_seconds": round(rng.expovariate(1 / 300), 3),
+            "last_changed": iso, "prev_state_seconds": round(rng.expovariate(1 / 300), 6),
             "cause": "device" if "device_id" in ent else "integration", "cause_name": "zha",
             "people_home": 2,
         }  # fmt: skip
@@ -144,6 +145,11 @@ class Home:
             on = rng.random() < 0.5
             ev.update(state="on" if on else "off", old_state="off" if on else "on")
         return ev
+
+
+def _ulid(ms: int, random_bits: int) -> str:
+    number = (ms << 80) | random_bits
+    return "".join(_CROCKFORD[(number >> (5 * k)) & 31] for k in reversed(range(26)))
 
 
 def _accumulate(values: Any) -> Any:
@@ -319,9 +325,10 @@ def populate(store: Store, home: Home, count: int, t0: int, t1: int, done: int,
         events = []
         for i in range(first, min(first + per_batch, done + count)):
             ev = dict(pool[i % len(pool)])
-            iso = datetime.fromtimestamp((t0 + i * step) / 1e6, UTC).isoformat()
+            t_us = t0 + i * step
+            iso = datetime.fromtimestamp(t_us / 1e6, UTC).isoformat()
             ev["time_fired"] = ev["last_changed"] = iso
-            ev["context_id"] = f"01J{i:023d}"
+            ev["context_id"] = _ulid(t_us // 1000, i)  # of its time, as HA makes them
             events.append(ev)
         body = orjson.dumps({"batch_id": f"bulk-{first}", "source": {"instance_id": "bench",
                              "integration_version": "0.1.0"}, "events": events})  # fmt: skip

@@ -20,9 +20,14 @@ BASE = datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=UTC)
 ULID = "01JDAW3M6V2X8T9Q0RB4N5K7HC"
 
 
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
 def ulid(n: int) -> str:
-    """A valid, distinct ULID-shaped context id."""
-    return f"01JD{n:022d}"
+    """A distinct ULID made, as Home Assistant makes a state's context, at the time of
+    ``state_event(n)``: BASE + n seconds (to the millisecond)."""
+    number = ((int(BASE.timestamp() * 1000) + 1000 * n) << 80) | n
+    return "".join(_CROCKFORD[(number >> (5 * k)) & 31] for k in reversed(range(26)))
 
 
 def state_event(i: int = 0, *, at: datetime | None = None, **overrides: Any) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Schema 6's compact events: numbers the row already holds are not stored twice, and
-reads by time go through the block map; every value reads back exactly as it was sent,
+reads by time go through the block map; schema 8's durations in whole microseconds and
+context ids beside their event's time. Every value reads back exactly as it was sent,
 in the order it was asked for, also from a database written by an older version."""
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from tests.conftest import AddonProcess
 
 # (state, numeric_value, prev_state_seconds): every way each number can be stored.
 _NUMBERS: list[tuple[str | None, float | int | None, float | int | None]] = [
-    ("21.3", 21.3, 0.5),  # the state's number: not stored again; whole milliseconds
-    ("21.30", 21.3, 300.123),  # another spelling of it
+    ("21.3", 21.3, 0.5),  # the state's number: not stored again; whole microseconds
+    ("21.30", 21.3, 300.123456),  # another spelling of it
     ("21", 21, 7),  # integers in the JSON
-    ("0.1", 0.1 + 0.2, 0.1 + 0.2),  # a number that is not the state's; no whole ms
+    ("21.5", 21.5, -0.000001),  # a clock set back: a negative duration
+    ("21.5", 21.5, 1767225600.123456 - 1767225000.654321),  # the float noise of a difference
+    ("0.1", 0.1 + 0.2, 0.1 + 0.2),  # a number that is not the state's; no whole µs
     ("0", -0.0, 0.0),  # zero keeps its sign
     ("-0", 0.0, -2.5),
     ("on", 1.0, 1e-7),  # a word state
@@ -209,3 +212,44 @@ def test_a_realistic_event_takes_under_105_bytes_on_disk(tmp_path: Path) -> None
     conn.close()
     per_event = (tmp_path / "homeiq.db").stat().st_size / 20_000
     assert per_event < 105, per_event
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _ulid(ms: int, random_bits: int) -> str:
+    number = (ms << 80) | random_bits
+    return "".join(_CROCKFORD[(number >> (5 * k)) & 31] for k in reversed(range(26)))
+
+
+async def test_context_ids_read_back_exactly_and_an_events_own_is_stored_in_11_bytes(
+    addon_server: AddonProcess,
+) -> None:
+    rng = random.Random(8)
+    fired_ms = (int(BASE.timestamp() * 1000) // 1000) * 1000 + 123  # state_event(0)'s ms
+    # (offset of the context's ms from its event's, bytes it is stored in)
+    offsets = [(0, 11), (-5, 11), (63, 11), (-64, 11), (-900, 12), (-600_000, 13),
+               (-2 * 86_400_000, 16), (1, 11)]  # fmt: skip
+    sent = []
+    for i, (offset, _) in enumerate(offsets):
+        event = state_event(0, context_id=_ulid(fired_ms + offset, rng.getrandbits(80)))
+        event["time_fired"] = event["last_changed"] = (BASE + timedelta(microseconds=i)).isoformat()
+        sent.append(event)
+    # A parent and the other spellings of an id keep their own forms.
+    sent.append(state_event(1, context_parent_id=_ulid(fired_ms, rng.getrandbits(80))))
+    sent.append(state_event(2, context_id="0123456789abcdef0123456789abcdef"))
+    sent.append(state_event(3, context_id="not-a-ulid-at-all"))
+    assert (await post(addon_server, batch(sent)))[0] == 200
+
+    status, page = await get(addon_server, "/api/v1/events?limit=100")
+    assert status == 200
+    got = sorted(page["events"], key=lambda e: e["id"])
+    assert [(e["context_id"], e.get("context_parent_id")) for e in got] == [
+        (e["context_id"], e.get("context_parent_id")) for e in sent
+    ]
+    conn = sqlite3.connect(f"file:{addon_server.data_dir / 'homeiq.db'}?mode=ro", uri=True)
+    try:
+        lengths = [n for (n,) in conn.execute("SELECT length(context_id) FROM events ORDER BY id")]
+    finally:
+        conn.close()
+    assert lengths[: len(offsets)] == [size for _, size in offsets]

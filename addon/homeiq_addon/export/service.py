@@ -64,9 +64,9 @@ def _page(conn: sqlite3.Connection, args: tuple[int, ...]) -> list[tuple[Any, ..
 
 def _record(row: tuple[Any, ...]) -> dict[str, Any]:
     record = dict(zip(COLUMNS, row, strict=True))
+    record["context_id"] = decode_context(record["context_id"], record["time_fired"])
     record["time_fired"] = us_to_iso(record["time_fired"])
     record["origin"] = "REMOTE" if record["origin"] else "LOCAL"
-    record["context_id"] = decode_context(record["context_id"])
     return record
 
 

@@ -75,7 +75,7 @@ def _event(row: tuple[Any, ...]) -> dict[str, Any]:
         "time_fired": us_to_iso(row[1]),
         "event_type": row[2],
         "origin": "REMOTE" if row[3] else "LOCAL",
-        "context_id": decode_context(row[4]),
+        "context_id": decode_context(row[4], row[1]),
     }
     if row[5] is not None:
         out["context_user_id"] = row[5]

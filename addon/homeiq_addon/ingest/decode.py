@@ -32,7 +32,7 @@ import orjson
 
 from ..contract import STATE_EVENT_TYPES, TIME_EXPECTED, Batch, Event, Source, parse_time_us
 from ..errors import HomeIQError, InvalidBatch, InvalidJson
-from ..store.codec import TO_BASE32_BYTES, ULID_RE, encode_context
+from ..store.codec import TO_BASE32_BYTES, ULID_RE, encode_context, ulid_near
 from ..store.ids import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS
 from ..times import US_PER_MINUTE
 
@@ -211,10 +211,10 @@ def _columns(batch: Batch) -> DecodedBatch:
         origins=list(map(_ORIGIN.__getitem__, origins)),
         contexts=[
             # ASCII when the pattern matched, so bytes.translate gives the same digits.
-            int(c.encode().translate(TO_BASE32_BYTES), 32).to_bytes(16)
+            ulid_near(int(c.encode().translate(TO_BASE32_BYTES), 32), t)
             if len(c) == 26 and ULID_RE.match(c)
             else encode_context(c)
-            for c in contexts
+            for c, t in zip(contexts, times, strict=True)
         ],
         parents=[None if p is None else encode_context(p) for p in parents],
         numbers=[None if x is None else float(x) for x in numbers],

@@ -4,9 +4,11 @@
   When the state text reads back (SQLite's CAST) as exactly the number sent, the row
   keeps the integer 0 instead, which takes no byte; a real number is stored otherwise
   (zero too: its sign could be lost).
-- ``prev_state_seconds``: a whole number of milliseconds (as most are, and every
-  duration that was rounded to them) is stored as that integer, 3 bytes for up to two
-  hours instead of 8; any other value as the real number.
+- ``prev_state_seconds``: a whole number of microseconds (the precision of the times it
+  is the difference of; the integration rounds it to them) is stored as that integer, 4
+  bytes for up to 35 minutes and 6 beyond, instead of 8; any other value as the real
+  number. (Schema 6 stored whole milliseconds; schema 8 made them microseconds: real
+  durations are rarely whole milliseconds, and took 8 bytes.)
 
 Both columns are untyped (no REAL affinity), so the storage class tells the two
 encodings apart. Every read goes through ``NUMERIC_VALUE`` and ``PREV_STATE_SECONDS``
@@ -29,9 +31,10 @@ NUMERIC_VALUE: Final = (
     " ELSE e.numeric_value END"
 )
 PREV_STATE_SECONDS: Final = (
-    "CASE typeof(e.prev_state_seconds) WHEN 'integer' THEN e.prev_state_seconds / 1000.0"
+    "CASE typeof(e.prev_state_seconds) WHEN 'integer' THEN e.prev_state_seconds / 1000000.0"
     " ELSE e.prev_state_seconds END"
 )
+_PREV_STATE_SECONDS_6: Final = PREV_STATE_SECONDS.replace("1000000.0", "1000.0")  # schema 6
 
 
 def encode_numeric_value(state: str, value: str) -> str:
@@ -42,10 +45,23 @@ def encode_numeric_value(state: str, value: str) -> str:
     )
 
 
-def encode_prev_state_seconds(value: str) -> str:
-    """SQL storing a duration ``value`` (an SQL expression)."""
-    ms = f"CAST(ROUND({value} * 1000) AS INTEGER)"
-    return f"CASE WHEN {ms} / 1000.0 = {value} THEN {ms} ELSE CAST({value} AS REAL) END"
+def encode_prev_state_seconds(value: str, per_second: int = 1_000_000) -> str:
+    """SQL storing a duration ``value`` (an SQL expression): a whole number of
+    microseconds as that integer (``per_second``: of the unit schema 6 used, ms)."""
+    whole = f"CAST(ROUND({value} * {per_second}) AS INTEGER)"
+    return (
+        f"CASE WHEN {whole} / {per_second}.0 = {value} THEN {whole} ELSE CAST({value} AS REAL) END"
+    )
+
+
+def durations_in_microseconds(conn: sqlite3.Connection) -> None:
+    """Schema 6's whole milliseconds to microseconds (part of schema version 8)."""
+    conn.execute(
+        "UPDATE events SET prev_state_seconds = prev_state_seconds * 1000"
+        " WHERE typeof(prev_state_seconds) = 'integer'"
+    )
+    conn.execute("DROP VIEW events_enriched")
+    conn.execute(_VIEW)
 
 
 _EVENTS: Final = """
@@ -63,7 +79,7 @@ CREATE TABLE events_compact (
     old_state,
     numeric_value,                        -- 0: the state's number (compact_events.py)
     last_changed_ago INTEGER,             -- time_fired - last_changed (µs), 0 mostly
-    prev_state_seconds,                   -- integer: milliseconds (compact_events.py)
+    prev_state_seconds,                   -- integer: whole units (compact_events.py)
     attributes_ref INTEGER,
     data TEXT,
     registry_ref INTEGER,
@@ -77,7 +93,7 @@ _COPIED: Final = (
 )
 _REWRITTEN: Final = _COPIED.replace(
     " numeric_value,", f" {encode_numeric_value('state', 'numeric_value')},"
-).replace(" prev_state_seconds,", f" {encode_prev_state_seconds('prev_state_seconds')},")
+).replace(" prev_state_seconds,", f" {encode_prev_state_seconds('prev_state_seconds', 1000)},")
 _VIEW: Final = f"""
 CREATE VIEW events_enriched AS
 SELECT e.id, e.time_fired, t.event_type, n.entity_id,
@@ -134,7 +150,7 @@ def rebuild_events(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE events_compact RENAME TO events")
     for sql in triggers:
         conn.execute(sql)
-    conn.execute(_VIEW)
+    conn.execute(_VIEW.replace(PREV_STATE_SECONDS, _PREV_STATE_SECONDS_6))
     # The old table's pages go back to the file system (where auto_vacuum allows it),
     # not only to the free list: the file does not keep the size of both copies.
     conn.execute("PRAGMA incremental_vacuum").fetchall()

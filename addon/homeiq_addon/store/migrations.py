@@ -11,7 +11,7 @@ from collections.abc import Callable
 import sqlite3
 
 from ..errors import InvalidBackup
-from .compact_events import rebuild_events
+from .compact_events import durations_in_microseconds, rebuild_events
 from .deferred_index import migrate_deferred_index
 from .mirror_outbox import migrate_mirror_outbox
 from .retention_tables import migrate_retention
@@ -142,6 +142,13 @@ def m006_compact_events(conn: sqlite3.Connection) -> None:
     rebuild_events(conn)
 
 
+def m008_times_beside_the_event(conn: sqlite3.Connection) -> None:
+    """Durations in whole microseconds, and an event's own context id stored beside its
+    time (store/codec.py ``ulid_near``: only new rows; older rows keep 16 bytes, which
+    read as before). An older add-on would misread both: the version keeps it away."""
+    durations_in_microseconds(conn)
+
+
 MIGRATIONS: list[Migration] = [
     m001_events,
     migrate_retention,
@@ -150,6 +157,7 @@ MIGRATIONS: list[Migration] = [
     migrate_mirror_outbox,
     m006_compact_events,
     migrate_packed_rollups,
+    m008_times_beside_the_event,
 ]
 
 

@@ -34,14 +34,18 @@ def _int_size(v: int) -> int:
 
 def column_bytes(conn: sqlite3.Connection, table: str, sample: int) -> dict[str, float]:
     """Average payload bytes of each column over ``sample`` rows (header bytes aside)."""
-    real_cols = {r[1] for r in conn.execute(f"PRAGMA table_info({table})") if r[2] == "REAL"}
-    columns = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+    # table_xinfo lists the generated columns too (SELECT * returns them); a virtual one
+    # (hidden = 2) takes no byte.
+    info = conn.execute(f"PRAGMA table_xinfo({table})").fetchall()
+    real_cols = {r[1] for r in info if r[2] == "REAL"}
+    columns = [r[1] for r in info]
+    virtual = {r[1] for r in info if r[6] == 2}
     totals: dict[str, float] = defaultdict(float)
     n = 0
     for row in conn.execute(f"SELECT * FROM {table} LIMIT ?", (sample,)):
         n += 1
         for name, value in zip(columns, row, strict=True):
-            if value is None:
+            if value is None or name in virtual:
                 continue
             if isinstance(value, int):
                 size = _int_size(value)

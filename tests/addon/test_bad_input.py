@@ -20,6 +20,7 @@ import pytest
 
 from homeiq_addon.contract import MAX_NESTING, TIME_EXPECTED
 from homeiq_addon.ingest.worker import WORKER_MIN_BYTES
+from homeiq_addon.store.compact_events import TIME_EPOCH_US
 from tests.addon.factory import batch, service_event, state_event
 from tests.addon.module_addon import sockets_lifted
 from tests.conftest import AddonProcess, running_addon
@@ -300,14 +301,20 @@ def _store_old_rows(server: AddonProcess) -> list[int]:
                 " WHERE n.entity_id = ? LIMIT 1",
                 (_ENTITY,),
             ).fetchone()
-            columns = [r[1] for r in conn.execute("PRAGMA table_info(events)")][2:]
+            # The stored columns but the id and the time (time_fired is computed from
+            # time_since_2026, and table_info leaves it out).
+            columns = [
+                r[1]
+                for r in conn.execute("PRAGMA table_info(events)")
+                if r[1] not in ("id", "time_since_2026")
+            ]
             ids = []
             for t in _OLD_TIMES_US:
                 for ago in (0, -(2**62)):
                     cursor = conn.execute(
-                        f"INSERT INTO events (time_fired, {', '.join(columns)})"
+                        f"INSERT INTO events (time_since_2026, {', '.join(columns)})"
                         f" SELECT ?, {', '.join(columns)} FROM events WHERE id = ?",
-                        (t, source),
+                        (t - TIME_EPOCH_US, source),
                     )
                     assert cursor.lastrowid is not None
                     ids.append(cursor.lastrowid)

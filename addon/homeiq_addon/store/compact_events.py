@@ -65,7 +65,7 @@ def durations_in_microseconds(conn: sqlite3.Connection) -> None:
 
 
 _EVENTS: Final = """
-CREATE TABLE events_compact (
+CREATE TABLE events_rebuilt (
     id INTEGER PRIMARY KEY,
     time_fired INTEGER NOT NULL,          -- UTC epoch microseconds
     event_type_id INTEGER NOT NULL,
@@ -123,11 +123,57 @@ LEFT JOIN snapshots p ON p.id = e.snapshot_ref
 """
 _CHUNK: Final = 200_000  # rows copied per statement
 
+# Times are stored as µs since 2026-01-01 UTC: SQLite keeps an integer within ±2^47 in 6
+# bytes, and µs since 1970 have been past that since 1974 (8 bytes each); from 2026 it
+# covers mid-2021 to mid-2030. Other times are stored as well, in 8 bytes. ``time_fired``
+# is a virtual column computed from it: every read stays as it was.
+TIME_EPOCH_US: Final = 1_767_225_600_000_000
+_EVENTS_9: Final = f"""
+CREATE TABLE events_rebuilt (
+    id INTEGER PRIMARY KEY,
+    time_fired INTEGER GENERATED ALWAYS AS (time_since_2026 + {TIME_EPOCH_US}) VIRTUAL,
+    event_type_id INTEGER NOT NULL,
+    entity_ref INTEGER,
+    domain_ref INTEGER,
+    origin INTEGER NOT NULL,              -- 0 LOCAL, 1 REMOTE
+    context_id BLOB NOT NULL,             -- store/codec.py
+    context_user_ref INTEGER,
+    context_parent_id BLOB,
+    state,
+    old_state,
+    numeric_value,                        -- 0: the state's number (compact_events.py)
+    last_changed_ago INTEGER,             -- time_fired - last_changed (µs), 0 mostly
+    prev_state_seconds,                   -- integer: whole µs (compact_events.py)
+    attributes_ref INTEGER,
+    data TEXT,
+    registry_ref INTEGER,
+    cause_ref INTEGER,
+    snapshot_ref INTEGER,
+    time_since_2026 INTEGER NOT NULL)     -- UTC µs since TIME_EPOCH_US (compact_events.py)
+"""
+
 
 def rebuild_events(conn: sqlite3.Connection) -> None:
-    """Rewrite ``events`` in the compact layout (part of schema version 6): a new
-    table filled in chunks of ids, then put in the old one's place with its triggers;
-    ids, and so the entity index, the block map and every cursor, stay as they were."""
+    """Rewrite ``events`` in the compact layout (part of schema version 6)."""
+    _rebuild(
+        conn, _EVENTS, f"INSERT INTO events_rebuilt ({_COPIED}) SELECT {_REWRITTEN}",
+        _VIEW.replace(PREV_STATE_SECONDS, _PREV_STATE_SECONDS_6), "the compact layout",
+    )  # fmt: skip
+
+
+def rebuild_with_times_since_2026(conn: sqlite3.Connection) -> None:
+    """Rewrite ``events`` with its times as µs since 2026 (schema version 9)."""
+    copied = _COPIED.replace("id, time_fired,", "id,") + ", time_since_2026"
+    selected = _COPIED.replace("id, time_fired,", "id,") + f", time_fired - {TIME_EPOCH_US}"
+    insert = f"INSERT INTO events_rebuilt ({copied}) SELECT {selected}"
+    _rebuild(conn, _EVENTS_9, insert, _VIEW, "times since 2026")
+
+
+def _rebuild(conn: sqlite3.Connection, create: str, insert: str, view: str, what: str) -> None:
+    """A new ``events_rebuilt`` table (``create``) filled in chunks of ids (``insert``,
+    completed with FROM events and the id range), then put in the old one's place with
+    its triggers, and the view made again (``view``); ids, and so the entity index, the
+    block map and every cursor, stay as they were."""
     started = time.perf_counter()
     triggers = [
         sql
@@ -137,26 +183,23 @@ def rebuild_events(conn: sqlite3.Connection) -> None:
         )
     ]
     conn.execute("DROP VIEW events_enriched")
-    conn.execute(_EVENTS)
+    conn.execute(create)
     top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
     for low in range(0, top, _CHUNK):
-        conn.execute(
-            f"INSERT INTO events_compact ({_COPIED}) SELECT {_REWRITTEN} FROM events"
-            " WHERE id > ? AND id <= ?",
-            (low, low + _CHUNK),
-        )
+        conn.execute(f"{insert} FROM events WHERE id > ? AND id <= ?", (low, low + _CHUNK))
     # Dropping a table fires no trigger: the event counter stays.
     conn.execute("DROP TABLE events")
-    conn.execute("ALTER TABLE events_compact RENAME TO events")
+    conn.execute("ALTER TABLE events_rebuilt RENAME TO events")
     for sql in triggers:
         conn.execute(sql)
-    conn.execute(_VIEW.replace(PREV_STATE_SECONDS, _PREV_STATE_SECONDS_6))
+    conn.execute(view)
     # The old table's pages go back to the file system (where auto_vacuum allows it),
     # not only to the free list: the file does not keep the size of both copies.
     conn.execute("PRAGMA incremental_vacuum").fetchall()
     if top:
         _LOGGER.info(
-            "rewrote the events up to id %d in the compact layout in %.1f s",
+            "rewrote the events up to id %d with %s in %.1f s",
             top,
+            what,
             time.perf_counter() - started,
         )

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import Unavailable
 from . import deferred_index
-from .compact_events import encode_numeric_value, encode_prev_state_seconds
+from .compact_events import TIME_EPOCH_US, encode_numeric_value, encode_prev_state_seconds
 from .connection import BUSY_TIMEOUT_MS, connect
 from .hour_sums import NONE, UNKNOWN, HourSums
 from .ids import Ids
@@ -69,6 +69,7 @@ EVENT_COLUMNS: Final = (
     "cause_ref", "snapshot_ref",
 )  # fmt: skip
 _STORED: Final = {  # the columns stored in their compact form (compact_events.py)
+    "time_fired": f"?1 - {TIME_EPOCH_US}",
     "numeric_value": encode_numeric_value(
         f"?{EVENT_COLUMNS.index('state') + 1}", f"?{EVENT_COLUMNS.index('numeric_value') + 1}"
     ),
@@ -76,8 +77,10 @@ _STORED: Final = {  # the columns stored in their compact form (compact_events.p
         f"?{EVENT_COLUMNS.index('prev_state_seconds') + 1}"
     ),
 }
+# time_fired is computed from the column stored (compact_events.py, TIME_EPOCH_US).
+_INTO: Final = {"time_fired": "time_since_2026"}
 _INSERT_EVENT: Final = (
-    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ("
+    f"INSERT INTO events ({', '.join(_INTO.get(c, c) for c in EVENT_COLUMNS)}) VALUES ("
     + ", ".join(_STORED.get(c, f"?{i}") for i, c in enumerate(EVENT_COLUMNS, 1))
     + ")"
 )

@@ -11,7 +11,11 @@ from collections.abc import Callable
 import sqlite3
 
 from ..errors import InvalidBackup
-from .compact_events import durations_in_microseconds, rebuild_events
+from .compact_events import (
+    durations_in_microseconds,
+    rebuild_events,
+    rebuild_with_times_since_2026,
+)
 from .deferred_index import migrate_deferred_index
 from .mirror_outbox import migrate_mirror_outbox
 from .retention_tables import migrate_retention
@@ -158,6 +162,7 @@ MIGRATIONS: list[Migration] = [
     m006_compact_events,
     migrate_packed_rollups,
     m008_times_beside_the_event,
+    rebuild_with_times_since_2026,
 ]
 
 

@@ -12,7 +12,7 @@ import orjson
 from homeiq_addon.ingest.decode import decode_batch
 from homeiq_addon.ingest.rows import event_rows
 from homeiq_addon.store.db import EVENT_COLUMNS
-from homeiq_addon.store.ids import Ids
+from homeiq_addon.store.ids import EntityIds, Ids
 from homeiq_addon.store.memory_counts import EventCounts
 
 _counter = itertools.count()
@@ -108,7 +108,19 @@ def write_into(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> None:
     writes one (rows and counts), without a Store: for a database of an older schema
     version, which opening a Store would migrate first."""
     ids, counts = Ids(), EventCounts()
+    entity_columns = [r[1] for r in conn.execute("PRAGMA table_info(entities)")]
+    if "domain_ref" not in entity_columns:  # before schema 9
+        ids.entities = _EntityIdsBefore9(ids.strings)
     rows, keys = event_rows(ids, conn, decode_batch(orjson.dumps(batch(events))))
+    if "domain_ref" not in entity_columns:
+        # Every row kept its domain then, the entity's too.
+        at = EVENT_COLUMNS.index("domain_ref"), EVENT_COLUMNS.index("entity_ref")
+        rows = [
+            row
+            if row[at[0]] is not None or row[at[1]] is None
+            else (*row[: at[0]], _entity_domain_ref(conn, ids, row[at[1]]), *row[at[0] + 1 :])
+            for row in rows
+        ]
     columns = ", ".join(EVENT_COLUMNS)
     conn.executemany(
         f"INSERT INTO events ({columns}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})", rows
@@ -116,3 +128,19 @@ def write_into(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> None:
     counts.add(keys)
     counts.job_done(True)
     counts.before_commit(conn)
+
+
+class _EntityIdsBefore9(EntityIds):
+    """Entities as schema versions before 9 keep them: no domain_ref column."""
+
+    def _add(self, conn: sqlite3.Connection, value: str) -> int:
+        cur = conn.execute(
+            "INSERT INTO entities (entity_id, domain) VALUES (?, ?)",
+            (value, value.partition(".")[0]),
+        )
+        return int(cur.lastrowid or 0)
+
+
+def _entity_domain_ref(conn: sqlite3.Connection, ids: Ids, entity_ref: int) -> int:
+    (domain,) = conn.execute("SELECT domain FROM entities WHERE id = ?", (entity_ref,)).fetchone()
+    return ids.strings.get_or_add(conn, domain)

@@ -18,7 +18,7 @@ from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.store.db import Store
 from homeiq_addon.store.migrations import MIGRATIONS, migrate
 from homeiq_addon.store.schema_check import check_database
-from tests.addon.factory import BASE, batch, state_event, write_into
+from tests.addon.factory import BASE, batch, service_event, state_event, write_into
 from tests.addon.test_ingest import get, post
 from tests.conftest import AddonProcess
 
@@ -253,3 +253,38 @@ async def test_context_ids_read_back_exactly_and_an_events_own_is_stored_in_11_b
     finally:
         conn.close()
     assert lengths[: len(offsets)] == [size for _, size in offsets]
+
+
+async def test_a_domain_is_stored_only_where_the_entity_id_does_not_say_it(
+    addon_server: AddonProcess,
+) -> None:
+    sent = [
+        state_event(0),  # sensor.…: its entity's domain, not stored again
+        state_event(1, entity_id="sensor.odd_one", domain="custom"),  # another domain
+        state_event(2, entity_id="light.hall", domain=None),  # none sent: the entity's
+    ]
+    sent += [service_event(3)]  # no entity: its own domain (light, from its data)
+    sent[-1]["domain"] = "light"
+    assert (await post(addon_server, batch(sent)))[0] == 200
+
+    async def ids_of(query: str) -> list[str]:
+        status, page = await get(addon_server, f"/api/v1/events{query}")
+        assert status == 200, page
+        return sorted(e["context_id"] for e in page["events"])
+
+    contexts = [e["context_id"] for e in sent]
+    assert await ids_of("?domain=sensor") == [contexts[0]]
+    assert await ids_of("?domain=custom") == [contexts[1]]
+    assert await ids_of("?domain=light") == sorted([contexts[2], contexts[3]])
+    _, page = await get(addon_server, "/api/v1/events?limit=10")
+    domains = {e["context_id"]: e.get("domain") for e in page["events"]}
+    assert [domains[c] for c in contexts] == ["sensor", "custom", "light", "light"]
+    conn = sqlite3.connect(f"file:{addon_server.data_dir / 'homeiq.db'}?mode=ro", uri=True)
+    try:
+        stored = [n for (n,) in conn.execute("SELECT domain_ref FROM events ORDER BY id")]
+        view = [d for (d,) in conn.execute("SELECT domain FROM events_enriched ORDER BY id")]
+    finally:
+        conn.close()
+    assert stored[0] is None and stored[2] is None
+    assert stored[1] is not None and stored[3] is not None
+    assert view == ["sensor", "custom", "light", "light"]

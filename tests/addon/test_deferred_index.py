@@ -20,6 +20,7 @@ from homeiq_addon.status.service import compute_stats
 from homeiq_addon.store import deferred_index
 from homeiq_addon.store.db import Store
 from homeiq_addon.store.hour_sums import HourSums
+from homeiq_addon.store.ids import EVENT_DOMAIN_REF
 from homeiq_addon.store.memory_counts import LastHourCounts
 from homeiq_addon.store.migrations import MIGRATIONS, m001_events
 from homeiq_addon.store.retention_tables import migrate_retention
@@ -179,8 +180,9 @@ def test_hourly_counts_indexed_from_memory_match_the_raw_events(db: _Store) -> N
     counted = db.read(
         lambda c: sorted(
             c.execute(
+                # The domain of an entity's event is the entity's (store/ids.py).
                 "SELECT time_fired / 3600000000, event_type_id, COALESCE(entity_ref, 0),"
-                " COALESCE(domain_ref, 0), COUNT(*) FROM events GROUP BY 1, 2, 3, 4"
+                f" {EVENT_DOMAIN_REF}, COUNT(*) FROM events GROUP BY 1, 2, 3, 4"
             )
         )
     )

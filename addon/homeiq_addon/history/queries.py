@@ -20,7 +20,7 @@ STATE_TYPES_SQL: Final = (
 )
 _SELECT: Final = f"""
 SELECT e.id, e.time_fired, t.event_type, e.origin, e.context_id, cu.value,
-       e.context_parent_id, e.data, n.entity_id, d.value,
+       e.context_parent_id, e.data, n.entity_id, COALESCE(d.value, n.domain),
        CASE typeof(e.state) WHEN 'integer' THEN s1.value ELSE e.state END,
        CASE typeof(e.old_state) WHEN 'integer' THEN s2.value ELSE e.old_state END,
        {NUMERIC_VALUE}, e.time_fired - e.last_changed_ago, {PREV_STATE_SECONDS}, a.json,
@@ -116,17 +116,22 @@ def list_events(
         entity = entity_ref(conn, f.entity_id)
         if entity is None:
             return [], None
-    for value, table, col, column in (
-        (f.domain, "strings", "value", "e.domain_ref"),
-        (f.event_type, "event_types", "event_type", "e.event_type_id"),
-    ):
-        if value is None:
-            continue
-        ref = _id_of(conn, table, col, value)
+    if f.event_type is not None:
+        ref = _id_of(conn, "event_types", "event_type", f.event_type)
         if ref is None:
             return [], None
-        where.append(f"{column} = ?")
+        where.append("e.event_type_id = ?")
         args.append(ref)
+    if f.domain is not None:
+        ref = _id_of(conn, "strings", "value", f.domain)
+        if ref is None:
+            return [], None
+        # An event of an entity of that domain stores none of its own (store/ids.py).
+        where.append(
+            "(e.domain_ref = ? OR e.domain_ref IS NULL AND e.entity_ref IN"
+            " (SELECT id FROM entities WHERE domain_ref = ?))"
+        )
+        args += [ref, ref]
     if f.area is not None:
         where.append("e.registry_ref IN (SELECT id FROM registry WHERE area = ? OR area_id = ?)")
         args += [f.area, f.area]

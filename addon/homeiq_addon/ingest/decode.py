@@ -66,7 +66,7 @@ class DecodedBatch:
     entities: list[str]
     entity_at: list[int]
     strings: list[str]  # domains and user ids
-    domain_at: list[int]
+    domain_at: list[int]  # 0 where it is the entity's own (the counts' keys have it)
     user_at: list[int]
     states: list[str]  # states and old states
     state_at: list[int]
@@ -188,13 +188,20 @@ def _columns(batch: Batch) -> DecodedBatch:
         d or (None if e is None else e.partition(".")[0])
         for d, e in zip(domains, entity_ids, strict=True)
     ]
+    # A row keeps no domain that its entity's id says (store/ids.py EntityIds).
+    stored_domains = [
+        None if e is not None and d == e.partition(".")[0] else d
+        for d, e in zip(domains_or_derived, entity_ids, strict=True)
+    ]
     fields = [
         f if f[_LABELS] is None else (*f[:_LABELS], tuple(f[_LABELS]), *f[_LABELS + 1 :])
         for f in map(_REF_FIELDS, events)
     ]
     distinct_types, (type_at,) = _indexed(event_types)
     distinct_entities, (entity_at,) = _indexed(entity_ids)
-    distinct_strings, (domain_at, user_at) = _indexed(domains_or_derived, users)
+    distinct_strings, (domain_at, user_at, stored_domain_at) = _indexed(
+        domains_or_derived, users, stored_domains
+    )
     distinct_states, (state_at, old_state_at) = _indexed(states, old_states)
     distinct_attributes, (attributes_at,) = _indexed(attributes_json)
     distinct_refs, (refs_at,) = _indexed([None if f == _NO_REFS else f for f in fields])
@@ -226,7 +233,7 @@ def _columns(batch: Batch) -> DecodedBatch:
         entities=distinct_entities,
         entity_at=entity_at,
         strings=distinct_strings,
-        domain_at=domain_at,
+        domain_at=stored_domain_at,
         user_at=user_at,
         states=distinct_states,
         state_at=state_at,

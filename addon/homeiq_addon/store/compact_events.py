@@ -97,7 +97,7 @@ _REWRITTEN: Final = _COPIED.replace(
 _VIEW: Final = f"""
 CREATE VIEW events_enriched AS
 SELECT e.id, e.time_fired, t.event_type, n.entity_id,
-       d.value AS domain,
+       COALESCE(d.value, n.domain) AS domain,
        CASE typeof(e.state) WHEN 'integer' THEN s1.value ELSE e.state END AS state,
        CASE typeof(e.old_state) WHEN 'integer' THEN s2.value ELSE e.old_state END
            AS old_state,
@@ -162,9 +162,21 @@ def rebuild_events(conn: sqlite3.Connection) -> None:
 
 
 def rebuild_with_times_since_2026(conn: sqlite3.Connection) -> None:
-    """Rewrite ``events`` with its times as µs since 2026 (schema version 9)."""
+    """Rewrite ``events`` with its times as µs since 2026 and no domain where it is the
+    entity's (store/ids.py EntityIds), which ``entities`` now holds as an id too (schema
+    version 9)."""
+    conn.execute("ALTER TABLE entities ADD COLUMN domain_ref INTEGER")
+    conn.execute("INSERT OR IGNORE INTO strings (value) SELECT domain FROM entities")
+    conn.execute("UPDATE entities SET domain_ref = (SELECT id FROM strings WHERE value = domain)")
     copied = _COPIED.replace("id, time_fired,", "id,") + ", time_since_2026"
-    selected = _COPIED.replace("id, time_fired,", "id,") + f", time_fired - {TIME_EPOCH_US}"
+    selected = (
+        _COPIED.replace("id, time_fired,", "id,").replace(
+            " domain_ref,",
+            " CASE WHEN domain_ref = (SELECT domain_ref FROM entities WHERE id = entity_ref)"
+            " THEN NULL ELSE domain_ref END,",
+        )
+        + f", time_fired - {TIME_EPOCH_US}"
+    )
     insert = f"INSERT INTO events_rebuilt ({copied}) SELECT {selected}"
     _rebuild(conn, _EVENTS_9, insert, _VIEW, "times since 2026")
 

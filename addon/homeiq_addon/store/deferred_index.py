@@ -34,6 +34,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
 from ..times import US_PER_MINUTE
+from .ids import EVENT_DOMAIN_REF
 from .time_blocks import add_blocks
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ def index_new_events(
                 conn.execute(
                     "INSERT INTO stat_hour_key"
                     f" SELECT {_HOUR}, event_type_id, COALESCE(entity_ref, 0),"
-                    " COALESCE(domain_ref, 0), COUNT(*) FROM events WHERE id > ? AND id <= ?"
+                    f" {EVENT_DOMAIN_REF}, COUNT(*) FROM events WHERE id > ? AND id <= ?"
                     " GROUP BY 1, 2, 3, 4 ON CONFLICT DO UPDATE SET n = n + excluded.n",
                     (low, top),
                 )
@@ -167,7 +168,7 @@ def unindexed_counts(
                 summed[(type_id, entity, domain)] += n
         return [(*k, n) for k, n in summed.items()]
     rows = conn.execute(
-        "SELECT event_type_id, COALESCE(entity_ref, 0), COALESCE(domain_ref, 0), COUNT(*)"
+        f"SELECT event_type_id, COALESCE(entity_ref, 0), {EVENT_DOMAIN_REF}, COUNT(*)"
         " FROM events WHERE id > ? AND +time_fired >= ? AND +time_fired < ? GROUP BY 1, 2, 3",
         (watermark(conn), first_minute * US_PER_MINUTE, (last_minute + 1) * US_PER_MINUTE),
     )

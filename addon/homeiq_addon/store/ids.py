@@ -73,18 +73,28 @@ class TextIds:
         self.cache.clear()
 
 
+# An events row's domain as a ``strings`` id, 0 for none: a row of an entity of that
+# domain stores none (EntityIds), and the entity's is read.
+EVENT_DOMAIN_REF: Final = (
+    "COALESCE(domain_ref, (SELECT domain_ref FROM entities WHERE id = entity_ref), 0)"
+)
+
+
 class EntityIds(TextIds):
-    """``entities``: the entity id and its domain."""
+    """``entities``: the entity id and its domain, as text and as a ``strings`` id (an
+    event of the entity stores no domain of its own unless it names another)."""
 
-    __slots__ = ()
+    __slots__ = ("_strings",)
 
-    def __init__(self) -> None:
+    def __init__(self, strings: TextIds) -> None:
         super().__init__("entities", "entity_id")
+        self._strings = strings
 
     def _add(self, conn: sqlite3.Connection, value: str) -> int:
+        domain = value.partition(".")[0]
         cur = conn.execute(
-            "INSERT INTO entities (entity_id, domain) VALUES (?, ?)",
-            (value, value.partition(".")[0]),
+            "INSERT INTO entities (entity_id, domain, domain_ref) VALUES (?, ?, ?)",
+            (value, domain, self._strings.get_or_add(conn, domain)),
         )
         return int(cur.lastrowid or 0)
 
@@ -168,8 +178,8 @@ class Ids:
 
     def __init__(self) -> None:
         self.event_types = TextIds("event_types", "event_type")
-        self.entities = EntityIds()
         self.strings = TextIds("strings", "value")
+        self.entities = EntityIds(self.strings)
         self.attributes = AttributeIds()
         self.registry = TupleIds("registry", REGISTRY_KEYS)
         self.causes = TupleIds("causes", CAUSE_KEYS)

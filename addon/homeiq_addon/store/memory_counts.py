@@ -18,6 +18,7 @@ from typing import Final
 
 from ..times import US_PER_MINUTE
 from . import time_blocks
+from .ids import EVENT_DOMAIN_REF
 
 KEEP_MINUTES: Final = 61  # the longest period served from here is 1h
 _MAX_SUBS: Final = 100_000  # distinct keys shared before the table starts again
@@ -69,7 +70,7 @@ class LastHourCounts:
         ids, params = time_blocks.in_range(conn, first, None, "id")
         for minute, type_id, entity, domain, n in conn.execute(
             "SELECT time_fired / ?, event_type_id, COALESCE(entity_ref, 0),"
-            f" COALESCE(domain_ref, 0), COUNT(*) FROM events WHERE {ids} AND time_fired >= ?"
+            f" {EVENT_DOMAIN_REF}, COUNT(*) FROM events WHERE {ids} AND time_fired >= ?"
             " GROUP BY 1, 2, 3, 4",
             (US_PER_MINUTE, *params, first),
         ):

@@ -13,6 +13,7 @@ import sqlite3
 from ..errors import InvalidBackup
 from .compact_events import rebuild_events
 from .deferred_index import migrate_deferred_index
+from .entity_postings import migrate_entity_postings
 from .mirror_outbox import migrate_mirror_outbox
 from .retention_tables import migrate_retention
 from .rollup_rows import migrate_packed_rollups
@@ -150,6 +151,7 @@ MIGRATIONS: list[Migration] = [
     migrate_mirror_outbox,
     m006_compact_events,
     migrate_packed_rollups,
+    migrate_entity_postings,
 ]
 
 

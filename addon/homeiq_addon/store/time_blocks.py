@@ -34,6 +34,8 @@ BLOCK_IDS: Final = 1 << BLOCK_SHIFT  # ids per block: 10M events make 10k rows
 _MAX_ID: Final = (1 << 63) - 1
 _FIRST_GROUP: Final = 1  # blocks in the first group of a read in time order ...
 _MAX_GROUP: Final = 64  # ... doubling up to this many
+# Blocks restricted to id ranges narrower than this are read by id and sorted in memory.
+_SORT_IN_PYTHON_IDS: Final = 4096 * BLOCK_IDS
 
 
 def _watermark(conn: sqlite3.Connection) -> int:
@@ -87,11 +89,17 @@ _ORDERS: Final[dict[str, tuple[str, Callable[[Span], Any]]]] = {
 
 
 def spans(
-    conn: sqlite3.Connection, start_us: int | None, end_us: int | None, order: str = "id"
+    conn: sqlite3.Connection,
+    start_us: int | None,
+    end_us: int | None,
+    order: str = "id",
+    within: list[tuple[int, int]] | None = None,
 ) -> Iterator[Span]:
     """The blocks (and the tail) that may hold events in [start, end), in ``order``:
-    "id", "oldest" (by first time) or "newest" (by last time, descending). Read as
-    they are taken: a read that stops early turns no more rows into spans."""
+    "id", "oldest" (by first time) or "newest" (by last time, descending). ``within``
+    (sorted [low, high] id ranges) says where the wanted events lie, besides the tail:
+    when the ranges are narrow only their blocks are taken. Read as they are taken: a
+    read that stops early turns no more rows into spans."""
     low = _watermark(conn)
     start = -_MAX_ID if start_us is None else start_us
     end = _MAX_ID if end_us is None else end_us
@@ -102,6 +110,19 @@ def spans(
     if first is not None and last >= start and first < end:
         tail.append(Span(low + 1, _MAX_ID, first, last))
     sql_order, key = _ORDERS[order]
+    if within is not None and sum(hi - lo for lo, hi in within) < _SORT_IN_PYTHON_IDS:
+        # A few blocks: by their ids, sorted here (the index on time would walk them all).
+        found = [
+            Span(block << BLOCK_SHIFT, min(((block + 1) << BLOCK_SHIFT) - 1, low), first, last)
+            for low_id, high_id in within
+            for block, first, last in conn.execute(
+                "SELECT block, first_us, last_us FROM event_blocks"
+                " WHERE block BETWEEN ? AND ? AND last_us >= ? AND first_us < ?",
+                (low_id >> BLOCK_SHIFT, high_id >> BLOCK_SHIFT, start, end),
+            )
+        ]
+        yield from heapq.merge(sorted(found, key=key), tail, key=key)
+        return
     cursor = conn.execute(
         "SELECT block, first_us, last_us FROM event_blocks"
         f" WHERE last_us >= ? AND first_us < ? ORDER BY {sql_order}",
@@ -139,18 +160,10 @@ def in_range(
     return id_condition(list(spans(conn, start_us, end_us)), column)
 
 
-def in_time_order(
-    conn: sqlite3.Connection,
-    start_us: int | None,
-    end_us: int | None,
-    *,
-    newest_first: bool = False,
-    column: str = "e.id",
-) -> Iterator[tuple[str, list[Any]]]:
-    """Conditions on ``column`` for successive groups of the events in [start, end):
-    every event of a group lies strictly after (``newest_first``: before) every event of
-    the groups yielded before it. The first groups are small, later ones grow."""
-    found = spans(conn, start_us, end_us, "newest" if newest_first else "oldest")
+def groups(found: Iterator[Span], *, newest_first: bool = False) -> Iterator[list[Span]]:
+    """Spans taken in time order (from ``spans``, "oldest" or "newest") in groups: every
+    event of a group lies strictly after (``newest_first``: before) every event of the
+    groups before it. The first groups are small, later ones grow."""
     size = _FIRST_GROUP
     group: list[Span] = []
     bound = 0  # the group's last time (newest first: its first time)
@@ -158,7 +171,7 @@ def in_time_order(
         if group and len(group) >= size:
             apart = span.last_us < bound if newest_first else span.first_us > bound
             if apart:
-                yield id_condition(group, column)
+                yield group
                 group = []
                 size = min(size * 2, _MAX_GROUP)
         if not group:
@@ -169,6 +182,21 @@ def in_time_order(
             bound = max(bound, span.last_us)
         group.append(span)
     if group:
+        yield group
+
+
+def in_time_order(
+    conn: sqlite3.Connection,
+    start_us: int | None,
+    end_us: int | None,
+    *,
+    newest_first: bool = False,
+    column: str = "e.id",
+) -> Iterator[tuple[str, list[Any]]]:
+    """Conditions on ``column`` for successive groups of the events in [start, end), as
+    ``groups`` makes them."""
+    found = spans(conn, start_us, end_us, "newest" if newest_first else "oldest")
+    for group in groups(found, newest_first=newest_first):
         yield id_condition(group, column)
 
 

@@ -11,7 +11,7 @@ from typing import Final
 
 import orjson
 
-from ..store import time_blocks
+from ..store import entity_postings, time_blocks
 from ..store.compact_events import NUMERIC_VALUE
 from ..store.deferred_index import entity_ids
 from ..store.ids import entity_ref
@@ -87,6 +87,11 @@ def delete_events(conn: sqlite3.Connection, ids: list[int]) -> int:
         "DELETE FROM events WHERE id IN (SELECT value FROM json_each(?))",
         (orjson.dumps(ids).decode(),),
     ).rowcount
+
+
+def forget_purged(conn: sqlite3.Connection) -> None:
+    """After a purge: the store's postings forget the ids of the events purged."""
+    entity_postings.forget_older(conn)
 
 
 def raw_tier(conn: sqlite3.Connection) -> tuple[int, int | None, int | None]:

@@ -204,7 +204,7 @@ def entity_ids(
     postings = entity_postings.Postings(conn, ref)
     found = time_blocks.spans(
         conn, start_us, end_us, "newest" if newest_first else "oldest",
-        within=entity_postings.id_ranges(conn, ref),
+        within=postings.id_ranges(),
     )  # fmt: skip
     for group in time_blocks.groups(found, newest_first=newest_first):
         ids: list[int] = []

@@ -16,8 +16,8 @@ The writer appends the ids of new events when it indexes (deferred_index.py); an
 append rewrites at most one row of ``POSTING_IDS`` ids per entity. Nothing is deleted
 with an event: its id stays in the postings and a read finds no row for it, or a row
 of another entity once SQLite hands the id out again, so every read keeps the
-condition on the entity. Rows whose segment lies wholly below the oldest event go
-when the oldest event leaves the segment (``prune``).
+condition on the entity. After retention purged the oldest events, their ids go
+(``forget_older``); ids of events deleted in between stay until then.
 """
 
 from __future__ import annotations
@@ -30,10 +30,12 @@ import sqlite3
 import sys
 from typing import Final
 
+from .time_blocks import BLOCK_SHIFT
+
 SEGMENT_SHIFT: Final = 16
 SEGMENT_IDS: Final = 1 << SEGMENT_SHIFT  # offsets in a segment fit 2 bytes
 POSTING_IDS: Final = 256  # ids per row: an append rewrites at most 512 bytes
-_FLOOR: Final = "postings_floor"  # counters: the segment below which rows are gone
+_FEW_IDS: Final = 4096  # an entity with no more ids is read block by block
 
 
 def migrate_entity_postings(conn: sqlite3.Connection) -> None:
@@ -43,14 +45,12 @@ def migrate_entity_postings(conn: sqlite3.Connection) -> None:
         " first_id INTEGER NOT NULL, offsets BLOB NOT NULL,"
         " PRIMARY KEY (entity_ref, first_id)) WITHOUT ROWID"
     )
-    conn.execute(f"INSERT INTO counters VALUES ('{_FLOOR}', 0)")
     # The old index holds exactly the indexed events, entity by entity (by time there).
     rows = conn.execute("SELECT entity_ref, id FROM events_by_entity ORDER BY entity_ref")
     for ref, entity_rows in groupby(rows, key=itemgetter(0)):
         add_postings(conn, {ref: sorted(event_id for _, event_id in entity_rows)})
     conn.execute("DROP TRIGGER events_unindexed")
     conn.execute("DROP TABLE events_by_entity")
-    prune(conn)
 
 
 def _pack(ids: list[int]) -> bytes:
@@ -84,6 +84,15 @@ def _append(conn: sqlite3.Connection, ref: int, first_id: int, packed: bytes) ->
         )
 
 
+def _add_rows(conn: sqlite3.Connection, ref: int, ids: list[int], start: int = 0) -> None:
+    """Store ``ids[start:]`` (ascending) in new rows of the entity."""
+    while start < len(ids):
+        segment_end = ((ids[start] >> SEGMENT_SHIFT) + 1) << SEGMENT_SHIFT
+        stop = min(bisect_left(ids, segment_end, start), start + POSTING_IDS)
+        _append(conn, ref, ids[start], _pack(ids[start:stop]))
+        start = stop
+
+
 def add_postings(conn: sqlite3.Connection, new: dict[int, list[int]]) -> None:
     """Append each entity's new ids (ascending) to its postings.
 
@@ -104,11 +113,7 @@ def add_postings(conn: sqlite3.Connection, new: dict[int, list[int]]) -> None:
             start = min(bisect_left(ids, segment_end), max(0, POSTING_IDS - size // 2))
             if start:
                 _append(conn, ref, first_id, _pack(ids[:start]))
-        while start < len(ids):
-            segment_end = ((ids[start] >> SEGMENT_SHIFT) + 1) << SEGMENT_SHIFT
-            stop = min(bisect_left(ids, segment_end, start), start + POSTING_IDS)
-            _append(conn, ref, ids[start], _pack(ids[start:stop]))
-            start = stop
+        _add_rows(conn, ref, ids, start)
 
 
 def index_events(conn: sqlite3.Connection, low: int, top: int) -> None:
@@ -120,38 +125,28 @@ def index_events(conn: sqlite3.Connection, low: int, top: int) -> None:
     ):
         new.setdefault(ref, []).append(event_id)
     add_postings(conn, new)
-    prune(conn)
 
 
-def prune(conn: sqlite3.Connection) -> None:
-    """Drop the rows of segments wholly below the oldest event (all when none is left).
-    Only when the oldest event left a segment: the rows are not indexed by id."""
+def forget_older(conn: sqlite3.Connection) -> None:
+    """Drop the ids below the oldest event (all when none is left): after retention
+    purged the oldest events. An entity's rows are in id order, so this reads only
+    the rows it changes, and one row per entity."""
     oldest = conn.execute("SELECT MIN(id) FROM events").fetchone()[0]
-    floor = 0 if oldest is None else oldest >> SEGMENT_SHIFT
-    pruned = conn.execute("SELECT value FROM counters WHERE name = ?", (_FLOOR,)).fetchone()[0]
     if oldest is None:
         conn.execute("DELETE FROM entity_postings")
-    elif floor > pruned:
-        conn.execute("DELETE FROM entity_postings WHERE first_id < ?", (floor << SEGMENT_SHIFT,))
-    if floor != pruned:
-        conn.execute("UPDATE counters SET value = ? WHERE name = ?", (floor, _FLOOR))
-
-
-def id_ranges(conn: sqlite3.Connection, ref: int) -> list[tuple[int, int]]:
-    """The [low, high] id ranges of the segments where the entity has events (adjacent
-    ones merged), ascending."""
-    ranges: list[tuple[int, int]] = []
-    for (segment,) in conn.execute(
-        f"SELECT DISTINCT first_id >> {SEGMENT_SHIFT} FROM entity_postings"
-        " WHERE entity_ref = ? ORDER BY 1",
-        (ref,),
-    ):
-        low = segment << SEGMENT_SHIFT
-        if ranges and ranges[-1][1] + 1 == low:
-            ranges[-1] = (ranges[-1][0], low + SEGMENT_IDS - 1)
-        else:
-            ranges.append((low, low + SEGMENT_IDS - 1))
-    return ranges
+        return
+    for (ref,) in conn.execute("SELECT id FROM entities").fetchall():
+        rows = conn.execute(
+            "SELECT first_id, offsets FROM entity_postings WHERE entity_ref = ? AND first_id < ?",
+            (ref, oldest),
+        ).fetchall()
+        if not rows:
+            continue
+        kept = sorted({i for first_id, packed in rows for i in _unpack(first_id, packed)})
+        conn.execute(
+            "DELETE FROM entity_postings WHERE entity_ref = ? AND first_id < ?", (ref, oldest)
+        )
+        _add_rows(conn, ref, kept, bisect_left(kept, oldest))
 
 
 class Postings:
@@ -176,6 +171,28 @@ class Postings:
             # Sorted and once each, even where a deleted id came back to the entity.
             ids = self._segments[segment] = sorted(found)
         return ids
+
+    def id_ranges(self) -> list[tuple[int, int]]:
+        """Ascending [low, high] id ranges that hold all the entity's ids: the blocks of
+        time_blocks.py that hold them when it has few, else its segments (a chatty
+        entity is in nearly every block)."""
+        segments = self._conn.execute(
+            f"SELECT first_id >> {SEGMENT_SHIFT}, SUM(length(offsets)) / 2 FROM entity_postings"
+            " WHERE entity_ref = ? GROUP BY 1 ORDER BY 1",
+            (self._ref,),
+        ).fetchall()
+        shift, units = SEGMENT_SHIFT, [segment for segment, _ in segments]
+        if sum(n for _, n in segments) <= _FEW_IDS:
+            shift = BLOCK_SHIFT
+            units = sorted({i >> BLOCK_SHIFT for s in units for i in self._segment(s)})
+        ranges: list[tuple[int, int]] = []
+        for unit in units:
+            low = unit << shift
+            if ranges and ranges[-1][1] + 1 == low:
+                ranges[-1] = (ranges[-1][0], low + (1 << shift) - 1)
+            else:
+                ranges.append((low, low + (1 << shift) - 1))
+        return ranges
 
     def between(self, low: int, high: int) -> list[int]:
         """The entity's ids in [low, high], ascending."""

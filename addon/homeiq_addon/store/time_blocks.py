@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 import heapq
+import json
 import sqlite3
 from typing import Any, Final
 
@@ -112,13 +113,13 @@ def spans(
     sql_order, key = _ORDERS[order]
     if within is not None and sum(hi - lo for lo, hi in within) < _SORT_IN_PYTHON_IDS:
         # A few blocks: by their ids, sorted here (the index on time would walk them all).
+        wanted = [b for lo, hi in within for b in range(lo >> BLOCK_SHIFT, (hi >> BLOCK_SHIFT) + 1)]
         found = [
             Span(block << BLOCK_SHIFT, min(((block + 1) << BLOCK_SHIFT) - 1, low), first, last)
-            for low_id, high_id in within
             for block, first, last in conn.execute(
-                "SELECT block, first_us, last_us FROM event_blocks"
-                " WHERE block BETWEEN ? AND ? AND last_us >= ? AND first_us < ?",
-                (low_id >> BLOCK_SHIFT, high_id >> BLOCK_SHIFT, start, end),
+                "SELECT block, first_us, last_us FROM event_blocks WHERE"
+                " block IN (SELECT value FROM json_each(?)) AND +last_us >= ? AND +first_us < ?",
+                (json.dumps(wanted), start, end),
             )
         ]
         yield from heapq.merge(sorted(found, key=key), tail, key=key)

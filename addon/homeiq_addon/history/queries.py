@@ -135,8 +135,9 @@ def list_events(
         groups = _in_time_order(conn, f, where, args)
     else:
         groups = entity_ids(
-            conn, entity, start_us=f.start_us, end_us=f.end_us, before=f.after, newest_first=True
-        )
+            conn, entity, start_us=f.start_us, end_us=f.end_us, before=f.after,
+            newest_first=True, limit=f.limit + 1,
+        )  # fmt: skip
     rows = _newest_first(conn, groups, where, args, f.limit + 1)
     page = rows[: f.limit]
     last = (int(page[-1][1]), int(page[-1][0])) if len(rows) > f.limit else None
@@ -197,7 +198,7 @@ def raw_history(
     if ref is None:
         return []
     points: list[dict[str, Any]] = []
-    for ids, params in entity_ids(conn, ref, start_us=start_us, end_us=end_us):
+    for ids, params in entity_ids(conn, ref, start_us=start_us, end_us=end_us, limit=limit):
         rows = conn.execute(
             "SELECT e.time_fired,"
             " CASE typeof(e.state) WHEN 'integer' THEN s.value ELSE e.state END,"

@@ -48,7 +48,7 @@ def previous_state(
     ref = entity_ref(conn, entity_id)
     if ref is None:
         return False, None
-    for ids, params in entity_ids(conn, ref, end_us=before_us, newest_first=True):
+    for ids, params in entity_ids(conn, ref, end_us=before_us, newest_first=True, limit=1):
         row = conn.execute(
             f"SELECT {_STATE_TEXT} FROM events e LEFT JOIN strings s ON s.id = e.state"
             f" WHERE {ids} AND e.event_type_id IN ({_STATE_TYPES})"
@@ -106,7 +106,7 @@ def oldest_raw(conn: sqlite3.Connection, entity_id: str) -> int | None:
     ref = entity_ref(conn, entity_id)
     if ref is None:
         return None
-    for ids, params in entity_ids(conn, ref):
+    for ids, params in entity_ids(conn, ref, limit=1):
         found: int | None = conn.execute(
             f"SELECT MIN(e.time_fired) FROM events e WHERE {ids}", params
         ).fetchone()[0]

@@ -45,6 +45,10 @@ INDEX_AFTER_ROWS: Final = 50_000
 INDEX_AFTER_IDLE_S: Final = 0.5
 INDEX_AFTER_MAX_AGE_S: Final = 5.0
 LOOK_EVERY_S: Final = 0.1  # how often a busy writer counts the events waiting
+# Ids of an entity looked up by the first query of a read by entity, at least (or the
+# read's limit), and by later ones, at most.
+_FIRST_IDS: Final = 64
+_MOST_IDS: Final = 8192
 
 _WATERMARK: Final = "(SELECT value FROM counters WHERE name = 'settled')"
 # Floor division, as Python's // in the ingest (SQLite's / truncates towards zero).
@@ -178,12 +182,14 @@ def entity_ids(
     end_us: int | None = None,
     before: tuple[int, int] | None = None,
     newest_first: bool = False,
+    limit: int = _FIRST_IDS,
 ) -> Iterator[tuple[str, list[Any]]]:
     """Conditions on the event row ``e`` for entity ``ref``'s events in [start, end) (and
     before the ``before`` position, (time, id) exclusive), one group of them after the
     other in time order: every event of a group lies strictly after (``newest_first``:
     before) every event of the groups before it. A read with a limit sorts each group
-    on its own and stops after the group that filled it.
+    on its own and stops after the group that filled it; the first group holds at least
+    ``limit`` of the entity's indexed ids where the blocks' times allow a cut.
 
     The indexed events are looked up by their ids (entity_postings.py), grouped by the
     blocks of the time map (time_blocks.py); the newer ones, the tail, by a rowid range
@@ -202,11 +208,21 @@ def entity_ids(
         bounds.append("(e.time_fired, e.id) < (?, ?)")
         bound_args += before
     postings = entity_postings.Postings(conn, ref)
+    ids_in: dict[int, list[int]] = {}  # by span, as they were weighed
+
+    def weight(span: time_blocks.Span) -> int:
+        if span.low > low:
+            return 0  # the tail: rows, not ids
+        ids = ids_in[span.low] = postings.between(span.low, span.high)
+        return len(ids)
+
     found = time_blocks.spans(
         conn, start_us, end_us, "newest" if newest_first else "oldest",
         within=postings.id_ranges(),
     )  # fmt: skip
-    for group in time_blocks.groups(found, newest_first=newest_first):
+    for group in time_blocks.groups(
+        found, newest_first=newest_first, weight=weight, first=limit, most=_MOST_IDS
+    ):
         ids: list[int] = []
         parts: list[str] = []
         params: list[Any] = []
@@ -215,7 +231,7 @@ def entity_ids(
                 parts.append("e.id > ?")
                 params.append(low)
             else:
-                ids += postings.between(span.low, span.high)
+                ids += ids_in.pop(span.low)
         if ids:
             parts.append("e.id IN (SELECT value FROM json_each(?))")
             params.append(orjson.dumps(ids).decode())

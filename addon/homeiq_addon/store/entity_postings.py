@@ -30,12 +30,12 @@ import sqlite3
 import sys
 from typing import Final
 
-from .time_blocks import BLOCK_SHIFT
+from .time_blocks import BLOCK_IDS, BLOCK_SHIFT
 
 SEGMENT_SHIFT: Final = 16
 SEGMENT_IDS: Final = 1 << SEGMENT_SHIFT  # offsets in a segment fit 2 bytes
 POSTING_IDS: Final = 256  # ids per row: an append rewrites at most 512 bytes
-_FEW_IDS: Final = 4096  # an entity with no more ids is read block by block
+_FEW_IDS: Final = 256  # an entity with no more ids is read block by block
 
 
 def migrate_entity_postings(conn: sqlite3.Connection) -> None:
@@ -172,26 +172,29 @@ class Postings:
             ids = self._segments[segment] = sorted(found)
         return ids
 
-    def id_ranges(self) -> list[tuple[int, int]]:
-        """Ascending [low, high] id ranges that hold all the entity's ids: the blocks of
-        time_blocks.py that hold them when it has few, else its segments (a chatty
-        entity is in nearly every block)."""
-        segments = self._conn.execute(
-            f"SELECT first_id >> {SEGMENT_SHIFT}, SUM(length(offsets)) / 2 FROM entity_postings"
-            " WHERE entity_ref = ? GROUP BY 1 ORDER BY 1",
-            (self._ref,),
-        ).fetchall()
-        shift, units = SEGMENT_SHIFT, [segment for segment, _ in segments]
-        if sum(n for _, n in segments) <= _FEW_IDS:
-            shift = BLOCK_SHIFT
-            units = sorted({i >> BLOCK_SHIFT for s in units for i in self._segment(s)})
+    def id_ranges(self) -> list[tuple[int, int]] | None:
+        """Ascending [low, high] id ranges of the blocks (time_blocks.py) that hold the
+        entity's ids, when it has few; None when it has many: a chatty entity is in
+        nearly every block, and a read in time order stops after the first few."""
+        found: dict[int, set[int]] = {}
+        count = 0
+        cursor = self._conn.execute(
+            "SELECT first_id, offsets FROM entity_postings WHERE entity_ref = ?", (self._ref,)
+        )
+        for first_id, packed in cursor:
+            count += len(packed) // 2
+            if count > _FEW_IDS:
+                cursor.close()
+                return None
+            found.setdefault(first_id >> SEGMENT_SHIFT, set()).update(_unpack(first_id, packed))
+        self._segments = {segment: sorted(ids) for segment, ids in found.items()}
         ranges: list[tuple[int, int]] = []
-        for unit in units:
-            low = unit << shift
+        for block in sorted({i >> BLOCK_SHIFT for ids in found.values() for i in ids}):
+            low = block << BLOCK_SHIFT
             if ranges and ranges[-1][1] + 1 == low:
-                ranges[-1] = (ranges[-1][0], low + (1 << shift) - 1)
+                ranges[-1] = (ranges[-1][0], low + BLOCK_IDS - 1)
             else:
-                ranges.append((low, low + (1 << shift) - 1))
+                ranges.append((low, low + BLOCK_IDS - 1))
         return ranges
 
     def between(self, low: int, high: int) -> list[int]:

@@ -35,8 +35,6 @@ BLOCK_IDS: Final = 1 << BLOCK_SHIFT  # ids per block: 10M events make 10k rows
 _MAX_ID: Final = (1 << 63) - 1
 _FIRST_GROUP: Final = 1  # blocks in the first group of a read in time order ...
 _MAX_GROUP: Final = 64  # ... doubling up to this many
-# Blocks restricted to id ranges narrower than this are read by id and sorted in memory.
-_SORT_IN_PYTHON_IDS: Final = 4096 * BLOCK_IDS
 
 
 def _watermark(conn: sqlite3.Connection) -> int:
@@ -97,10 +95,9 @@ def spans(
     within: list[tuple[int, int]] | None = None,
 ) -> Iterator[Span]:
     """The blocks (and the tail) that may hold events in [start, end), in ``order``:
-    "id", "oldest" (by first time) or "newest" (by last time, descending). ``within``
-    (sorted [low, high] id ranges) says where the wanted events lie, besides the tail:
-    when the ranges are narrow only their blocks are taken. Read as they are taken: a
-    read that stops early turns no more rows into spans."""
+    "id", "oldest" (by first time) or "newest" (by last time, descending); ``within``
+    (a few [low, high] id ranges), only the blocks in them (and the tail). Read as they
+    are taken: a read that stops early turns no more rows into spans."""
     low = _watermark(conn)
     start = -_MAX_ID if start_us is None else start_us
     end = _MAX_ID if end_us is None else end_us
@@ -111,7 +108,7 @@ def spans(
     if first is not None and last >= start and first < end:
         tail.append(Span(low + 1, _MAX_ID, first, last))
     sql_order, key = _ORDERS[order]
-    if within is not None and sum(hi - lo for lo, hi in within) < _SORT_IN_PYTHON_IDS:
+    if within is not None:
         # A few blocks: by their ids, sorted here (the index on time would walk them all).
         wanted = [b for lo, hi in within for b in range(lo >> BLOCK_SHIFT, (hi >> BLOCK_SHIFT) + 1)]
         found = [
@@ -161,20 +158,29 @@ def in_range(
     return id_condition(list(spans(conn, start_us, end_us)), column)
 
 
-def groups(found: Iterator[Span], *, newest_first: bool = False) -> Iterator[list[Span]]:
+def groups(
+    found: Iterator[Span],
+    *,
+    newest_first: bool = False,
+    weight: Callable[[Span], int] = lambda span: 1,
+    first: int = _FIRST_GROUP,
+    most: int = _MAX_GROUP,
+) -> Iterator[list[Span]]:
     """Spans taken in time order (from ``spans``, "oldest" or "newest") in groups: every
     event of a group lies strictly after (``newest_first``: before) every event of the
-    groups before it. The first groups are small, later ones grow."""
-    size = _FIRST_GROUP
+    groups before it. The first group weighs at least ``first`` (by default one span
+    weighs 1) where it can be cut, later ones double up to ``most``."""
+    size = first
     group: list[Span] = []
+    weighed = 0
     bound = 0  # the group's last time (newest first: its first time)
     for span in found:
-        if group and len(group) >= size:
+        if group and weighed >= size:
             apart = span.last_us < bound if newest_first else span.first_us > bound
             if apart:
                 yield group
-                group = []
-                size = min(size * 2, _MAX_GROUP)
+                group, weighed = [], 0
+                size = min(size * 2, max(most, first))
         if not group:
             bound = span.first_us if newest_first else span.last_us
         elif newest_first:
@@ -182,6 +188,7 @@ def groups(found: Iterator[Span], *, newest_first: bool = False) -> Iterator[lis
         else:
             bound = max(bound, span.last_us)
         group.append(span)
+        weighed += weight(span)
     if group:
         yield group
 

@@ -207,7 +207,20 @@ def entity_ids(
     if before is not None:
         bounds.append("(e.time_fired, e.id) < (?, ?)")
         bound_args += before
+
+    def condition(ids: list[int], tail: bool) -> tuple[str, list[Any]]:
+        parts = ["e.id > ?"] if tail else []
+        params: list[Any] = [low] if tail else []
+        if ids:
+            parts.append("e.id IN (SELECT value FROM json_each(?))")
+            params.append(orjson.dumps(ids).decode())
+        return f"({' OR '.join(parts)}) AND " + " AND ".join(bounds), [*params, *bound_args]
+
     postings = entity_postings.Postings(conn, ref)
+    few = postings.few()
+    if few is not None:  # all at once: a few rows to sort, no blocks to walk
+        yield condition(few, tail=True)
+        return
     ids_in: dict[int, list[int]] = {}  # by span, as they were weighed
 
     def weight(span: time_blocks.Span) -> int:
@@ -216,24 +229,11 @@ def entity_ids(
         ids = ids_in[span.low] = postings.between(span.low, span.high)
         return len(ids)
 
-    found = time_blocks.spans(
-        conn, start_us, end_us, "newest" if newest_first else "oldest",
-        within=postings.id_ranges(),
-    )  # fmt: skip
+    found = time_blocks.spans(conn, start_us, end_us, "newest" if newest_first else "oldest")
     for group in time_blocks.groups(
         found, newest_first=newest_first, weight=weight, first=limit, most=_MOST_IDS
     ):
-        ids: list[int] = []
-        parts: list[str] = []
-        params: list[Any] = []
-        for span in group:
-            if span.low > low:
-                parts.append("e.id > ?")
-                params.append(low)
-            else:
-                ids += ids_in.pop(span.low)
-        if ids:
-            parts.append("e.id IN (SELECT value FROM json_each(?))")
-            params.append(orjson.dumps(ids).decode())
-        if parts:  # else no event of the entity lies in these blocks
-            yield f"({' OR '.join(parts)}) AND " + " AND ".join(bounds), [*params, *bound_args]
+        ids = [i for span in group if span.low <= low for i in ids_in.pop(span.low)]
+        tail = any(span.low > low for span in group)
+        if ids or tail:  # else no event of the entity lies in these blocks
+            yield condition(ids, tail)

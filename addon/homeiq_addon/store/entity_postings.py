@@ -24,18 +24,17 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from itertools import groupby
-from operator import itemgetter
+from collections.abc import Iterable
+from itertools import groupby, islice
+import operator
 import sqlite3
 import sys
 from typing import Final
 
-from .time_blocks import BLOCK_IDS, BLOCK_SHIFT
-
 SEGMENT_SHIFT: Final = 16
 SEGMENT_IDS: Final = 1 << SEGMENT_SHIFT  # offsets in a segment fit 2 bytes
 POSTING_IDS: Final = 256  # ids per row: an append rewrites at most 512 bytes
-_FEW_IDS: Final = 256  # an entity with no more ids is read block by block
+FEW_IDS: Final = 256  # an entity with no more ids is read in one query
 
 
 def migrate_entity_postings(conn: sqlite3.Connection) -> None:
@@ -47,7 +46,7 @@ def migrate_entity_postings(conn: sqlite3.Connection) -> None:
     )
     # The old index holds exactly the indexed events, entity by entity (by time there).
     rows = conn.execute("SELECT entity_ref, id FROM events_by_entity ORDER BY entity_ref")
-    for ref, entity_rows in groupby(rows, key=itemgetter(0)):
+    for ref, entity_rows in groupby(rows, key=operator.itemgetter(0)):
         add_postings(conn, {ref: sorted(event_id for _, event_id in entity_rows)})
     conn.execute("DROP TRIGGER events_unindexed")
     conn.execute("DROP TABLE events_by_entity")
@@ -82,6 +81,15 @@ def _append(conn: sqlite3.Connection, ref: int, first_id: int, packed: bytes) ->
             "UPDATE entity_postings SET offsets = ? WHERE entity_ref = ? AND first_id = ?",
             (row[0] + packed, ref, first_id),
         )
+
+
+def _ascending(rows: Iterable[tuple[int, bytes]]) -> list[int]:
+    """The ids of rows taken in key order, ascending and once each: they are unless
+    SQLite handed the ids of deleted events to the entity again."""
+    ids = [i for first_id, packed in rows for i in _unpack(first_id, packed)]
+    if all(map(operator.lt, ids, islice(ids, 1, None))):
+        return ids
+    return sorted(set(ids))
 
 
 def _add_rows(conn: sqlite3.Connection, ref: int, ids: list[int], start: int = 0) -> None:
@@ -161,41 +169,34 @@ class Postings:
         ids = self._segments.get(segment)
         if ids is None:
             low = segment << SEGMENT_SHIFT
-            found: set[int] = set()
-            for first_id, packed in self._conn.execute(
-                "SELECT first_id, offsets FROM entity_postings"
-                " WHERE entity_ref = ? AND first_id BETWEEN ? AND ?",
-                (self._ref, low, low + SEGMENT_IDS - 1),
-            ):
-                found.update(_unpack(first_id, packed))
-            # Sorted and once each, even where a deleted id came back to the entity.
-            ids = self._segments[segment] = sorted(found)
+            ids = self._segments[segment] = _ascending(
+                self._conn.execute(
+                    "SELECT first_id, offsets FROM entity_postings"
+                    " WHERE entity_ref = ? AND first_id BETWEEN ? AND ? ORDER BY first_id",
+                    (self._ref, low, low + SEGMENT_IDS - 1),
+                )
+            )
         return ids
 
-    def id_ranges(self) -> list[tuple[int, int]] | None:
-        """Ascending [low, high] id ranges of the blocks (time_blocks.py) that hold the
-        entity's ids, when it has few; None when it has many: a chatty entity is in
-        nearly every block, and a read in time order stops after the first few."""
-        found: dict[int, set[int]] = {}
+    def few(self) -> list[int] | None:
+        """All the entity's ids, ascending, when it has few (a read takes them all at
+        once); None when it has more."""
         count = 0
         cursor = self._conn.execute(
-            "SELECT first_id, offsets FROM entity_postings WHERE entity_ref = ?", (self._ref,)
+            "SELECT length(offsets) FROM entity_postings WHERE entity_ref = ?", (self._ref,)
         )
-        for first_id, packed in cursor:
-            count += len(packed) // 2
-            if count > _FEW_IDS:
+        for (size,) in cursor:
+            count += size // 2
+            if count > FEW_IDS:
                 cursor.close()
                 return None
-            found.setdefault(first_id >> SEGMENT_SHIFT, set()).update(_unpack(first_id, packed))
-        self._segments = {segment: sorted(ids) for segment, ids in found.items()}
-        ranges: list[tuple[int, int]] = []
-        for block in sorted({i >> BLOCK_SHIFT for ids in found.values() for i in ids}):
-            low = block << BLOCK_SHIFT
-            if ranges and ranges[-1][1] + 1 == low:
-                ranges[-1] = (ranges[-1][0], low + BLOCK_IDS - 1)
-            else:
-                ranges.append((low, low + BLOCK_IDS - 1))
-        return ranges
+        return _ascending(
+            self._conn.execute(
+                "SELECT first_id, offsets FROM entity_postings WHERE entity_ref = ?"
+                " ORDER BY first_id",
+                (self._ref,),
+            )
+        )
 
     def between(self, low: int, high: int) -> list[int]:
         """The entity's ids in [low, high], ascending."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 import heapq
-import json
 import sqlite3
 from typing import Any, Final
 
@@ -92,11 +91,9 @@ def spans(
     start_us: int | None,
     end_us: int | None,
     order: str = "id",
-    within: list[tuple[int, int]] | None = None,
 ) -> Iterator[Span]:
     """The blocks (and the tail) that may hold events in [start, end), in ``order``:
-    "id", "oldest" (by first time) or "newest" (by last time, descending); ``within``
-    (a few [low, high] id ranges), only the blocks in them (and the tail). Read as they
+    "id", "oldest" (by first time) or "newest" (by last time, descending). Read as they
     are taken: a read that stops early turns no more rows into spans."""
     low = _watermark(conn)
     start = -_MAX_ID if start_us is None else start_us
@@ -108,19 +105,6 @@ def spans(
     if first is not None and last >= start and first < end:
         tail.append(Span(low + 1, _MAX_ID, first, last))
     sql_order, key = _ORDERS[order]
-    if within is not None:
-        # A few blocks: by their ids, sorted here (the index on time would walk them all).
-        wanted = [b for lo, hi in within for b in range(lo >> BLOCK_SHIFT, (hi >> BLOCK_SHIFT) + 1)]
-        found = [
-            Span(block << BLOCK_SHIFT, min(((block + 1) << BLOCK_SHIFT) - 1, low), first, last)
-            for block, first, last in conn.execute(
-                "SELECT block, first_us, last_us FROM event_blocks WHERE"
-                " block IN (SELECT value FROM json_each(?)) AND +last_us >= ? AND +first_us < ?",
-                (json.dumps(wanted), start, end),
-            )
-        ]
-        yield from heapq.merge(sorted(found, key=key), tail, key=key)
-        return
     cursor = conn.execute(
         "SELECT block, first_us, last_us FROM event_blocks"
         f" WHERE last_us >= ? AND first_us < ? ORDER BY {sql_order}",

@@ -126,13 +126,13 @@ def add_postings(conn: sqlite3.Connection, new: dict[int, list[int]]) -> None:
 
 def index_events(conn: sqlite3.Connection, low: int, top: int) -> None:
     """Add the events with ids in (low, top] to their entities' postings."""
-    new: dict[int, list[int]] = {}
-    for ref, event_id in conn.execute(
-        "SELECT entity_ref, id FROM events WHERE id > ? AND id <= ? AND entity_ref IS NOT NULL",
+    # One row per entity: a tuple per event would cost more than the rest of the work.
+    rows = conn.execute(
+        "SELECT entity_ref, group_concat(id) FROM events"
+        " WHERE id > ? AND id <= ? AND entity_ref IS NOT NULL GROUP BY entity_ref",
         (low, top),
-    ):
-        new.setdefault(ref, []).append(event_id)
-    add_postings(conn, new)
+    )
+    add_postings(conn, {ref: sorted(map(int, ids.split(","))) for ref, ids in rows})
 
 
 def forget_older(conn: sqlite3.Connection) -> None:
@@ -181,22 +181,19 @@ class Postings:
     def few(self) -> list[int] | None:
         """All the entity's ids, ascending, when it has few (a read takes them all at
         once); None when it has more."""
+        rows: list[tuple[int, bytes]] = []
         count = 0
         cursor = self._conn.execute(
-            "SELECT length(offsets) FROM entity_postings WHERE entity_ref = ?", (self._ref,)
+            "SELECT first_id, offsets FROM entity_postings WHERE entity_ref = ? ORDER BY first_id",
+            (self._ref,),
         )
-        for (size,) in cursor:
-            count += size // 2
+        for row in cursor:
+            count += len(row[1]) // 2
             if count > FEW_IDS:
                 cursor.close()
                 return None
-        return _ascending(
-            self._conn.execute(
-                "SELECT first_id, offsets FROM entity_postings WHERE entity_ref = ?"
-                " ORDER BY first_id",
-                (self._ref,),
-            )
-        )
+            rows.append(row)
+        return _ascending(rows)
 
     def between(self, low: int, high: int) -> list[int]:
         """The entity's ids in [low, high], ascending."""

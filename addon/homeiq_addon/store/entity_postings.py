@@ -7,10 +7,10 @@ postings, rows of up to ``POSTING_IDS`` of its ids, ascending, that all lie in o
 segment of ``SEGMENT_IDS`` consecutive ids; each id is stored as its offset in the
 segment, 2 bytes. The row is keyed by its first id: an entity's rows in id order.
 
-A map of which blocks of ids hold an entity's events at all would take far less, but a
+A bit map of the blocks of ids that hold an entity's events would take far less, but a
 chatty entity is in every block: reading its day would scan every event of the day,
-six times slower than looking its events up by id (measured). The postings keep that
-lookup.
+about five times slower than looking its events up by id (measured at 200,000 events,
+for an entity with one event in 130). The postings keep that lookup.
 
 The writer appends the ids of new events when it indexes (deferred_index.py); an
 append rewrites at most one row of ``POSTING_IDS`` ids per entity. Nothing is deleted

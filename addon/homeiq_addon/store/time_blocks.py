@@ -87,14 +87,11 @@ _ORDERS: Final[dict[str, tuple[str, Callable[[Span], Any]]]] = {
 
 
 def spans(
-    conn: sqlite3.Connection,
-    start_us: int | None,
-    end_us: int | None,
-    order: str = "id",
+    conn: sqlite3.Connection, start_us: int | None, end_us: int | None, order: str = "id"
 ) -> Iterator[Span]:
     """The blocks (and the tail) that may hold events in [start, end), in ``order``:
-    "id", "oldest" (by first time) or "newest" (by last time, descending). Read as they
-    are taken: a read that stops early turns no more rows into spans."""
+    "id", "oldest" (by first time) or "newest" (by last time, descending). Read as
+    they are taken: a read that stops early turns no more rows into spans."""
     low = _watermark(conn)
     start = -_MAX_ID if start_us is None else start_us
     end = _MAX_ID if end_us is None else end_us

@@ -9,9 +9,11 @@ archive`` of ``--base`` (default: where this branch left main). Both then run si
 side, and every query is asked of one and then of the other, the order swapped each
 round, so both see the same machine load: stats of 24 h, the raw history of the
 chattiest entity over the day, the newest page of events, a page of events in an hour
-in the middle, and an export of that hour, once both add-ons are idle (their first start rolls the
-hours up). Writes benchmarks/results/event_store_compare.json
-with the medians and the ratios (this checkout over the base; below 1 is faster).
+in the middle, and an export of that hour; reads by entity of the chattiest and of the
+rarest entity (all of the day's history, the newest page, the last event before the
+middle hour); once both add-ons are idle (their first start rolls the hours up).
+Writes benchmarks/results/event_store_compare.json with the medians and the ratios
+(this checkout over the base; below 1 is faster).
 """
 
 from __future__ import annotations
@@ -67,14 +69,29 @@ def build(addon: Path, data_dir: Path, events: int) -> None:
     )  # fmt: skip
 
 
-def _chattiest(db: Path) -> str:
+def _chattiest(db: Path, rarest: bool = False) -> str:
+    """The entity with the most events (``rarest``: the fewest)."""
     conn = sqlite3.connect(db)
     try:
         row = conn.execute(
             "SELECT n.entity_id FROM stat_hour_key k JOIN entities n ON n.id = k.entity_ref"
-            " GROUP BY k.entity_ref ORDER BY SUM(k.n) DESC LIMIT 1"
+            f" GROUP BY k.entity_ref ORDER BY SUM(k.n) {'' if rarest else 'DESC'} LIMIT 1"
         ).fetchone()
         return str(row[0])
+    finally:
+        conn.close()
+
+
+def _count(db: Path, entity_id: str) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(
+            conn.execute(
+                "SELECT SUM(k.n) FROM stat_hour_key k JOIN entities n ON n.id = k.entity_ref"
+                " WHERE n.entity_id = ?",
+                (entity_id,),
+            ).fetchone()[0]
+        )
     finally:
         conn.close()
 
@@ -177,6 +194,9 @@ def main() -> None:
             if figures["per_event"] >= 0.05
         }
     entity = _chattiest(dirs["this"] / "homeiq.db")
+    rare = _chattiest(dirs["this"] / "homeiq.db", rarest=True)
+    results["rare_entity_events"] = _count(dirs["this"] / "homeiq.db", rare)
+    results["chatty_entity_events"] = _count(dirs["this"] / "homeiq.db", entity)
     first, last = _span(dirs["this"] / "homeiq.db")
     hour = first + (last - first) // 2
     queries: dict[str, Query] = {
@@ -191,6 +211,18 @@ def main() -> None:
             "start": datetime.fromtimestamp(hour / 1e6, UTC).isoformat(),
             "end": datetime.fromtimestamp((hour + _US_PER_HOUR) / 1e6, UTC).isoformat(),
             "format": "jsonl"}),
+        # Reads by entity: a chatty one is in every block of ids, a rare one (a few dozen
+        # events in the whole history) in a few.
+        "history_entity_day_all": (
+            "GET", f"/api/v1/history/{entity}?start={_iso(first)}&end={_iso(last + 1)}"
+                   "&limit=10000", None),
+        "chatty_entity_newest_page": ("GET", f"/api/v1/events?entity_id={entity}&limit=100",
+                                      None),
+        "rare_entity_newest_page": ("GET", f"/api/v1/events?entity_id={rare}&limit=100", None),
+        "rare_entity_last_before": (
+            "GET", f"/api/v1/events?entity_id={rare}&limit=1&end={_iso(hour)}", None),
+        "rare_entity_history_day": (
+            "GET", f"/api/v1/history/{rare}?start={_iso(first)}&end={_iso(last + 1)}", None),
     }  # fmt: skip
     results["queries"] = asyncio.run(measure(dirs, sources, queries, args.rounds))
     results["machine"]["load_avg_at_end"] = os.getloadavg()

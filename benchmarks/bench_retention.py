@@ -250,8 +250,9 @@ def _machine() -> dict[str, Any]:
 
 # What each tier is made of (the dbstat names of its tables and indexes).
 TIERS = {
-    "raw": ("events", "events_by_entity", "events_by_time", "attributes", "attributes_by_hash",
-            "strings", "sqlite_autoindex_strings_1", "stat_hour_key", "stat_minute"),
+    "raw": ("events", "events_by_entity", "entity_postings", "events_by_time", "event_blocks",
+            "attributes", "attributes_by_hash", "strings", "sqlite_autoindex_strings_1",
+            "stat_hour_key", "stat_minute"),
     "hourly": ("rollups_hourly", "rollups_hourly_hour"),
     "daily": ("rollups_daily", "rollups_daily_day"),
 }  # fmt: skip

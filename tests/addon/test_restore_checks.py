@@ -249,8 +249,8 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     ),
     "older_schema_numbered_current": (
         _older_schema_numbered_current,
-        # What the newest migration (9, times since 2026) changes.
-        "table events: column time_since_2026 is missing",
+        # What the newest migration (10, the entity postings) changes.
+        "table entity_postings is missing",
     ),
     "counter_row_deleted": (
         _copy_then("DELETE FROM counters WHERE name = 'events'"),

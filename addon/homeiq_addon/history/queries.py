@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 import sqlite3
 from typing import Any, Final
@@ -135,35 +136,24 @@ def list_events(
     if f.area is not None:
         where.append("e.registry_ref IN (SELECT id FROM registry WHERE area = ? OR area_id = ?)")
         args += [f.area, f.area]
-    if entity is not None:
-        ids, params = entity_ids(
-            conn, entity, start_us=f.start_us, end_us=f.end_us, before=f.after,
-            where=where, args=args, newest_first=True, limit=f.limit + 1,
-        )  # fmt: skip
-        where, args = [f"e.id IN ({ids})"], params
-        rows = _newest_first(conn, where, args, f.limit + 1)
+    if entity is None:
+        groups = _in_time_order(conn, f, where, args)
     else:
-        rows = _newest_first_by_time(conn, f, where, args)
+        groups = entity_ids(
+            conn, entity, start_us=f.start_us, end_us=f.end_us, before=f.after,
+            newest_first=True, limit=f.limit + 1,
+        )  # fmt: skip
+    rows = _newest_first(conn, groups, where, args, f.limit + 1)
     page = rows[: f.limit]
     last = (int(page[-1][1]), int(page[-1][0])) if len(rows) > f.limit else None
     return [_event(r) for r in page], last
 
 
-def _newest_first(
-    conn: sqlite3.Connection, where: list[str], args: list[Any], limit: int
-) -> list[tuple[Any, ...]]:
-    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-    sql += " ORDER BY e.time_fired DESC, e.id DESC LIMIT ?"
-    return conn.execute(sql, (*args, limit)).fetchall()
-
-
-def _newest_first_by_time(
+def _in_time_order(
     conn: sqlite3.Connection, f: EventFilter, where: list[str], args: list[Any]
-) -> list[tuple[Any, ...]]:
-    """The page of events of every entity: the blocks of ids in time order
-    (store/time_blocks.py), newest first, until one fills the page. Each block's ids are
-    sorted without their rows (sorting whole rows spills to disk past a few thousand),
-    then the page's rows are read by id."""
+) -> Iterator[tuple[str, list[Any]]]:
+    """The events of every entity in the filter's range, newest first: the blocks of ids
+    in time order (store/time_blocks.py); the time conditions join ``where``."""
     for cond, bound in (("e.time_fired >= ?", f.start_us), ("e.time_fired < ?", f.end_us)):
         if bound is not None:
             where.append(cond)
@@ -173,17 +163,30 @@ def _newest_first_by_time(
         where.append("(e.time_fired, e.id) < (?, ?)")
         args += list(f.after)
         end_us = f.after[0] + 1 if end_us is None else min(end_us, f.after[0] + 1)
+    return time_blocks.in_time_order(conn, f.start_us, end_us, newest_first=True)
+
+
+def _newest_first(
+    conn: sqlite3.Connection,
+    groups: Iterator[tuple[str, list[Any]]],
+    where: list[str],
+    args: list[Any],
+    limit: int,
+) -> list[tuple[Any, ...]]:
+    """The first ``limit`` events, newest first, of groups in time order, until one fills
+    the page. Each group's ids are sorted without their rows (sorting whole rows spills
+    to disk past a few thousand), then the page's rows are read by id."""
     found: list[int] = []
-    for ids, params in time_blocks.in_time_order(conn, f.start_us, end_us, newest_first=True):
+    for ids, params in groups:
         found += [
             row[0]
             for row in conn.execute(
                 f"SELECT e.id FROM events e WHERE {' AND '.join([ids, *where])}"
                 " ORDER BY e.time_fired DESC, e.id DESC LIMIT ?",
-                (*params, *args, f.limit + 1 - len(found)),
+                (*params, *args, limit - len(found)),
             )
         ]
-        if len(found) > f.limit:
+        if len(found) >= limit:
             break
     rows = conn.execute(
         _SELECT + " WHERE e.id IN (SELECT value FROM json_each(?))", (orjson.dumps(found).decode(),)
@@ -199,16 +202,17 @@ def raw_history(
     ref = entity_ref(conn, entity_id)
     if ref is None:
         return []
-    ids, params = entity_ids(
-        conn, ref, start_us=start_us, end_us=end_us,
-        where=[f"e.event_type_id IN ({STATE_TYPES_SQL})"], limit=limit,
-    )  # fmt: skip
-    rows = conn.execute(
-        "SELECT e.time_fired,"
-        " CASE typeof(e.state) WHEN 'integer' THEN s.value ELSE e.state END,"
-        f" {NUMERIC_VALUE}"
-        f" FROM events e LEFT JOIN strings s ON s.id = e.state WHERE e.id IN ({ids})"
-        " ORDER BY e.time_fired, e.id LIMIT ?",
-        (*params, limit),
-    ).fetchall()
-    return [{"time": us_to_iso(t), "state": s, "numeric_value": v} for t, s, v in rows]
+    points: list[dict[str, Any]] = []
+    for ids, params in entity_ids(conn, ref, start_us=start_us, end_us=end_us, limit=limit):
+        rows = conn.execute(
+            "SELECT e.time_fired,"
+            " CASE typeof(e.state) WHEN 'integer' THEN s.value ELSE e.state END,"
+            f" {NUMERIC_VALUE} FROM events e LEFT JOIN strings s ON s.id = e.state"
+            f" WHERE {ids} AND e.event_type_id IN ({STATE_TYPES_SQL})"
+            " ORDER BY e.time_fired, e.id LIMIT ?",
+            (*params, limit - len(points)),
+        )
+        points += [{"time": us_to_iso(t), "state": s, "numeric_value": v} for t, s, v in rows]
+        if len(points) >= limit:
+            break
+    return points

@@ -202,6 +202,7 @@ async def _run(store: Store, policies: PolicySet, *, now_us: int, dry_run: bool)
     await _purge_rollups(store, policies, report, "hourly")
     await _purge_rollups(store, policies, report, "daily")
     if not dry_run:
+        await store.write(source.forget_purged)
         report.attribute_sets_removed = await orphans.remove_orphan_attributes(store)
         # The stats' bookkeeping of the same days goes too (as the store's own pruning
         # would within minutes), so that the space handed back below includes it. Never

@@ -184,7 +184,7 @@ class RetentionService:
             for name, unit in (("hourly", US_PER_HOUR), ("daily", US_PER_DAY)):
                 tiers[name] = _tier(*rollup_rows.tier_summary(conn, name), unit)
             sizes = self._table_sizes(conn)
-            for name, tables in (("raw", ("events", "events_by_entity", "event_blocks",
+            for name, tables in (("raw", ("events", "entity_postings", "event_blocks",
                                           "attributes", "attributes_by_hash")),
                                  ("hourly", ("rollups_hourly",)),
                                  ("daily", ("rollups_daily",))):  # fmt: skip

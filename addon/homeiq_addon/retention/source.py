@@ -11,7 +11,7 @@ from typing import Final
 
 import orjson
 
-from ..store import time_blocks
+from ..store import entity_postings, time_blocks
 from ..store.compact_events import NUMERIC_VALUE
 from ..store.deferred_index import entity_ids
 from ..store.ids import entity_ref
@@ -48,16 +48,16 @@ def previous_state(
     ref = entity_ref(conn, entity_id)
     if ref is None:
         return False, None
-    ids, params = entity_ids(
-        conn, ref, end_us=before_us, where=[f"e.event_type_id IN ({_STATE_TYPES})"],
-        newest_first=True, limit=1,
-    )  # fmt: skip
-    row = conn.execute(
-        f"SELECT {_STATE_TEXT} FROM events e LEFT JOIN strings s ON s.id = e.state"
-        f" WHERE e.id IN ({ids}) ORDER BY e.time_fired DESC, e.id DESC LIMIT 1",
-        params,
-    ).fetchone()
-    return (False, None) if row is None else (True, row[0])
+    for ids, params in entity_ids(conn, ref, end_us=before_us, newest_first=True, limit=1):
+        row = conn.execute(
+            f"SELECT {_STATE_TEXT} FROM events e LEFT JOIN strings s ON s.id = e.state"
+            f" WHERE {ids} AND e.event_type_id IN ({_STATE_TYPES})"
+            " ORDER BY e.time_fired DESC, e.id DESC LIMIT 1",
+            params,
+        ).fetchone()
+        if row is not None:
+            return True, row[0]
+    return False, None
 
 
 def purge_candidates(
@@ -89,6 +89,11 @@ def delete_events(conn: sqlite3.Connection, ids: list[int]) -> int:
     ).rowcount
 
 
+def forget_purged(conn: sqlite3.Connection) -> None:
+    """After a purge: the store's postings forget the ids of the events purged."""
+    entity_postings.forget_older(conn)
+
+
 def raw_tier(conn: sqlite3.Connection) -> tuple[int, int | None, int | None]:
     """(rows, oldest_us, newest_us) of the raw events, without scanning them."""
     rows = conn.execute("SELECT value FROM counters WHERE name = 'events'").fetchone()
@@ -101,7 +106,10 @@ def oldest_raw(conn: sqlite3.Connection, entity_id: str) -> int | None:
     ref = entity_ref(conn, entity_id)
     if ref is None:
         return None
-    ids, params = entity_ids(conn, ref, limit=1)
-    row = conn.execute(f"SELECT MIN(time_fired) FROM events WHERE id IN ({ids})", params)
-    found: int | None = row.fetchone()[0]
-    return found
+    for ids, params in entity_ids(conn, ref, limit=1):
+        found: int | None = conn.execute(
+            f"SELECT MIN(e.time_fired) FROM events e WHERE {ids}", params
+        ).fetchone()[0]
+        if found is not None:
+            return found
+    return None

@@ -1,4 +1,4 @@
-"""Work taken out of every commit and done in bulk: the entity index, the hourly counts.
+"""Work taken out of every commit and done in bulk: the entity postings, the hourly counts.
 
 Ingest commits each batch before it answers, so whatever a commit writes is paid per
 batch. Two things used to be written there and cost more than the events themselves:
@@ -7,12 +7,12 @@ batch. Two things used to be written there and cost more than the events themsel
 - the hourly counts by (event type, entity, domain) that /stats reads: ~400 upserts
   per batch of 500.
 Now ingest only appends to ``events``, and the writer indexes the new rows in bulk
-(``index_new_events``): their (entity, time, id) go into ``events_by_entity`` in sorted order,
-and their counts into ``stat_hour_key``, from the counts the ingest kept in memory
-since the last index (or grouped from the rows when it has none). It indexes after every
-``INDEX_AFTER_ROWS`` events, when it is idle, and at least every
-``INDEX_AFTER_MAX_AGE_S``; each index leaf and counter row then takes many events per
-write.
+(``index_new_events``): their ids go into their entities' postings (entity_postings.py;
+a table of (entity, time, id) until schema 8), and their counts into ``stat_hour_key``, from
+the counts the ingest kept in memory since the last index (or grouped from the rows
+when it has none). It indexes after every ``INDEX_AFTER_ROWS`` events, when it is idle,
+and at least every ``INDEX_AFTER_MAX_AGE_S``; each postings and counter row then takes
+many events per write.
 
 The same step puts the new events' times in the block map that serves reads by
 time (time_blocks.py).
@@ -20,22 +20,24 @@ time (time_blocks.py).
 Every event up to the id in ``counters['settled']`` (the watermark) is indexed, and
 only those: the watermark moves in the transaction that indexes. Readers add the
 newer rows, the tail, by a rowid range scan of ``events``: ``entity_ids`` for reads by
-entity, ``unindexed_counts`` for the hourly stats. Two triggers keep this true when
-events are deleted: an event's index row goes with it, and the watermark never stays
-above the largest id, so that a new event (SQLite gives it max(id) + 1) always lands in
-the tail, never under a stale index row.
+entity, ``unindexed_counts`` for the hourly stats. A trigger keeps this true when
+events are deleted: the watermark never stays above the largest id, so that a new
+event (SQLite gives it max(id) + 1) always lands in the tail. A deleted event's id stays
+in the postings (it costs a lookup that finds nothing or another entity's row).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 import sqlite3
 from typing import TYPE_CHECKING, Any, Final
 
+import orjson
+
 from ..times import US_PER_MINUTE
+from . import entity_postings, time_blocks
 from .ids import EVENT_DOMAIN_REF
-from .time_blocks import add_blocks
 
 if TYPE_CHECKING:
     from .memory_counts import Key, Position, UnindexedCounts
@@ -44,6 +46,10 @@ INDEX_AFTER_ROWS: Final = 50_000
 INDEX_AFTER_IDLE_S: Final = 0.5
 INDEX_AFTER_MAX_AGE_S: Final = 5.0
 LOOK_EVERY_S: Final = 0.1  # how often a busy writer counts the events waiting
+# Ids of an entity looked up by the first query of a read by entity, at least (or the
+# read's limit), and by later ones, at most.
+_FIRST_IDS: Final = 64
+_MOST_IDS: Final = 8192
 
 _WATERMARK: Final = "(SELECT value FROM counters WHERE name = 'settled')"
 # Floor division, as Python's // in the ingest (SQLite's / truncates towards zero).
@@ -118,14 +124,8 @@ def index_new_events(
         top = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
         moved = None
         if top is not None and top > low:
-            # Sorted, so each index leaf is written once with all its new entries.
-            conn.execute(
-                "INSERT OR IGNORE INTO events_by_entity"
-                " SELECT entity_ref, time_fired, id FROM events"
-                " WHERE id > ? AND id <= ? AND entity_ref IS NOT NULL ORDER BY 1, 2, 3",
-                (low, top),
-            )
-            add_blocks(conn, low, top)
+            entity_postings.index_events(conn, low, top)
+            time_blocks.add_blocks(conn, low, top)
             counts = None if known is None else known((low, index_runs))
             if counts is None:
                 conn.execute(
@@ -182,46 +182,59 @@ def entity_ids(
     start_us: int | None = None,
     end_us: int | None = None,
     before: tuple[int, int] | None = None,
-    where: Sequence[str] = (),
-    args: Sequence[Any] = (),
     newest_first: bool = False,
-    limit: int | None = None,
-) -> tuple[str, list[Any]]:
-    """A subquery of the ids of entity ``ref``'s events, and its parameters.
+    limit: int = _FIRST_IDS,
+) -> Iterator[tuple[str, list[Any]]]:
+    """Conditions on the event row ``e`` for entity ``ref``'s events in [start, end) (and
+    before the ``before`` position, (time, id) exclusive), one group of them after the
+    other in time order: every event of a group lies strictly after (``newest_first``:
+    before) every event of the groups before it. A read with a limit sorts each group
+    on its own and stops after the group that filled it; the first group holds at least
+    ``limit`` of the entity's indexed ids where the blocks' times allow a cut.
 
-    ``where`` holds conditions on the event row, as ``e``; the time bounds and the
-    ``before`` position, (time, id) exclusive, apply too. With ``limit``, the indexed
-    part yields only the first ``limit`` ids in time order (``newest_first`` or oldest
-    first), so paging an entity with millions of events stays one short range scan; the
-    caller orders and limits the outer query the same way.
+    The indexed events are looked up by their ids (entity_postings.py), grouped by the
+    blocks of the time map (time_blocks.py); the newer ones, the tail, by a rowid range
+    scan as the entity's own rows.
     """
     low = watermark(conn)
-    ranges_x: list[str] = ["x.entity_ref = ?"]
-    ranges_e: list[str] = ["e.id > ?", "e.entity_ref = ?"]
-    args_x: list[Any] = [ref]
-    args_e: list[Any] = [low, ref]
-    for cond, value in (("time_fired >= ?", start_us), ("time_fired < ?", end_us)):
-        if value is not None:
-            ranges_x.append("x." + cond)
-            # Unary + keeps the planner on the rowid range: by the time index it could
-            # walk every event of a long period.
-            ranges_e.append("+e." + cond)
-            args_x.append(value)
-            args_e.append(value)
     if before is not None:
-        ranges_x.append("(x.time_fired, x.id) < (?, ?)")
-        ranges_e.append("(+e.time_fired, e.id) < (?, ?)")
-        args_x += before
-        args_e += before
-    direction = " DESC" if newest_first else ""
-    indexed = (
-        "SELECT x.id FROM events_by_entity x JOIN events e ON e.id = x.id WHERE "
-        + " AND ".join([*ranges_x, *where])
-        + f" ORDER BY x.time_fired{direction}, x.id{direction}"
-    )
-    if limit is not None:
-        indexed += " LIMIT ?"
-    newer = "SELECT e.id FROM events e WHERE " + " AND ".join([*ranges_e, *where])
-    sql = f"SELECT id FROM ({indexed}) UNION ALL {newer}"
-    params = [*args_x, *args, *([limit] if limit is not None else []), *args_e, *args]
-    return sql, params
+        end_us = before[0] + 1 if end_us is None else min(end_us, before[0] + 1)
+    bounds = ["e.entity_ref = ?"]
+    bound_args: list[Any] = [ref]
+    for cond, value in (("e.time_fired >= ?", start_us), ("e.time_fired < ?", end_us)):
+        if value is not None:
+            bounds.append(cond)
+            bound_args.append(value)
+    if before is not None:
+        bounds.append("(e.time_fired, e.id) < (?, ?)")
+        bound_args += before
+
+    def condition(ids: list[int], tail: bool) -> tuple[str, list[Any]]:
+        parts = ["e.id > ?"] if tail else []
+        params: list[Any] = [low] if tail else []
+        if ids:
+            parts.append("e.id IN (SELECT value FROM json_each(?))")
+            params.append(orjson.dumps(ids).decode())
+        return f"({' OR '.join(parts)}) AND " + " AND ".join(bounds), [*params, *bound_args]
+
+    postings = entity_postings.Postings(conn, ref)
+    few = postings.few()
+    if few is not None:  # all at once: a few rows to sort, no blocks to walk
+        yield condition(few, tail=True)
+        return
+    ids_in: dict[int, list[int]] = {}  # by span, as they were weighed
+
+    def weight(span: time_blocks.Span) -> int:
+        if span.low > low:
+            return 0  # the tail: rows, not ids
+        ids = ids_in[span.low] = postings.between(span.low, span.high)
+        return len(ids)
+
+    found = time_blocks.spans(conn, start_us, end_us, "newest" if newest_first else "oldest")
+    for group in time_blocks.groups(
+        found, newest_first=newest_first, weight=weight, first=limit, most=_MOST_IDS
+    ):
+        ids = [i for span in group if span.low <= low for i in ids_in.pop(span.low)]
+        tail = any(span.low > low for span in group)
+        if ids or tail:  # else no event of the entity lies in these blocks
+            yield condition(ids, tail)

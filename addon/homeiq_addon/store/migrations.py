@@ -17,6 +17,7 @@ from .compact_events import (
     rebuild_with_times_since_2026,
 )
 from .deferred_index import migrate_deferred_index
+from .entity_postings import migrate_entity_postings
 from .mirror_outbox import migrate_mirror_outbox
 from .retention_tables import migrate_retention
 from .rollup_rows import migrate_packed_rollups
@@ -163,6 +164,7 @@ MIGRATIONS: list[Migration] = [
     migrate_packed_rollups,
     m008_times_beside_the_event,
     rebuild_with_times_since_2026,
+    migrate_entity_postings,
 ]
 
 

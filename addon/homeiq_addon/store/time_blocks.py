@@ -139,6 +139,41 @@ def in_range(
     return id_condition(list(spans(conn, start_us, end_us)), column)
 
 
+def groups(
+    found: Iterator[Span],
+    *,
+    newest_first: bool = False,
+    weight: Callable[[Span], int] = lambda span: 1,
+    first: int = _FIRST_GROUP,
+    most: int = _MAX_GROUP,
+) -> Iterator[list[Span]]:
+    """Spans taken in time order (from ``spans``, "oldest" or "newest") in groups: every
+    event of a group lies strictly after (``newest_first``: before) every event of the
+    groups before it. The first group weighs at least ``first`` (by default one span
+    weighs 1) where it can be cut, later ones double up to ``most``."""
+    size = first
+    group: list[Span] = []
+    weighed = 0
+    bound = 0  # the group's last time (newest first: its first time)
+    for span in found:
+        if group and weighed >= size:
+            apart = span.last_us < bound if newest_first else span.first_us > bound
+            if apart:
+                yield group
+                group, weighed = [], 0
+                size = min(size * 2, max(most, first))
+        if not group:
+            bound = span.first_us if newest_first else span.last_us
+        elif newest_first:
+            bound = min(bound, span.first_us)
+        else:
+            bound = max(bound, span.last_us)
+        group.append(span)
+        weighed += weight(span)
+    if group:
+        yield group
+
+
 def in_time_order(
     conn: sqlite3.Connection,
     start_us: int | None,
@@ -147,28 +182,10 @@ def in_time_order(
     newest_first: bool = False,
     column: str = "e.id",
 ) -> Iterator[tuple[str, list[Any]]]:
-    """Conditions on ``column`` for successive groups of the events in [start, end):
-    every event of a group lies strictly after (``newest_first``: before) every event of
-    the groups yielded before it. The first groups are small, later ones grow."""
+    """Conditions on ``column`` for successive groups of the events in [start, end), as
+    ``groups`` makes them."""
     found = spans(conn, start_us, end_us, "newest" if newest_first else "oldest")
-    size = _FIRST_GROUP
-    group: list[Span] = []
-    bound = 0  # the group's last time (newest first: its first time)
-    for span in found:
-        if group and len(group) >= size:
-            apart = span.last_us < bound if newest_first else span.first_us > bound
-            if apart:
-                yield id_condition(group, column)
-                group = []
-                size = min(size * 2, _MAX_GROUP)
-        if not group:
-            bound = span.first_us if newest_first else span.last_us
-        elif newest_first:
-            bound = min(bound, span.first_us)
-        else:
-            bound = max(bound, span.last_us)
-        group.append(span)
-    if group:
+    for group in groups(found, newest_first=newest_first):
         yield id_condition(group, column)
 
 

@@ -174,13 +174,14 @@ def test_a_schema_5_database_is_rewritten_and_reads_back_the_same(tmp_path: Path
     assert check_database(path) == len(MIGRATIONS)
 
 
-def test_a_realistic_event_takes_under_105_bytes_on_disk(tmp_path: Path) -> None:
+def test_a_realistic_event_takes_under_75_bytes_on_disk(tmp_path: Path) -> None:
     # 20,000 sensor and switch events of 300 entities through the store's own ingest.
-    # The file measured 1.86 MB (92.8 B per event) with schema 6, and 2.43 MB (121.4 B)
-    # with schema 5's layout of the same events (more per event than at a million: the
-    # lookup tables and the pages SQLite starts with weigh more here). The bound leaves
-    # room for SQLite's page splits, which depend on when the writer indexed, and fails
-    # if the index on time or the doubled numbers come back.
+    # The file measured 1.36 MB (68.2 B per event) with schema 10, 1.86 MB (92.8 B) with
+    # schema 6, and 2.43 MB (121.4 B) with schema 5's layout of the same events (more per
+    # event than at a million: the lookup tables and the pages SQLite starts with weigh
+    # more here). The bound leaves room for SQLite's page splits, which depend on when the
+    # writer indexed, and fails if the entity index, the index on time, the doubled
+    # numbers, the 16-byte context ids or the 8-byte times come back.
     rng = random.Random(15)
     store = Store.open_sync(tmp_path)
     ingestor = Ingestor(store)
@@ -211,7 +212,7 @@ def test_a_realistic_event_takes_under_105_bytes_on_disk(tmp_path: Path) -> None
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     per_event = (tmp_path / "homeiq.db").stat().st_size / 20_000
-    assert per_event < 105, per_event
+    assert per_event < 75, per_event
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

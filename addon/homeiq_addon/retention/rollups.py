@@ -88,8 +88,9 @@ def _fold(events: list[tuple[int, Any, Any]], current: Any, start_us: int, end_u
 
 _CHUNK: Final = 32  # entities per statement group; the deadline is checked between chunks
 # A run of dirty hours is built together (each entity's day row is written once per run)
-# while it holds no more events than this, so a catch-up does not repack a day 24 times.
-RUN_EVENTS: Final = 50_000
+# while it holds no more events than this, so a catch-up does not repack a day 24 times;
+# few enough that the step that reads them (and builds the first slice) stays short.
+RUN_EVENTS: Final = 5_000
 type _Events = list[tuple[int, Any, Any]]
 # The events of the run being built in slices, so that a continuation slice does not
 # read them again. Only a continuation (after != "") uses it; an event arriving between
@@ -116,13 +117,7 @@ def dirty_run(conn: sqlite3.Connection, before_hour: int) -> tuple[int, int] | N
 
 
 def _events_in(conn: sqlite3.Connection, hour: int) -> int:
-    return int(
-        conn.execute(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE time_fired >= ? AND time_fired < ?"
-            f" LIMIT {RUN_EVENTS + 1})",
-            (hour * US_PER_HOUR, (hour + 1) * US_PER_HOUR),
-        ).fetchone()[0]
-    )
+    return source.count_events(conn, hour * US_PER_HOUR, (hour + 1) * US_PER_HOUR, RUN_EVENTS + 1)
 
 
 def build_hours(

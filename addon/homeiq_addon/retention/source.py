@@ -41,6 +41,19 @@ def hour_events(
     ).fetchall()
 
 
+def count_events(conn: sqlite3.Connection, start_us: int, end_us: int, limit: int) -> int:
+    """How many events (of any type) lie in [start, end), counting no further than
+    ``limit``. Through the blocks of ids (there is no index on time)."""
+    ids, params = time_blocks.in_range(conn, start_us, end_us)
+    return int(
+        conn.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM events e WHERE {ids}"
+            " AND e.time_fired >= ? AND e.time_fired < ? LIMIT ?)",
+            (*params, start_us, end_us, limit),
+        ).fetchone()[0]
+    )
+
+
 def previous_state(
     conn: sqlite3.Connection, entity_id: str, before_us: int
 ) -> tuple[bool, str | None]:

@@ -249,8 +249,8 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     ),
     "older_schema_numbered_current": (
         _older_schema_numbered_current,
-        # What the newest migration (7, rollups packed a day per row) changes.
-        "table rollups_hourly: column entity_ref is missing",
+        # What the newest migration (9, daily rollups packed 32 days per row) changes.
+        "table rollups_daily: column month is missing",
     ),
     "counter_row_deleted": (
         _copy_then("DELETE FROM counters WHERE name = 'events'"),

@@ -257,11 +257,11 @@ async def _purge_raw(store: Store, policies: PolicySet, report: Report, bound: i
 
 
 async def _purge_rollups(store: Store, policies: PolicySet, report: Report, tier: str) -> None:
-    table = "rollups_hourly" if tier == "hourly" else "rollups_daily"
+    packing = rollup_rows.TIERS[tier]
     entities: list[tuple[int, str]] = await store.read(
         lambda c: c.execute(
             "SELECT e.id, e.entity_id FROM entities e WHERE EXISTS"
-            f" (SELECT 1 FROM {table} r WHERE r.entity_ref = e.id)"
+            f" (SELECT 1 FROM {packing.table} r WHERE r.entity_ref = e.id)"
         ).fetchall()
     )
     for ref, entity_id in entities:
@@ -270,10 +270,10 @@ async def _purge_rollups(store: Store, policies: PolicySet, report: Report, tier
                             policy.daily_days)  # fmt: skip
         if cutoff is None:
             continue
-        # A period is dropped once it has ended before the cutoff: hours before
-        # ``limit`` (an epoch hour, or day), which may end inside a day's row.
-        limit = cutoff // (US_PER_HOUR if tier == "hourly" else US_PER_DAY)
-        purge = partial(_purge_entity, table=table, ref=ref, limit=limit,
+        # A period is dropped once it has ended before the cutoff: periods before
+        # ``limit`` (an epoch hour, or day), which may end inside a row.
+        limit = cutoff // packing.period_us
+        purge = partial(_purge_entity, tier=packing, ref=ref, limit=limit,
                         dry_run=report.dry_run)  # fmt: skip
         n = 0
         if report.dry_run:
@@ -288,41 +288,31 @@ async def _purge_rollups(store: Store, policies: PolicySet, report: Report, tier
             counts.daily_rollups += n
 
 
-def _purge_entity(conn: sqlite3.Connection, table: str, ref: int, limit: int,
+def _purge_entity(conn: sqlite3.Connection, tier: rollup_rows.Tier, ref: int, limit: int,
                   dry_run: bool) -> int:  # fmt: skip
     """Drop (or, in a dry run, count) an entity's rollups before ``limit``, a slice at a
     time; returns how many went (0: none left)."""
-    whole_days = limit // 24 if table == "rollups_hourly" else limit
+    table, row = tier.table, tier.row_column
+    whole_rows = limit // tier.per_row
+    # The row the cutoff falls in keeps its periods from the cutoff on.
+    edge = rollup_rows.read_row(conn, tier, ref, whole_rows) if limit % tier.per_row else {}
+    kept = {p: agg for p, agg in edge.items() if whole_rows * tier.per_row + p >= limit}
     if dry_run:
-        if table == "rollups_daily":
-            sql = "SELECT COUNT(*) FROM rollups_daily WHERE entity_ref = ? AND day < ?"
-        else:
-            sql = "SELECT COALESCE(SUM(n), 0) FROM rollups_hourly WHERE entity_ref = ? AND day < ?"
-        n = int(conn.execute(sql, (ref, whole_days)).fetchone()[0])
-        if table == "rollups_hourly":
-            hours = rollup_rows.read_hours(conn, ref, whole_days)
-            n += sum(1 for h in hours if whole_days * 24 + h < limit)
-        return n
-    edge = conn.execute(
-        f"SELECT day FROM {table} WHERE entity_ref = ? AND day < ?"
-        f" ORDER BY day LIMIT 1 OFFSET {MAX_CHUNK // 4}",
-        (ref, whole_days),
+        n = conn.execute(f"SELECT COALESCE(SUM(n), 0) FROM {table} WHERE entity_ref = ?"
+                         f" AND {row} < ?", (ref, whole_rows)).fetchone()[0]  # fmt: skip
+        return int(n) + len(edge) - len(kept)
+    found = conn.execute(
+        f"SELECT {row} FROM {table} WHERE entity_ref = ? AND {row} < ?"
+        f" ORDER BY {row} LIMIT 1 OFFSET {MAX_CHUNK // 4}",
+        (ref, whole_rows),
     ).fetchone()
-    upto = whole_days if edge is None else edge[0]
-    if table == "rollups_daily":
-        return conn.execute(
-            "DELETE FROM rollups_daily WHERE entity_ref = ? AND day < ?", (ref, upto)
-        ).rowcount
-    n = int(conn.execute("SELECT COALESCE(SUM(n), 0) FROM rollups_hourly WHERE entity_ref = ?"
-                         " AND day < ?", (ref, upto)).fetchone()[0])  # fmt: skip
-    conn.execute("DELETE FROM rollups_hourly WHERE entity_ref = ? AND day < ?", (ref, upto))
-    if upto == whole_days and limit % 24:
-        # The day the cutoff falls in keeps its hours from the cutoff on.
-        hours = rollup_rows.read_hours(conn, ref, whole_days)
-        kept = {h: agg for h, agg in hours.items() if whole_days * 24 + h >= limit}
-        if len(kept) < len(hours):
-            rollup_rows.write_hours(conn, ref, whole_days, kept)
-            n += len(hours) - len(kept)
+    upto = whole_rows if found is None else found[0]
+    n = int(conn.execute(f"SELECT COALESCE(SUM(n), 0) FROM {table} WHERE entity_ref = ?"
+                         f" AND {row} < ?", (ref, upto)).fetchone()[0])  # fmt: skip
+    conn.execute(f"DELETE FROM {table} WHERE entity_ref = ? AND {row} < ?", (ref, upto))
+    if upto == whole_rows and len(kept) < len(edge):
+        rollup_rows.write_rows(conn, tier, [(ref, whole_rows, kept)])
+        n += len(edge) - len(kept)
     return n
 
 

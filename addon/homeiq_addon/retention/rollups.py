@@ -16,7 +16,7 @@ from typing import Any, Final
 import orjson
 
 from ..store import rollup_rows
-from ..store.rollup_rows import Agg, log_rollup_changes
+from ..store.rollup_rows import DAILY, HOURLY, Agg, log_rollup_changes
 from ..times import US_PER_HOUR
 from . import source
 
@@ -57,17 +57,6 @@ def _next_rows(conn: sqlite3.Connection, refs: list[int], day: int) -> list[int]
         (day, orjson.dumps(refs).decode()),
     )
     return [d * 24 + rollup_rows.first_hour(b) for d, b in rows if d is not None]
-
-
-def _day_rows(conn: sqlite3.Connection, table: str, column: str, refs: list[int], day: int
-              ) -> dict[int, bytes]:  # fmt: skip
-    return dict(
-        conn.execute(
-            f"SELECT entity_ref, {column} FROM {table}"
-            " WHERE day = ? AND entity_ref IN (SELECT value FROM json_each(?))",
-            (day, orjson.dumps(refs).decode()),
-        ).fetchall()
-    )
 
 
 def _fold(events: list[tuple[int, Any, Any]], current: Any, start_us: int, end_us: int) -> Agg:
@@ -156,11 +145,12 @@ def _run_chunk(
     conn: sqlite3.Connection, day: int, by_entity: dict[str, tuple[int, _Events]]
 ) -> None:
     refs = [ref for ref, _ in by_entity.values()]
-    stored = _day_rows(conn, "rollups_hourly", "hours", refs, day)
+    stored = rollup_rows.read_rows(conn, HOURLY, refs, day)
     days_before = _last_states(conn, refs, day)
-    rows, changed, dirty, moved = [], [], [], []
+    rows: list[tuple[int, int, dict[int, Agg]]] = []
+    changed, dirty, moved = [], [], []
     for entity_id, (ref, events) in by_entity.items():
-        hours = rollup_rows.unpack_hours(stored[ref]) if ref in stored else {}
+        hours = stored.get(ref, {})
         built, moved_from = set(), []
         for hour, hour_events in _by_hour(events).items():
             of_day = hour - day * 24
@@ -184,7 +174,7 @@ def _run_chunk(
                 moved_from.append(of_day)
         if not built:
             continue
-        rows.append((ref, day, len(hours), rollup_rows.pack_hours(hours)))
+        rows.append((ref, day, hours))
         # A late event changed how the entity left an hour: its next rolled-up hour
         # started from a different state and is rebuilt too (unless built just now).
         for of_day in moved_from:
@@ -193,10 +183,7 @@ def _run_chunk(
                 moved.append(ref)
             elif following not in built:
                 dirty.append((day * 24 + following,))
-    conn.executemany(
-        "INSERT OR REPLACE INTO rollups_hourly (entity_ref, day, n, hours) VALUES (?, ?, ?, ?)",
-        rows,
-    )
+    rollup_rows.write_rows(conn, HOURLY, rows)
     log_rollup_changes(conn, "hour", changed)
     dirty += [(h,) for h in _next_rows(conn, sorted(set(moved)), day)] if moved else []
     conn.executemany("INSERT OR IGNORE INTO dirty_hours(hour) VALUES (?)", dirty)
@@ -221,15 +208,16 @@ def build_day(conn: sqlite3.Connection, day: int, after: str, deadline: float) -
 
 def _day_chunk(conn: sqlite3.Connection, day: int, refs: dict[str, int]) -> None:
     first, last = day * 24, day * 24 + 24
-    hourly = _day_rows(conn, "rollups_hourly", "hours", list(refs.values()), day)
+    hourly = rollup_rows.read_rows(conn, HOURLY, list(refs.values()), day)
     carried_in = _last_states(conn, list(refs.values()), day)
-    old = _day_rows(conn, "rollups_daily", "figures", list(refs.values()), day)
+    month, place = divmod(day, DAILY.per_row)
+    stored = rollup_rows.read_rows(conn, DAILY, list(refs.values()), month)
     rows, changed = [], []
     for entity_id, ref in refs.items():
         day_agg = Agg()
         carried = carried_in.get(ref)
         expected = first
-        for of_day, agg in sorted(rollup_rows.unpack_hours(hourly[ref]).items()):
+        for of_day, agg in sorted(hourly[ref].items()):
             hour = first + of_day
             # Hours without a row had no events: the entity held its state throughout.
             day_agg.hold(carried, (hour - expected) * HOUR_S)
@@ -237,11 +225,13 @@ def _day_chunk(conn: sqlite3.Connection, day: int, refs: dict[str, int]) -> None
             carried, expected = agg.last_state, hour + 1
         day_agg.hold(carried, (last - expected) * HOUR_S)
         day_agg.last_state = carried
-        if ref in old and rollup_rows.unpack_day(old[ref]).events > day_agg.events:
+        days = stored.get(ref, {})
+        if place in days and days[place].events > day_agg.events:
             continue  # hourly rows of this day were purged already: keep the full figures
-        rows.append((ref, day, day_agg))
+        days[place] = day_agg
+        rows.append((ref, month, days))
         changed.append((entity_id, day))
-    rollup_rows.write_days(conn, rows)
+    rollup_rows.write_rows(conn, DAILY, rows)
     log_rollup_changes(conn, "day", changed)
 
 

@@ -15,7 +15,7 @@ from .compact_events import rebuild_events
 from .deferred_index import migrate_deferred_index
 from .mirror_outbox import migrate_mirror_outbox
 from .retention_tables import migrate_retention
-from .rollup_rows import migrate_packed_rollups
+from .rollup_migrations import migrate_compact_rollups, migrate_packed_rollups
 from .time_blocks import migrate_time_blocks
 
 type Migration = Callable[[sqlite3.Connection], None]
@@ -142,6 +142,12 @@ def m006_compact_events(conn: sqlite3.Connection) -> None:
     rebuild_events(conn)
 
 
+def m008_reserved(conn: sqlite3.Connection) -> None:
+    """Version 8 is the events side's migration of issue 15, made on another branch at
+    the same time; this stand-in (no change) keeps the rollups' version at 9 until the
+    branches are merged and it takes this place."""
+
+
 MIGRATIONS: list[Migration] = [
     m001_events,
     migrate_retention,
@@ -150,6 +156,8 @@ MIGRATIONS: list[Migration] = [
     migrate_mirror_outbox,
     m006_compact_events,
     migrate_packed_rollups,
+    m008_reserved,
+    migrate_compact_rollups,
 ]
 
 

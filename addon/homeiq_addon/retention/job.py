@@ -100,7 +100,7 @@ def _cutoff_us(now_us: int, days: Days) -> int | None:
 _KINDS: Final[dict[str, tuple[Callable[..., Any], Callable[..., Any]]]] = {
     # kind: (find the next dirty period, build a slice of it)
     "hour": (rollups.dirty_run, rollups.build_hours),
-    "day": (rollups.next_dirty_day, rollups.build_day),
+    "day": (rollups.dirty_days, rollups.build_days),
 }
 
 
@@ -132,15 +132,14 @@ def _build_step(conn: sqlite3.Connection, kind: str, before: int) -> tuple[int, 
         claim = conn.execute("SELECT value FROM retention_meta WHERE key = ?", (key,)).fetchone()
         if claim is not None:
             period, after = orjson.loads(claim[0])
-            if kind == "hour" and isinstance(period, int):  # claimed by version 5: one hour
+            if isinstance(period, int):  # claimed by an older version: one hour, or day
                 period = [period, period + 1]
         else:
             period, after = find(conn, before), ""
             if period is None:
                 return completed, False
             _unmark(conn, kind, period)
-        if kind == "hour":
-            period = tuple(period)
+        period = tuple(period)
         last = build(conn, period, after, deadline)
         if last is not None:
             conn.execute(
@@ -152,18 +151,14 @@ def _build_step(conn: sqlite3.Connection, kind: str, before: int) -> tuple[int, 
         if kind == "hour":
             conn.execute("INSERT OR IGNORE INTO rollup_dirty_days(day) VALUES (?)",
                          (period[0] // 24,))  # fmt: skip
-            completed += period[1] - period[0]
-        else:
-            completed += 1
+        completed += period[1] - period[0]
     return completed, True
 
 
 def _unmark(conn: sqlite3.Connection, kind: str, period: Any) -> None:
     """The claimed period is no longer dirty (a later event marks it again)."""
-    if kind == "hour":
-        conn.execute("DELETE FROM dirty_hours WHERE hour >= ? AND hour < ?", tuple(period))
-    else:
-        conn.execute("DELETE FROM rollup_dirty_days WHERE day = ?", (period,))
+    table, column = ("dirty_hours", "hour") if kind == "hour" else ("rollup_dirty_days", "day")
+    conn.execute(f"DELETE FROM {table} WHERE {column} >= ? AND {column} < ?", tuple(period))
 
 
 def _checkpoint_loop(path: Path, stop: threading.Event) -> None:

@@ -22,8 +22,9 @@ from . import source
 
 __all__ = [
     "Agg",
-    "build_day",
+    "build_days",
     "build_hours",
+    "dirty_days",
     "dirty_run",
     "next_dirty_day",
     "next_dirty_hour",
@@ -189,50 +190,93 @@ def _run_chunk(
     conn.executemany("INSERT OR IGNORE INTO dirty_hours(hour) VALUES (?)", dirty)
 
 
-def build_day(conn: sqlite3.Connection, day: int, after: str, deadline: float) -> str | None:
-    """Rebuild daily rollups from the hourly rows, sliced like ``build_hours``."""
-    # The day's entities: one primary-key probe per entity (there is no index by day).
+def dirty_days(conn: sqlite3.Connection, before_day: int) -> tuple[int, int] | None:
+    """The next run [first, end) of consecutive dirty days before ``before_day`` within
+    one row of the daily tier, so that a catch-up writes each row once, not per day."""
+    first = next_dirty_day(conn, before_day)
+    if first is None:
+        return None
+    limit = min(before_day, (first // DAILY.per_row + 1) * DAILY.per_row)
+    dirty = conn.execute(
+        "SELECT day FROM rollup_dirty_days WHERE day >= ? AND day < ? ORDER BY day",
+        (first, limit),
+    ).fetchall()
+    end = first
+    for (day,) in dirty:
+        if day != end:
+            break
+        end += 1
+    return first, end
+
+
+def build_days(
+    conn: sqlite3.Connection, run: tuple[int, int], after: str, deadline: float
+) -> str | None:
+    """Rebuild daily rollups of the days [first, end) from the hourly rows, sliced like
+    ``build_hours``."""
+    first, end = run
+    # The run's entities: one primary-key probe per entity (there is no index by day).
     entities: list[tuple[str, int]] = conn.execute(
         "SELECT e.entity_id, e.id FROM entities e WHERE e.entity_id > ? AND EXISTS"
-        " (SELECT 1 FROM rollups_hourly r WHERE r.entity_ref = e.id AND r.day = ?)"
-        " ORDER BY e.entity_id",
-        (after, day),
+        " (SELECT 1 FROM rollups_hourly r WHERE r.entity_ref = e.id AND r.day >= ?"
+        " AND r.day < ?) ORDER BY e.entity_id",
+        (after, first, end),
     ).fetchall()
-    for start in range(0, len(entities), _CHUNK):
-        chunk = entities[start : start + _CHUNK]
-        _day_chunk(conn, day, dict(chunk))
-        if time.perf_counter() > deadline and start + _CHUNK < len(entities):
+    # About _CHUNK entity-days per slice.
+    size = max(1, _CHUNK // (end - first))
+    for start in range(0, len(entities), size):
+        chunk = entities[start : start + size]
+        _days_chunk(conn, run, dict(chunk))
+        if time.perf_counter() > deadline and start + size < len(entities):
             return chunk[-1][0]
     return None
 
 
-def _day_chunk(conn: sqlite3.Connection, day: int, refs: dict[str, int]) -> None:
-    first, last = day * 24, day * 24 + 24
-    hourly = rollup_rows.read_rows(conn, HOURLY, list(refs.values()), day)
-    carried_in = _last_states(conn, list(refs.values()), day)
-    month, place = divmod(day, DAILY.per_row)
+def _days_chunk(conn: sqlite3.Connection, run: tuple[int, int], refs: dict[str, int]) -> None:
+    first, end = run
+    hourly: dict[int, dict[int, bytes]] = {}
+    for ref, day, blob in conn.execute(
+        "SELECT entity_ref, day, hours FROM rollups_hourly WHERE day >= ? AND day < ?"
+        " AND entity_ref IN (SELECT value FROM json_each(?))",
+        (first, end, orjson.dumps(list(refs.values())).decode()),
+    ):
+        hourly.setdefault(ref, {})[day] = blob
+    carried_in = _last_states(conn, list(refs.values()), first)
+    month = first // DAILY.per_row
     stored = rollup_rows.read_rows(conn, DAILY, list(refs.values()), month)
     rows, changed = [], []
     for entity_id, ref in refs.items():
-        day_agg = Agg()
         carried = carried_in.get(ref)
-        expected = first
-        for of_day, agg in sorted(hourly[ref].items()):
-            hour = first + of_day
-            # Hours without a row had no events: the entity held its state throughout.
-            day_agg.hold(carried, (hour - expected) * HOUR_S)
-            day_agg.merge(agg)
-            carried, expected = agg.last_state, hour + 1
-        day_agg.hold(carried, (last - expected) * HOUR_S)
-        day_agg.last_state = carried
         days = stored.get(ref, {})
-        if place in days and days[place].events > day_agg.events:
-            continue  # hourly rows of this day were purged already: keep the full figures
-        days[place] = day_agg
-        rows.append((ref, month, days))
-        changed.append((entity_id, day))
+        built = False
+        for day, blob in sorted(hourly.get(ref, {}).items()):
+            day_agg, carried = _day_of(day, rollup_rows.unpack_hours(blob), carried)
+            place = day - month * DAILY.per_row
+            if place in days and days[place].events > day_agg.events:
+                continue  # hourly rows of this day were purged already: keep the full figures
+            days[place] = day_agg
+            changed.append((entity_id, day))
+            built = True
+        if built:
+            rows.append((ref, month, days))
     rollup_rows.write_rows(conn, DAILY, rows)
     log_rollup_changes(conn, "day", changed)
+
+
+def _day_of(day: int, hours: dict[int, Agg], carried: str | None) -> tuple[Agg, str | None]:
+    """A day's figures from its hourly ones, and the state it ended in."""
+    first, last = day * 24, day * 24 + 24
+    day_agg = Agg()
+    expected = first
+    for of_day, agg in sorted(hours.items()):
+        hour = first + of_day
+        # Hours without a row had no events: the entity held its state throughout.
+        day_agg.hold(carried, (hour - expected) * HOUR_S)
+        day_agg.merge(agg)
+        carried, expected = agg.last_state, hour + 1
+    day_agg.hold(carried, (last - expected) * HOUR_S)
+    day_agg.last_state = carried
+    return day_agg, carried
 
 
 def next_dirty_hour(conn: sqlite3.Connection, before_hour: int) -> int | None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+import functools
 import json
 import math
 import re
@@ -53,11 +54,6 @@ _TIME: Final = 16  # time in each state follows
 _REST: Final = 32  # ... the last state's time not: it is the rest of the period
 _ONE: Final = 64  # one event, a number whose text is the state: only the number follows
 _CHANGED: Final = 128  # (with _ONE) the event changed the state: one transition
-
-# How the final state of a blob is found (the low bits beside its number of periods).
-_NO_FINAL: Final = 0
-_FINAL_FIRST: Final = 1  # the blob's first state
-_FINAL_ONE: Final = 2  # the number of its last period (a _ONE period)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,16 +170,11 @@ class _Reader:
         if tag & 1:
             value: float = _DOUBLE.unpack(self.take(8))[0]
             return value
-        tag >>= 1
-        k, scale = _unzigzag(tag >> 3), tag & 7
-        return float(k) if scale == 0 else k / 10**scale
+        return _from_tag(tag)[0]
 
     def number_and_text(self) -> tuple[float, str]:
         """A number written as a decimal, and that decimal's text."""
-        tag = self.varint() >> 1
-        k, scale = _unzigzag(tag >> 3), tag & 7
-        value = float(k) if scale == 0 else k / 10**scale
-        return value, _decimal_text(k, scale, negative_zero=False)
+        return _from_tag(self.varint())
 
     def state(self) -> str:
         tag = self.varint()
@@ -196,22 +187,39 @@ class _Reader:
         return self.take(tag >> 2).decode()
 
 
-def _as_decimal(value: float) -> tuple[int, int] | None:
-    """(k, scale) with k / 10**scale the very same float, the smallest scale; None when
-    no such decimal is short enough."""
-    if abs(value) < _EXACT and not (value == 0 and math.copysign(1.0, value) < 0):
+def _as_decimal(value: float) -> tuple[bytes, str] | None:
+    """A number's bytes as a decimal ``k / 10**s`` that gives back the very same float,
+    the smallest s, and the decimal's text; None when no such decimal is short enough."""
+    if value == 0:  # 0.0 and -0.0 are one key to a cache
+        return None if math.copysign(1.0, value) < 0 else (b"\x00", "0")
+    return _nonzero_decimal(value)
+
+
+@functools.lru_cache(maxsize=8192)  # sensors repeat their values
+def _nonzero_decimal(value: float) -> tuple[bytes, str] | None:
+    if abs(value) < _EXACT:
         for scale in range(_MAX_SCALE + 1):
             k = round(value * 10**scale)
             if abs(k) < _EXACT and (float(k) if scale == 0 else k / 10**scale) == value:
-                return k, scale
+                out = bytearray()
+                _varint(out, ((_zigzag(k) << 3 | scale) << 1))
+                return bytes(out), _decimal_text(k, scale, negative_zero=False)
     return None
+
+
+@functools.lru_cache(maxsize=8192)
+def _from_tag(tag: int) -> tuple[float, str]:
+    """The number (and its text) of a decimal's tag."""
+    tag >>= 1
+    k, scale = _unzigzag(tag >> 3), tag & 7
+    value = float(k) if scale == 0 else k / 10**scale
+    return value, _decimal_text(k, scale, negative_zero=False)
 
 
 def _number(out: bytearray, value: float) -> None:
     decimal = _as_decimal(value)
     if decimal is not None:
-        k, scale = decimal
-        _varint(out, ((_zigzag(k) << 3 | scale) << 1))
+        out += decimal[0]
         return
     out.append(1)
     out += _DOUBLE.pack(value)
@@ -223,18 +231,20 @@ def _decimal_text(k: int, scale: int, *, negative_zero: bool) -> str:
     return "-" + text if k < 0 or negative_zero else text
 
 
-def _state(out: bytearray, state: str) -> None:
+@functools.lru_cache(maxsize=8192)  # a blob's head names the same few states again
+def _state(state: str) -> bytes:
+    out = bytearray()
     if _DECIMAL.fullmatch(state):
         whole, _, fraction = state.lstrip("-").partition(".")
         k = int(whole + fraction)
         if k == 0 and state.startswith("-"):
             _varint(out, (len(fraction) << 2) | 2)
-            return
+            return bytes(out)
         _varint(out, ((_zigzag(-k if state.startswith("-") else k) << 3 | len(fraction)) << 1) | 1)
-        return
+        return bytes(out)
     raw = state.encode()
     _varint(out, len(raw) << 2)
-    out += raw
+    return bytes(out + raw)
 
 
 def _is_one(agg: Agg) -> bool:
@@ -244,12 +254,15 @@ def _is_one(agg: Agg) -> bool:
     if agg.max != agg.min or agg.sum != agg.min or agg.transitions > 1:
         return False
     decimal = _as_decimal(agg.min)
-    return decimal is not None and _decimal_text(*decimal, negative_zero=False) == agg.last_state
+    return decimal is not None and decimal[1] == agg.last_state
 
 
-def _figures(out: bytearray, agg: Agg, index: dict[str, int], period_us: int | None) -> None:
-    """One period's figures; ``period_us`` None: as schema version 7 wrote them."""
-    if period_us is not None and _is_one(agg):
+def _figures(
+    out: bytearray, agg: Agg, index: dict[str, int], period_us: int | None, *, one: bool = False
+) -> None:
+    """One period's figures (``one``: it is a single reading, ``_is_one``); ``period_us``
+    None: as schema version 7 wrote them."""
+    if one:
         assert agg.min is not None
         out.append(_ONE | (_CHANGED if agg.transitions else 0))
         _number(out, agg.min)
@@ -321,8 +334,8 @@ def _read_figures(reader: _Reader, states: list[str], period_us: int) -> Agg:
     return agg
 
 
-def _states_of(aggs: Iterable[Agg], first: str | None = None) -> dict[str, int]:
-    index: dict[str, int] = {} if first is None else {first: 0}
+def _states_of(aggs: Iterable[Agg]) -> dict[str, int]:
+    index: dict[str, int] = {}
     for agg in aggs:
         if agg.last_state is not None:
             index.setdefault(agg.last_state, len(index))
@@ -332,12 +345,12 @@ def _states_of(aggs: Iterable[Agg], first: str | None = None) -> dict[str, int]:
     return index
 
 
-def _head(aggs: Iterable[Agg], first: str | None = None) -> tuple[bytearray, dict[str, int]]:
-    index = _states_of(aggs, first)
+def _head(aggs: Iterable[Agg]) -> tuple[bytearray, dict[str, int]]:
+    index = _states_of(aggs)
     out = bytearray()
     _varint(out, len(index))
     for state in index:
-        _state(out, state)
+        out += _state(state)
     return out, index
 
 
@@ -348,30 +361,28 @@ def _read_head(reader: _Reader) -> list[str]:
 def pack(tier: Tier, periods: dict[int, Agg]) -> bytes:
     """One row's figures, keyed by the period's place in the row (0 to per_row - 1).
 
-    How to find the state the row ended in comes first (it is what the next row starts
-    from), so that ``final_state`` reads little more than the head.
+    The newest period comes first: the state it ended in is what the next row starts
+    from, and ``final_state`` reads no further.
     """
-    ordered = sorted(periods.items())
+    ordered = sorted(periods.items(), reverse=True)
     ones = [_is_one(agg) for _, agg in ordered]
-    final = ordered[-1][1].last_state if ordered else None
-    mode = _NO_FINAL if final is None else _FINAL_ONE if ones[-1] else _FINAL_FIRST
-    stated = (agg for (_, agg), one in zip(ordered, ones, strict=True) if not one)
-    out, index = _head(stated, final if mode == _FINAL_FIRST else None)
-    _varint(out, len(ordered) << 2 | mode)
-    for place, agg in ordered:
+    out, index = _head(agg for (_, agg), one in zip(ordered, ones, strict=True) if not one)
+    _varint(out, len(ordered))
+    for (place, agg), one in zip(ordered, ones, strict=True):
         out.append(place)
-        _figures(out, agg, index, tier.period_us)
+        _figures(out, agg, index, tier.period_us, one=one)
     return bytes(out)
 
 
 def unpack(tier: Tier, blob: bytes) -> dict[int, Agg]:
+    """A ``pack`` blob's figures by place, oldest first."""
     reader = _Reader(blob)
     states = _read_head(reader)
-    periods = {}
-    for _ in range(reader.varint() >> 2):
-        place = reader.byte()
-        periods[place] = _read_figures(reader, states, tier.period_us)
-    return periods
+    newest_first = [
+        (reader.byte(), _read_figures(reader, states, tier.period_us))
+        for _ in range(reader.varint())
+    ]
+    return dict(reversed(newest_first))
 
 
 def pack_hours(hours: dict[int, Agg]) -> bytes:
@@ -387,21 +398,16 @@ def final_state(blob: bytes) -> str | None:
     """The state the entity was in at the end of the last period of a ``pack`` blob."""
     reader = _Reader(blob)
     states = _read_head(reader)
-    mode = reader.varint() & 3
-    if mode == _FINAL_FIRST:
-        return states[0]
-    if mode == _NO_FINAL:
+    if not reader.varint():
         return None
-    last = max(unpack(HOURLY, blob).items())[1]  # the period's length plays no part here
-    return last.last_state
+    reader.byte()
+    # The period's length plays no part in the state.
+    return _read_figures(reader, states, HOURLY.period_us).last_state
 
 
 def first_place(blob: bytes) -> int:
-    """The first period's place in its row, in a ``pack`` blob."""
-    reader = _Reader(blob)
-    _read_head(reader)
-    reader.varint()
-    return reader.byte()
+    """The first (oldest) period's place in its row, in a ``pack`` blob."""
+    return min(unpack(HOURLY, blob))
 
 
 def first_hour(blob: bytes) -> int:
@@ -415,7 +421,7 @@ def first_hour(blob: bytes) -> int:
 def pack_v7_hours(hours: dict[int, Agg]) -> bytes:
     ordered = sorted(hours.items())
     final = ordered[-1][1].last_state if ordered else None
-    out, index = _head([agg for _, agg in ordered], final)
+    out, index = _head([Agg(last_state=final), *(agg for _, agg in ordered)])
     _varint(out, len(ordered) << 1 | (final is not None))
     for hour, agg in ordered:
         out.append(hour)

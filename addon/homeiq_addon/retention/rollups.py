@@ -76,38 +76,34 @@ def _fold(events: list[tuple[int, Any, Any]], current: Any, start_us: int, end_u
     return agg
 
 
-_CHUNK: Final = 32  # entities per statement group; the deadline is checked between chunks
+_CHUNK: Final = 16  # entities per statement group; the deadline is checked between chunks
 # A run of dirty hours is built together (each entity's day row is written once per run)
 # while it holds no more events than this, so a catch-up does not repack a day 24 times;
 # few enough that the step that reads them (and builds the first slice) stays short.
 RUN_EVENTS: Final = 5_000
 type _Events = list[tuple[int, Any, Any]]
 # The events of the run being built in slices, so that a continuation slice does not
-# read them again. Only a continuation (after != "") uses it; an event arriving between
-# slices marks its hour dirty again, so it is rebuilt from the database afterwards.
+# read them again; claiming a run (``dirty_run``) forgets them. An event arriving
+# between slices marks its hour dirty again, so it is rebuilt from the database afterwards.
 _RUN_EVENTS: dict[tuple[int, int], dict[str, tuple[int, _Events]]] = {}
 
 
 def dirty_run(conn: sqlite3.Connection, before_hour: int) -> tuple[int, int] | None:
     """The next run [first, end) of consecutive dirty hours before ``before_hour``, within
     one day and holding at most about RUN_EVENTS events (always at least one hour)."""
+    _RUN_EVENTS.clear()
     first = next_dirty_hour(conn, before_hour)
     if first is None:
         return None
-    end, held = first + 1, _events_in(conn, first)
     limit = min(before_hour, (first // 24 + 1) * 24)
-    while end < limit and held < RUN_EVENTS:
-        if not conn.execute("SELECT 1 FROM dirty_hours WHERE hour = ?", (end,)).fetchone():
-            break
-        held += _events_in(conn, end)
-        if held > RUN_EVENTS:
-            break
+    dirty = {h for (h,) in conn.execute(
+        "SELECT hour FROM dirty_hours WHERE hour >= ? AND hour < ?", (first, limit))}  # fmt: skip
+    held = source.events_by_hour(conn, first * US_PER_HOUR, limit * US_PER_HOUR)
+    end, total = first + 1, held.get(first, 0)
+    while end in dirty and total + held.get(end, 0) <= RUN_EVENTS:
+        total += held.get(end, 0)
         end += 1
     return first, end
-
-
-def _events_in(conn: sqlite3.Connection, hour: int) -> int:
-    return source.count_events(conn, hour * US_PER_HOUR, (hour + 1) * US_PER_HOUR, RUN_EVENTS + 1)
 
 
 def build_hours(
@@ -115,16 +111,19 @@ def build_hours(
 ) -> str | None:
     """Rebuild the rollups of the hours [first, end) of one day for the entities sorted
     after ``after``, until the deadline (perf_counter) passes; returns the last entity
-    done, or None when the run is complete. Slices keep every writer step short."""
+    done ("": none yet), or None when the run is complete. Slices keep every writer
+    step short."""
     first, end = run
-    by_entity = _RUN_EVENTS.get(run) if after else None
+    by_entity = _RUN_EVENTS.get(run)
     if by_entity is None:
+        started = time.perf_counter()
         by_entity = {}
         rows = source.hour_events(conn, first * US_PER_HOUR, end * US_PER_HOUR)
         for entity_id, ref, time_us, state, value in rows:
             by_entity.setdefault(entity_id, (ref, []))[1].append((time_us, state, value))
-        _RUN_EVENTS.clear()
         _RUN_EVENTS[run] = by_entity
+        if time.perf_counter() * 2 - started > deadline:
+            return after  # as long again would pass the deadline: build in the next step
     entities = [e for e in by_entity if e > after]  # already sorted by the query
     for start in range(0, len(entities), _CHUNK):
         chunk = entities[start : start + _CHUNK]
@@ -215,19 +214,22 @@ def build_days(
     """Rebuild daily rollups of the days [first, end) from the hourly rows, sliced like
     ``build_hours``."""
     first, end = run
-    # The run's entities: one primary-key probe per entity (there is no index by day).
+    # The run's next entities: one primary-key probe per entity (there is no index by
+    # day), no more than a step gets through.
     entities: list[tuple[str, int]] = conn.execute(
         "SELECT e.entity_id, e.id FROM entities e WHERE e.entity_id > ? AND EXISTS"
         " (SELECT 1 FROM rollups_hourly r WHERE r.entity_ref = e.id AND r.day >= ?"
-        " AND r.day < ?) ORDER BY e.entity_id",
+        " AND r.day < ?) ORDER BY e.entity_id LIMIT 256",
         (after, first, end),
     ).fetchall()
-    # About _CHUNK entity-days per slice.
-    size = max(1, _CHUNK // (end - first))
+    more = len(entities) == 256  # entities after these may have days of the run too
+    size = max(1, _CHUNK // (end - first))  # about _CHUNK entity-days per slice
     for start in range(0, len(entities), size):
         chunk = entities[start : start + size]
         _days_chunk(conn, run, dict(chunk))
-        if time.perf_counter() > deadline and start + size < len(entities):
+        if start + size >= len(entities):
+            return chunk[-1][0] if more else None
+        if time.perf_counter() > deadline:
             return chunk[-1][0]
     return None
 

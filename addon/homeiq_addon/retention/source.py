@@ -15,6 +15,7 @@ from ..store import time_blocks
 from ..store.compact_events import NUMERIC_VALUE
 from ..store.deferred_index import entity_ids
 from ..store.ids import entity_ref
+from ..times import US_PER_HOUR
 
 # Only state events describe an entity's state; other events with an entity id
 # (service calls, for instance) do not count towards time in state.
@@ -41,16 +42,16 @@ def hour_events(
     ).fetchall()
 
 
-def count_events(conn: sqlite3.Connection, start_us: int, end_us: int, limit: int) -> int:
-    """How many events (of any type) lie in [start, end), counting no further than
-    ``limit``. Through the blocks of ids (there is no index on time)."""
+def events_by_hour(conn: sqlite3.Connection, start_us: int, end_us: int) -> dict[int, int]:
+    """How many events (of any type) each epoch hour in [start, end) holds (hours
+    without events left out). Through the blocks of ids (there is no index on time)."""
     ids, params = time_blocks.in_range(conn, start_us, end_us)
-    return int(
+    return dict(
         conn.execute(
-            f"SELECT COUNT(*) FROM (SELECT 1 FROM events e WHERE {ids}"
-            " AND e.time_fired >= ? AND e.time_fired < ? LIMIT ?)",
-            (*params, start_us, end_us, limit),
-        ).fetchone()[0]
+            f"SELECT e.time_fired / {US_PER_HOUR}, COUNT(*) FROM events e WHERE {ids}"
+            " AND e.time_fired >= ? AND e.time_fired < ? GROUP BY 1",
+            (*params, start_us, end_us),
+        ).fetchall()
     )
 
 

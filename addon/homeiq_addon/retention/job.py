@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 # Each writer step aims at this many seconds, well under the 100 ms ingest promise.
-STEP_BUDGET_S: Final = 0.015
+STEP_BUDGET_S: Final = 0.010
 CHECKPOINT_EVERY_S: Final = 0.25
 MIN_CHUNK: Final = 200
 MAX_CHUNK: Final = 20_000

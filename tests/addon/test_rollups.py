@@ -270,3 +270,28 @@ async def test_months_of_rollups_account_for_every_event(api: Api) -> None:
         for i, (t, s) in enumerate(door) if s == "on"
     )  # fmt: skip
     assert sum(p["time_in_state"].get("on", 0) for p in days) == pytest.approx(expected_on)
+
+
+async def test_daily_rollups_go_day_by_day_when_the_cutoff_falls_inside_a_row(api: Api) -> None:
+    # Daily rollups are stored 32 days to a row; the cutoff (day 30) falls inside one.
+    await api.ingest(
+        event(T0 + h * H, "sensor.temp", str(h % 10), numeric=float(h % 10))
+        for h in range(0, 80 * 24, 6)
+    )
+    status, _ = await api.call(
+        "PUT", "/api/v1/retention/policies/default",
+        {"raw_days": 5, "hourly_days": 10, "daily_days": 50},
+    )  # fmt: skip
+    assert status == 200
+    now = T0 + timedelta(days=80)
+    dry = await api.run(now, dry_run=True)
+    real = await api.run(now, dry_run=False)
+    assert dry["totals"]["daily_rollups"] == real["totals"]["daily_rollups"] == 30
+    days = await api.history("sensor.temp", start=DAY, end=now.isoformat(), resolution="day",
+                             limit="100")  # fmt: skip
+    assert [p["start"] for p in days] == [
+        (T0 + timedelta(days=d)).isoformat(timespec="microseconds") for d in range(30, 80)
+    ]
+    assert all(p["count"] == 4 for p in days)
+    again = await api.run(now, dry_run=False)
+    assert again["totals"]["daily_rollups"] == 0

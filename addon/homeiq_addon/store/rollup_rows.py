@@ -23,8 +23,8 @@ Inside a blob, numbers and states are written compactly and read back exactly:
   each state (the history API and the mirror both do so), so that is not kept for it.
 
 Varints are LEB128 (unsigned) with zigzag for signed values. Schema version 7 wrote the
-same figures without the last two shortcuts, and a daily row per day
-(``migrate_compact_rollups`` converts them).
+same figures without the two shortcuts, oldest period first, and a daily row per day
+(``*_v7_*`` below; rollup_migrations.py converts them).
 """
 
 from __future__ import annotations

@@ -249,8 +249,8 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     ),
     "older_schema_numbered_current": (
         _older_schema_numbered_current,
-        # What the newest migration (10, the entity postings) changes.
-        "table entity_postings is missing",
+        # What the newest migration (11, daily rollups packed 32 days per row) changes.
+        "table rollups_daily: column month is missing",
     ),
     "counter_row_deleted": (
         _copy_then("DELETE FROM counters WHERE name = 'events'"),

@@ -205,3 +205,93 @@ async def test_hourly_rollups_go_hour_by_hour_when_the_cutoff_falls_inside_a_day
     days = await api.history("sensor.temp", start=DAY, end=end, resolution="day")
     assert [p["count"] for p in days] == [24, 24]  # day 2 has not ended
     assert days[1]["sum"] == float(sum(range(24, 48)))
+
+
+async def test_months_of_rollups_account_for_every_event(api: Api) -> None:
+    # 70 days (three rows of 32 days in the daily tier): a sensor read every 5 hours (one
+    # reading in most of its hours, two in some), a door that changes every 7 hours, and
+    # a light that is quiet for days on end. Raw events go after 10 days.
+    temps = [(T0 + h * H + (h % 3) * M, float(h % 9) / 2) for h in range(0, 70 * 24, 5)]
+    temps += [(T0 + h * H + 40 * M, 100.0) for h in range(0, 70 * 24, 50)]
+    door = [(T0 + h * H + 17 * M, "on" if i % 2 else "off") for i, h in
+            enumerate(range(0, 70 * 24, 7))]  # fmt: skip
+    light = [(T0 + d * 24 * H + 5 * H, "on" if d % 2 else "off") for d in range(0, 70, 9)]
+    await api.ingest(
+        [event(t, "sensor.temp", str(v) if v != 100 else "100", numeric=v) for t, v in temps]
+        + [event(t, "binary_sensor.door", s) for t, s in door]
+        + [event(t, "light.porch", s) for t, s in light]
+    )
+    status, _ = await api.call(
+        "PUT", "/api/v1/retention/policies/default",
+        {"raw_days": 10, "hourly_days": 40, "daily_days": "forever"},
+    )  # fmt: skip
+    assert status == 200
+    now = T0 + timedelta(days=70)
+    dry = await api.run(now, dry_run=True)
+    real = await api.run(now, dry_run=False)
+    assert dry["totals"] == real["totals"]
+    assert real["totals"]["raw_events"] == sum(
+        1 for t, _ in [*temps, *door, *light] if t < now - timedelta(days=10)
+    )
+    end = now.isoformat()
+
+    days = await api.history("sensor.temp", start=DAY, end=end, resolution="day", limit="100")
+    assert len(days) == 70
+    for d, point in enumerate(days):
+        values = [v for t, v in temps if T0 + d * 24 * H <= t < T0 + (d + 1) * 24 * H]
+        assert point["start"] == (T0 + timedelta(days=d)).isoformat(timespec="microseconds")
+        assert (point["count"], point["min"], point["max"]) == (len(values), min(values),
+                                                                max(values))  # fmt: skip
+        assert point["sum"] == pytest.approx(sum(values))
+    hours = await api.history("sensor.temp", start=DAY, end=end, resolution="hour", limit="5000")
+    kept = [h for h in hours if "resolution" not in h]  # the last 40 days by the hour
+    assert sum(h["count"] for h in kept) == sum(
+        1 for t, _ in temps if t >= now - timedelta(days=40)
+    )
+    single = [h for h in kept if h["count"] == 1]
+    assert single and all(h["min"] == h["max"] == h["sum"] == h["mean"] for h in single)
+
+    for entity_id, changes in (("binary_sensor.door", door), ("light.porch", light)):
+        days = await api.history(entity_id, start=DAY, end=end, resolution="day", limit="100")
+        # A day with events of the entity has a rollup; its time in state fills it from
+        # the first event on, and every change is counted.
+        event_days = sorted({(t - T0).days for t, _ in changes})
+        assert [p["start"] for p in days] == [
+            (T0 + timedelta(days=d)).isoformat(timespec="microseconds") for d in event_days
+        ]
+        first = (changes[0][0] - T0).total_seconds()
+        assert sum(days[0]["time_in_state"].values()) == pytest.approx(86_400 - first)
+        assert all(sum(p["time_in_state"].values()) == pytest.approx(86_400) for p in days[1:])
+        assert sum(p["transitions"] for p in days) == len(changes) - 1
+    days = await api.history("binary_sensor.door", start=DAY, end=end, resolution="day",
+                             limit="100")  # fmt: skip
+    expected_on = sum(
+        ((door[i + 1][0] if i + 1 < len(door) else now) - t).total_seconds()
+        for i, (t, s) in enumerate(door) if s == "on"
+    )  # fmt: skip
+    assert sum(p["time_in_state"].get("on", 0) for p in days) == pytest.approx(expected_on)
+
+
+async def test_daily_rollups_go_day_by_day_when_the_cutoff_falls_inside_a_row(api: Api) -> None:
+    # Daily rollups are stored 32 days to a row; the cutoff (day 30) falls inside one.
+    await api.ingest(
+        event(T0 + h * H, "sensor.temp", str(h % 10), numeric=float(h % 10))
+        for h in range(0, 80 * 24, 6)
+    )
+    status, _ = await api.call(
+        "PUT", "/api/v1/retention/policies/default",
+        {"raw_days": 5, "hourly_days": 10, "daily_days": 50},
+    )  # fmt: skip
+    assert status == 200
+    now = T0 + timedelta(days=80)
+    dry = await api.run(now, dry_run=True)
+    real = await api.run(now, dry_run=False)
+    assert dry["totals"]["daily_rollups"] == real["totals"]["daily_rollups"] == 30
+    days = await api.history("sensor.temp", start=DAY, end=now.isoformat(), resolution="day",
+                             limit="100")  # fmt: skip
+    assert [p["start"] for p in days] == [
+        (T0 + timedelta(days=d)).isoformat(timespec="microseconds") for d in range(30, 80)
+    ]
+    assert all(p["count"] == 4 for p in days)
+    again = await api.run(now, dry_run=False)
+    assert again["totals"]["daily_rollups"] == 0

@@ -162,34 +162,40 @@ def read_rollup_scan(
     conn: sqlite3.Connection, scan: str, limit: int, selection: Selection
 ) -> Chunk:
     """A backfill's next stored rollups, hours then days, from the position ``scan``:
-    [period, entity ref, day] (a position of another form starts the period over)."""
+    [period, entity ref, day] (a position of another form starts the period over). The
+    day is the last one sent: an hourly row's day, or the last day sent of a daily row
+    (which holds 32 days)."""
     period, ref, day = orjson.loads(scan)
     if not isinstance(day, int):
         ref, day = -1, -1
-    table, column = (
-        ("rollups_hourly", "hours") if period == "hour" else ("rollups_daily", "figures")
-    )
-    # An hourly row holds up to 24 rollups: about ``limit`` rollups per chunk either way.
-    rows_limit = max(1, limit // 24) if period == "hour" else limit
+    tier = rollup_rows.HOURLY if period == "hour" else rollup_rows.DAILY
+    # The first row not wholly sent: the next day's row, or the next hourly row.
+    first = (ref, (day + 1) // tier.per_row) if period == "day" else (ref, day + 1)
+    # About ``limit`` rollups per chunk, whatever a row holds.
+    rows_limit = max(1, limit // tier.per_row)
     rows = conn.execute(
-        f"SELECT r.entity_ref, r.day, r.{column}, e.entity_id FROM {table} r"
-        " JOIN entities e ON e.id = r.entity_ref"
-        " WHERE (r.entity_ref, r.day) > (?, ?) ORDER BY r.entity_ref, r.day LIMIT ?",
-        (ref, day, rows_limit),
+        f"SELECT r.entity_ref, r.{tier.row_column}, r.{tier.blob_column}, e.entity_id"
+        f" FROM {tier.table} r JOIN entities e ON e.id = r.entity_ref"
+        f" WHERE (r.entity_ref, r.{tier.row_column}) >= (?, ?)"
+        f" ORDER BY r.entity_ref, r.{tier.row_column} LIMIT ?",
+        (*first, rows_limit),
     ).fetchall()
     chunk = Chunk(read=len(rows))
-    for _, day_of, blob, entity_id in rows:
+    last = (ref, day)
+    for row_ref, row, blob, entity_id in rows:
+        start = row * tier.per_row
+        periods = sorted(rollup_rows.unpack(tier, blob).items())
+        if period == "day":
+            periods = [(p, agg) for p, agg in periods if (row_ref, start + p) > (ref, day)]
+            last = (row_ref, start + tier.per_row - 1)
+        else:
+            last = (row_ref, row)
         if not selection.takes(entity_id, None):
             continue
-        if period == "hour":
-            for hour, agg in sorted(rollup_rows.unpack_hours(blob).items()):
-                chunk.lines += rollup_lines(_rollup(period, entity_id, day_of * 24 + hour, agg))
-        else:
-            chunk.lines += rollup_lines(
-                _rollup(period, entity_id, day_of, rollup_rows.unpack_day(blob))
-            )
+        for place, agg in periods:
+            chunk.lines += rollup_lines(_rollup(period, entity_id, start + place, agg))
     if len(rows) == rows_limit:
-        chunk.next_scan = orjson.dumps([period, rows[-1][0], rows[-1][1]]).decode()
+        chunk.next_scan = orjson.dumps([period, *last]).decode()
     elif period == "hour":
         chunk.next_scan = '["day", -1, -1]'
     return chunk

@@ -37,12 +37,9 @@ def _tier(
         first, end = start_us // US_PER_HOUR, -(-end_us // US_PER_HOUR)
         found = rollup_rows.read_hour_range(conn, ref, first, end)[:limit]
         return [rollups.point(agg, us_to_iso(hour * US_PER_HOUR)) for hour, agg in found]
-    rows = conn.execute(
-        "SELECT day, figures FROM rollups_daily WHERE entity_ref = ? AND day >= ? AND day < ?"
-        " ORDER BY day LIMIT ?",
-        (ref, start_us // US_PER_DAY, -(-end_us // US_PER_DAY), limit),
-    ).fetchall()
-    return [rollups.point(rollup_rows.unpack_day(b), us_to_iso(d * US_PER_DAY)) for d, b in rows]
+    first, end = start_us // US_PER_DAY, -(-end_us // US_PER_DAY)
+    days = rollup_rows.read_range(conn, rollup_rows.DAILY, ref, first, end)[:limit]
+    return [rollups.point(agg, us_to_iso(day * US_PER_DAY)) for day, agg in days]
 
 
 def _oldest_hour(conn: sqlite3.Connection, entity_id: str) -> int | None:

@@ -34,11 +34,14 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 # Each writer step aims at this many seconds, well under the 100 ms ingest promise.
-STEP_BUDGET_S: Final = 0.015
+STEP_BUDGET_S: Final = 0.010
 CHECKPOINT_EVERY_S: Final = 0.25
 MIN_CHUNK: Final = 200
 MAX_CHUNK: Final = 20_000
-VACUUM_PAGES: Final = 1024
+# Pages handed back per vacuum step, adapted like the other steps: moving a 4 KiB page
+# costs more the more pages behind it move too (a 1024-page step took up to 217 ms).
+MIN_VACUUM_PAGES: Final = 16
+MAX_VACUUM_PAGES: Final = 1024
 
 
 @dataclass(slots=True)
@@ -79,15 +82,15 @@ class Report:
 class _Stepper:
     """Adapts the rows per transaction so each step stays within the time budget."""
 
-    def __init__(self) -> None:
-        self.size = 2000
+    def __init__(self, size: int = 2000, least: int = MIN_CHUNK, most: int = MAX_CHUNK) -> None:
+        self.size, self.least, self.most = size, least, most
 
     def measure(self, started: float) -> None:
         took = time.perf_counter() - started
         if took > STEP_BUDGET_S * 1.5:
-            self.size = max(MIN_CHUNK, self.size // 2)
+            self.size = max(self.least, self.size // 2)
         elif took < STEP_BUDGET_S / 2:
-            self.size = min(MAX_CHUNK, self.size * 2)
+            self.size = min(self.most, self.size * 2)
 
 
 def _cutoff_us(now_us: int, days: Days) -> int | None:
@@ -97,7 +100,7 @@ def _cutoff_us(now_us: int, days: Days) -> int | None:
 _KINDS: Final[dict[str, tuple[Callable[..., Any], Callable[..., Any]]]] = {
     # kind: (find the next dirty period, build a slice of it)
     "hour": (rollups.dirty_run, rollups.build_hours),
-    "day": (rollups.next_dirty_day, rollups.build_day),
+    "day": (rollups.dirty_days, rollups.build_days),
 }
 
 
@@ -129,15 +132,14 @@ def _build_step(conn: sqlite3.Connection, kind: str, before: int) -> tuple[int, 
         claim = conn.execute("SELECT value FROM retention_meta WHERE key = ?", (key,)).fetchone()
         if claim is not None:
             period, after = orjson.loads(claim[0])
-            if kind == "hour" and isinstance(period, int):  # claimed by version 5: one hour
+            if isinstance(period, int):  # claimed by an older version: one hour, or day
                 period = [period, period + 1]
         else:
             period, after = find(conn, before), ""
             if period is None:
                 return completed, False
             _unmark(conn, kind, period)
-        if kind == "hour":
-            period = tuple(period)
+        period = tuple(period)
         last = build(conn, period, after, deadline)
         if last is not None:
             conn.execute(
@@ -149,18 +151,14 @@ def _build_step(conn: sqlite3.Connection, kind: str, before: int) -> tuple[int, 
         if kind == "hour":
             conn.execute("INSERT OR IGNORE INTO rollup_dirty_days(day) VALUES (?)",
                          (period[0] // 24,))  # fmt: skip
-            completed += period[1] - period[0]
-        else:
-            completed += 1
+        completed += period[1] - period[0]
     return completed, True
 
 
 def _unmark(conn: sqlite3.Connection, kind: str, period: Any) -> None:
     """The claimed period is no longer dirty (a later event marks it again)."""
-    if kind == "hour":
-        conn.execute("DELETE FROM dirty_hours WHERE hour >= ? AND hour < ?", tuple(period))
-    else:
-        conn.execute("DELETE FROM rollup_dirty_days WHERE day = ?", (period,))
+    table, column = ("dirty_hours", "hour") if kind == "hour" else ("rollup_dirty_days", "day")
+    conn.execute(f"DELETE FROM {table} WHERE {column} >= ? AND {column} < ?", tuple(period))
 
 
 def _checkpoint_loop(path: Path, stop: threading.Event) -> None:
@@ -255,11 +253,11 @@ async def _purge_raw(store: Store, policies: PolicySet, report: Report, bound: i
 
 
 async def _purge_rollups(store: Store, policies: PolicySet, report: Report, tier: str) -> None:
-    table = "rollups_hourly" if tier == "hourly" else "rollups_daily"
+    packing = rollup_rows.TIERS[tier]
     entities: list[tuple[int, str]] = await store.read(
         lambda c: c.execute(
             "SELECT e.id, e.entity_id FROM entities e WHERE EXISTS"
-            f" (SELECT 1 FROM {table} r WHERE r.entity_ref = e.id)"
+            f" (SELECT 1 FROM {packing.table} r WHERE r.entity_ref = e.id)"
         ).fetchall()
     )
     for ref, entity_id in entities:
@@ -268,10 +266,10 @@ async def _purge_rollups(store: Store, policies: PolicySet, report: Report, tier
                             policy.daily_days)  # fmt: skip
         if cutoff is None:
             continue
-        # A period is dropped once it has ended before the cutoff: hours before
-        # ``limit`` (an epoch hour, or day), which may end inside a day's row.
-        limit = cutoff // (US_PER_HOUR if tier == "hourly" else US_PER_DAY)
-        purge = partial(_purge_entity, table=table, ref=ref, limit=limit,
+        # A period is dropped once it has ended before the cutoff: periods before
+        # ``limit`` (an epoch hour, or day), which may end inside a row.
+        limit = cutoff // packing.period_us
+        purge = partial(_purge_entity, tier=packing, ref=ref, limit=limit,
                         dry_run=report.dry_run)  # fmt: skip
         n = 0
         if report.dry_run:
@@ -286,41 +284,31 @@ async def _purge_rollups(store: Store, policies: PolicySet, report: Report, tier
             counts.daily_rollups += n
 
 
-def _purge_entity(conn: sqlite3.Connection, table: str, ref: int, limit: int,
+def _purge_entity(conn: sqlite3.Connection, tier: rollup_rows.Tier, ref: int, limit: int,
                   dry_run: bool) -> int:  # fmt: skip
     """Drop (or, in a dry run, count) an entity's rollups before ``limit``, a slice at a
     time; returns how many went (0: none left)."""
-    whole_days = limit // 24 if table == "rollups_hourly" else limit
+    table, row = tier.table, tier.row_column
+    whole_rows = limit // tier.per_row
+    # The row the cutoff falls in keeps its periods from the cutoff on.
+    edge = rollup_rows.read_row(conn, tier, ref, whole_rows) if limit % tier.per_row else {}
+    kept = {p: agg for p, agg in edge.items() if whole_rows * tier.per_row + p >= limit}
     if dry_run:
-        if table == "rollups_daily":
-            sql = "SELECT COUNT(*) FROM rollups_daily WHERE entity_ref = ? AND day < ?"
-        else:
-            sql = "SELECT COALESCE(SUM(n), 0) FROM rollups_hourly WHERE entity_ref = ? AND day < ?"
-        n = int(conn.execute(sql, (ref, whole_days)).fetchone()[0])
-        if table == "rollups_hourly":
-            hours = rollup_rows.read_hours(conn, ref, whole_days)
-            n += sum(1 for h in hours if whole_days * 24 + h < limit)
-        return n
-    edge = conn.execute(
-        f"SELECT day FROM {table} WHERE entity_ref = ? AND day < ?"
-        f" ORDER BY day LIMIT 1 OFFSET {MAX_CHUNK // 4}",
-        (ref, whole_days),
+        n = conn.execute(f"SELECT COALESCE(SUM(n), 0) FROM {table} WHERE entity_ref = ?"
+                         f" AND {row} < ?", (ref, whole_rows)).fetchone()[0]  # fmt: skip
+        return int(n) + len(edge) - len(kept)
+    found = conn.execute(
+        f"SELECT {row} FROM {table} WHERE entity_ref = ? AND {row} < ?"
+        f" ORDER BY {row} LIMIT 1 OFFSET {MAX_CHUNK // 4}",
+        (ref, whole_rows),
     ).fetchone()
-    upto = whole_days if edge is None else edge[0]
-    if table == "rollups_daily":
-        return conn.execute(
-            "DELETE FROM rollups_daily WHERE entity_ref = ? AND day < ?", (ref, upto)
-        ).rowcount
-    n = int(conn.execute("SELECT COALESCE(SUM(n), 0) FROM rollups_hourly WHERE entity_ref = ?"
-                         " AND day < ?", (ref, upto)).fetchone()[0])  # fmt: skip
-    conn.execute("DELETE FROM rollups_hourly WHERE entity_ref = ? AND day < ?", (ref, upto))
-    if upto == whole_days and limit % 24:
-        # The day the cutoff falls in keeps its hours from the cutoff on.
-        hours = rollup_rows.read_hours(conn, ref, whole_days)
-        kept = {h: agg for h, agg in hours.items() if whole_days * 24 + h >= limit}
-        if len(kept) < len(hours):
-            rollup_rows.write_hours(conn, ref, whole_days, kept)
-            n += len(hours) - len(kept)
+    upto = whole_rows if found is None else found[0]
+    n = int(conn.execute(f"SELECT COALESCE(SUM(n), 0) FROM {table} WHERE entity_ref = ?"
+                         f" AND {row} < ?", (ref, upto)).fetchone()[0])  # fmt: skip
+    conn.execute(f"DELETE FROM {table} WHERE entity_ref = ? AND {row} < ?", (ref, upto))
+    if upto == whole_rows and len(kept) < len(edge):
+        rollup_rows.write_rows(conn, tier, [(ref, whole_rows, kept)])
+        n += len(edge) - len(kept)
     return n
 
 
@@ -336,13 +324,17 @@ async def incremental_vacuum(store: Store) -> int:
     mode, free, page_size = await store.read(info)
     if mode != 2 or not free:  # 2 = INCREMENTAL
         return 0
-    step: Callable[[sqlite3.Connection], int] = lambda c: len(  # noqa: E731
-        c.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
-    )
+    stepper = _Stepper(128, MIN_VACUUM_PAGES, MAX_VACUUM_PAGES)
+
+    def step(conn: sqlite3.Connection, pages: int) -> int:
+        return len(conn.execute(f"PRAGMA incremental_vacuum({pages})").fetchall())
+
     freed = 0
     while freed < free:
         before = freed
-        await store.write(step)
+        started = time.perf_counter()
+        await store.write(partial(step, pages=stepper.size))
+        stepper.measure(started)
         freed = free - (await store.read(info))[1]
         if freed <= before:
             break

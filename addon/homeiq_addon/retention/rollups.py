@@ -16,14 +16,15 @@ from typing import Any, Final
 import orjson
 
 from ..store import rollup_rows
-from ..store.rollup_rows import Agg, log_rollup_changes
+from ..store.rollup_rows import DAILY, HOURLY, Agg, log_rollup_changes
 from ..times import US_PER_HOUR
 from . import source
 
 __all__ = [
     "Agg",
-    "build_day",
+    "build_days",
     "build_hours",
+    "dirty_days",
     "dirty_run",
     "next_dirty_day",
     "next_dirty_hour",
@@ -59,17 +60,6 @@ def _next_rows(conn: sqlite3.Connection, refs: list[int], day: int) -> list[int]
     return [d * 24 + rollup_rows.first_hour(b) for d, b in rows if d is not None]
 
 
-def _day_rows(conn: sqlite3.Connection, table: str, column: str, refs: list[int], day: int
-              ) -> dict[int, bytes]:  # fmt: skip
-    return dict(
-        conn.execute(
-            f"SELECT entity_ref, {column} FROM {table}"
-            " WHERE day = ? AND entity_ref IN (SELECT value FROM json_each(?))",
-            (day, orjson.dumps(refs).decode()),
-        ).fetchall()
-    )
-
-
 def _fold(events: list[tuple[int, Any, Any]], current: Any, start_us: int, end_us: int) -> Agg:
     agg = Agg()
     cursor_us = start_us
@@ -86,43 +76,34 @@ def _fold(events: list[tuple[int, Any, Any]], current: Any, start_us: int, end_u
     return agg
 
 
-_CHUNK: Final = 32  # entities per statement group; the deadline is checked between chunks
+_CHUNK: Final = 16  # entities per statement group; the deadline is checked between chunks
 # A run of dirty hours is built together (each entity's day row is written once per run)
-# while it holds no more events than this, so a catch-up does not repack a day 24 times.
-RUN_EVENTS: Final = 50_000
+# while it holds no more events than this, so a catch-up does not repack a day 24 times;
+# few enough that the step that reads them (and builds the first slice) stays short.
+RUN_EVENTS: Final = 5_000
 type _Events = list[tuple[int, Any, Any]]
 # The events of the run being built in slices, so that a continuation slice does not
-# read them again. Only a continuation (after != "") uses it; an event arriving between
-# slices marks its hour dirty again, so it is rebuilt from the database afterwards.
+# read them again; claiming a run (``dirty_run``) forgets them. An event arriving
+# between slices marks its hour dirty again, so it is rebuilt from the database afterwards.
 _RUN_EVENTS: dict[tuple[int, int], dict[str, tuple[int, _Events]]] = {}
 
 
 def dirty_run(conn: sqlite3.Connection, before_hour: int) -> tuple[int, int] | None:
     """The next run [first, end) of consecutive dirty hours before ``before_hour``, within
     one day and holding at most about RUN_EVENTS events (always at least one hour)."""
+    _RUN_EVENTS.clear()
     first = next_dirty_hour(conn, before_hour)
     if first is None:
         return None
-    end, held = first + 1, _events_in(conn, first)
     limit = min(before_hour, (first // 24 + 1) * 24)
-    while end < limit and held < RUN_EVENTS:
-        if not conn.execute("SELECT 1 FROM dirty_hours WHERE hour = ?", (end,)).fetchone():
-            break
-        held += _events_in(conn, end)
-        if held > RUN_EVENTS:
-            break
+    dirty = {h for (h,) in conn.execute(
+        "SELECT hour FROM dirty_hours WHERE hour >= ? AND hour < ?", (first, limit))}  # fmt: skip
+    held = source.events_by_hour(conn, first * US_PER_HOUR, limit * US_PER_HOUR)
+    end, total = first + 1, held.get(first, 0)
+    while end in dirty and total + held.get(end, 0) <= RUN_EVENTS:
+        total += held.get(end, 0)
         end += 1
     return first, end
-
-
-def _events_in(conn: sqlite3.Connection, hour: int) -> int:
-    return int(
-        conn.execute(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM events WHERE time_fired >= ? AND time_fired < ?"
-            f" LIMIT {RUN_EVENTS + 1})",
-            (hour * US_PER_HOUR, (hour + 1) * US_PER_HOUR),
-        ).fetchone()[0]
-    )
 
 
 def build_hours(
@@ -130,16 +111,19 @@ def build_hours(
 ) -> str | None:
     """Rebuild the rollups of the hours [first, end) of one day for the entities sorted
     after ``after``, until the deadline (perf_counter) passes; returns the last entity
-    done, or None when the run is complete. Slices keep every writer step short."""
+    done ("": none yet), or None when the run is complete. Slices keep every writer
+    step short."""
     first, end = run
-    by_entity = _RUN_EVENTS.get(run) if after else None
+    by_entity = _RUN_EVENTS.get(run)
     if by_entity is None:
+        started = time.perf_counter()
         by_entity = {}
         rows = source.hour_events(conn, first * US_PER_HOUR, end * US_PER_HOUR)
         for entity_id, ref, time_us, state, value in rows:
             by_entity.setdefault(entity_id, (ref, []))[1].append((time_us, state, value))
-        _RUN_EVENTS.clear()
         _RUN_EVENTS[run] = by_entity
+        if time.perf_counter() * 2 - started > deadline:
+            return after  # as long again would pass the deadline: build in the next step
     entities = [e for e in by_entity if e > after]  # already sorted by the query
     for start in range(0, len(entities), _CHUNK):
         chunk = entities[start : start + _CHUNK]
@@ -161,11 +145,12 @@ def _run_chunk(
     conn: sqlite3.Connection, day: int, by_entity: dict[str, tuple[int, _Events]]
 ) -> None:
     refs = [ref for ref, _ in by_entity.values()]
-    stored = _day_rows(conn, "rollups_hourly", "hours", refs, day)
+    stored = rollup_rows.read_rows(conn, HOURLY, refs, day)
     days_before = _last_states(conn, refs, day)
-    rows, changed, dirty, moved = [], [], [], []
+    rows: list[tuple[int, int, dict[int, Agg]]] = []
+    changed, dirty, moved = [], [], []
     for entity_id, (ref, events) in by_entity.items():
-        hours = rollup_rows.unpack_hours(stored[ref]) if ref in stored else {}
+        hours = stored.get(ref, {})
         built, moved_from = set(), []
         for hour, hour_events in _by_hour(events).items():
             of_day = hour - day * 24
@@ -189,7 +174,7 @@ def _run_chunk(
                 moved_from.append(of_day)
         if not built:
             continue
-        rows.append((ref, day, len(hours), rollup_rows.pack_hours(hours)))
+        rows.append((ref, day, hours))
         # A late event changed how the entity left an hour: its next rolled-up hour
         # started from a different state and is rebuilt too (unless built just now).
         for of_day in moved_from:
@@ -198,56 +183,102 @@ def _run_chunk(
                 moved.append(ref)
             elif following not in built:
                 dirty.append((day * 24 + following,))
-    conn.executemany(
-        "INSERT OR REPLACE INTO rollups_hourly (entity_ref, day, n, hours) VALUES (?, ?, ?, ?)",
-        rows,
-    )
+    rollup_rows.write_rows(conn, HOURLY, rows)
     log_rollup_changes(conn, "hour", changed)
     dirty += [(h,) for h in _next_rows(conn, sorted(set(moved)), day)] if moved else []
     conn.executemany("INSERT OR IGNORE INTO dirty_hours(hour) VALUES (?)", dirty)
 
 
-def build_day(conn: sqlite3.Connection, day: int, after: str, deadline: float) -> str | None:
-    """Rebuild daily rollups from the hourly rows, sliced like ``build_hours``."""
-    # The day's entities: one primary-key probe per entity (there is no index by day).
+def dirty_days(conn: sqlite3.Connection, before_day: int) -> tuple[int, int] | None:
+    """The next run [first, end) of consecutive dirty days before ``before_day`` within
+    one row of the daily tier, so that a catch-up writes each row once, not per day."""
+    first = next_dirty_day(conn, before_day)
+    if first is None:
+        return None
+    limit = min(before_day, (first // DAILY.per_row + 1) * DAILY.per_row)
+    dirty = conn.execute(
+        "SELECT day FROM rollup_dirty_days WHERE day >= ? AND day < ? ORDER BY day",
+        (first, limit),
+    ).fetchall()
+    end = first
+    for (day,) in dirty:
+        if day != end:
+            break
+        end += 1
+    return first, end
+
+
+def build_days(
+    conn: sqlite3.Connection, run: tuple[int, int], after: str, deadline: float
+) -> str | None:
+    """Rebuild daily rollups of the days [first, end) from the hourly rows, sliced like
+    ``build_hours``."""
+    first, end = run
+    # The run's next entities: one primary-key probe per entity (there is no index by
+    # day), no more than a step gets through.
     entities: list[tuple[str, int]] = conn.execute(
         "SELECT e.entity_id, e.id FROM entities e WHERE e.entity_id > ? AND EXISTS"
-        " (SELECT 1 FROM rollups_hourly r WHERE r.entity_ref = e.id AND r.day = ?)"
-        " ORDER BY e.entity_id",
-        (after, day),
+        " (SELECT 1 FROM rollups_hourly r WHERE r.entity_ref = e.id AND r.day >= ?"
+        " AND r.day < ?) ORDER BY e.entity_id LIMIT 256",
+        (after, first, end),
     ).fetchall()
-    for start in range(0, len(entities), _CHUNK):
-        chunk = entities[start : start + _CHUNK]
-        _day_chunk(conn, day, dict(chunk))
-        if time.perf_counter() > deadline and start + _CHUNK < len(entities):
+    more = len(entities) == 256  # entities after these may have days of the run too
+    size = max(1, _CHUNK // (end - first))  # about _CHUNK entity-days per slice
+    for start in range(0, len(entities), size):
+        chunk = entities[start : start + size]
+        _days_chunk(conn, run, dict(chunk))
+        if start + size >= len(entities):
+            return chunk[-1][0] if more else None
+        if time.perf_counter() > deadline:
             return chunk[-1][0]
     return None
 
 
-def _day_chunk(conn: sqlite3.Connection, day: int, refs: dict[str, int]) -> None:
-    first, last = day * 24, day * 24 + 24
-    hourly = _day_rows(conn, "rollups_hourly", "hours", list(refs.values()), day)
-    carried_in = _last_states(conn, list(refs.values()), day)
-    old = _day_rows(conn, "rollups_daily", "figures", list(refs.values()), day)
+def _days_chunk(conn: sqlite3.Connection, run: tuple[int, int], refs: dict[str, int]) -> None:
+    first, end = run
+    hourly: dict[int, dict[int, bytes]] = {}
+    for ref, day, blob in conn.execute(
+        "SELECT entity_ref, day, hours FROM rollups_hourly WHERE day >= ? AND day < ?"
+        " AND entity_ref IN (SELECT value FROM json_each(?))",
+        (first, end, orjson.dumps(list(refs.values())).decode()),
+    ):
+        hourly.setdefault(ref, {})[day] = blob
+    carried_in = _last_states(conn, list(refs.values()), first)
+    month = first // DAILY.per_row
+    stored = rollup_rows.read_rows(conn, DAILY, list(refs.values()), month)
     rows, changed = [], []
     for entity_id, ref in refs.items():
-        day_agg = Agg()
         carried = carried_in.get(ref)
-        expected = first
-        for of_day, agg in sorted(rollup_rows.unpack_hours(hourly[ref]).items()):
-            hour = first + of_day
-            # Hours without a row had no events: the entity held its state throughout.
-            day_agg.hold(carried, (hour - expected) * HOUR_S)
-            day_agg.merge(agg)
-            carried, expected = agg.last_state, hour + 1
-        day_agg.hold(carried, (last - expected) * HOUR_S)
-        day_agg.last_state = carried
-        if ref in old and rollup_rows.unpack_day(old[ref]).events > day_agg.events:
-            continue  # hourly rows of this day were purged already: keep the full figures
-        rows.append((ref, day, day_agg))
-        changed.append((entity_id, day))
-    rollup_rows.write_days(conn, rows)
+        days = stored.get(ref, {})
+        built = False
+        for day, blob in sorted(hourly.get(ref, {}).items()):
+            day_agg, carried = _day_of(day, rollup_rows.unpack_hours(blob), carried)
+            place = day - month * DAILY.per_row
+            if place in days and days[place].events > day_agg.events:
+                continue  # hourly rows of this day were purged already: keep the full figures
+            days[place] = day_agg
+            changed.append((entity_id, day))
+            built = True
+        if built:
+            rows.append((ref, month, days))
+    rollup_rows.write_rows(conn, DAILY, rows)
     log_rollup_changes(conn, "day", changed)
+
+
+def _day_of(day: int, hours: dict[int, Agg], carried: str | None) -> tuple[Agg, str | None]:
+    """A day's figures from its hourly ones, and the state it ended in."""
+    first, last = day * 24, day * 24 + 24
+    day_agg = Agg()
+    expected = first
+    for of_day, agg in sorted(hours.items()):
+        hour = first + of_day
+        # Hours without a row had no events: the entity held its state throughout.
+        day_agg.hold(carried, (hour - expected) * HOUR_S)
+        day_agg.merge(agg)
+        carried, expected = agg.last_state, hour + 1
+    day_agg.hold(carried, (last - expected) * HOUR_S)
+    day_agg.last_state = carried
+    return day_agg, carried
 
 
 def next_dirty_hour(conn: sqlite3.Connection, before_hour: int) -> int | None:

@@ -1,10 +1,11 @@
-"""Rollup rows, packed: one row per entity and day in each tier.
+"""Rollup rows, packed: several periods of one entity per row in each tier.
 
 A row per entity and hour cost more than the raw event it summed up (about one event per
-entity-hour is common), so retention made the file grow. Now ``rollups_hourly`` keeps one
+entity-hour is common), so retention made the file grow. ``rollups_hourly`` keeps one
 row per (entity, day) whose ``hours`` blob holds that day's hourly figures, and
-``rollups_daily`` one row per (entity, day) with the day's figures; both are keyed by the
-entity's interned id (``entities.id``: never deleted), with no second index.
+``rollups_daily`` one row per (entity, 32-day block: ``month``) whose ``days`` blob holds
+those days' figures; both are keyed by the entity's interned id (``entities.id``: never
+deleted), with no second index. ``Tier`` says how each tier is cut into rows.
 
 Inside a blob, numbers and states are written compactly and read back exactly:
 
@@ -12,22 +13,31 @@ Inside a blob, numbers and states are written compactly and read back exactly:
   values mostly are: 21.5, 1200), else its 8 bytes;
 - the states a blob names are listed once at its start, and figures refer to them by
   position; a state that is a plain decimal ("21.50") is kept as one, others as UTF-8;
-- time in each state is kept in whole microseconds (the events' own unit);
+- time in each state is kept in whole microseconds (the events' own unit); when the
+  times fill the whole period (the state was known from its start), the last one is
+  the rest of the period and is not stored;
+- a period of a single event whose state is the text of its number (one reading of a
+  sensor, "21.5"), is just that number: count, min, max, sum, events and the state
+  follow from it;
 - an entity with numeric states shows count, min, max, mean and sum, never its time in
   each state (the history API and the mirror both do so), so that is not kept for it.
 
-Varints are LEB128 (unsigned) with zigzag for signed values.
+Varints are LEB128 (unsigned) with zigzag for signed values. Schema version 7 wrote the
+same figures without the two shortcuts, oldest period first, and a daily row per day
+(``*_v7_*`` below; rollup_migrations.py converts them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+import functools
 import json
 import math
 import re
 import sqlite3
 import struct
-from typing import Any, Final
+from typing import Final
 
 HOURS_PER_DAY: Final = 24
 _DOUBLE: Final = struct.Struct("<d")
@@ -41,6 +51,27 @@ _MAX: Final = 2  # max differs from min
 _SUM: Final = 4  # sum is not min * count
 _LAST: Final = 8  # the period ended in a known state
 _TIME: Final = 16  # time in each state follows
+_REST: Final = 32  # ... the last state's time not: it is the rest of the period
+_ONE: Final = 64  # one event, a number whose text is the state: only the number follows
+_CHANGED: Final = 128  # (with _ONE) the event changed the state: one transition
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """A tier's rows: ``per_row`` consecutive periods of ``period_us`` each, keyed by
+    (entity_ref, period // per_row) in ``row_column``, packed into ``blob_column``."""
+
+    name: str
+    table: str
+    row_column: str
+    blob_column: str
+    per_row: int
+    period_us: int
+
+
+HOURLY: Final = Tier("hourly", "rollups_hourly", "day", "hours", HOURS_PER_DAY, 3_600_000_000)
+DAILY: Final = Tier("daily", "rollups_daily", "month", "days", 32, 86_400_000_000)
+TIERS: Final = {"hourly": HOURLY, "daily": DAILY}
 
 
 @dataclass(slots=True)
@@ -125,6 +156,10 @@ class _Reader:
                 return result
             shift += 7
 
+    def byte(self) -> int:
+        self.at += 1
+        return self.data[self.at - 1]
+
     def take(self, n: int) -> bytes:
         chunk = self.data[self.at : self.at + n]
         self.at += n
@@ -135,9 +170,11 @@ class _Reader:
         if tag & 1:
             value: float = _DOUBLE.unpack(self.take(8))[0]
             return value
-        tag >>= 1
-        k, scale = _unzigzag(tag >> 3), tag & 7
-        return float(k) if scale == 0 else k / 10**scale
+        return _from_tag(tag)[0]
+
+    def number_and_text(self) -> tuple[float, str]:
+        """A number written as a decimal, and that decimal's text."""
+        return _from_tag(self.varint())
 
     def state(self) -> str:
         tag = self.varint()
@@ -150,13 +187,40 @@ class _Reader:
         return self.take(tag >> 2).decode()
 
 
-def _number(out: bytearray, value: float) -> None:
-    if abs(value) < _EXACT and not (value == 0 and math.copysign(1.0, value) < 0):
+def _as_decimal(value: float) -> tuple[bytes, str] | None:
+    """A number's bytes as a decimal ``k / 10**s`` that gives back the very same float,
+    the smallest s, and the decimal's text; None when no such decimal is short enough."""
+    if value == 0:  # 0.0 and -0.0 are one key to a cache
+        return None if math.copysign(1.0, value) < 0 else (b"\x00", "0")
+    return _nonzero_decimal(value)
+
+
+@functools.lru_cache(maxsize=8192)  # sensors repeat their values
+def _nonzero_decimal(value: float) -> tuple[bytes, str] | None:
+    if abs(value) < _EXACT:
         for scale in range(_MAX_SCALE + 1):
             k = round(value * 10**scale)
             if abs(k) < _EXACT and (float(k) if scale == 0 else k / 10**scale) == value:
+                out = bytearray()
                 _varint(out, ((_zigzag(k) << 3 | scale) << 1))
-                return
+                return bytes(out), _decimal_text(k, scale, negative_zero=False)
+    return None
+
+
+@functools.lru_cache(maxsize=8192)
+def _from_tag(tag: int) -> tuple[float, str]:
+    """The number (and its text) of a decimal's tag."""
+    tag >>= 1
+    k, scale = _unzigzag(tag >> 3), tag & 7
+    value = float(k) if scale == 0 else k / 10**scale
+    return value, _decimal_text(k, scale, negative_zero=False)
+
+
+def _number(out: bytearray, value: float) -> None:
+    decimal = _as_decimal(value)
+    if decimal is not None:
+        out += decimal[0]
+        return
     out.append(1)
     out += _DOUBLE.pack(value)
 
@@ -167,21 +231,42 @@ def _decimal_text(k: int, scale: int, *, negative_zero: bool) -> str:
     return "-" + text if k < 0 or negative_zero else text
 
 
-def _state(out: bytearray, state: str) -> None:
+@functools.lru_cache(maxsize=8192)  # a blob's head names the same few states again
+def _state(state: str) -> bytes:
+    out = bytearray()
     if _DECIMAL.fullmatch(state):
         whole, _, fraction = state.lstrip("-").partition(".")
         k = int(whole + fraction)
         if k == 0 and state.startswith("-"):
             _varint(out, (len(fraction) << 2) | 2)
-            return
+            return bytes(out)
         _varint(out, ((_zigzag(-k if state.startswith("-") else k) << 3 | len(fraction)) << 1) | 1)
-        return
+        return bytes(out)
     raw = state.encode()
     _varint(out, len(raw) << 2)
-    out += raw
+    return bytes(out + raw)
 
 
-def _figures(out: bytearray, agg: Agg, index: dict[str, int]) -> None:
+def _is_one(agg: Agg) -> bool:
+    """One event, one number, and the state it left is that number's decimal text."""
+    if agg.events != 1 or agg.count != 1 or agg.min is None or agg.last_state is None:
+        return False
+    if agg.max != agg.min or agg.sum != agg.min or agg.transitions > 1:
+        return False
+    decimal = _as_decimal(agg.min)
+    return decimal is not None and decimal[1] == agg.last_state
+
+
+def _figures(
+    out: bytearray, agg: Agg, index: dict[str, int], period_us: int | None, *, one: bool = False
+) -> None:
+    """One period's figures (``one``: it is a single reading, ``_is_one``); ``period_us``
+    None: as schema version 7 wrote them."""
+    if one:
+        assert agg.min is not None
+        out.append(_ONE | (_CHANGED if agg.transitions else 0))
+        _number(out, agg.min)
+        return
     flags = 0
     numbers = agg.count > 0 and agg.min is not None and agg.sum is not None
     if numbers:
@@ -192,8 +277,13 @@ def _figures(out: bytearray, agg: Agg, index: dict[str, int]) -> None:
             flags |= _SUM
     if agg.last_state is not None:
         flags |= _LAST
-    if not numbers and agg.time_in_state:
+    times = [] if numbers else [
+        (index[state], round(seconds * 1e6)) for state, seconds in agg.time_in_state.items()
+    ]  # fmt: skip
+    if times:
         flags |= _TIME
+        if period_us is not None and sum(us for _, us in times) == period_us:
+            flags |= _REST
     out.append(flags)
     if numbers:
         assert agg.min is not None and agg.sum is not None
@@ -208,16 +298,20 @@ def _figures(out: bytearray, agg: Agg, index: dict[str, int]) -> None:
     if agg.last_state is not None:
         _varint(out, index[agg.last_state])
     if flags & _TIME:
-        _varint(out, len(agg.time_in_state))
-        for state, seconds in agg.time_in_state.items():
-            _varint(out, index[state])
-            _varint(out, round(seconds * 1e6))
+        _varint(out, len(times))
+        for position, (state, us) in enumerate(times):
+            _varint(out, state)
+            if not (flags & _REST and position == len(times) - 1):
+                _varint(out, us)
 
 
-def _read_figures(reader: _Reader, states: list[str]) -> Agg:
-    flags = reader.data[reader.at]
-    reader.at += 1
+def _read_figures(reader: _Reader, states: list[str], period_us: int) -> Agg:
+    flags = reader.byte()
     agg = Agg()
+    if flags & _ONE:
+        value, text = reader.number_and_text()
+        changed = 1 if flags & _CHANGED else 0
+        return Agg(1, value, value, value, 1, changed, {}, text)
     if flags & _NUMBERS:
         agg.count = reader.varint()
         agg.min = reader.number()
@@ -228,14 +322,20 @@ def _read_figures(reader: _Reader, states: list[str]) -> Agg:
     if flags & _LAST:
         agg.last_state = states[reader.varint()]
     if flags & _TIME:
-        for _ in range(reader.varint()):
+        n, held = reader.varint(), 0
+        for position in range(n):
             state = states[reader.varint()]
-            agg.time_in_state[state] = reader.varint() / 1e6
+            if flags & _REST and position == n - 1:
+                agg.time_in_state[state] = (period_us - held) / 1e6
+            else:
+                us = reader.varint()
+                held += us
+                agg.time_in_state[state] = us / 1e6
     return agg
 
 
-def _states_of(aggs: list[Agg], first: str | None = None) -> dict[str, int]:
-    index: dict[str, int] = {} if first is None else {first: 0}
+def _states_of(aggs: Iterable[Agg]) -> dict[str, int]:
+    index: dict[str, int] = {}
     for agg in aggs:
         if agg.last_state is not None:
             index.setdefault(agg.last_state, len(index))
@@ -245,12 +345,12 @@ def _states_of(aggs: list[Agg], first: str | None = None) -> dict[str, int]:
     return index
 
 
-def _head(aggs: list[Agg], first: str | None = None) -> tuple[bytearray, dict[str, int]]:
-    index = _states_of(aggs, first)
+def _head(aggs: Iterable[Agg]) -> tuple[bytearray, dict[str, int]]:
+    index = _states_of(aggs)
     out = bytearray()
     _varint(out, len(index))
     for state in index:
-        _state(out, state)
+        out += _state(state)
     return out, index
 
 
@@ -258,58 +358,96 @@ def _read_head(reader: _Reader) -> list[str]:
     return [reader.state() for _ in range(reader.varint())]
 
 
-def pack_hours(hours: dict[int, Agg]) -> bytes:
-    """A day's hourly figures, keyed by the hour of the day (0-23).
+def pack(tier: Tier, periods: dict[int, Agg]) -> bytes:
+    """One row's figures, keyed by the period's place in the row (0 to per_row - 1).
 
-    The state the day ended in comes first in the blob's states (and a bit beside the
-    number of hours says whether there is one), so ``final_state`` need not read the
-    figures: it is what the next day starts from.
+    The newest period comes first: the state it ended in is what the next row starts
+    from, and ``final_state`` reads no further.
     """
-    ordered = sorted(hours.items())
-    final = ordered[-1][1].last_state if ordered else None
-    out, index = _head([agg for _, agg in ordered], final)
-    _varint(out, len(ordered) << 1 | (final is not None))
-    for hour, agg in ordered:
-        out.append(hour)
-        _figures(out, agg, index)
+    ordered = sorted(periods.items(), reverse=True)
+    ones = [_is_one(agg) for _, agg in ordered]
+    out, index = _head(agg for (_, agg), one in zip(ordered, ones, strict=True) if not one)
+    _varint(out, len(ordered))
+    for (place, agg), one in zip(ordered, ones, strict=True):
+        out.append(place)
+        _figures(out, agg, index, tier.period_us, one=one)
     return bytes(out)
 
 
-def unpack_hours(blob: bytes) -> dict[int, Agg]:
+def unpack(tier: Tier, blob: bytes) -> dict[int, Agg]:
+    """A ``pack`` blob's figures by place, oldest first."""
     reader = _Reader(blob)
     states = _read_head(reader)
-    hours = {}
-    for _ in range(reader.varint() >> 1):
-        hour = reader.data[reader.at]
-        reader.at += 1
-        hours[hour] = _read_figures(reader, states)
-    return hours
+    newest_first = [
+        (reader.byte(), _read_figures(reader, states, tier.period_us))
+        for _ in range(reader.varint())
+    ]
+    return dict(reversed(newest_first))
+
+
+def pack_hours(hours: dict[int, Agg]) -> bytes:
+    """A day's hourly figures, keyed by the hour of the day (0-23)."""
+    return pack(HOURLY, hours)
+
+
+def unpack_hours(blob: bytes) -> dict[int, Agg]:
+    return unpack(HOURLY, blob)
 
 
 def final_state(blob: bytes) -> str | None:
-    """The state the entity was in at the end of its last hour in a ``pack_hours`` blob."""
+    """The state the entity was in at the end of the last period of a ``pack`` blob."""
     reader = _Reader(blob)
     states = _read_head(reader)
-    return states[0] if reader.varint() & 1 else None
+    if not reader.varint():
+        return None
+    reader.byte()
+    # The period's length plays no part in the state.
+    return _read_figures(reader, states, HOURLY.period_us).last_state
+
+
+def first_place(blob: bytes) -> int:
+    """The first (oldest) period's place in its row, in a ``pack`` blob."""
+    return min(unpack(HOURLY, blob))
 
 
 def first_hour(blob: bytes) -> int:
     """The first hour of the day in a ``pack_hours`` blob."""
-    reader = _Reader(blob)
-    _read_head(reader)
-    reader.varint()
-    return reader.data[reader.at]
+    return first_place(blob)
 
 
-def pack_day(agg: Agg) -> bytes:
-    out, index = _head([agg])
-    _figures(out, agg, index)
+# --- schema version 7's blobs ----------------------------------------------------------
+
+
+def pack_v7_hours(hours: dict[int, Agg]) -> bytes:
+    ordered = sorted(hours.items())
+    final = ordered[-1][1].last_state if ordered else None
+    out, index = _head([Agg(last_state=final), *(agg for _, agg in ordered)])
+    _varint(out, len(ordered) << 1 | (final is not None))
+    for hour, agg in ordered:
+        out.append(hour)
+        _figures(out, agg, index, None)
     return bytes(out)
 
 
-def unpack_day(blob: bytes) -> Agg:
+def unpack_v7_hours(blob: bytes) -> dict[int, Agg]:
     reader = _Reader(blob)
-    return _read_figures(reader, _read_head(reader))
+    states = _read_head(reader)
+    hours = {}
+    for _ in range(reader.varint() >> 1):
+        hour = reader.byte()
+        hours[hour] = _read_figures(reader, states, HOURLY.period_us)
+    return hours
+
+
+def pack_v7_day(agg: Agg) -> bytes:
+    out, index = _head([agg])
+    _figures(out, agg, index, None)
+    return bytes(out)
+
+
+def unpack_v7_day(blob: bytes) -> Agg:
+    reader = _Reader(blob)
+    return _read_figures(reader, _read_head(reader), DAILY.period_us)
 
 
 # --- the tables ------------------------------------------------------------------------
@@ -319,66 +457,109 @@ SCHEMA: Final = (
         entity_ref INTEGER NOT NULL,      -- entities.id
         day INTEGER NOT NULL,             -- epoch day
         n INTEGER NOT NULL,               -- hours in the blob
-        hours BLOB NOT NULL,              -- pack_hours()
+        hours BLOB NOT NULL,              -- pack(HOURLY, ...)
         PRIMARY KEY (entity_ref, day)
     ) WITHOUT ROWID""",
     """CREATE TABLE rollups_daily (
         entity_ref INTEGER NOT NULL,
-        day INTEGER NOT NULL,
-        figures BLOB NOT NULL,            -- pack_day()
-        PRIMARY KEY (entity_ref, day)
+        month INTEGER NOT NULL,           -- epoch day // 32
+        n INTEGER NOT NULL,               -- days in the blob
+        days BLOB NOT NULL,               -- pack(DAILY, ...)
+        PRIMARY KEY (entity_ref, month)
     ) WITHOUT ROWID""",
 )
 
 
+def read_row(conn: sqlite3.Connection, tier: Tier, ref: int, row: int) -> dict[int, Agg]:
+    """An entity's figures in one row of a tier, by place in the row."""
+    found = conn.execute(
+        f"SELECT {tier.blob_column} FROM {tier.table}"
+        f" WHERE entity_ref = ? AND {tier.row_column} = ?",
+        (ref, row),
+    ).fetchone()
+    return {} if found is None else unpack(tier, found[0])
+
+
+def read_rows(
+    conn: sqlite3.Connection, tier: Tier, refs: list[int], row: int
+) -> dict[int, dict[int, Agg]]:
+    """The same row of several entities (those that have it), by entity ref."""
+    found = conn.execute(
+        f"SELECT entity_ref, {tier.blob_column} FROM {tier.table} WHERE {tier.row_column} = ?"
+        " AND entity_ref IN (SELECT value FROM json_each(?))",
+        (row, json.dumps(refs)),
+    )
+    return {ref: unpack(tier, blob) for ref, blob in found}
+
+
+def write_rows(
+    conn: sqlite3.Connection, tier: Tier, rows: list[tuple[int, int, dict[int, Agg]]]
+) -> None:
+    """(entity ref, row, figures by place) rows, written, replaced, or (no figures)
+    deleted."""
+    conn.executemany(
+        f"INSERT OR REPLACE INTO {tier.table} (entity_ref, {tier.row_column}, n,"
+        f" {tier.blob_column}) VALUES (?, ?, ?, ?)",
+        [(ref, row, len(periods), pack(tier, periods)) for ref, row, periods in rows if periods],
+    )
+    conn.executemany(
+        f"DELETE FROM {tier.table} WHERE entity_ref = ? AND {tier.row_column} = ?",
+        [(ref, row) for ref, row, periods in rows if not periods],
+    )
+
+
 def read_hours(conn: sqlite3.Connection, ref: int, day: int) -> dict[int, Agg]:
     """The day's hourly figures of an entity, by hour of the day."""
-    row = conn.execute(
-        "SELECT hours FROM rollups_hourly WHERE entity_ref = ? AND day = ?", (ref, day)
-    ).fetchone()
-    return {} if row is None else unpack_hours(row[0])
+    return read_row(conn, HOURLY, ref, day)
 
 
 def write_hours(conn: sqlite3.Connection, ref: int, day: int, hours: dict[int, Agg]) -> None:
-    if not hours:
-        conn.execute("DELETE FROM rollups_hourly WHERE entity_ref = ? AND day = ?", (ref, day))
-        return
-    conn.execute(
-        "INSERT OR REPLACE INTO rollups_hourly (entity_ref, day, n, hours) VALUES (?, ?, ?, ?)",
-        (ref, day, len(hours), pack_hours(hours)),
-    )
+    write_rows(conn, HOURLY, [(ref, day, hours)])
+
+
+def read_range(
+    conn: sqlite3.Connection, tier: Tier, ref: int, first: int, end: int
+) -> list[tuple[int, Agg]]:
+    """(epoch hour or day, figures) of the entity in [first, end), oldest first."""
+    found = []
+    for row, blob in conn.execute(
+        f"SELECT {tier.row_column}, {tier.blob_column} FROM {tier.table}"
+        f" WHERE entity_ref = ? AND {tier.row_column} >= ? AND {tier.row_column} < ?"
+        f" ORDER BY {tier.row_column}",
+        (ref, first // tier.per_row, -(-end // tier.per_row)),
+    ):
+        for place, agg in sorted(unpack(tier, blob).items()):
+            period = row * tier.per_row + place
+            if first <= period < end:
+                found.append((period, agg))
+    return found
 
 
 def read_hour_range(
     conn: sqlite3.Connection, ref: int, first_hour: int, end_hour: int
 ) -> list[tuple[int, Agg]]:
     """(epoch hour, figures) of the entity in [first_hour, end_hour), oldest first."""
-    found = []
-    for day, blob in conn.execute(
-        "SELECT day, hours FROM rollups_hourly WHERE entity_ref = ? AND day >= ? AND day < ?"
-        " ORDER BY day",
-        (ref, first_hour // HOURS_PER_DAY, -(-end_hour // HOURS_PER_DAY)),
-    ):
-        for hour, agg in unpack_hours(blob).items():
-            epoch_hour = day * HOURS_PER_DAY + hour
-            if first_hour <= epoch_hour < end_hour:
-                found.append((epoch_hour, agg))
-    return found
+    return read_range(conn, HOURLY, ref, first_hour, end_hour)
+
+
+def read_period(conn: sqlite3.Connection, tier: Tier, ref: int, period: int) -> Agg | None:
+    """The figures of one epoch hour or day of an entity."""
+    return read_row(conn, tier, ref, period // tier.per_row).get(period % tier.per_row)
 
 
 def read_day(conn: sqlite3.Connection, ref: int, day: int) -> Agg | None:
-    row = conn.execute(
-        "SELECT figures FROM rollups_daily WHERE entity_ref = ? AND day = ?", (ref, day)
-    ).fetchone()
-    return None if row is None else unpack_day(row[0])
+    return read_period(conn, DAILY, ref, day)
 
 
 def write_days(conn: sqlite3.Connection, rows: list[tuple[int, int, Agg]]) -> None:
-    """(entity ref, day, figures) rows, written or replaced."""
-    conn.executemany(
-        "INSERT OR REPLACE INTO rollups_daily (entity_ref, day, figures) VALUES (?, ?, ?)",
-        [(ref, day, pack_day(agg)) for ref, day, agg in rows],
-    )
+    """(entity ref, day, figures) rows, written or replaced in their months' rows."""
+    months: dict[tuple[int, int], dict[int, Agg]] = {}
+    for ref, day, agg in rows:
+        key = (ref, day // DAILY.per_row)
+        if key not in months:
+            months[key] = read_row(conn, DAILY, *key)
+        months[key][day % DAILY.per_row] = agg
+    write_rows(conn, DAILY, [(ref, month, days) for (ref, month), days in months.items()])
 
 
 def entity_refs(conn: sqlite3.Connection, entity_ids: list[str]) -> dict[str, int]:
@@ -395,8 +576,8 @@ def entity_refs(conn: sqlite3.Connection, entity_ids: list[str]) -> dict[str, in
 
 def log_rollup_changes(conn: sqlite3.Connection, period: str, rows: list[tuple[str, int]]) -> None:
     """Log rollups just written, as (entity_id, epoch hour or day), in the mirror's change
-    log (store/mirror_outbox.py) while a target wants rollups. Packed a day per row, an
-    hour's change is known only to whoever wrote it, so no trigger can log it."""
+    log (store/mirror_outbox.py) while a target wants rollups. Packed several to a row,
+    a period's change is known only to whoever wrote it, so no trigger can log it."""
     if rows and conn.execute("SELECT 1 FROM mirror_targets WHERE rollups = 1 LIMIT 1").fetchone():
         conn.executemany(
             "INSERT INTO mirror_rollup_changes (period, entity_id, start) VALUES (?, ?, ?)",
@@ -406,75 +587,18 @@ def log_rollup_changes(conn: sqlite3.Connection, period: str, rows: list[tuple[s
 
 def tier_summary(conn: sqlite3.Connection, tier: str) -> tuple[int, int | None, int | None]:
     """(rollups, oldest, newest) of a tier; oldest and newest in its unit (hour or day)."""
-    if tier == "daily":
-        n, lo, hi = conn.execute(
-            "SELECT COUNT(*), MIN(day), MAX(day) FROM rollups_daily"
-        ).fetchone()
-        return int(n), lo, hi
-    n, lo, hi = conn.execute(
-        "SELECT COALESCE(SUM(n), 0), MIN(day), MAX(day) FROM rollups_hourly"
-    ).fetchone()
+    packing = TIERS[tier]
+    table, row, blob = packing.table, packing.row_column, packing.blob_column
+    n, lo, hi = conn.execute(f"SELECT COALESCE(SUM(n), 0), MIN({row}), MAX({row}) FROM {table}"
+                             ).fetchone()  # fmt: skip
     if lo is None:
         return 0, None, None
     oldest = min(
-        lo * HOURS_PER_DAY + first_hour(b)
-        for (b,) in conn.execute("SELECT hours FROM rollups_hourly WHERE day = ?", (lo,))
+        lo * packing.per_row + first_place(b)
+        for (b,) in conn.execute(f"SELECT {blob} FROM {table} WHERE {row} = ?", (lo,))
     )
     newest = max(
-        hi * HOURS_PER_DAY + max(unpack_hours(b))
-        for (b,) in conn.execute("SELECT hours FROM rollups_hourly WHERE day = ?", (hi,))
+        hi * packing.per_row + max(unpack(packing, b))
+        for (b,) in conn.execute(f"SELECT {blob} FROM {table} WHERE {row} = ?", (hi,))
     )
     return int(n), oldest, newest
-
-
-# --- schema version 7 ------------------------------------------------------------------
-
-_UNPACKED: Final = (
-    "count, min, max, sum, events, transitions, time_in_state, last_state"  # v2..v5 columns
-)
-
-
-def _unpacked(row: tuple[Any, ...]) -> Agg:
-    count, low, high, total, events, transitions, time_in_state, last = row
-    return Agg(count, low, high, total, events, transitions, json.loads(time_in_state), last)
-
-
-def migrate_packed_rollups(conn: sqlite3.Connection) -> None:
-    """Schema version 7: rollups packed a day per row, keyed by the entity's id.
-
-    Converts the stored rollups in place. The old tables' triggers (the mirror's change
-    log) go with them: the retention job now logs the rollups it writes itself.
-    """
-    for table in ("rollups_hourly", "rollups_daily"):
-        conn.execute(f"ALTER TABLE {table} RENAME TO {table}_unpacked")
-    for statement in SCHEMA:
-        conn.execute(statement)
-    refs: dict[str, int] = dict(conn.execute("SELECT entity_id, id FROM entities").fetchall())
-
-    def ref_of(entity_id: str) -> int:
-        if entity_id not in refs:
-            refs[entity_id] = int(
-                conn.execute(
-                    "INSERT INTO entities (entity_id, domain) VALUES (?, ?) RETURNING id",
-                    (entity_id, entity_id.partition(".")[0]),
-                ).fetchone()[0]
-            )
-        return refs[entity_id]
-
-    key: tuple[int, int] | None = None
-    hours: dict[int, Agg] = {}
-    for entity_id, hour, *figures in conn.execute(
-        f"SELECT entity_id, hour, {_UNPACKED} FROM rollups_hourly_unpacked ORDER BY entity_id, hour"
-    ).fetchall():
-        here = (ref_of(entity_id), hour // HOURS_PER_DAY)
-        if here != key and key is not None:
-            write_hours(conn, *key, hours)
-            hours = {}
-        key = here
-        hours[hour % HOURS_PER_DAY] = _unpacked(tuple(figures))
-    if key is not None:
-        write_hours(conn, *key, hours)
-    days = conn.execute(f"SELECT entity_id, day, {_UNPACKED} FROM rollups_daily_unpacked")
-    write_days(conn, [(ref_of(r[0]), r[1], _unpacked(r[2:])) for r in days.fetchall()])
-    for table in ("rollups_hourly_unpacked", "rollups_daily_unpacked"):
-        conn.execute(f"DROP TABLE {table}")

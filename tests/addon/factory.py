@@ -11,8 +11,7 @@ import orjson
 
 from homeiq_addon.ingest.decode import decode_batch
 from homeiq_addon.ingest.rows import event_rows
-from homeiq_addon.store.compact_events import TIME_EPOCH_US
-from homeiq_addon.store.db import EVENT_COLUMNS
+from homeiq_addon.store.db import EVENT_COLUMNS, INSERT_EVENT
 from homeiq_addon.store.ids import EntityIds, Ids
 from homeiq_addon.store.memory_counts import EventCounts
 
@@ -122,12 +121,15 @@ def write_into(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> None:
             else (*row[: at[0]], _entity_domain_ref(conn, ids, row[at[1]]), *row[at[0] + 1 :])
             for row in rows
         ]
-    names = list(EVENT_COLUMNS)
-    values = ["?"] * len(names)
     if "time_since_2026" in [r[1] for r in conn.execute("PRAGMA table_info(events)")]:
-        # From schema 9 on, time_fired is computed from the column stored.
-        names[0], values[0] = "time_since_2026", f"? - {TIME_EPOCH_US}"
-    conn.executemany(f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join(values)})", rows)
+        # From schema 9 on, the events table is the writer's own (some columns computed).
+        conn.executemany(INSERT_EVENT, rows)
+    else:
+        columns = ", ".join(EVENT_COLUMNS)
+        conn.executemany(
+            f"INSERT INTO events ({columns}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})",
+            rows,
+        )
     counts.add(keys)
     counts.job_done(True)
     counts.before_commit(conn)

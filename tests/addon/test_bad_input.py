@@ -301,8 +301,8 @@ def _store_old_rows(server: AddonProcess) -> list[int]:
                 " WHERE n.entity_id = ? LIMIT 1",
                 (_ENTITY,),
             ).fetchone()
-            # The stored columns but the id and the time (time_fired is computed from
-            # time_since_2026, and table_info leaves it out).
+            # The stored columns but the id and the time (table_info leaves out the
+            # columns computed from them: time_fired from time_since_2026).
             columns = [
                 r[1]
                 for r in conn.execute("PRAGMA table_info(events)")

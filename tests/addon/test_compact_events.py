@@ -289,3 +289,32 @@ async def test_a_domain_is_stored_only_where_the_entity_id_does_not_say_it(
     assert stored[0] is None and stored[2] is None
     assert stored[1] is not None and stored[3] is not None
     assert view == ["sensor", "custom", "light", "light"]
+
+
+async def test_type_origin_and_user_read_back_from_one_stored_integer(
+    addon_server: AddonProcess,
+) -> None:
+    user = "9f2b1c0d8e7a6b5c4d3e2f1a0b9c8d7e"
+    sent = [
+        state_event(0),  # the common case: stored as 0
+        state_event(1, origin="REMOTE", context_user_id=user),
+        service_event(2),  # another type, with a user
+        service_event(3, event_type="my_custom_event", origin="REMOTE", context_user_id=None),
+    ]
+    sent[-1]["cause"] = "system"
+    assert (await post(addon_server, batch(sent)))[0] == 200
+    status, page = await get(addon_server, "/api/v1/events?limit=10")
+    assert status == 200
+    by_context = {e["context_id"]: e for e in page["events"]}
+    for event in sent:
+        got = by_context[event["context_id"]]
+        for key in ("event_type", "origin", "context_user_id"):
+            assert got.get(key) == event.get(key), (key, got, event)
+    status, page = await get(addon_server, "/api/v1/events?event_type=my_custom_event")
+    assert [e["context_id"] for e in page["events"]] == [sent[3]["context_id"]]
+    conn = sqlite3.connect(f"file:{addon_server.data_dir / 'homeiq.db'}?mode=ro", uri=True)
+    try:
+        kinds = [k for (k,) in conn.execute("SELECT event_kind FROM events ORDER BY id")]
+    finally:
+        conn.close()
+    assert kinds[0] == 0 and all(k > 0 for k in kinds[1:])

@@ -128,16 +128,28 @@ _CHUNK: Final = 200_000  # rows copied per statement
 # covers mid-2021 to mid-2030. Other times are stored as well, in 8 bytes. ``time_fired``
 # is a virtual column computed from it: every read stays as it was.
 TIME_EPOCH_US: Final = 1_767_225_600_000_000
+# An event's type, origin and user share one integer, ``event_kind``: (user id << 32) |
+# (event type id - 1) << 1 | origin. Most events are state changes (type id 1) of local
+# origin with no user: 0, which takes no byte, where three columns took a header byte
+# each. The three are virtual columns computed from it.
+_TYPE_MASK: Final = (1 << 31) - 1
+
+
+def encode_event_kind(type_id: str, origin: str, user_ref: str) -> str:
+    """SQL of ``event_kind`` from the three values (SQL expressions)."""
+    return f"((COALESCE({user_ref}, 0) << 32) | (({type_id} - 1) << 1) | {origin})"
+
+
 _EVENTS_9: Final = f"""
 CREATE TABLE events_rebuilt (
     id INTEGER PRIMARY KEY,
     time_fired INTEGER GENERATED ALWAYS AS (time_since_2026 + {TIME_EPOCH_US}) VIRTUAL,
-    event_type_id INTEGER NOT NULL,
+    event_type_id INTEGER GENERATED ALWAYS AS (((event_kind >> 1) & {_TYPE_MASK}) + 1) VIRTUAL,
     entity_ref INTEGER,
     domain_ref INTEGER,
-    origin INTEGER NOT NULL,              -- 0 LOCAL, 1 REMOTE
+    origin INTEGER GENERATED ALWAYS AS (event_kind & 1) VIRTUAL,  -- 0 LOCAL, 1 REMOTE
     context_id BLOB NOT NULL,             -- store/codec.py
-    context_user_ref INTEGER,
+    context_user_ref INTEGER GENERATED ALWAYS AS (NULLIF(event_kind >> 32, 0)) VIRTUAL,
     context_parent_id BLOB,
     state,
     old_state,
@@ -149,7 +161,8 @@ CREATE TABLE events_rebuilt (
     registry_ref INTEGER,
     cause_ref INTEGER,
     snapshot_ref INTEGER,
-    time_since_2026 INTEGER NOT NULL)     -- UTC µs since TIME_EPOCH_US (compact_events.py)
+    time_since_2026 INTEGER NOT NULL,     -- UTC µs since TIME_EPOCH_US (compact_events.py)
+    event_kind INTEGER NOT NULL)          -- type, origin and user (compact_events.py)
 """
 
 
@@ -162,20 +175,30 @@ def rebuild_events(conn: sqlite3.Connection) -> None:
 
 
 def rebuild_with_times_since_2026(conn: sqlite3.Connection) -> None:
-    """Rewrite ``events`` with its times as µs since 2026 and no domain where it is the
-    entity's (store/ids.py EntityIds), which ``entities`` now holds as an id too (schema
-    version 9)."""
+    """Rewrite ``events`` with its times as µs since 2026, its type, origin and user in
+    one integer, and no domain where it is the entity's (store/ids.py EntityIds), which
+    ``entities`` now holds as an id too (schema version 9)."""
     conn.execute("ALTER TABLE entities ADD COLUMN domain_ref INTEGER")
     conn.execute("INSERT OR IGNORE INTO strings (value) SELECT domain FROM entities")
     conn.execute("UPDATE entities SET domain_ref = (SELECT id FROM strings WHERE value = domain)")
-    copied = _COPIED.replace("id, time_fired,", "id,") + ", time_since_2026"
-    selected = (
-        _COPIED.replace("id, time_fired,", "id,").replace(
-            " domain_ref,",
-            " CASE WHEN domain_ref = (SELECT domain_ref FROM entities WHERE id = entity_ref)"
-            " THEN NULL ELSE domain_ref END,",
-        )
-        + f", time_fired - {TIME_EPOCH_US}"
+    kept = [
+        c.strip()
+        for c in _COPIED.split(",")
+        if c.strip() not in ("time_fired", "event_type_id", "origin", "context_user_ref")
+    ]
+    copied = ", ".join([*kept, "time_since_2026", "event_kind"])
+    selected = ", ".join(
+        [
+            *(
+                "CASE WHEN domain_ref = (SELECT domain_ref FROM entities WHERE id = entity_ref)"
+                " THEN NULL ELSE domain_ref END"
+                if c == "domain_ref"
+                else c
+                for c in kept
+            ),
+            f"time_fired - {TIME_EPOCH_US}",
+            encode_event_kind("event_type_id", "origin", "context_user_ref"),
+        ]
     )
     insert = f"INSERT INTO events_rebuilt ({copied}) SELECT {selected}"
     _rebuild(conn, _EVENTS_9, insert, _VIEW, "times since 2026")

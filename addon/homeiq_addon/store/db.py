@@ -32,7 +32,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import Unavailable
 from . import deferred_index
-from .compact_events import TIME_EPOCH_US, encode_numeric_value, encode_prev_state_seconds
+from .compact_events import (
+    TIME_EPOCH_US,
+    encode_event_kind,
+    encode_numeric_value,
+    encode_prev_state_seconds,
+)
 from .connection import BUSY_TIMEOUT_MS, connect
 from .hour_sums import NONE, UNKNOWN, HourSums
 from .ids import Ids
@@ -68,21 +73,22 @@ EVENT_COLUMNS: Final = (
     "last_changed_ago", "prev_state_seconds", "attributes_ref", "data", "registry_ref",
     "cause_ref", "snapshot_ref",
 )  # fmt: skip
-_STORED: Final = {  # the columns stored in their compact form (compact_events.py)
-    "time_fired": f"?1 - {TIME_EPOCH_US}",
-    "numeric_value": encode_numeric_value(
-        f"?{EVENT_COLUMNS.index('state') + 1}", f"?{EVENT_COLUMNS.index('numeric_value') + 1}"
-    ),
-    "prev_state_seconds": encode_prev_state_seconds(
-        f"?{EVENT_COLUMNS.index('prev_state_seconds') + 1}"
-    ),
+_AT: Final = {c: f"?{i}" for i, c in enumerate(EVENT_COLUMNS, 1)}  # a row's value, in SQL
+# The stored columns (compact_events.py; the others are computed from them), each with
+# the SQL of its value.
+_STORED: Final = {
+    "time_since_2026": f"{_AT['time_fired']} - {TIME_EPOCH_US}",
+    "event_kind": encode_event_kind(_AT["event_type_id"], _AT["origin"], _AT["context_user_ref"]),
+    **{
+        c: _AT[c]
+        for c in EVENT_COLUMNS
+        if c not in ("time_fired", "event_type_id", "origin", "context_user_ref")
+    },
+    "numeric_value": encode_numeric_value(_AT["state"], _AT["numeric_value"]),
+    "prev_state_seconds": encode_prev_state_seconds(_AT["prev_state_seconds"]),
 }
-# time_fired is computed from the column stored (compact_events.py, TIME_EPOCH_US).
-_INTO: Final = {"time_fired": "time_since_2026"}
-_INSERT_EVENT: Final = (
-    f"INSERT INTO events ({', '.join(_INTO.get(c, c) for c in EVENT_COLUMNS)}) VALUES ("
-    + ", ".join(_STORED.get(c, f"?{i}") for i, c in enumerate(EVENT_COLUMNS, 1))
-    + ")"
+INSERT_EVENT: Final = (
+    f"INSERT INTO events ({', '.join(_STORED)}) VALUES ({', '.join(_STORED.values())})"
 )
 
 
@@ -401,7 +407,7 @@ class Store:
     ) -> None:
         """Insert event rows (``EVENT_COLUMNS``) in a write job, with their counts by
         minute key; the counts are written when the job's transaction commits."""
-        conn.executemany(_INSERT_EVENT, rows)
+        conn.executemany(INSERT_EVENT, rows)
         self.counts.add(keys)
 
     def forget_row_ids(self) -> None:

@@ -40,31 +40,27 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     ``limit`` bounds the bytes received and the bytes inflated alike.
     """
     coding = content_coding(request)
-    if coding == "identity":
-        # From the stream, not request.read(): aiohttp keeps what read() returned on the
-        # request, and an idle keep-alive connection keeps its last request, so every
-        # connection would hold its last body (a megabyte for a big batch) until its next.
-        pieces: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise too_large(limit)
-            pieces.append(chunk)
-        return b"".join(pieces)
-    if coding not in INFLATED:
+    if coding != "identity" and coding not in INFLATED:
         raise UnsupportedEncoding(
             f"Content-Encoding {coding!r}: not supported; send the body uncompressed, "
             "or compressed with gzip or deflate",
         )
-    inflater = _Inflater(coding, limit)
+    inflater = None if coding == "identity" else _Inflater(coding, limit)
+    # A plain body too is read from the stream, not with request.read(): aiohttp keeps
+    # what read() returned on the request, and an idle keep-alive connection keeps its
+    # last request, so every connection would hold its last body (a megabyte for a big
+    # batch) until its next.
+    pieces: list[bytes] = []
     received = 0
     async for chunk in request.content.iter_any():
         received += len(chunk)
         if received > limit:
             raise too_large(limit)
-        inflater.feed(chunk)
-    return inflater.finish()
+        if inflater is None:
+            pieces.append(chunk)
+        else:
+            inflater.feed(chunk)
+    return b"".join(pieces) if inflater is None else inflater.finish()
 
 
 class _Inflater:

@@ -140,6 +140,9 @@ def encode_event_kind(type_id: str, origin: str, user_ref: str) -> str:
     return f"((COALESCE({user_ref}, 0) << 32) | (({type_id} - 1) << 1) | {origin})"
 
 
+# The columns schema 9 computes from the stored ones (virtual columns) instead of storing.
+COMPUTED_COLUMNS: Final = ("time_fired", "event_type_id", "origin", "context_user_ref")
+
 _EVENTS_9: Final = f"""
 CREATE TABLE events_rebuilt (
     id INTEGER PRIMARY KEY,
@@ -181,11 +184,7 @@ def rebuild_with_times_since_2026(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE entities ADD COLUMN domain_ref INTEGER")
     conn.execute("INSERT OR IGNORE INTO strings (value) SELECT domain FROM entities")
     conn.execute("UPDATE entities SET domain_ref = (SELECT id FROM strings WHERE value = domain)")
-    kept = [
-        c.strip()
-        for c in _COPIED.split(",")
-        if c.strip() not in ("time_fired", "event_type_id", "origin", "context_user_ref")
-    ]
+    kept = [c.strip() for c in _COPIED.split(",") if c.strip() not in COMPUTED_COLUMNS]
     copied = ", ".join([*kept, "time_since_2026", "event_kind"])
     selected = ", ".join(
         [

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..errors import Unavailable
 from . import deferred_index
 from .compact_events import (
+    COMPUTED_COLUMNS,
     TIME_EPOCH_US,
     encode_event_kind,
     encode_numeric_value,
@@ -79,11 +80,7 @@ _AT: Final = {c: f"?{i}" for i, c in enumerate(EVENT_COLUMNS, 1)}  # a row's val
 _STORED: Final = {
     "time_since_2026": f"{_AT['time_fired']} - {TIME_EPOCH_US}",
     "event_kind": encode_event_kind(_AT["event_type_id"], _AT["origin"], _AT["context_user_ref"]),
-    **{
-        c: _AT[c]
-        for c in EVENT_COLUMNS
-        if c not in ("time_fired", "event_type_id", "origin", "context_user_ref")
-    },
+    **{c: _AT[c] for c in EVENT_COLUMNS if c not in COMPUTED_COLUMNS},
     "numeric_value": encode_numeric_value(_AT["state"], _AT["numeric_value"]),
     "prev_state_seconds": encode_prev_state_seconds(_AT["prev_state_seconds"]),
 }

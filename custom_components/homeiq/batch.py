@@ -16,7 +16,7 @@ from homeassistant.util.ulid import ulid_now
 import orjson
 
 from .capture import Captured
-from .wire import STATE_EVENTS, UnknownEntityError, WireContext, encode
+from .wire import UnknownEntityError, WireContext, encode
 
 # Records built per orjson.dumps call.
 RECORDS_PER_DUMP = 100
@@ -52,8 +52,8 @@ def encode_chunks(events: Sequence[Captured], chunks: list[Chunk], ctx: WireCont
             infos = ctx.infos
             unknown = err.entity_ids | {
                 entity_id
-                for event_type, data, *_ in events[start : chunks[-1][1]]
-                if event_type in STATE_EVENTS and (entity_id := data["entity_id"]) not in infos
+                for captured in events[start : chunks[-1][1]]
+                if (entity_id := captured[1]) is not None and entity_id not in infos
             }
             return Encoded(parts, unknown)
     return Encoded(parts, set())

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 import fnmatch
 import re
 from typing import Any
 
 from homeassistant.const import EVENT_STATE_CHANGED, EVENT_STATE_REPORTED, MATCH_ALL
-from homeassistant.core import CALLBACK_TYPE, Event, EventOrigin, HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, Event, EventOrigin, HomeAssistant, State, callback
+from homeassistant.util.dt import utc_from_timestamp
 from homeassistant.util.event_type import EventType
 
 from .const import (
@@ -29,20 +31,51 @@ from .const import (
 )
 from .enrich import EntityInfo
 
-# What the listener keeps of an event: (event_type, data, time_fired_timestamp, origin,
-# context id, context user_id, context parent_id). Not the Event: HA ties each Event to its
-# Context in a reference cycle that only the garbage collector frees. Kept until the flush,
-# that cycle outlived HA's own use of it and reached the oldest generation: more full
-# collections, and megabytes of garbage waiting for them. Without it, the Event dies as
-# young as HA alone would leave it; the tuple and the data dict are freed by refcount.
-type Captured = tuple[
-    EventType[Any] | str, Mapping[str, Any], float, EventOrigin, str, str | None, str | None
+# What the listener keeps of an event: plain values, never HA's objects. Holding the
+# Event would hold the reference cycle HA ties it to its Context; holding its data would
+# hold two State objects, each with dicts of its own. Kept until the encoder takes them,
+# those reached the garbage collector's oldest generation and made it run full
+# collections about twice as often as HA alone does (the collector cost more than the
+# serialization). A tuple of strings, floats and datetimes is not tracked by the
+# collector at all, and takes a third of the memory.
+#
+# A state event (state_changed, state_reported):
+#   0 event type, 1 entity id, 2 time fired (datetime), 3 origin ("LOCAL", "REMOTE"),
+#   4 context id, 5 context user id, 6 context parent id,
+#   7 state (None: the entity was removed), 8 old state, 9 last changed,
+#   10 old state's last changed, 11 the state's attributes when they are another object
+#   than the entity's previous captured state had (else None: unchanged; HA keeps the
+#   same object while they are equal), 12 last reported (state_reported only).
+# Any other event: 0 event type, 1 None, 2 time fired (timestamp), 3-6 as above, 7 data.
+type StateCaptured = tuple[
+    str,
+    str,
+    datetime,
+    str,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    datetime | None,
+    datetime | None,
+    Mapping[str, Any] | None,
+    datetime | None,
 ]
+type OtherCaptured = tuple[
+    EventType[Any] | str, None, float, str, str, str | None, str | None, Mapping[str, Any]
+]
+type Captured = StateCaptured | OtherCaptured
 
 # Events whose context starts a chain we attribute later state changes to.
 CAUSE_EVENTS = {"automation_triggered": "automation", "script_started": "script"}
 CONTEXT_MEMORY = 20_000
 STATE_EVENTS = frozenset({EVENT_STATE_CHANGED, EVENT_STATE_REPORTED})
+_LOCAL = EventOrigin.local  # compared by identity: enum hashing and .value run Python code
+# HA's event type constants are EventType objects, which the garbage collector tracks (a
+# str subclass): a tuple holding one stays tracked. The plain strings are not.
+_STATE_CHANGED = str(EVENT_STATE_CHANGED)
+_STATE_REPORTED = str(EVENT_STATE_REPORTED)
 
 
 def _glob_regex(globs: list[str]) -> re.Pattern[str] | None:
@@ -158,6 +191,8 @@ class Capture:
         self.filter = CaptureFilter({}, entity_info)
         self._unsub_all: CALLBACK_TYPE | None = None
         self._unsub_reported: CALLBACK_TYPE | None = None
+        # entity id -> the attributes object of its last captured state (Captured's 11)
+        self._attributes: dict[str, Mapping[str, Any]] = {}
 
     @callback
     def apply_options(self, options: Mapping[str, Any]) -> None:
@@ -195,21 +230,46 @@ class Capture:
             self._remember_cause(event)
         capture_filter = self.filter
         if capture_filter.accepts_all or capture_filter.accept(event):
-            buffer = self.buffer  # _append inlined: this runs for every event HA fires
-            context = event.context
-            buffer.append(
-                (
-                    event_type,
-                    event.data,
-                    event.time_fired_timestamp,
-                    event.origin,
-                    context.id,
-                    context.user_id,
-                    context.parent_id,
-                )
-            )
-            if len(buffer) == self._full_at:
-                self._on_full()
+            # The state_changed case of _append, inlined: this runs for every event HA fires.
+            if event_type == EVENT_STATE_CHANGED:
+                data = event.data
+                entity_id: str = data["entity_id"]
+                new: State | None = data["new_state"]
+                old: State | None = data["old_state"]
+                context = event.context
+                origin = event.origin
+                if new is None:
+                    self.buffer.append(self._removed(event, entity_id, old))
+                else:
+                    attributes: Mapping[str, Any] | None = new.attributes
+                    seen = self._attributes
+                    if seen.get(entity_id) is attributes:
+                        attributes = None
+                    else:
+                        seen[entity_id] = new.attributes
+                    self.buffer.append(
+                        (
+                            _STATE_CHANGED,
+                            entity_id,
+                            new.last_updated
+                            if new.last_updated_timestamp == event.time_fired_timestamp
+                            else utc_from_timestamp(event.time_fired_timestamp),
+                            "LOCAL" if origin is _LOCAL else origin.value,
+                            context.id,
+                            context.user_id,
+                            context.parent_id,
+                            new.state,
+                            None if old is None else old.state,
+                            new.last_changed,
+                            None if old is None else old.last_changed,
+                            attributes,
+                            None,
+                        )
+                    )
+                if len(self.buffer) == self._full_at:
+                    self._on_full()
+            else:
+                self._append(event)
 
     @callback
     def _reported_filter(self, data: Mapping[str, Any]) -> bool:
@@ -217,21 +277,74 @@ class Capture:
 
     @callback
     def _append(self, event: Event[Any]) -> None:
-        buffer = self.buffer
+        """Keep an event's values (Captured): any event but a state change."""
+        event_type = event.event_type
         context = event.context
-        buffer.append(
-            (
-                event.event_type,
-                event.data,
-                event.time_fired_timestamp,
-                event.origin,
+        origin = "LOCAL" if event.origin is _LOCAL else event.origin.value
+        captured: Captured
+        if event_type == EVENT_STATE_REPORTED:
+            data = event.data
+            entity_id: str = data["entity_id"]
+            new: State = data["new_state"]
+            fired = event.time_fired_timestamp
+            attributes: Mapping[str, Any] | None = new.attributes
+            if self._attributes.get(entity_id) is attributes:
+                attributes = None
+            else:
+                self._attributes[entity_id] = new.attributes
+            captured = (
+                _STATE_REPORTED,
+                entity_id,
+                new.last_reported
+                if new.last_reported_timestamp == fired
+                else utc_from_timestamp(fired),
+                origin,
                 context.id,
                 context.user_id,
                 context.parent_id,
+                new.state,
+                None,
+                new.last_changed,
+                None,
+                attributes,
+                # The state object carries the report's time on every supported release
+                # (the event data too, from 2025.8).
+                new.last_reported,
             )
-        )
-        if len(buffer) == self._full_at:
+        else:
+            captured = (
+                event_type,
+                None,
+                event.time_fired_timestamp,
+                origin,
+                context.id,
+                context.user_id,
+                context.parent_id,
+                event.data,
+            )
+        self.buffer.append(captured)
+        if len(self.buffer) == self._full_at:
             self._on_full()
+
+    def _removed(self, event: Event[Any], entity_id: str, old: State | None) -> StateCaptured:
+        """The values of a state change that removed its entity (rare)."""
+        self._attributes.pop(entity_id, None)
+        context = event.context
+        return (
+            _STATE_CHANGED,
+            entity_id,
+            utc_from_timestamp(event.time_fired_timestamp),
+            "LOCAL" if event.origin is _LOCAL else event.origin.value,
+            context.id,
+            context.user_id,
+            context.parent_id,
+            None,
+            None if old is None else old.state,
+            None,
+            None if old is None else old.last_changed,
+            None,
+            None,
+        )
 
     def take(self) -> list[Captured]:
         """Hand the buffer to the flush and start a new one."""

@@ -71,6 +71,9 @@ class Pipeline:
         self.capture = Capture(hass, self.enricher.entity_info, self._on_full, CONVERT_CHUNK)
         # Serialized entity keys (wire.py); replaced whenever registries or options change.
         self._wire_entities: dict[str, EntityWire] = {}
+        # Each entity's attributes as the encoder last saw them (wire.WireContext): never
+        # replaced, the capture sends an entity's attributes only when they change.
+        self._wire_attributes: dict[str, Mapping[str, Any]] = {}
         self.spool = Spool(hass, entry.entry_id)
         self.shipper = Shipper(hass, entry, client, self.spool)
         self.writer = SpoolWriter(hass, self.spool)
@@ -394,6 +397,7 @@ class Pipeline:
         return WireContext(
             infos=self.enricher.entities,
             entities=self._wire_entities,
+            attributes=self._wire_attributes,
             users=self.enricher.users,
             causes=self.capture.context_causes,
             snapshot=snapshot(

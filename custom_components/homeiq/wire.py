@@ -21,10 +21,7 @@ from homeassistant.const import (
     ATTR_DEVICE_CLASS,
     ATTR_FRIENDLY_NAME,
     ATTR_UNIT_OF_MEASUREMENT,
-    EVENT_STATE_CHANGED,
-    EVENT_STATE_REPORTED,
 )
-from homeassistant.core import EventOrigin, State
 import orjson
 
 from .capture import Captured
@@ -55,8 +52,6 @@ ATTR_STATE_CLASS = "state_class"
 COLUMN_ATTRIBUTES = frozenset(
     {ATTR_FRIENDLY_NAME, ATTR_UNIT_OF_MEASUREMENT, ATTR_DEVICE_CLASS, ATTR_STATE_CLASS}
 )
-STATE_EVENTS = frozenset({EVENT_STATE_CHANGED, EVENT_STATE_REPORTED})
-_LOCAL = EventOrigin.local  # compared by identity: enum hashing and .value run Python code
 # Only states starting like a number are parsed: most text states skip the exception.
 _NUMERIC_START = frozenset("0123456789+-.")
 # Keys that are not str (event data may have them) need OPT_NON_STR_KEYS, which makes every
@@ -77,9 +72,9 @@ def json_default(value: Any) -> Any:
 
 @dataclass(slots=True)
 class EntityWire:
-    """An entity's serialized keys, valid while its state keeps this attributes object."""
+    """An entity's serialized keys, valid until its state's attributes are another object
+    (the capture says when: Captured's 11) or the registries or options change."""
 
-    attributes: Mapping[str, Any]  # held, so the identity check cannot see a reused id
     plain: orjson.Fragment  # when the event has its own cause (user, automation, script)
     caused: orjson.Fragment  # with the default cause: the device or the integration
 
@@ -102,6 +97,10 @@ class WireContext:
 
     infos: Mapping[str, EntityInfo]  # registry facts per entity (the enricher's cache)
     entities: dict[str, EntityWire]  # written only by the encoding
+    # Each entity's attributes as of the last event encoded (the capture sends them only
+    # when they change): written only by the encoding, and never replaced, since the
+    # capture does not send them again when `entities` is.
+    attributes: dict[str, Mapping[str, Any]]
     users: Mapping[str, str | None]
     causes: Mapping[str, Cause]
     snapshot: Mapping[str, Any]
@@ -120,15 +119,13 @@ def _default_cause(info: EntityInfo) -> bytes:
     return _dump_keys({"cause": kind, "cause_name": info.platform or info.fields["domain"]})
 
 
-def _entity_wire(entity_id: str, state: State | None, ctx: WireContext) -> EntityWire:
-    """Serialize an entity's keys (for a removed entity, `state` is None: no attributes)."""
+def _entity_wire(entity_id: str, attrs: Mapping[str, Any] | None, ctx: WireContext) -> EntityWire:
+    """Serialize an entity's keys (for a removed entity, `attrs` is None)."""
     info = ctx.infos.get(entity_id)
     if info is None:
         raise UnknownEntityError({entity_id})
     fields = dict(info.fields)
-    attrs: Mapping[str, Any] = {}
-    if state is not None:
-        attrs = state.attributes
+    if attrs is not None:
         if ctx.keep_attributes:
             fields["attributes"] = {k: attrs[k] for k in ctx.keep_attributes if k in attrs}
         else:
@@ -144,35 +141,28 @@ def _entity_wire(entity_id: str, state: State | None, ctx: WireContext) -> Entit
                 fields[key] = value
     plain = b"".join((orjson.dumps(entity_id), b",", _dump_keys(fields)))
     caused = b"".join((plain, b",", _default_cause(info)))
-    return EntityWire(attrs, orjson.Fragment(plain), orjson.Fragment(caused))
+    return EntityWire(orjson.Fragment(plain), orjson.Fragment(caused))
 
 
 def encode(events: Sequence[Captured], ctx: WireContext) -> bytes:
     """The events as JSON objects joined by commas, without the list's brackets.
 
-    One loop without helper calls per event: this runs for every captured event. The times
-    of a state event are the datetimes its state already holds (HA made them from the same
-    float): building them again cost more than the rest of the record.
+    One loop without helper calls per event: this runs for every captured event.
     """
     records: list[dict[str, Any]] = []
-    fromtimestamp = datetime.fromtimestamp
     entities = ctx.entities
+    attributes = ctx.attributes
     causes = ctx.causes
     snapshot = ctx.snapshot
-    for event_type, data, fired, origin, context_id, user_id, parent_id in events:
-        new: State | None = data["new_state"] if event_type in STATE_EVENTS else None
-        if new is None:
-            time_fired = fromtimestamp(fired, UTC)
-        elif new.last_updated_timestamp == fired:
-            time_fired = new.last_updated  # state_changed: fired when its state was set
-        elif new.last_reported_timestamp == fired:
-            time_fired = new.last_reported  # state_reported
-        else:
-            time_fired = fromtimestamp(fired, UTC)
+    isfinite = math.isfinite
+    for captured in events:
+        event_type, entity_id, time_fired, origin, context_id, user_id, parent_id = captured[:7]
+        if isinstance(time_fired, float):  # not a state event: its timestamp
+            time_fired = datetime.fromtimestamp(time_fired, UTC)
         record: dict[str, Any] = {
             "time_fired": time_fired,
             "event_type": event_type,
-            "origin": "LOCAL" if origin is _LOCAL else origin.value,
+            "origin": origin,
             "context_id": context_id,
         }
         cause: Cause | None = None
@@ -189,16 +179,16 @@ def encode(events: Sequence[Captured], ctx: WireContext) -> bytes:
                 record["cause_name"] = cause[1]
             if cause[2] is not None:
                 record["cause_id"] = cause[2]
-        if event_type in STATE_EVENTS:
-            entity_id: str = data["entity_id"]
-            old: State | None = data.get("old_state")
-            if old is not None:
-                record["old_state"] = old.state
-            if new is None:
+        if entity_id is not None:
+            state, old_state, last_changed, old_last_changed, new_attributes, reported = captured[
+                7:
+            ]  # type: ignore[misc]  # a state event's (see Captured)
+            if old_state is not None:
+                record["old_state"] = old_state
+            if state is None:  # a removal: rare, not cached
                 record["state"] = None
-                wire = _entity_wire(entity_id, None, ctx)  # a removal: rare, not cached
+                wire = _entity_wire(entity_id, None, ctx)
             else:
-                state = new.state
                 record["state"] = state
                 if state and state[0] in _NUMERIC_START:  # _numeric, inlined
                     try:
@@ -206,31 +196,28 @@ def encode(events: Sequence[Captured], ctx: WireContext) -> bytes:
                     except ValueError:
                         pass
                     else:
-                        if math.isfinite(value):
+                        if isfinite(value):
                             record["numeric_value"] = value
-                record["last_changed"] = new.last_changed
-                if old is not None and old.state != state:
-                    # To the microsecond, the times' own precision: the difference of two
-                    # float timestamps carries noise below it, which would cost the store
-                    # 8 bytes instead of 4 (it keeps whole microseconds as integers).
-                    record["prev_state_seconds"] = round(
-                        new.last_changed_timestamp - old.last_changed_timestamp, 6
-                    )
-                if event_type == EVENT_STATE_REPORTED:
-                    # The state object carries the report's time on every supported
-                    # release (the event data too, from 2025.8).
-                    record["last_reported"] = new.last_reported
-                cached = entities.get(entity_id)
-                if cached is None or cached.attributes is not new.attributes:
-                    wire = entities[entity_id] = _entity_wire(entity_id, new, ctx)
-                else:
+                record["last_changed"] = last_changed
+                if old_state != state and old_last_changed is not None and last_changed is not None:
+                    # The difference of the two datetimes: whole microseconds, the times'
+                    # own precision (the store keeps those as integers, 4 bytes).
+                    record["prev_state_seconds"] = (last_changed - old_last_changed).total_seconds()
+                if reported is not None:
+                    record["last_reported"] = reported
+                if new_attributes is not None:
+                    attributes[entity_id] = new_attributes
+                    wire = entities[entity_id] = _entity_wire(entity_id, new_attributes, ctx)
+                elif (cached := entities.get(entity_id)) is not None:
                     wire = cached
+                else:  # the cache was replaced (registries or options changed)
+                    wire = entities[entity_id] = _entity_wire(entity_id, attributes[entity_id], ctx)
             if snapshot:
                 record.update(snapshot)
-            # Last key: its fragment carries the entity's other keys (see module docstring).
+            # Its fragment carries the entity's other keys (see module docstring).
             record["entity_id"] = wire.caused if cause is None else wire.plain
         else:
-            if data:
+            if data := captured[7]:
                 record["data"] = data
             if cause is None:
                 record["cause"] = "system"

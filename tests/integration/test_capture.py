@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+import gc
 from typing import Any
 
 from helpers import registries
@@ -16,6 +17,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.homeiq.const import (
     CONF_BATCH_SIZE,
     CONF_CAPTURE_MODE,
+    CONF_DROP_ATTRIBUTES,
     CONF_ENRICH_PEOPLE,
     CONF_ENRICH_SUN,
     CONF_EVENT_TYPES,
@@ -198,6 +200,70 @@ async def test_registry_changes_reach_later_events(
     hass.states.async_set("sensor.plug_power", "2")
     records = await stored(entry, entity_id="sensor.plug_power")
     assert [(r["state"], r["area"]) for r in records] == [("1", "Kitchen"), ("2", "Cooking")]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_each_event_carries_the_attributes_its_state_had(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """The capture passes an entity's attributes on only when they change: every event
+    still carries its own state's, across attribute changes, a registry change between
+    capture and serialization, and an option that drops one."""
+    reg = await registries(hass)
+    entry = await make_entry(addon_server.url, addon_server.token)
+    pipeline = entry.runtime_data.pipeline
+    plug = "sensor.plug_power"
+    hass.states.async_set(plug, "1", {"voltage": 230})
+    hass.states.async_set(plug, "2", {"voltage": 230})  # equal: HA keeps the same object
+    hass.states.async_set(plug, "3", {"voltage": 231, "phase": "L1"})
+    hass.states.async_set(plug, "4", {"voltage": 231, "phase": "L1"})
+    await pipeline.async_flush()
+    # Captured with unchanged attributes, then the registries change before the flush
+    # serializes them: the serialized entities are thrown away, the attributes are not.
+    hass.states.async_set(plug, "5", {"voltage": 231, "phase": "L1"})
+    ar.async_get(hass).async_update(reg["area"].id, name="Cooking")
+    await hass.async_block_till_done()
+    hass.states.async_set(plug, "6", {"voltage": 232, "phase": "L1"})
+    await pipeline.async_flush()
+    hass.config_entries.async_update_entry(
+        entry, options={**entry.options, CONF_DROP_ATTRIBUTES: ["phase"]}
+    )
+    await hass.async_block_till_done()
+    hass.states.async_set(plug, "7", {"voltage": 232, "phase": "L1"})
+    hass.states.async_remove(plug)
+    hass.states.async_set(plug, "8", {"voltage": 233})
+
+    records = await stored(entry, entity_id=plug)
+    assert [(r.get("state"), r.get("attributes"), r.get("area")) for r in records] == [
+        ("1", {"voltage": 230}, "Kitchen"),
+        ("2", {"voltage": 230}, "Kitchen"),
+        ("3", {"voltage": 231, "phase": "L1"}, "Kitchen"),
+        ("4", {"voltage": 231, "phase": "L1"}, "Kitchen"),
+        ("5", {"voltage": 231, "phase": "L1"}, "Cooking"),
+        ("6", {"voltage": 232, "phase": "L1"}, "Cooking"),
+        ("7", {"voltage": 232}, "Cooking"),
+        (None, None, "Cooking"),
+        ("8", {"voltage": 233}, "Cooking"),
+    ]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_captured_state_changes_hold_nothing_the_garbage_collector_tracks(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """What waits to be serialized is plain values: the collector never walks the
+    backlog, and HA's Events and States die when HA lets them go (held, they made it run
+    full collections about twice as often as HA alone under load)."""
+    entry = await make_entry(addon_server.url, addon_server.token)
+    capture = entry.runtime_data.pipeline.capture
+    hass.states.async_set("sensor.meter", "1", {"unit_of_measurement": "W"})
+    hass.states.async_set("sensor.meter", "2", {"unit_of_measurement": "W"})
+    hass.states.async_set("sensor.meter", "3", {"unit_of_measurement": "W"})
+    waiting = [c for c in capture.buffer if c[1] == "sensor.meter"]
+    assert [c[7] for c in waiting] == ["1", "2", "3"]
+    gc.collect()  # the collector stops tracking a tuple once it finds only plain values
+    # The first holds the attributes object (new to the capture); the others do not.
+    assert [gc.is_tracked(c) for c in waiting] == [True, False, False]
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 import math
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from homeassistant.const import (
     ATTR_DEVICE_CLASS,
@@ -24,7 +24,7 @@ from homeassistant.const import (
 )
 import orjson
 
-from .capture import Captured
+from .capture import Captured, OtherCaptured, StateCaptured
 from .contract import Event as EventRecord
 from .enrich import EntityInfo
 
@@ -147,84 +147,129 @@ def _entity_wire(entity_id: str, attrs: Mapping[str, Any] | None, ctx: WireConte
 def encode(events: Sequence[Captured], ctx: WireContext) -> bytes:
     """The events as JSON objects joined by commas, without the list's brackets.
 
-    One loop without helper calls per event: this runs for every captured event.
+    A state change of an entity that has a state (nearly every event) is built here, in
+    one loop without helper calls per event, starting from a dict literal: this runs for
+    every captured event. Other events and removals go through `_other_record`.
     """
     records: list[dict[str, Any]] = []
+    append = records.append
     entities = ctx.entities
-    attributes = ctx.attributes
     causes = ctx.causes
     snapshot = ctx.snapshot
     isfinite = math.isfinite
     for captured in events:
-        event_type, entity_id, time_fired, origin, context_id, user_id, parent_id = captured[:7]
-        if isinstance(time_fired, float):  # not a state event: its timestamp
-            time_fired = datetime.fromtimestamp(time_fired, UTC)
+        if captured[1] is None or captured[7] is None:
+            append(_other_record(captured, ctx))
+            continue
+        (
+            event_type, entity_id, time_fired, origin, context_id, user_id, parent_id,
+            state, old_state, last_changed, old_last_changed, new_attributes, reported,
+        ) = captured  # fmt: skip
         record: dict[str, Any] = {
             "time_fired": time_fired,
             "event_type": event_type,
             "origin": origin,
             "context_id": context_id,
+            "state": state,
+            "last_changed": last_changed,
         }
-        cause: Cause | None = None
-        if parent_id is not None:
-            record["context_parent_id"] = parent_id
-        if user_id is not None:
-            record["context_user_id"] = user_id
-            cause = ("user", ctx.users.get(user_id), user_id)
-        elif causes:
-            cause = causes.get(context_id) or (causes.get(parent_id) if parent_id else None)
-        if cause is not None:
-            record["cause"] = cause[0]
-            if cause[1] is not None:
-                record["cause_name"] = cause[1]
-            if cause[2] is not None:
-                record["cause_id"] = cause[2]
-        if entity_id is not None:
-            state, old_state, last_changed, old_last_changed, new_attributes, reported = captured[
-                7:
-            ]  # type: ignore[misc]  # a state event's (see Captured)
-            if old_state is not None:
-                record["old_state"] = old_state
-            if state is None:  # a removal: rare, not cached
-                record["state"] = None
-                wire = _entity_wire(entity_id, None, ctx)
+        if state and state[0] in _NUMERIC_START:  # only these can be numbers
+            try:
+                value = float(state)
+            except ValueError:
+                pass
             else:
-                record["state"] = state
-                if state and state[0] in _NUMERIC_START:  # _numeric, inlined
-                    try:
-                        value = float(state)
-                    except ValueError:
-                        pass
-                    else:
-                        if isfinite(value):
-                            record["numeric_value"] = value
-                record["last_changed"] = last_changed
-                if old_state != state and old_last_changed is not None and last_changed is not None:
-                    # The difference of the two datetimes: whole microseconds, the times'
-                    # own precision (the store keeps those as integers, 4 bytes).
-                    record["prev_state_seconds"] = (last_changed - old_last_changed).total_seconds()
-                if reported is not None:
-                    record["last_reported"] = reported
-                if new_attributes is not None:
-                    attributes[entity_id] = new_attributes
-                    wire = entities[entity_id] = _entity_wire(entity_id, new_attributes, ctx)
-                elif (cached := entities.get(entity_id)) is not None:
-                    wire = cached
-                else:  # the cache was replaced (registries or options changed)
-                    wire = entities[entity_id] = _entity_wire(entity_id, attributes[entity_id], ctx)
-            if snapshot:
-                record.update(snapshot)
-            # Its fragment carries the entity's other keys (see module docstring).
-            record["entity_id"] = wire.caused if cause is None else wire.plain
-        else:
-            if data := captured[7]:
-                record["data"] = data
-            if cause is None:
-                record["cause"] = "system"
-            if snapshot:
-                record.update(snapshot)
-        records.append(record)
+                if isfinite(value):
+                    record["numeric_value"] = value
+        if old_state is not None:
+            record["old_state"] = old_state
+            if old_state != state and old_last_changed is not None and last_changed is not None:
+                # The difference of the two datetimes: whole microseconds, the times' own
+                # precision (the store keeps those as integers, 4 bytes).
+                record["prev_state_seconds"] = (last_changed - old_last_changed).total_seconds()
+        if reported is not None:
+            record["last_reported"] = reported
+        if new_attributes is not None:
+            ctx.attributes[entity_id] = new_attributes
+            wire = entities[entity_id] = _entity_wire(entity_id, new_attributes, ctx)
+        elif (cached := entities.get(entity_id)) is not None:
+            wire = cached
+        else:  # the cache was replaced (registries or options changed)
+            wire = entities[entity_id] = _entity_wire(entity_id, ctx.attributes[entity_id], ctx)
+        # Its fragment carries the entity's other keys (see module docstring), with the
+        # default cause unless the event has its own.
+        wire_keys = wire.caused
+        if user_id is not None or parent_id is not None or causes:
+            if parent_id is not None:
+                record["context_parent_id"] = parent_id
+            cause: Cause | None
+            if user_id is not None:
+                record["context_user_id"] = user_id
+                cause = ("user", ctx.users.get(user_id), user_id)
+            else:  # _cause, inlined: a home with automations has `causes` all the time
+                cause = causes.get(context_id) or (causes.get(parent_id) if parent_id else None)
+            if cause is not None:
+                _add_cause(record, cause)
+                wire_keys = wire.plain
+        if snapshot:
+            record.update(snapshot)
+        record["entity_id"] = wire_keys
+        append(record)
     try:
         return orjson.dumps(records, default=json_default)[1:-1]
     except orjson.JSONEncodeError:
         return orjson.dumps(records, default=json_default, option=_DUMPS_OPTION)[1:-1]
+
+
+def _cause(
+    context_id: str, user_id: str | None, parent_id: str | None, ctx: WireContext
+) -> Cause | None:
+    """Who or what started the event: its user, or the automation or script its context
+    (or the context's parent) comes from; None if neither."""
+    if user_id is not None:
+        return ("user", ctx.users.get(user_id), user_id)
+    causes = ctx.causes
+    return causes.get(context_id) or (causes.get(parent_id) if parent_id else None)
+
+
+def _add_cause(record: dict[str, Any], cause: Cause) -> None:
+    record["cause"] = cause[0]
+    if cause[1] is not None:
+        record["cause_name"] = cause[1]
+    if cause[2] is not None:
+        record["cause_id"] = cause[2]
+
+
+def _other_record(captured: Captured, ctx: WireContext) -> dict[str, Any]:
+    """The record of any event but a state change of an entity with a state: another
+    event type, or a state change that removed its entity."""
+    event_type, entity_id, time_fired, origin, context_id, user_id, parent_id = captured[:7]
+    record: dict[str, Any] = {
+        "time_fired": datetime.fromtimestamp(time_fired, UTC)
+        if isinstance(time_fired, float)  # not a state event: its timestamp
+        else time_fired,
+        "event_type": event_type,
+        "origin": origin,
+        "context_id": context_id,
+    }
+    if parent_id is not None:
+        record["context_parent_id"] = parent_id
+    if user_id is not None:
+        record["context_user_id"] = user_id
+    cause = _cause(context_id, user_id, parent_id, ctx)
+    if cause is not None:
+        _add_cause(record, cause)
+    if entity_id is None:
+        if data := cast("OtherCaptured", captured)[7]:
+            record["data"] = data
+        if cause is None:
+            record["cause"] = "system"
+    else:  # a removal: rare, its entity keys not cached
+        record["state"] = None
+        if (old_state := cast("StateCaptured", captured)[8]) is not None:
+            record["old_state"] = old_state
+        wire = _entity_wire(entity_id, None, ctx)
+        record["entity_id"] = wire.caused if cause is None else wire.plain
+    if ctx.snapshot:
+        record.update(ctx.snapshot)
+    return record

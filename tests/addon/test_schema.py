@@ -242,6 +242,8 @@ def test_an_integer_beyond_64_bits_in_data_is_kept_as_a_number() -> None:
         "01JDAW3M6V2X8T9Q0RB4N5K7HC",  # ULID -> 16 bytes
         "7ZZZZZZZZZZZZZZZZZZZZZZZZZ",  # largest ULID
         "00000000000000000000000000",
+        "7123456789ABCDEFGHJKMNPQRS",  # every digit, each at another place
+        "0TVWXYZ0123456789ABCDEFGHJ",
         "0123456789abcdef0123456789abcdef",  # hex -> 17 bytes
         "0123456789ABCDEF0123456789ABCDEF",  # upper hex: kept as text
         "01jdaw3m6v2x8t9q0rb4n5k7hc",  # lower ULID: kept as text

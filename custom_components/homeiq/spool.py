@@ -160,7 +160,10 @@ class Spool:
         if body is None:
             body = await self.hass.async_add_executor_job(item.path.read_bytes)
         following = self._items[1] if len(self._items) > 1 else None
-        if following is None or following.body is not None:
+        if following is None or following.body is not None or following.nbytes > MEMORY_BUDGET:
+            # Read ahead only what the memory budget could hold: a batch of megabytes read
+            # while the last one is sent would double what the spool holds in HA's memory,
+            # to save a read from the page cache (a millisecond or two) per batch.
             self._read_ahead = None
         elif self._read_ahead is None or self._read_ahead[0] is not following:
             self._read_ahead = (following, self.hass.async_add_executor_job(_read, following.path))

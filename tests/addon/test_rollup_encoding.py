@@ -129,8 +129,9 @@ def test_shortened_forms_take_fewer_bytes() -> None:
     row = {3: switched, 4: held_on, 7: _states(1, 1, {"on": 0.25, "off": HOUR_S - 0.25}, "off")}
     blob = rollup_rows.pack_hours(row)
     # head: "on", "off" as words, the state before the row; per hour a byte, then
-    # (state, µs) for the two changes; the hour held "on" is the byte alone.
-    assert len(blob) == 1 + 2 + 1 + (1 + 1 + 5) + 1 + (1 + 1 + 3)
+    # the µs of a change (4 bytes in an hour; with two states, each change leads to
+    # the other); the hour held "on" is the byte alone.
+    assert len(blob) == 1 + 2 + 1 + (1 + 4) + 1 + (1 + 4)
     assert [_fields(a) for a in rollup_rows.unpack_hours(blob).values()] == [
         _fields(a) for a in row.values()
     ]
@@ -181,7 +182,7 @@ def test_rows_read_back_what_version_11_read_back(tier: Tier, row: int) -> None:
     after = rollup_rows.unpack(tier, blob)
     assert {p: _fields(a) for p, a in after.items()} == {p: _fields(a) for p, a in before.items()}
     assert list(after) == sorted(periods)
-    assert rollup_rows.final_state(blob) == periods[max(periods)].last_state
+    assert rollup_rows.final_state(blob, tier) == periods[max(periods)].last_state
     assert rollup_rows.first_place(blob) == min(periods)
 
 

@@ -32,7 +32,7 @@ A shorter form is taken only when what it reads back is checked to be the same.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import functools
 import json
 import math
@@ -112,7 +112,9 @@ _BITS: Final = struct.Struct("<q")
 _UBITS: Final = struct.Struct("<Q")
 _DOUBLE: Final = struct.Struct("<d")
 _NEAR_ULPS: Final = 1 << 20
+# Bits of the head's first varint, beside the scale (0-7) and the number of states.
 _HAS_BEFORE: Final = 8
+_TWO: Final = 16
 
 
 # --- numbers and states ------------------------------------------------------------------
@@ -285,11 +287,21 @@ class _States:
         return self.index.setdefault(state, len(self.index))
 
 
+def _implied_sum(count: int, low: float, high: float) -> float:
+    """The sum a period's readings imply: all of them, when min is max; both, when
+    there are two (their float sum is the same in either order)."""
+    return low + high if count == 2 else low * count
+
+
+def _identical(a: float, b: float) -> bool:
+    return _DOUBLE.pack(a) == _DOUBLE.pack(b)
+
+
 def _readings(out: bytearray, agg: Agg, states: _States, scale: int) -> None:
     assert agg.min is not None and agg.max is not None and agg.sum is not None
     flags = 0
     flags |= _R_MAX if agg.max != agg.min else 0
-    flags |= _R_SUM if agg.sum != agg.min * agg.count else 0
+    flags |= 0 if _identical(agg.sum, _implied_sum(agg.count, agg.min, agg.max)) else _R_SUM
     flags |= _R_EVENTS if agg.events != agg.count else 0
     flags |= _R_TRANSITIONS if agg.transitions != agg.events else 0
     last = agg.last_state
@@ -321,7 +333,7 @@ def _read_readings(reader: _Reader, states: list[str], scale: int) -> Agg:
     count = reader.varint()
     low = _read_number(reader, scale)
     high = _read_number(reader, scale) if flags & _R_MAX else low
-    total = _read_number(reader, scale) if flags & _R_SUM else low * count
+    total = _read_number(reader, scale) if flags & _R_SUM else _implied_sum(count, low, high)
     events = reader.varint() if flags & _R_EVENTS else count
     transitions = reader.varint() if flags & _R_TRANSITIONS else events
     last = None
@@ -337,15 +349,23 @@ def _read_readings(reader: _Reader, states: list[str], scale: int) -> Agg:
 # --- a row's blob ------------------------------------------------------------------------
 
 
-def pack(tier: Tier, periods: dict[int, Agg]) -> bytes:
-    """One row's figures, keyed by the period's place in the row (0 to per_row - 1)."""
-    ordered = [(place, as_read(agg, tier.period_us)) for place, agg in sorted(periods.items())]
-    readings = [v for _, a in ordered if a.count for v in (a.min, a.max) if v is not None]
-    scale = max(map(_scale, readings), default=0)
-    states = _States()
-    body = bytearray()
+@dataclass(slots=True)
+class _Body:
+    """The periods of a row, encoded; the states they name; the state before the row,
+    when its first period needs it; whether each change leads to the row's other state."""
+
+    data: bytearray = field(default_factory=bytearray)
+    states: _States = field(default_factory=_States)
+    first_before: str | None = None
+    two: bool = True  # what the row allows, whether or not the new states were written
+
+
+def _body(tier: Tier, ordered: list[tuple[int, Agg]], scale: int, two: bool) -> _Body:
+    """``two``: a change's new state is not written (the row names two states, and a
+    change leads from one to the other)."""
+    out = _Body()
+    body, states = out.data, out.states
     before = _before_first(ordered[0][1]) if ordered else None
-    first_before = None
     for place, agg in ordered:
         if _is_one(agg):
             assert agg.min is not None
@@ -357,13 +377,19 @@ def pack(tier: Tier, periods: dict[int, Agg]) -> bytes:
         elif (at_us := _event_at(agg, before, tier.period_us)) is not None:
             assert agg.last_state is not None
             if not body:  # the first period: the reader needs the state before it
-                first_before = before
+                out.first_before = before
+                if before is not None:
+                    states.add(before)
             if agg.last_state == before:
                 body.append(_HELD << 5 | place)
             else:
                 body.append(_CHANGED_ONCE << 5 | place)
-                _varint(body, states.add(agg.last_state))
-                _varint(body, at_us)
+                new_state = states.add(agg.last_state)
+                if not two:
+                    _varint(body, new_state)
+                body += at_us.to_bytes(_width(tier), "little")
+                # Both ends of each change must be named for the new state to follow.
+                out.two = out.two and before is not None and before in states.index
         else:
             body.append(_OTHER << 5 | place)
             for state in (agg.last_state, *agg.time_in_state):
@@ -371,16 +397,31 @@ def pack(tier: Tier, periods: dict[int, Agg]) -> bytes:
                     states.add(state)
             _figures(body, agg, states.index, tier.period_us)
         before = agg.last_state
+    out.two = out.two and len(states.index) == 2
+    return out
+
+
+def _width(tier: Tier) -> int:
+    """Bytes of a time into one of the tier's periods (µs): 4 for an hour, 5 for a day."""
+    return (tier.period_us.bit_length() + 7) // 8
+
+
+def pack(tier: Tier, periods: dict[int, Agg]) -> bytes:
+    """One row's figures, keyed by the period's place in the row (0 to per_row - 1)."""
+    ordered = [(place, as_read(agg, tier.period_us)) for place, agg in sorted(periods.items())]
+    readings = [v for _, a in ordered if a.count for v in (a.min, a.max) if v is not None]
+    scale = max(map(_scale, readings), default=0)
+    body = _body(tier, ordered, scale, two=False)
+    if body.two:
+        body = _body(tier, ordered, scale, two=True)
     head = bytearray()
-    flags = scale | (_HAS_BEFORE if first_before is not None else 0)
-    if first_before is not None:
-        states.add(first_before)
-    _varint(head, len(states.index) << 4 | flags)
-    for state in states.index:
+    flags = scale | (_HAS_BEFORE if body.first_before is not None else 0)
+    _varint(head, len(body.states.index) << 5 | (_TWO if body.two else 0) | flags)
+    for state in body.states.index:
         head += _state(state)
-    if first_before is not None:
-        _varint(head, states.add(first_before))
-    return bytes(head + body)
+    if body.first_before is not None:
+        _varint(head, body.states.add(body.first_before))
+    return bytes(head + body.data)
 
 
 def unpack(tier: Tier, blob: bytes) -> dict[int, Agg]:
@@ -388,8 +429,9 @@ def unpack(tier: Tier, blob: bytes) -> dict[int, Agg]:
     reader = _Reader(blob)
     head = reader.varint()
     scale = head & 7
-    states = [_read_state(reader) for _ in range(head >> 4)]
+    states = [_read_state(reader) for _ in range(head >> 5)]
     before = states[reader.varint()] if head & _HAS_BEFORE else None
+    width = _width(tier)
     periods: dict[int, Agg] = {}
     while reader.at < len(blob):
         byte = reader.byte()
@@ -403,8 +445,12 @@ def unpack(tier: Tier, blob: bytes) -> dict[int, Agg]:
             assert before is not None
             agg = _one_event(before, before, 0, tier.period_us)
         elif kind == _CHANGED_ONCE:
-            state = states[reader.varint()]
-            agg = _one_event(before, state, reader.varint(), tier.period_us)
+            if head & _TWO:
+                state = states[1] if before == states[0] else states[0]
+            else:
+                state = states[reader.varint()]
+            at_us = int.from_bytes(reader.take(width), "little")
+            agg = _one_event(before, state, at_us, tier.period_us)
         else:
             agg = _read_figures(reader, states, tier.period_us)
         periods[place] = agg
@@ -421,10 +467,10 @@ def unpack_hours(blob: bytes) -> dict[int, Agg]:
     return unpack(HOURLY, blob)
 
 
-def final_state(blob: bytes) -> str | None:
+def final_state(blob: bytes, tier: Tier = HOURLY) -> str | None:
     """The state the entity was in at the end of the last period of a ``pack`` blob (a
     period may take its state from the one before: the row is read through)."""
-    periods = unpack(HOURLY, blob)  # the period's length plays no part in the state
+    periods = unpack(tier, blob)
     return periods[max(periods)].last_state if periods else None
 
 
@@ -432,7 +478,7 @@ def first_place(blob: bytes) -> int:
     """The first (oldest) period's place in its row, in a ``pack`` blob."""
     reader = _Reader(blob)
     head = reader.varint()
-    for _ in range(head >> 4):
+    for _ in range(head >> 5):
         _read_state(reader)
     if head & _HAS_BEFORE:
         reader.varint()

@@ -5,9 +5,11 @@ Options: --events N to scale down for a quick look (default 10 000 000); --home
 spread|realistic (default spread); --home both runs both, one after the other.
 
 1. Fill a fresh store fast, straight through the store's own ingest code
-   (Ingestor.ingest via Store.write, 20k-event transactions, no HTTP): realistic
-   enriched events from bench_store's Home, 90% spread over the 300 days before the
-   raw retention limit (30 days) and 10% inside it.
+   (Ingestor.ingest via Store.write, 20k-event transactions, no HTTP): enriched events
+   as the integration sends them (a context id that is a ULID of the event's time, the
+   old state, the last change and, for a change, the old state's duration to the µs),
+   90% spread over the 300 days before the raw retention limit (30 days) and 10%
+   inside it.
 2. Run the retention job (default policy: raw 30 d, hourly 365 d, daily forever) in
    process, as the scheduler does: build every pending hourly and daily rollup, delete
    the 9M expired raw events in small adaptive transactions, incremental vacuum.

@@ -18,10 +18,12 @@ kind, and what that kind needs:
 - one reading whose text is the state (a sensor's single reading): the number;
 - one event that left the state as it was: nothing, the period was spent in the state
   the period before ended in;
-- one event that changed it: the new state and when, in µs into the period;
+- one event that changed it: the new state (not when the row names two states: it is
+  the other one) and when, in µs into the period (4 bytes in an hour, 5 in a day);
 - readings: count, min, max, sum, events, transitions and the state it ended in, each
-  only when it is not implied (max is min, sum is min * count, events is the count,
-  transitions are the events, the state is the text of max or min);
+  only when it is not implied (max is min; sum is min * count, or of two readings
+  min + max; events is the count; transitions are the events; the state is the text
+  of max or min);
 - anything else: version 11's form (``rollup_figures._figures``).
 
 Numbers are decimals ``k / 10**scale`` at the row's scale when that gives back the very

@@ -5,9 +5,11 @@ Options: --events N to scale down for a quick look (default 10 000 000); --home
 spread|realistic (default spread); --home both runs both, one after the other.
 
 1. Fill a fresh store fast, straight through the store's own ingest code
-   (Ingestor.ingest via Store.write, 20k-event transactions, no HTTP): realistic
-   enriched events from bench_store's Home, 90% spread over the 300 days before the
-   raw retention limit (30 days) and 10% inside it.
+   (Ingestor.ingest via Store.write, 20k-event transactions, no HTTP): enriched events
+   as the integration sends them (a context id that is a ULID of the event's time, the
+   old state, the last change and, for a change, the old state's duration to the µs),
+   90% spread over the 300 days before the raw retention limit (30 days) and 10%
+   inside it.
 2. Run the retention job (default policy: raw 30 d, hourly 365 d, daily forever) in
    process, as the scheduler does: build every pending hourly and daily rollup, delete
    the 9M expired raw events in small adaptive transactions, incremental vacuum.
@@ -45,6 +47,8 @@ import orjson
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "addon"))
 sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_store import _ulid  # noqa: E402
 
 from homeiq_addon.contract import MAX_EVENTS  # noqa: E402
 from homeiq_addon.ingest.outcomes import Accepted  # noqa: E402
@@ -94,26 +98,49 @@ class Home:
             weights.append(1 / (1 + i % 50) ** 0.8)
         self.cum = list(itertools.accumulate(weights))
         self.n = 0
+        self.last: dict[str, tuple[str, int]] = {}  # each entity's state and its change
 
     def batch(self, count: int, t0: int, step: int, tag: str) -> dict[str, Any]:
         picks = self.rng.choices(self.templates, cum_weights=self.cum, k=count)
         events = []
         for i, tmpl in enumerate(picks):
             self.n += 1
+            t_us = t0 + i * step
             ev = dict(tmpl)
-            ev["time_fired"] = datetime.fromtimestamp((t0 + i * step) / 1e6, UTC).isoformat()
-            ev["context_id"] = f"01J{self.n:023d}"
-            if tmpl["domain"] == "sensor":
-                value = float(self.n % 3000) / 10
-                ev["state"], ev["numeric_value"] = str(value), value
-            else:
-                ev["state"] = "on" if self.n % 3 else "off"
+            ev["time_fired"] = datetime.fromtimestamp(t_us / 1e6, UTC).isoformat()
+            # As Home Assistant makes a state's context: a ULID of the time it is set.
+            ev["context_id"] = _ulid(t_us // 1000, self.rng.getrandbits(80))
+            ev["state"], value = self.state(tmpl)
+            if value is not None:
+                ev["numeric_value"] = value
+            self.as_home_assistant_sends(ev, t_us)
             events.append(ev)
         return {
             "batch_id": tag,
             "source": {"instance_id": "bench", "integration_version": "0"},
             "events": events,
         }
+
+    def state(self, tmpl: dict[str, Any]) -> tuple[str, float | None]:
+        if tmpl["domain"] == "sensor":
+            value = float(self.n % 3000) / 10
+            return str(value), value
+        return ("on" if self.n % 3 else "off"), None
+
+    def as_home_assistant_sends(self, ev: dict[str, Any], t_us: int) -> None:
+        """The old state, when the state last changed and, if this event changed it, how
+        long the old state was held, in whole microseconds (custom_components/homeiq/wire.py)."""
+        previous = self.last.get(ev["entity_id"])
+        changed_us = t_us
+        if previous is not None:
+            old_state, old_changed_us = previous
+            ev["old_state"] = old_state
+            if old_state == ev["state"]:
+                changed_us = old_changed_us
+            else:
+                ev["prev_state_seconds"] = round((t_us - old_changed_us) / 1e6, 6)
+        ev["last_changed"] = datetime.fromtimestamp(changed_us / 1e6, UTC).isoformat()
+        self.last[ev["entity_id"]] = (ev["state"], changed_us)
 
 
 class RealisticHome(Home):
@@ -148,16 +175,14 @@ class RealisticHome(Home):
             "media_player": ("playing", "paused", "idle", "off"),
         }  # fmt: skip
 
-    def batch(self, count: int, t0: int, step: int, tag: str) -> dict[str, Any]:
-        body = super().batch(count, t0, step, tag)
-        for ev in body["events"]:
-            if ev["domain"] != "sensor":
-                options = self.states[ev["domain"]]
-                ev["state"] = options[self.rng.randrange(len(options))]
-            elif ev["entity_id"] < "sensor.power_03":  # the chatty ones: whole watts
-                ev["numeric_value"] = float(round(ev["numeric_value"]))
-                ev["state"] = str(round(ev["numeric_value"]))
-        return body
+    def state(self, tmpl: dict[str, Any]) -> tuple[str, float | None]:
+        if tmpl["domain"] != "sensor":
+            options = self.states[tmpl["domain"]]
+            return options[self.rng.randrange(len(options))], None
+        text, value = super().state(tmpl)
+        if tmpl["entity_id"] < "sensor.power_03" and value is not None:  # chatty: whole watts
+            return str(round(value)), float(round(value))
+        return text, value
 
 
 HOMES = {"spread": Home, "realistic": RealisticHome}
@@ -423,10 +448,14 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--home", choices=[*HOMES, "both"], default="spread")
     parser.add_argument("--no-write", action="store_true", help="print only, keep results")
+    parser.add_argument("--keep", action="store_true", help="keep the store for a look after")
     args = parser.parse_args()
     for home_name in list(HOMES) if args.home == "both" else [args.home]:
         figures = asyncio.run(main(args.events, home_name))
         print(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
         if not args.no_write:
             save(figures)
-        shutil.rmtree(WORK.with_name(f"retention-{home_name}-{args.events}"), ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(
+                WORK.with_name(f"retention-{home_name}-{args.events}"), ignore_errors=True
+            )

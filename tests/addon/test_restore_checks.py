@@ -249,8 +249,9 @@ HOSTILE: dict[str, tuple[Callable[[Path, Path], None], str]] = {
     ),
     "older_schema_numbered_current": (
         _older_schema_numbered_current,
-        # What the newest migration (11, daily rollups packed 32 days per row) changes.
-        "table rollups_daily: column month is missing",
+        # What the newest migration (12, rollups in a shorter form) changes: a version 11
+        # blob read as 12 would be misread.
+        "table rollups_daily: column day_figures is missing, unexpected column days",
     ),
     "counter_row_deleted": (
         _copy_then("DELETE FROM counters WHERE name = 'events'"),

@@ -46,7 +46,8 @@ def _oldest_hour(conn: sqlite3.Connection, entity_id: str) -> int | None:
     """Start (µs) of the entity's oldest hourly rollup."""
     ref = entity_ref(conn, entity_id)
     row = None if ref is None else conn.execute(
-        "SELECT day, hours FROM rollups_hourly WHERE entity_ref = ? ORDER BY day LIMIT 1", (ref,)
+        "SELECT day, hour_figures FROM rollups_hourly WHERE entity_ref = ?"
+        " ORDER BY day LIMIT 1", (ref,)
     ).fetchone()  # fmt: skip
     if row is None:
         return None

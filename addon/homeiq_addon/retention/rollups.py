@@ -39,7 +39,7 @@ def _last_states(conn: sqlite3.Connection, refs: list[int], day: int) -> dict[in
     with no earlier hourly row are left out."""
     found: dict[int, str | None] = {}
     rows = conn.execute(
-        "SELECT j.value, (SELECT hours FROM rollups_hourly WHERE entity_ref = j.value"
+        "SELECT j.value, (SELECT hour_figures FROM rollups_hourly WHERE entity_ref = j.value"
         " AND day < ?1 ORDER BY day DESC LIMIT 1) FROM json_each(?2) j",
         (day, orjson.dumps(refs).decode()),
     )
@@ -53,8 +53,8 @@ def _next_rows(conn: sqlite3.Connection, refs: list[int], day: int) -> list[int]
     """The first rolled-up hour of each entity's next hourly row after ``day``."""
     rows = conn.execute(
         "SELECT (SELECT day FROM rollups_hourly WHERE entity_ref = j.value AND day > ?1"
-        " ORDER BY day LIMIT 1), (SELECT hours FROM rollups_hourly WHERE entity_ref = j.value"
-        " AND day > ?1 ORDER BY day LIMIT 1) FROM json_each(?2) j",
+        " ORDER BY day LIMIT 1), (SELECT hour_figures FROM rollups_hourly"
+        " WHERE entity_ref = j.value AND day > ?1 ORDER BY day LIMIT 1) FROM json_each(?2) j",
         (day, orjson.dumps(refs).decode()),
     )
     return [d * 24 + rollup_rows.first_hour(b) for d, b in rows if d is not None]
@@ -238,7 +238,7 @@ def _days_chunk(conn: sqlite3.Connection, run: tuple[int, int], refs: dict[str, 
     first, end = run
     hourly: dict[int, dict[int, bytes]] = {}
     for ref, day, blob in conn.execute(
-        "SELECT entity_ref, day, hours FROM rollups_hourly WHERE day >= ? AND day < ?"
+        "SELECT entity_ref, day, hour_figures FROM rollups_hourly WHERE day >= ? AND day < ?"
         " AND entity_ref IN (SELECT value FROM json_each(?))",
         (first, end, orjson.dumps(list(refs.values())).decode()),
     ):

@@ -20,7 +20,11 @@ from .deferred_index import migrate_deferred_index
 from .entity_postings import migrate_entity_postings
 from .mirror_outbox import migrate_mirror_outbox
 from .retention_tables import migrate_retention
-from .rollup_migrations import migrate_compact_rollups, migrate_packed_rollups
+from .rollup_migrations import (
+    migrate_compact_rollups,
+    migrate_packed_rollups,
+    migrate_shorter_rollups,
+)
 from .time_blocks import migrate_time_blocks
 
 type Migration = Callable[[sqlite3.Connection], None]
@@ -166,6 +170,7 @@ MIGRATIONS: list[Migration] = [
     rebuild_with_times_since_2026,
     migrate_entity_postings,
     migrate_compact_rollups,
+    migrate_shorter_rollups,
 ]
 
 

@@ -2,58 +2,66 @@
 
 A row per entity and hour cost more than the raw event it summed up (about one event per
 entity-hour is common), so retention made the file grow. ``rollups_hourly`` keeps one
-row per (entity, day) whose ``hours`` blob holds that day's hourly figures, and
-``rollups_daily`` one row per (entity, 32-day block: ``month``) whose ``days`` blob holds
-those days' figures; both are keyed by the entity's interned id (``entities.id``: never
-deleted), with no second index. ``Tier`` says how each tier is cut into rows.
+row per (entity, day) whose ``hour_figures`` blob holds that day's hourly figures, and
+``rollups_daily`` one row per (entity, 32-day block: ``month``) whose ``day_figures``
+blob holds those days' figures; both are keyed by the entity's interned id
+(``entities.id``: never deleted), with no second index. ``Tier`` says how each tier is
+cut into rows.
 
-Inside a blob, numbers and states are written compactly and read back exactly:
+A blob (schema version 12) holds the row's periods oldest first, each read back exactly
+as version 11 (rollup_figures.py) read it. Its head gives the row's number scale, the
+states its periods name, each once (a common Home Assistant state as its place in
+``WORDS``, a plain decimal as one, others as UTF-8), and, when the first period needs
+it, the state before the row. Then per period a byte, its place in the row and its
+kind, and what that kind needs:
 
-- a number is a decimal ``k / 10**s`` when that gives back the very same float (sensor
-  values mostly are: 21.5, 1200), else its 8 bytes;
-- the states a blob names are listed once at its start, and figures refer to them by
-  position; a state that is a plain decimal ("21.50") is kept as one, others as UTF-8;
-- time in each state is kept in whole microseconds (the events' own unit); when the
-  times fill the whole period (the state was known from its start), the last one is
-  the rest of the period and is not stored;
-- a period of a single event whose state is the text of its number (one reading of a
-  sensor, "21.5"), is just that number: count, min, max, sum, events and the state
-  follow from it;
-- an entity with numeric states shows count, min, max, mean and sum, never its time in
-  each state (the history API and the mirror both do so), so that is not kept for it.
+- one reading whose text is the state (a sensor's single reading): the number;
+- one event that left the state as it was: nothing, the period was spent in the state
+  the period before ended in;
+- one event that changed it: the new state (not when the row names two states: it is
+  the other one) and when, in µs into the period (4 bytes in an hour, 5 in a day);
+- readings: count, min, max, sum, events, transitions and the state it ended in, each
+  only when it is not implied (max is min; sum is min * count, or of two readings
+  min + max; events is the count; transitions are the events; the state is the text
+  of max or min);
+- anything else: version 11's form (``rollup_figures._figures``).
 
-Varints are LEB128 (unsigned) with zigzag for signed values. Schema version 7 wrote the
-same figures without the two shortcuts, oldest period first, and a daily row per day
-(``*_v7_*`` below; rollup_migrations.py converts them).
+Numbers are decimals ``k / 10**scale`` at the row's scale when that gives back the very
+same float; a sum, which float addition leaves a few units in the last place away from
+its decimal (21.5 + 0.1 is not 21.6), as that decimal and the distance; else 8 bytes.
+A shorter form is taken only when what it reads back is checked to be the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 import functools
 import json
 import math
-import re
 import sqlite3
 import struct
 from typing import Final
 
-HOURS_PER_DAY: Final = 24
-_DOUBLE: Final = struct.Struct("<d")
-_DECIMAL: Final = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]{1,7})?")
-_MAX_SCALE: Final = 7
-_EXACT: Final = 2**53  # decimals beyond this would take more room than 8 bytes
+from .rollup_figures import (
+    _DECIMAL,
+    _EXACT,
+    DAY_US,
+    HOUR_US,
+    HOURS_PER_DAY,
+    Agg,
+    _as_decimal,
+    _decimal_text,
+    _figures,
+    _is_one,
+    _read_figures,
+    _Reader,
+    _unzigzag,
+    _varint,
+    _zigzag,
+    unpack_v11,
+)
 
-# Flags of one set of figures.
-_NUMBERS: Final = 1  # count, min (and max, sum when they are not implied) follow
-_MAX: Final = 2  # max differs from min
-_SUM: Final = 4  # sum is not min * count
-_LAST: Final = 8  # the period ended in a known state
-_TIME: Final = 16  # time in each state follows
-_REST: Final = 32  # ... the last state's time not: it is the rest of the period
-_ONE: Final = 64  # one event, a number whose text is the state: only the number follows
-_CHANGED: Final = 128  # (with _ONE) the event changed the state: one transition
+__all__ = ["DAILY", "HOURLY", "HOURS_PER_DAY", "TIERS", "WORDS", "Agg", "Tier", "pack", "unpack"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,320 +77,387 @@ class Tier:
     period_us: int
 
 
-HOURLY: Final = Tier("hourly", "rollups_hourly", "day", "hours", HOURS_PER_DAY, 3_600_000_000)
-DAILY: Final = Tier("daily", "rollups_daily", "month", "days", 32, 86_400_000_000)
+HOURLY: Final = Tier("hourly", "rollups_hourly", "day", "hour_figures", HOURS_PER_DAY, HOUR_US)
+DAILY: Final = Tier("daily", "rollups_daily", "month", "day_figures", 32, DAY_US)
 TIERS: Final = {"hourly": HOURLY, "daily": DAILY}
 
+# States written as their place here. The list is part of the blob's format: a change
+# to it needs a new schema version.
+WORDS: Final = (
+    "on", "off", "unavailable", "unknown", "home", "not_home", "open", "closed",
+    "locked", "unlocked", "playing", "paused", "idle", "standby", "heat", "cool",
+    "heat_cool", "auto", "dry", "fan_only", "detected", "clear", "above_horizon",
+    "below_horizon", "armed_away", "armed_home", "armed_night", "disarmed", "triggered",
+    "pending", "opening", "closing", "buffering", "docked", "cleaning", "returning",
+    "charging", "discharging", "problem", "jammed",
+)  # fmt: skip
+_WORD: Final = {word: place for place, word in enumerate(WORDS)}
 
-@dataclass(slots=True)
-class Agg:
-    """The figures of one entity over one period."""
+# A period's kind, in the top 3 bits of its first byte (its place in the row below).
+_ONE_SAME: Final = 0
+_ONE_CHANGED: Final = 1
+_HELD: Final = 2
+_CHANGED_ONCE: Final = 3
+_READINGS: Final = 4
+_OTHER: Final = 5
+# What a _READINGS period writes beyond count and min.
+_R_MAX: Final = 1
+_R_SUM: Final = 2
+_R_EVENTS: Final = 4
+_R_TRANSITIONS: Final = 8
+_R_LAST_MIN: Final = 16
+_R_LAST_MAX: Final = 32
+_R_LAST: Final = 64
 
-    count: int = 0
-    min: float | None = None
-    max: float | None = None
-    sum: float | None = None
-    events: int = 0
-    transitions: int = 0
-    time_in_state: dict[str, float] = field(default_factory=dict)
-    last_state: str | None = None
-
-    def add_value(self, value: float) -> None:
-        self.count += 1
-        self.min = value if self.min is None else min(self.min, value)
-        self.max = value if self.max is None else max(self.max, value)
-        self.sum = value if self.sum is None else self.sum + value
-
-    def hold(self, state: str | None, seconds: float) -> None:
-        if state is not None and seconds > 0:
-            self.time_in_state[state] = self.time_in_state.get(state, 0.0) + seconds
-
-    def merge(self, other: Agg) -> None:
-        """Fold a following period in (numbers, transitions, time in state)."""
-        for value in (other.min, other.max):
-            if value is not None:
-                self.min = value if self.min is None else min(self.min, value)
-                self.max = value if self.max is None else max(self.max, value)
-        if other.sum is not None:
-            self.sum = other.sum if self.sum is None else self.sum + other.sum
-        self.count += other.count
-        self.events += other.events
-        self.transitions += other.transitions
-        for state, seconds in other.time_in_state.items():
-            self.hold(state, seconds)
-        self.last_state = other.last_state
+_POW10: Final[tuple[int, ...]] = tuple(10**s for s in range(8))
+_BITS: Final = struct.Struct("<q")
+_UBITS: Final = struct.Struct("<Q")
+_DOUBLE: Final = struct.Struct("<d")
+_NEAR_ULPS: Final = 1 << 20
+# Bits of the head's first varint, beside the scale (0-7) and the number of states.
+_HAS_BEFORE: Final = 8
+_TWO: Final = 16
 
 
-# --- the encoding ----------------------------------------------------------------------
+# --- numbers and states ------------------------------------------------------------------
 
 
-def _varint(out: bytearray, n: int) -> None:
-    if n < 0x80:
-        out.append(n)
-        return
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
+def _ordered(value: float) -> int:
+    """The float's place among floats: neighbours differ by one."""
+    bits: int = _BITS.unpack(_DOUBLE.pack(value))[0]
+    return bits if bits >= 0 else -(bits & 0x7FFF_FFFF_FFFF_FFFF)
 
 
-def _zigzag(n: int) -> int:
-    return n * 2 if n >= 0 else -n * 2 - 1
-
-
-def _unzigzag(n: int) -> int:
-    return n >> 1 if not n & 1 else -((n + 1) >> 1)
-
-
-class _Reader:
-    __slots__ = ("at", "data")
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.at = 0
-
-    def varint(self) -> int:
-        data = self.data
-        byte = data[self.at]
-        if byte < 0x80:
-            self.at += 1
-            return byte
-        shift = result = 0
-        while True:
-            byte = data[self.at]
-            self.at += 1
-            result |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return result
-            shift += 7
-
-    def byte(self) -> int:
-        self.at += 1
-        return self.data[self.at - 1]
-
-    def take(self, n: int) -> bytes:
-        chunk = self.data[self.at : self.at + n]
-        self.at += n
-        return chunk
-
-    def number(self) -> float:
-        tag = self.varint()
-        if tag & 1:
-            value: float = _DOUBLE.unpack(self.take(8))[0]
-            return value
-        return _from_tag(tag)[0]
-
-    def number_and_text(self) -> tuple[float, str]:
-        """A number written as a decimal, and that decimal's text."""
-        return _from_tag(self.varint())
-
-    def state(self) -> str:
-        tag = self.varint()
-        if tag & 1:
-            tag >>= 1
-            return _decimal_text(_unzigzag(tag >> 3), tag & 7, negative_zero=False)
-        if tag & 2:  # a negative decimal whose digits are all zero ("-0.0")
-            tag >>= 2
-            return _decimal_text(0, tag, negative_zero=True)
-        return self.take(tag >> 2).decode()
-
-
-def _as_decimal(value: float) -> tuple[bytes, str] | None:
-    """A number's bytes as a decimal ``k / 10**s`` that gives back the very same float,
-    the smallest s, and the decimal's text; None when no such decimal is short enough."""
-    if value == 0:  # 0.0 and -0.0 are one key to a cache
-        return None if math.copysign(1.0, value) < 0 else (b"\x00", "0")
-    return _nonzero_decimal(value)
-
-
-@functools.lru_cache(maxsize=8192)  # sensors repeat their values
-def _nonzero_decimal(value: float) -> tuple[bytes, str] | None:
-    if abs(value) < _EXACT:
-        for scale in range(_MAX_SCALE + 1):
-            k = round(value * 10**scale)
-            if abs(k) < _EXACT and (float(k) if scale == 0 else k / 10**scale) == value:
-                out = bytearray()
-                _varint(out, ((_zigzag(k) << 3 | scale) << 1))
-                return bytes(out), _decimal_text(k, scale, negative_zero=False)
-    return None
+def _from_ordered(place: int) -> float:
+    value: float = _DOUBLE.unpack(_UBITS.pack(place if place >= 0 else -place | 1 << 63))[0]
+    return value
 
 
 @functools.lru_cache(maxsize=8192)
-def _from_tag(tag: int) -> tuple[float, str]:
-    """The number (and its text) of a decimal's tag."""
-    tag >>= 1
-    k, scale = _unzigzag(tag >> 3), tag & 7
-    value = float(k) if scale == 0 else k / 10**scale
-    return value, _decimal_text(k, scale, negative_zero=False)
-
-
-def _number(out: bytearray, value: float) -> None:
+def _scale(value: float) -> int:
+    """The digits after the point of the shortest decimal that is the float (0: none)."""
     decimal = _as_decimal(value)
-    if decimal is not None:
-        out += decimal[0]
-        return
-    out.append(1)
+    return 0 if decimal is None else len(decimal[1].partition(".")[2])
+
+
+def _number(out: bytearray, value: float, scale: int) -> None:
+    if (value or math.copysign(1.0, value) > 0) and abs(value) < _EXACT:  # -0.0: 8 bytes
+        k = round(value * _POW10[scale])
+        if abs(k) < _EXACT:
+            base = k / _POW10[scale]
+            if base == value:
+                _varint(out, _zigzag(k) << 1)
+                return
+            ulps = _ordered(value) - _ordered(base)
+            if base and abs(ulps) < _NEAR_ULPS:
+                _varint(out, _zigzag(k) << 2 | 1)
+                _varint(out, _zigzag(ulps))
+                return
+    out.append(3)
     out += _DOUBLE.pack(value)
 
 
-def _decimal_text(k: int, scale: int, *, negative_zero: bool) -> str:
-    digits = str(abs(k)).rjust(scale + 1, "0")
-    text = digits if scale == 0 else f"{digits[:-scale]}.{digits[-scale:]}"
-    return "-" + text if k < 0 or negative_zero else text
+def _read_number(reader: _Reader, scale: int) -> float:
+    tag = reader.varint()
+    if not tag & 1:
+        return _unzigzag(tag >> 1) / _POW10[scale]
+    if tag & 2:
+        value: float = _DOUBLE.unpack(reader.take(8))[0]
+        return value
+    base = _unzigzag(tag >> 2) / _POW10[scale]
+    return _from_ordered(_ordered(base) + _unzigzag(reader.varint()))
 
 
-@functools.lru_cache(maxsize=8192)  # a blob's head names the same few states again
+@functools.lru_cache(maxsize=8192)
 def _state(state: str) -> bytes:
     out = bytearray()
-    if _DECIMAL.fullmatch(state):
+    word = _WORD.get(state)
+    if word is not None:
+        _varint(out, word << 3)
+    elif _DECIMAL.fullmatch(state):
+        negative = state.startswith("-")
         whole, _, fraction = state.lstrip("-").partition(".")
         k = int(whole + fraction)
-        if k == 0 and state.startswith("-"):
-            _varint(out, (len(fraction) << 2) | 2)
-            return bytes(out)
-        _varint(out, ((_zigzag(-k if state.startswith("-") else k) << 3 | len(fraction)) << 1) | 1)
-        return bytes(out)
-    raw = state.encode()
-    _varint(out, len(raw) << 2)
-    return bytes(out + raw)
+        if k == 0 and negative:
+            _varint(out, len(fraction) << 3 | 4)
+        else:
+            _varint(out, (_zigzag(-k if negative else k) << 3 | len(fraction)) << 1 | 1)
+    else:
+        raw = state.encode()
+        _varint(out, len(raw) << 2 | 2)
+        out += raw
+    return bytes(out)
 
 
-def _is_one(agg: Agg) -> bool:
-    """One event, one number, and the state it left is that number's decimal text."""
-    if agg.events != 1 or agg.count != 1 or agg.min is None or agg.last_state is None:
-        return False
-    if agg.max != agg.min or agg.sum != agg.min or agg.transitions > 1:
-        return False
-    decimal = _as_decimal(agg.min)
-    return decimal is not None and decimal[1] == agg.last_state
+def _read_state(reader: _Reader) -> str:
+    tag = reader.varint()
+    if tag & 1:
+        tag >>= 1
+        return _decimal_text(_unzigzag(tag >> 3), tag & 7, negative_zero=False)
+    if tag & 2:
+        return reader.take(tag >> 2).decode()
+    if tag & 4:
+        return _decimal_text(0, tag >> 3, negative_zero=True)
+    return WORDS[tag >> 3]
 
 
-def _figures(
-    out: bytearray, agg: Agg, index: dict[str, int], period_us: int | None, *, one: bool = False
-) -> None:
-    """One period's figures (``one``: it is a single reading, ``_is_one``); ``period_us``
-    None: as schema version 7 wrote them."""
-    if one:
-        assert agg.min is not None
-        out.append(_ONE | (_CHANGED if agg.transitions else 0))
-        _number(out, agg.min)
-        return
-    flags = 0
-    numbers = agg.count > 0 and agg.min is not None and agg.sum is not None
-    if numbers:
-        flags |= _NUMBERS
-        if agg.max != agg.min:
-            flags |= _MAX
-        if agg.sum != agg.min * agg.count:  # type: ignore[operator]
-            flags |= _SUM
-    if agg.last_state is not None:
-        flags |= _LAST
-    times = [] if numbers else [
-        (index[state], round(seconds * 1e6)) for state, seconds in agg.time_in_state.items()
-    ]  # fmt: skip
-    if times:
-        flags |= _TIME
-        if period_us is not None and sum(us for _, us in times) == period_us:
-            flags |= _REST
-    out.append(flags)
-    if numbers:
-        assert agg.min is not None and agg.sum is not None
-        _varint(out, agg.count)
-        _number(out, agg.min)
-        if flags & _MAX:
-            _number(out, agg.max if agg.max is not None else agg.min)
-        if flags & _SUM:
-            _number(out, agg.sum)
-    _varint(out, agg.events)
-    _varint(out, agg.transitions)
-    if agg.last_state is not None:
-        _varint(out, index[agg.last_state])
-    if flags & _TIME:
-        _varint(out, len(times))
-        for position, (state, us) in enumerate(times):
-            _varint(out, state)
-            if not (flags & _REST and position == len(times) - 1):
-                _varint(out, us)
+def _text(value: float | None) -> str | None:
+    decimal = None if value is None else _as_decimal(value)
+    return None if decimal is None else decimal[1]
 
 
-def _read_figures(reader: _Reader, states: list[str], period_us: int) -> Agg:
-    flags = reader.byte()
-    agg = Agg()
-    if flags & _ONE:
-        value, text = reader.number_and_text()
-        changed = 1 if flags & _CHANGED else 0
-        return Agg(1, value, value, value, 1, changed, {}, text)
-    if flags & _NUMBERS:
-        agg.count = reader.varint()
-        agg.min = reader.number()
-        agg.max = reader.number() if flags & _MAX else agg.min
-        agg.sum = reader.number() if flags & _SUM else agg.min * agg.count
-    agg.events = reader.varint()
-    agg.transitions = reader.varint()
-    if flags & _LAST:
-        agg.last_state = states[reader.varint()]
-    if flags & _TIME:
-        n, held = reader.varint(), 0
-        for position in range(n):
-            state = states[reader.varint()]
-            if flags & _REST and position == n - 1:
-                agg.time_in_state[state] = (period_us - held) / 1e6
-            else:
-                us = reader.varint()
-                held += us
-                agg.time_in_state[state] = us / 1e6
+# --- a period's figures ------------------------------------------------------------------
+
+
+def as_read(agg: Agg, period_us: int) -> Agg:
+    """The figures as they read back: an entity with numbers keeps no time in state,
+    time in state is whole µs, max is min and sum is min * count where they are equal."""
+    if _is_one(agg):
+        value = agg.min
+        return Agg(1, value, value, value, 1, 1 if agg.transitions else 0, {}, agg.last_state)
+    times: dict[str, float] = {}
+    if agg.count > 0 and agg.min is not None and agg.sum is not None:
+        high = agg.min if agg.max is None or agg.max == agg.min else agg.max
+        total = agg.sum if agg.sum != agg.min * agg.count else agg.min * agg.count
+        return Agg(agg.count, agg.min, high, total, agg.events, agg.transitions, times,
+                   agg.last_state)  # fmt: skip
+    held = [(state, round(seconds * 1e6)) for state, seconds in agg.time_in_state.items()]
+    filled = bool(held) and sum(us for _, us in held) == period_us
+    for position, (state, us) in enumerate(held):
+        if filled and position == len(held) - 1:
+            us = period_us - sum(u for _, u in held[:-1])  # noqa: PLW2901
+        times[state] = us / 1e6
+    return Agg(0, None, None, None, agg.events, agg.transitions, times, agg.last_state)
+
+
+def _same(a: Agg, b: Agg) -> bool:
+    """Every figure equal, floats by their exact text (-0.0 is not 0.0)."""
+    numbers = repr((a.min, a.max, a.sum)) == repr((b.min, b.max, b.sum))
+    times = [(s, repr(t)) for s, t in a.time_in_state.items()] == [
+        (s, repr(t)) for s, t in b.time_in_state.items()
+    ]
+    return numbers and times and (a.count, a.events, a.transitions, a.last_state) == (
+        b.count, b.events, b.transitions, b.last_state)  # fmt: skip
+
+
+def _one_event(before: str | None, state: str, at_us: int, period_us: int) -> Agg:
+    """One event into ``state`` at ``at_us`` of the period, which began in ``before``."""
+    agg = Agg(events=1, last_state=state)
+    if before is not None and before != state:
+        agg.transitions = 1
+        if at_us > 0:
+            agg.time_in_state[before] = at_us / 1e6
+    if before == state:
+        agg.time_in_state[state] = period_us / 1e6
+    elif at_us < period_us:
+        agg.time_in_state[state] = (period_us - at_us) / 1e6
     return agg
 
 
-def _states_of(aggs: Iterable[Agg]) -> dict[str, int]:
-    index: dict[str, int] = {}
-    for agg in aggs:
-        if agg.last_state is not None:
-            index.setdefault(agg.last_state, len(index))
-        if not agg.count:
-            for state in agg.time_in_state:
-                index.setdefault(state, len(index))
-    return index
+def _event_at(agg: Agg, before: str | None, period_us: int) -> int | None:
+    """When the one event of a period of states happened, if the period reads as
+    ``_one_event`` would give it."""
+    state = agg.last_state
+    if agg.events != 1 or agg.count or state is None or agg.min is not None:
+        return None
+    if before is not None and before != state and before in agg.time_in_state:
+        at_us = round(agg.time_in_state[before] * 1e6)
+    else:
+        at_us = period_us - round(agg.time_in_state.get(state, 0.0) * 1e6)
+    if not 0 <= at_us <= period_us:
+        return None
+    return at_us if _same(_one_event(before, state, at_us, period_us), agg) else None
 
 
-def _head(aggs: Iterable[Agg]) -> tuple[bytearray, dict[str, int]]:
-    index = _states_of(aggs)
-    out = bytearray()
-    _varint(out, len(index))
-    for state in index:
-        out += _state(state)
-    return out, index
+def _before_first(agg: Agg) -> str | None:
+    """The state the row's first period began in, as its figures tell it."""
+    if agg.count or agg.events != 1 or not agg.time_in_state:
+        return None
+    first = next(iter(agg.time_in_state))
+    return first if agg.transitions or first == agg.last_state else None
 
 
-def _read_head(reader: _Reader) -> list[str]:
-    return [reader.state() for _ in range(reader.varint())]
+class _States:
+    """The states a blob names, by their place in its head."""
+
+    __slots__ = ("index",)
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+
+    def add(self, state: str) -> int:
+        return self.index.setdefault(state, len(self.index))
+
+
+def _implied_sum(count: int, low: float, high: float) -> float:
+    """The sum a period's readings imply: all of them, when min is max; both, when
+    there are two (their float sum is the same in either order)."""
+    return low + high if count == 2 else low * count
+
+
+def _identical(a: float, b: float) -> bool:
+    return _DOUBLE.pack(a) == _DOUBLE.pack(b)
+
+
+def _readings(out: bytearray, agg: Agg, states: _States, scale: int) -> None:
+    assert agg.min is not None and agg.max is not None and agg.sum is not None
+    flags = 0
+    flags |= _R_MAX if agg.max != agg.min else 0
+    flags |= 0 if _identical(agg.sum, _implied_sum(agg.count, agg.min, agg.max)) else _R_SUM
+    flags |= _R_EVENTS if agg.events != agg.count else 0
+    flags |= _R_TRANSITIONS if agg.transitions != agg.events else 0
+    last = agg.last_state
+    if last is not None:
+        if last == _text(agg.max):
+            flags |= _R_LAST_MAX
+        elif last == _text(agg.min):
+            flags |= _R_LAST_MIN
+        else:
+            flags |= _R_LAST
+    out.append(flags)
+    _varint(out, agg.count)
+    _number(out, agg.min, scale)
+    if flags & _R_MAX:
+        _number(out, agg.max, scale)
+    if flags & _R_SUM:
+        _number(out, agg.sum, scale)
+    if flags & _R_EVENTS:
+        _varint(out, agg.events)
+    if flags & _R_TRANSITIONS:
+        _varint(out, agg.transitions)
+    if flags & _R_LAST:
+        assert last is not None
+        _varint(out, states.add(last))
+
+
+def _read_readings(reader: _Reader, states: list[str], scale: int) -> Agg:
+    flags = reader.byte()
+    count = reader.varint()
+    low = _read_number(reader, scale)
+    high = _read_number(reader, scale) if flags & _R_MAX else low
+    total = _read_number(reader, scale) if flags & _R_SUM else _implied_sum(count, low, high)
+    events = reader.varint() if flags & _R_EVENTS else count
+    transitions = reader.varint() if flags & _R_TRANSITIONS else events
+    last = None
+    if flags & _R_LAST:
+        last = states[reader.varint()]
+    elif flags & _R_LAST_MAX:
+        last = _text(high)
+    elif flags & _R_LAST_MIN:
+        last = _text(low)
+    return Agg(count, low, high, total, events, transitions, {}, last)
+
+
+# --- a row's blob ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Body:
+    """The periods of a row, encoded; the states they name; the state before the row,
+    when its first period needs it; whether each change leads to the row's other state."""
+
+    data: bytearray = field(default_factory=bytearray)
+    states: _States = field(default_factory=_States)
+    first_before: str | None = None
+    two: bool = True  # what the row allows, whether or not the new states were written
+
+
+def _body(tier: Tier, ordered: list[tuple[int, Agg]], scale: int, two: bool) -> _Body:
+    """``two``: a change's new state is not written (the row names two states, and a
+    change leads from one to the other)."""
+    out = _Body()
+    body, states = out.data, out.states
+    before = _before_first(ordered[0][1]) if ordered else None
+    for place, agg in ordered:
+        if _is_one(agg):
+            assert agg.min is not None
+            body.append((_ONE_CHANGED if agg.transitions else _ONE_SAME) << 5 | place)
+            _number(body, agg.min, scale)
+        elif agg.count and agg.min is not None and agg.sum is not None:
+            body.append(_READINGS << 5 | place)
+            _readings(body, agg, states, scale)
+        elif (at_us := _event_at(agg, before, tier.period_us)) is not None:
+            assert agg.last_state is not None
+            if not body:  # the first period: the reader needs the state before it
+                out.first_before = before
+                if before is not None:
+                    states.add(before)
+            if agg.last_state == before:
+                body.append(_HELD << 5 | place)
+            else:
+                body.append(_CHANGED_ONCE << 5 | place)
+                new_state = states.add(agg.last_state)
+                if not two:
+                    _varint(body, new_state)
+                body += at_us.to_bytes(_width(tier), "little")
+                # Both ends of each change must be named for the new state to follow.
+                out.two = out.two and before is not None and before in states.index
+        else:
+            body.append(_OTHER << 5 | place)
+            for state in (agg.last_state, *agg.time_in_state):
+                if state is not None:
+                    states.add(state)
+            _figures(body, agg, states.index, tier.period_us)
+        before = agg.last_state
+    out.two = out.two and len(states.index) == 2
+    return out
+
+
+def _width(tier: Tier) -> int:
+    """Bytes of a time into one of the tier's periods (µs): 4 for an hour, 5 for a day."""
+    return (tier.period_us.bit_length() + 7) // 8
 
 
 def pack(tier: Tier, periods: dict[int, Agg]) -> bytes:
-    """One row's figures, keyed by the period's place in the row (0 to per_row - 1).
-
-    The newest period comes first: the state it ended in is what the next row starts
-    from, and ``final_state`` reads no further.
-    """
-    ordered = sorted(periods.items(), reverse=True)
-    ones = [_is_one(agg) for _, agg in ordered]
-    out, index = _head(agg for (_, agg), one in zip(ordered, ones, strict=True) if not one)
-    _varint(out, len(ordered))
-    for (place, agg), one in zip(ordered, ones, strict=True):
-        out.append(place)
-        _figures(out, agg, index, tier.period_us, one=one)
-    return bytes(out)
+    """One row's figures, keyed by the period's place in the row (0 to per_row - 1)."""
+    ordered = [(place, as_read(agg, tier.period_us)) for place, agg in sorted(periods.items())]
+    readings = [v for _, a in ordered if a.count for v in (a.min, a.max) if v is not None]
+    scale = max(map(_scale, readings), default=0)
+    body = _body(tier, ordered, scale, two=False)
+    if body.two:
+        body = _body(tier, ordered, scale, two=True)
+    head = bytearray()
+    flags = scale | (_HAS_BEFORE if body.first_before is not None else 0)
+    _varint(head, len(body.states.index) << 5 | (_TWO if body.two else 0) | flags)
+    for state in body.states.index:
+        head += _state(state)
+    if body.first_before is not None:
+        _varint(head, body.states.add(body.first_before))
+    return bytes(head + body.data)
 
 
 def unpack(tier: Tier, blob: bytes) -> dict[int, Agg]:
     """A ``pack`` blob's figures by place, oldest first."""
     reader = _Reader(blob)
-    states = _read_head(reader)
-    newest_first = [
-        (reader.byte(), _read_figures(reader, states, tier.period_us))
-        for _ in range(reader.varint())
-    ]
-    return dict(reversed(newest_first))
+    head = reader.varint()
+    scale = head & 7
+    states = [_read_state(reader) for _ in range(head >> 5)]
+    before = states[reader.varint()] if head & _HAS_BEFORE else None
+    width = _width(tier)
+    periods: dict[int, Agg] = {}
+    while reader.at < len(blob):
+        byte = reader.byte()
+        kind, place = byte >> 5, byte & 31
+        if kind <= _ONE_CHANGED:
+            value = _read_number(reader, scale)
+            agg = Agg(1, value, value, value, 1, kind, {}, _text(value))
+        elif kind == _READINGS:
+            agg = _read_readings(reader, states, scale)
+        elif kind == _HELD:
+            assert before is not None
+            agg = _one_event(before, before, 0, tier.period_us)
+        elif kind == _CHANGED_ONCE:
+            if head & _TWO:
+                state = states[1] if before == states[0] else states[0]
+            else:
+                state = states[reader.varint()]
+            at_us = int.from_bytes(reader.take(width), "little")
+            agg = _one_event(before, state, at_us, tier.period_us)
+        else:
+            agg = _read_figures(reader, states, tier.period_us)
+        periods[place] = agg
+        before = agg.last_state
+    return periods
 
 
 def pack_hours(hours: dict[int, Agg]) -> bytes:
@@ -394,20 +469,22 @@ def unpack_hours(blob: bytes) -> dict[int, Agg]:
     return unpack(HOURLY, blob)
 
 
-def final_state(blob: bytes) -> str | None:
-    """The state the entity was in at the end of the last period of a ``pack`` blob."""
-    reader = _Reader(blob)
-    states = _read_head(reader)
-    if not reader.varint():
-        return None
-    reader.byte()
-    # The period's length plays no part in the state.
-    return _read_figures(reader, states, HOURLY.period_us).last_state
+def final_state(blob: bytes, tier: Tier = HOURLY) -> str | None:
+    """The state the entity was in at the end of the last period of a ``pack`` blob (a
+    period may take its state from the one before: the row is read through)."""
+    periods = unpack(tier, blob)
+    return periods[max(periods)].last_state if periods else None
 
 
 def first_place(blob: bytes) -> int:
     """The first (oldest) period's place in its row, in a ``pack`` blob."""
-    return min(unpack(HOURLY, blob))
+    reader = _Reader(blob)
+    head = reader.varint()
+    for _ in range(head >> 5):
+        _read_state(reader)
+    if head & _HAS_BEFORE:
+        reader.varint()
+    return reader.byte() & 31
 
 
 def first_hour(blob: bytes) -> int:
@@ -415,59 +492,12 @@ def first_hour(blob: bytes) -> int:
     return first_place(blob)
 
 
-# --- schema version 7's blobs ----------------------------------------------------------
-
-
-def pack_v7_hours(hours: dict[int, Agg]) -> bytes:
-    ordered = sorted(hours.items())
-    final = ordered[-1][1].last_state if ordered else None
-    out, index = _head([Agg(last_state=final), *(agg for _, agg in ordered)])
-    _varint(out, len(ordered) << 1 | (final is not None))
-    for hour, agg in ordered:
-        out.append(hour)
-        _figures(out, agg, index, None)
-    return bytes(out)
-
-
-def unpack_v7_hours(blob: bytes) -> dict[int, Agg]:
-    reader = _Reader(blob)
-    states = _read_head(reader)
-    hours = {}
-    for _ in range(reader.varint() >> 1):
-        hour = reader.byte()
-        hours[hour] = _read_figures(reader, states, HOURLY.period_us)
-    return hours
-
-
-def pack_v7_day(agg: Agg) -> bytes:
-    out, index = _head([agg])
-    _figures(out, agg, index, None)
-    return bytes(out)
-
-
-def unpack_v7_day(blob: bytes) -> Agg:
-    reader = _Reader(blob)
-    return _read_figures(reader, _read_head(reader), DAILY.period_us)
+def convert_v11(tier: Tier, blob: bytes) -> bytes:
+    """A row of schema version 11, in this version's form."""
+    return pack(tier, unpack_v11(tier.period_us, blob))
 
 
 # --- the tables ------------------------------------------------------------------------
-
-SCHEMA: Final = (
-    """CREATE TABLE rollups_hourly (
-        entity_ref INTEGER NOT NULL,      -- entities.id
-        day INTEGER NOT NULL,             -- epoch day
-        n INTEGER NOT NULL,               -- hours in the blob
-        hours BLOB NOT NULL,              -- pack(HOURLY, ...)
-        PRIMARY KEY (entity_ref, day)
-    ) WITHOUT ROWID""",
-    """CREATE TABLE rollups_daily (
-        entity_ref INTEGER NOT NULL,
-        month INTEGER NOT NULL,           -- epoch day // 32
-        n INTEGER NOT NULL,               -- days in the blob
-        days BLOB NOT NULL,               -- pack(DAILY, ...)
-        PRIMARY KEY (entity_ref, month)
-    ) WITHOUT ROWID""",
-)
 
 
 def read_row(conn: sqlite3.Connection, tier: Tier, ref: int, row: int) -> dict[int, Agg]:

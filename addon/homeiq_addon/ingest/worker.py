@@ -8,7 +8,7 @@ process on the other core; the writer only gives the values their ids and insert
 
 The protocol, all of it:
 - One child process, ``python -m homeiq_addon.ingest.worker_child`` (which imports only
-  what decoding needs: ~22 MB), started by the add-on on the first body of at least
+  what decoding needs: ~18 MB), started by the add-on on the first body of at least
   WORKER_MIN_BYTES; it is its only client.
 - Its first frame on stdout is empty: it is ready (its imports take a few hundred
   milliseconds). Until then big bodies stay on the writer, so no batch waits for the
@@ -21,9 +21,9 @@ The protocol, all of it:
   on it: the writer decodes it). Answers come in the order of the requests, so the add-on
   matches them first in, first out. (Pickles only pass between the add-on and the child
   it started.)
-- The worker leaves when no big body came for IDLE_S: its memory (~30 MB, a Python of
-  its own) is not kept for a burst that happens once a day, after an outage. The next
-  big body starts a new one, as the first did.
+- The worker leaves when no big body came for IDLE_S: its memory (~28 MB after big
+  bodies, a Python of its own) is not kept for a burst that happens once a day, after an
+  outage. The next big body starts a new one, as the first did.
 - One sender thread writes the requests with blocking writes (the GIL is released for
   the whole body, where the event loop would take a turn per pipe-full); the event loop
   reads the answers. Both pipes are widened to 1 MiB.

@@ -41,7 +41,8 @@ class _Worker:
             worker = DecodeWorker()
             try:
                 assert await worker.ready()
-                return await worker.decode(body)
+                answer = await worker.decode(body)
+                return None if answer is None else answer.load()
             finally:
                 await worker.close()
 

@@ -20,6 +20,22 @@ from .decode import DecodedBatch, decode_batch
 
 type Answer = DecodedBatch | HomeIQError | None
 
+
+class Pickled:
+    """An answer as the worker sent it, unpickled by the writer when the batch's turn
+    comes: a decoded batch waiting for it takes a sixth of the memory pickled (0.3 MB
+    for 2,000 events, against 1.6 MB of Python objects)."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def load(self) -> Answer:
+        answer: Answer = pickle.loads(self.payload)  # noqa: S301 (our own child's)
+        return answer
+
+
 _LOGGER = logging.getLogger(__name__)
 
 HEADER: Final = struct.Struct("<Q")  # each frame's length, before it

@@ -264,6 +264,9 @@ class Store:
                 self._run_alone(conn, jobs[0])
             else:
                 self._run_group(conn, [j for j in jobs if j is not None])
+            # The jobs hold their batches (bodies, decoded rows): not kept through the
+            # indexing below and the wait for the next jobs.
+            del jobs
             self._index_new_events(conn, idle=False)
             self._wal_written = True
         conn.close()

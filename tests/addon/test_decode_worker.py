@@ -9,12 +9,15 @@ import os
 from pathlib import Path
 import signal
 import sqlite3
+import subprocess
+import sys
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 
+import homeiq_addon
 from homeiq_addon.errors import InvalidBatch
 from homeiq_addon.ingest.outcomes import Accepted
 from homeiq_addon.ingest.service import Ingestor
@@ -38,7 +41,8 @@ class _Worker:
             worker = DecodeWorker()
             try:
                 assert await worker.ready()
-                return await worker.decode(body)
+                answer = await worker.decode(body)
+                return None if answer is None else answer.load()
             finally:
                 await worker.close()
 
@@ -231,3 +235,16 @@ async def test_the_idle_worker_leaves_and_the_next_burst_brings_it_back(tmp_path
                 assert _workers(pid) == set()
                 assert server.row_count() == stored
         assert "the decode worker process ended" not in server.log()  # no failure
+
+
+def test_the_worker_process_loads_no_more_than_decoding_needs() -> None:
+    """The worker's imports are its memory (a Python of its own, beside the service's):
+    no event loop, no HTTP, no SQLite, no OpenSSL (hashlib's ~3.5 MB)."""
+    found = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, homeiq_addon.ingest.worker_child; print(' '.join(sys.modules))"],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(homeiq_addon.__file__).parents[1])},
+    ).stdout.split()  # fmt: skip
+    assert {"asyncio", "aiohttp", "sqlite3", "hashlib", "_hashlib"}.isdisjoint(found)
+    assert "homeiq_addon.ingest.decode" in found  # what it is there for

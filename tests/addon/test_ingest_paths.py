@@ -15,7 +15,7 @@ from homeiq_addon.ingest.decode import DecodedBatch
 from homeiq_addon.ingest.outcomes import Accepted
 from homeiq_addon.ingest.service import Ingestor
 from homeiq_addon.ingest.worker import WORKER_MIN_BYTES, DecodeWorker
-from homeiq_addon.ingest.worker_child import Answer
+from homeiq_addon.ingest.worker_child import Pickled
 from homeiq_addon.store.db import Store
 from tests.addon.factory import batch, service_event, state_event
 
@@ -63,7 +63,7 @@ def _dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         conn.close()
 
 
-async def _decode_in_worker(bodies: list[bytes]) -> list[Answer]:
+async def _decode_in_worker(bodies: list[bytes]) -> list[Pickled | None]:
     """The real worker process's answers, as the ingest route gets them."""
     worker = DecodeWorker()
     try:
@@ -74,10 +74,10 @@ async def _decode_in_worker(bodies: list[bytes]) -> list[Answer]:
 
 
 def _ingest(path: Path, bodies: list[bytes], *, in_worker: bool) -> list[Any]:
-    answers: list[Answer] = [None] * len(bodies)
+    answers: list[Pickled | None] = [None] * len(bodies)
     if in_worker:
         answers = asyncio.run(_decode_in_worker(bodies))
-        assert all(isinstance(a, DecodedBatch) for a in answers), answers
+        assert all(a is not None and isinstance(a.load(), DecodedBatch) for a in answers)
     store = Store.open_sync(path)
     ingestor = Ingestor(store)
     try:

@@ -77,3 +77,16 @@ async def test_closed_store_refuses_work(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(StoreClosed, match="closed"):
         await store.write(lambda c: None)
+
+
+async def test_the_writer_keeps_a_small_page_cache_after_the_migrations(tmp_path: Path) -> None:
+    """The writer's page cache is most of the add-on's memory that grows under load;
+    migrations (sorting whole tables) had the default, the readers keep it."""
+    for _ in range(2):  # a new file, then an existing one
+        store = await Store.open(tmp_path)
+        try:
+            writer = await store.write(lambda c: c.execute("PRAGMA cache_size").fetchone()[0])
+            reader = await store.read(lambda c: c.execute("PRAGMA cache_size").fetchone()[0])
+        finally:
+            await store.close()
+        assert (writer, reader) == (-2000, -8000)  # KB

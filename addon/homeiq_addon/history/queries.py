@@ -13,7 +13,8 @@ from ..store import time_blocks
 from ..store.codec import decode_context
 from ..store.compact_events import NUMERIC_VALUE, PREV_STATE_SECONDS
 from ..store.deferred_index import entity_ids
-from ..store.ids import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS, entity_ref
+from ..store.ids import entity_ref
+from ..store.ref_keys import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS
 from ..times import us_to_iso
 
 STATE_TYPES_SQL: Final = (

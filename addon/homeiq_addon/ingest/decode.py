@@ -33,7 +33,7 @@ import orjson
 from ..contract import STATE_EVENT_TYPES, TIME_EXPECTED, Batch, Event, Source, parse_time_us
 from ..errors import HomeIQError, InvalidBatch, InvalidJson
 from ..store.codec import TO_BASE32_BYTES, ULID_RE, encode_context, ulid_near
-from ..store.ids import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS
+from ..store.ref_keys import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS
 from ..times import US_PER_MINUTE
 
 _DECODER: Final = msgspec.json.Decoder(Batch)

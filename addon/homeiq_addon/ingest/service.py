@@ -18,6 +18,7 @@ from ..store.db import Store
 from .decode import DecodedBatch, decode_batch
 from .outcomes import Accepted, record_reject
 from .rows import event_rows
+from .worker_child import Pickled
 
 
 class Ingestor:
@@ -30,7 +31,7 @@ class Ingestor:
         self,
         conn: sqlite3.Connection,
         body: bytes,
-        decoded: DecodedBatch | HomeIQError | None = None,
+        decoded: DecodedBatch | HomeIQError | Pickled | None = None,
         started: float | None = None,
     ) -> Accepted | HomeIQError:
         """Write one request body (decoded already, or refused, by the decode worker).
@@ -38,6 +39,8 @@ class Ingestor:
         A refusal is answered, not raised: the job commits the count of refused
         batches, and nothing of the batch itself was written.
         """
+        if isinstance(decoded, Pickled):
+            decoded = decoded.load()
         if decoded is None:
             try:
                 decoded = decode_batch(body)

@@ -8,7 +8,7 @@ process on the other core; the writer only gives the values their ids and insert
 
 The protocol, all of it:
 - One child process, ``python -m homeiq_addon.ingest.worker_child`` (which imports only
-  what decoding needs: ~22 MB), started by the add-on on the first body of at least
+  what decoding needs: ~18 MB), started by the add-on on the first body of at least
   WORKER_MIN_BYTES; it is its only client.
 - Its first frame on stdout is empty: it is ready (its imports take a few hundred
   milliseconds). Until then big bodies stay on the writer, so no batch waits for the
@@ -19,11 +19,12 @@ The protocol, all of it:
   ``decode.DecodedBatch`` (valid), an ``errors.HomeIQError`` (InvalidJson or
   InvalidBatch: refused, with the message the client gets), or None (the worker failed
   on it: the writer decodes it). Answers come in the order of the requests, so the add-on
-  matches them first in, first out. (Pickles only pass between the add-on and the child
-  it started.)
-- The worker leaves when no big body came for IDLE_S: its memory (~30 MB, a Python of
-  its own) is not kept for a burst that happens once a day, after an outage. The next
-  big body starts a new one, as the first did.
+  matches them first in, first out. The writer unpickles an answer when its batch's
+  turn comes (``worker_child.Pickled``). (Pickles only pass between the add-on and the
+  child it started.)
+- The worker leaves when no big body came for IDLE_S: its memory (~28 MB after big
+  bodies, a Python of its own) is not kept for a burst that happens once a day, after an
+  outage. The next big body starts a new one, as the first did.
 - One sender thread writes the requests with blocking writes (the GIL is released for
   the whole body, where the event loop would take a turn per pipe-full); the event loop
   reads the answers. Both pipes are widened to 1 MiB.
@@ -47,12 +48,11 @@ import contextlib
 import logging
 import os
 from pathlib import Path
-import pickle
 import sys
-from typing import Any, Final
+from typing import Final
 
 from . import worker_child
-from .worker_child import HEADER as _HEADER, Answer
+from .worker_child import HEADER as _HEADER, Pickled
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -83,14 +83,14 @@ class DecodeWorker:
         self._ready = asyncio.Event()  # its first, empty frame came
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="homeiq-worker-sender")
         self._starting: asyncio.Task[None] | None = None
-        self._waiting: deque[asyncio.Future[Answer]] = deque()
+        self._waiting: deque[asyncio.Future[Pickled | None]] = deque()
         self._reader: asyncio.Task[None] | None = None
         self._last_used = 0.0  # the event loop's time of the last big body
         self._idle_check: asyncio.TimerHandle | None = None
         self._leaving = False  # told to leave: its end is no failure
         self._closing = False
 
-    async def decode(self, body: bytes) -> Answer:
+    async def decode(self, body: bytes) -> Pickled | None:
         """The worker's answer for a big body; None means the writer decodes it itself."""
         if len(body) < WORKER_MIN_BYTES or self._closing:
             return None
@@ -104,7 +104,7 @@ class DecodeWorker:
         if not self._ready.is_set() or fd is None:  # still starting, or leaving
             return None
         parts = (_HEADER.pack(len(body)), body)
-        answer: asyncio.Future[Answer] = loop.create_future()
+        answer: asyncio.Future[Pickled | None] = loop.create_future()
         # Enqueued in the same order as sent (one sender thread, no await in between):
         # answers come back in this order.
         self._waiting.append(answer)
@@ -149,10 +149,9 @@ class DecodeWorker:
             while True:
                 header = await proc.stdout.readexactly(_HEADER.size)
                 payload = await proc.stdout.readexactly(_HEADER.unpack(header)[0])
-                result: Any = pickle.loads(payload)  # noqa: S301 (our own child's)
                 answer = self._waiting.popleft()
                 if not answer.done():  # the request may have been cancelled
-                    answer.set_result(result)
+                    answer.set_result(Pickled(payload))
         except (asyncio.IncompleteReadError, ConnectionError):
             if self._leaving:
                 _LOGGER.debug("decode worker %d left after %.0f s idle", proc.pid, self._idle_s)

@@ -21,6 +21,22 @@ from .decode import DecodedBatch, decode_batch
 
 type Answer = DecodedBatch | HomeIQError | None
 
+
+class Pickled:
+    """An answer as the worker sent it, unpickled by the writer when the batch's turn
+    comes: a decoded batch waiting for it takes a sixth of the memory pickled (0.3 MB
+    for 2,000 events, against 1.6 MB of Python objects)."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+    def load(self) -> Answer:
+        answer: Answer = pickle.loads(self.payload)  # noqa: S301 (our own child's)
+        return answer
+
+
 _LOGGER = logging.getLogger(__name__)
 
 HEADER: Final = struct.Struct("<Q")  # each frame's length, before it
@@ -45,22 +61,35 @@ def main() -> None:
     gc.disable()
     sink.write(HEADER.pack(0))  # ready
     sink.flush()
-    while (body := _read_frame(source)) is not None:
-        result: Answer
-        try:
-            result = decode_batch(body)
-        except HomeIQError as err:
-            result = err
-        except Exception:
-            _LOGGER.exception("decoding a batch failed; the add-on decodes it itself")
-            result = None
-        answer = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
-        sink.write(HEADER.pack(len(answer)))
-        sink.write(answer)
-        sink.flush()
-        if not isinstance(result, DecodedBatch):
-            del result
-            gc.collect()
+    while (decoded := _answer_next(source, sink)) is not None:
+        if not decoded:
+            gc.collect()  # the failure is answered and its objects let go
+
+
+def _answer_next(source: BinaryIO, sink: BinaryIO) -> bool | None:
+    """Answer the next request: True if it decoded, False if it failed; None at the end
+    of the input.
+
+    A function of its own so that a batch's body, its decoded form and its pickle are
+    freed before the next body is read: a loop's variables would keep them (1.9 MB at
+    2,000 events) while the next batch is decoded, the worker's busiest moment.
+    """
+    body = _read_frame(source)
+    if body is None:
+        return None
+    result: Answer
+    try:
+        result = decode_batch(body)
+    except HomeIQError as err:
+        result = err
+    except Exception:
+        _LOGGER.exception("decoding a batch failed; the add-on decodes it itself")
+        result = None
+    answer = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    sink.write(HEADER.pack(len(answer)))
+    sink.write(answer)
+    sink.flush()
+    return isinstance(result, DecodedBatch)
 
 
 def _read_frame(source: BinaryIO) -> bytes | None:

@@ -57,6 +57,7 @@ DB_NAME: Final = "homeiq.db"
 # A merged transaction stops taking more jobs past this many (keeps latency bounded).
 _MAX_JOBS_PER_TX: Final = 64
 _READERS: Final = 3
+WRITER_CACHE_MB: Final = 2
 # The WAL keeps the size it grew to (a catch-up after an outage leaves tens of MB beside
 # a small database). Once the writer has been idle this long after writing, and the WAL
 # is bigger than WAL_TRUNCATE_BYTES, it copies the WAL back and truncates it to zero.
@@ -115,10 +116,6 @@ class Store:
         self.hour_sums = HourSums()  # the writer notes its index runs and restores there
         # Long jobs that hold row ids across steps check this to notice a restore.
         self.replacements = 0
-        # 8 MB of page cache per connection, the writer's too: indexing inserts into the
-        # entity index at about one leaf per entity (~1,500 of 4 KiB), and the pages it
-        # misses come from the OS's cache. 32 MB for the writer cost 16 MB of RSS under
-        # load and saved no CPU per event (measured alternately, 3 rounds of 200,000).
         self._writer = connect(path)
         # Must precede the first table of a new file; lets retention hand space back
         # with PRAGMA incremental_vacuum (a no-op on an existing file).
@@ -129,6 +126,13 @@ class Store:
         self._writer.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
         self._wal_written = True  # look at the WAL once the writer is first idle
         self.schema_version = migrate(self._writer)
+        # Migrations rewrite and sort whole tables (SQLite's sorts take the page cache's
+        # size as their memory): they had the default. From here on the writer mostly
+        # appends (events, then each entity's postings in bulk), and the pages it misses
+        # come from the OS's cache: 2 MB of page cache used as much CPU per event as 8 when
+        # ingesting 200,000 events into a store of a million (4 alternating rounds; 32 had
+        # saved none over 8 either), and 8 cost 7 MB more RSS under load.
+        self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_MB * 1000}")
         self.counts.last_hour.load(self._writer)
         # When the newest events must be indexed at the latest (deferred_index.py).
         self._index_due: float | None = None
@@ -260,6 +264,9 @@ class Store:
                 self._run_alone(conn, jobs[0])
             else:
                 self._run_group(conn, [j for j in jobs if j is not None])
+            # The jobs hold their batches (bodies, decoded rows): not kept through the
+            # indexing below and the wait for the next jobs.
+            del jobs
             self._index_new_events(conn, idle=False)
             self._wal_written = True
         conn.close()

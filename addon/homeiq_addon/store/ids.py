@@ -19,22 +19,8 @@ from typing import Any, Final
 
 import orjson
 
-REGISTRY_KEYS: Final = (
-    "area_id",
-    "area",
-    "floor",
-    "device_id",
-    "device_name",
-    "device_manufacturer",
-    "device_model",
-    "labels",
-    "device_class",
-    "state_class",
-    "unit",
-    "friendly_name",
-)
-CAUSE_KEYS: Final = ("cause", "cause_name", "cause_id")
-SNAP_KEYS: Final = ("outdoor_temperature", "weather_condition", "sun_elevation", "people_home")
+from .ref_keys import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS
+
 # Number-like states (sensor readings, timestamps) rarely repeat: stored as text, not interned.
 NUMBERISH: Final = re.compile(r"[-+.0-9]").match
 # A cache is dropped wholesale past its size: cheap, and keeps the RSS bounded when

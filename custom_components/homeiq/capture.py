@@ -33,11 +33,11 @@ from .enrich import EntityInfo
 
 # What the listener keeps of an event: plain values, never HA's objects. Holding the
 # Event would hold the reference cycle HA ties it to its Context; holding its data would
-# hold two State objects, each with dicts of its own. Kept until the encoder takes them,
-# those reached the garbage collector's oldest generation and made it run full
-# collections about twice as often as HA alone does (the collector cost more than the
-# serialization). A tuple of strings, floats and datetimes is not tracked by the
-# collector at all, and takes a third of the memory.
+# hold two State objects, each with dicts of its own. Kept until the encoder took them,
+# those reached the garbage collector's oldest generation: it ran 5 full collections
+# where HA alone ran 3 over 150,000 state changes, each walking all of HA's objects. A
+# tuple of strings, floats and datetimes is not tracked by the collector once it has
+# looked at it.
 #
 # A state event (state_changed, state_reported):
 #   0 event type, 1 entity id, 2 time fired (datetime), 3 origin ("LOCAL", "REMOTE"),
@@ -230,7 +230,7 @@ class Capture:
             self._remember_cause(event)
         capture_filter = self.filter
         if capture_filter.accepts_all or capture_filter.accept(event):
-            # The state_changed case of _append, inlined: this runs for every event HA fires.
+            # A state change is kept here, inline: this runs for every event HA fires.
             if event_type == EVENT_STATE_CHANGED:
                 data = event.data
                 entity_id: str = data["entity_id"]
@@ -277,7 +277,8 @@ class Capture:
 
     @callback
     def _append(self, event: Event[Any]) -> None:
-        """Keep an event's values (Captured): any event but a state change."""
+        """Keep an event's values (Captured): a state report, or an event of any type
+        but a state change."""
         event_type = event.event_type
         context = event.context
         origin = "LOCAL" if event.origin is _LOCAL else event.origin.value

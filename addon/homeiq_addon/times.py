@@ -8,6 +8,7 @@ Imports nothing of the add-on, so the store can use it too.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+import functools
 import time
 from typing import Final
 
@@ -32,10 +33,21 @@ def us_to_iso(us: int) -> str:
     Times beyond what a datetime holds (a database of an older version took any year,
     and an offset pushes year 1 or 9999 past the ends) come out as the first or last
     microsecond of the datetime range, so a reader never fails on a stored time.
+
+    Every event an answer shows has one or two of these: the date and hour come from a
+    small cache (an answer's events share a few hours), the rest is arithmetic, half
+    the time of building a datetime for each.
     """
-    return (_EPOCH + timedelta(microseconds=min(max(us, _LOWEST_US), _HIGHEST_US))).isoformat(
-        timespec="microseconds"
-    )
+    hour, rest = divmod(min(max(us, _LOWEST_US), _HIGHEST_US), US_PER_HOUR)
+    minute, rest = divmod(rest, US_PER_MINUTE)
+    second, micro = divmod(rest, US_PER_SECOND)
+    return f"{_hour_prefix(hour)}{minute:02d}:{second:02d}.{micro:06d}+00:00"
+
+
+@functools.lru_cache(maxsize=1024)
+def _hour_prefix(hour: int) -> str:
+    """'2026-11-22T10:' for the hour that many hours after 1970 began."""
+    return (_EPOCH + timedelta(hours=hour)).isoformat()[:14]
 
 
 def next_daily(at: str, now: datetime) -> datetime | None:

@@ -200,7 +200,11 @@ async def _run(store: Store, policies: PolicySet, *, now_us: int, dry_run: bool)
     await _purge_rollups(store, policies, report, "hourly")
     await _purge_rollups(store, policies, report, "daily")
     if not dry_run:
-        await store.write(source.forget_purged)
+        after: int | None = -1
+        while after is not None:  # in steps: ingest goes on between them
+            after = await store.write(
+                partial(source.forget_purged, after=after, budget_s=STEP_BUDGET_S)
+            )
         report.attribute_sets_removed = await orphans.remove_orphan_attributes(store)
         # The stats' bookkeeping of the same days goes too (as the store's own pruning
         # would within minutes), so that the space handed back below includes it. Never

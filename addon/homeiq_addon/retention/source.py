@@ -103,9 +103,13 @@ def delete_events(conn: sqlite3.Connection, ids: list[int]) -> int:
     ).rowcount
 
 
-def forget_purged(conn: sqlite3.Connection) -> None:
-    """After a purge: the store's postings forget the ids of the events purged."""
-    entity_postings.forget_older(conn)
+def forget_purged(
+    conn: sqlite3.Connection, after: int = -1, budget_s: float | None = None
+) -> int | None:
+    """After a purge: the store's postings forget the ids of the events purged, for the
+    entities after ``after`` until ``budget_s`` is spent; the last entity done, or None
+    when all are (entity_postings.forget_older)."""
+    return entity_postings.forget_older(conn, after, budget_s)
 
 
 def raw_tier(conn: sqlite3.Connection) -> tuple[int, int | None, int | None]:

@@ -16,7 +16,7 @@ from homeassistant.util.ulid import ulid_now
 import orjson
 
 from .capture import Captured
-from .wire import UnknownEntityError, WireContext, encode
+from .wire import WireContext, encode
 
 # Records built per orjson.dumps call.
 RECORDS_PER_DUMP = 100
@@ -42,20 +42,26 @@ class Encoded(NamedTuple):
 
 
 def encode_chunks(events: Sequence[Captured], chunks: list[Chunk], ctx: WireContext) -> Encoded:
-    """Serialize the chunks (in the encoder thread; reads only `events` and `ctx`)."""
-    parts = []
+    """Serialize the chunks (in the encoder thread; reads only `events` and `ctx`).
+
+    A chunk with an entity that has no registry facts yet is not begun: serializing
+    moves the per-entity caches along (an event without attributes takes the entity's
+    last ones), so a chunk stopped half way and done again after the loop's lookup
+    would give its first events attributes of later ones.
+    """
+    parts: list[bytes] = []
+    infos = ctx.infos
     for start, stop in chunks:
-        try:
-            parts.append(encode(events[start:stop], ctx))
-        except UnknownEntityError as err:
+        chunk = events[start:stop]
+        if any((entity_id := c[1]) is not None and entity_id not in infos for c in chunk):
             # One trip back to the loop for all of them (after a registry change, all are).
-            infos = ctx.infos
-            unknown = err.entity_ids | {
+            unknown = {
                 entity_id
                 for captured in events[start : chunks[-1][1]]
                 if (entity_id := captured[1]) is not None and entity_id not in infos
             }
             return Encoded(parts, unknown)
+        parts.append(encode(chunk, ctx))
     return Encoded(parts, set())
 
 

@@ -74,6 +74,10 @@ class Pipeline:
         # Each entity's attributes as the encoder last saw them (wire.WireContext): never
         # replaced, the capture sends an entity's attributes only when they change.
         self._wire_attributes: dict[str, Mapping[str, Any]] = {}
+        # A copy of it while the encoder thread works on a trip: a flush cancelled then
+        # drops the trip's result, but the thread has moved the map past the events that
+        # are serialized again (by the next flush, from this copy).
+        self._wire_attributes_before: dict[str, Mapping[str, Any]] | None = None
         self.spool = Spool(hass, entry.entry_id)
         self.shipper = Shipper(hass, entry, client, self.spool)
         self.writer = SpoolWriter(hass, self.spool)
@@ -359,8 +363,15 @@ class Pipeline:
         Its own function so that no local keeps the captured events alive over the disk
         write.
         Cancelled while the thread works, it leaves the events taken: the next flush
-        serializes them again (the thread's result is dropped; it changed nothing else).
+        serializes them again (the thread's result is dropped, and the per-entity caches
+        it moved along are set back to where that trip began).
         """
+        if self._wire_attributes_before is not None:  # a trip's result was dropped
+            self._wire_attributes, self._wire_attributes_before = (
+                self._wire_attributes_before,
+                None,
+            )
+            self._wire_entities = {}  # built from attributes of events after these
         if self._serialized < len(self._taken):
             self._taken += self.capture.take()  # behind what a cancelled flush left
         else:
@@ -379,9 +390,11 @@ class Pipeline:
             if self._encoder is None:  # stopped: a late flush
                 encoded = encode_chunks(events, chunks, ctx)
             else:
+                self._wire_attributes_before = dict(self._wire_attributes)
                 encoded = await self.hass.loop.run_in_executor(
                     self._encoder, encode_chunks, events, chunks, ctx
                 )
+                self._wire_attributes_before = None
             # No await from here on: each chunk is either in the builder or still taken.
             done = chunks[: len(encoded.parts)]
             self._sealed += self.builder.add(done, encoded.parts, batch_size)

@@ -79,23 +79,16 @@ class EntityWire:
     caused: orjson.Fragment  # with the default cause: the device or the integration
 
 
-class UnknownEntityError(Exception):
-    """Registry facts are needed for entities not in `WireContext.infos` (the registries are
-    the event loop's to read: it looks them up, then the encoding carries on)."""
-
-    def __init__(self, entity_ids: set[str]) -> None:
-        """`entity_ids`: every entity the rest of the chunk needs."""
-        super().__init__(f"{len(entity_ids)} entities without registry facts")
-        self.entity_ids = entity_ids
-
-
 @dataclass(frozen=True, slots=True)
 class WireContext:
     """What one encoding reads, in the encoder thread: plain data the loop prepared, and
     caches it replaces (never clears) when they go stale, so the thread reads a
     consistent set."""
 
-    infos: Mapping[str, EntityInfo]  # registry facts per entity (the enricher's cache)
+    # Registry facts per entity (the enricher's cache). The registries are the event
+    # loop's to read: a chunk with an entity missing here is sent back for the loop to
+    # look it up first (batch.encode_chunks), so every entity encoded has its facts.
+    infos: Mapping[str, EntityInfo]
     entities: dict[str, EntityWire]  # written only by the encoding
     # Each entity's attributes as of the last event encoded (the capture sends them only
     # when they change): written only by the encoding, and never replaced, since the
@@ -121,9 +114,7 @@ def _default_cause(info: EntityInfo) -> bytes:
 
 def _entity_wire(entity_id: str, attrs: Mapping[str, Any] | None, ctx: WireContext) -> EntityWire:
     """Serialize an entity's keys (for a removed entity, `attrs` is None)."""
-    info = ctx.infos.get(entity_id)
-    if info is None:
-        raise UnknownEntityError({entity_id})
+    info = ctx.infos[entity_id]
     fields = dict(info.fields)
     if attrs is not None:
         if ctx.keep_attributes:

@@ -248,6 +248,28 @@ async def test_each_event_carries_the_attributes_its_state_had(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def test_a_new_entity_after_an_attribute_change_keeps_each_events_attributes(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """A serialization that meets an entity without registry facts goes back to the loop
+    for them and does that part again: what it read on the way (an attribute change of
+    another entity) must not leak into the events before it."""
+    entry = await make_entry(addon_server.url, addon_server.token)
+    pipeline = entry.runtime_data.pipeline
+    hass.states.async_set("sensor.plug_power", "1", {"voltage": 230})
+    await pipeline.async_flush()
+    hass.states.async_set("sensor.plug_power", "2", {"voltage": 230})  # unchanged
+    hass.states.async_set("sensor.plug_power", "3", {"voltage": 240})
+    hass.states.async_set("sensor.brand_new", "on", {"x": 1})  # no registry facts yet
+    records = await stored(entry, entity_id="sensor.plug_power")
+    assert [(r["state"], r["attributes"]) for r in records] == [
+        ("1", {"voltage": 230}),
+        ("2", {"voltage": 230}),
+        ("3", {"voltage": 240}),
+    ]
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
 async def test_captured_state_changes_hold_nothing_the_garbage_collector_tracks(
     hass: HomeAssistant, addon_server: Any, make_entry: Any
 ) -> None:

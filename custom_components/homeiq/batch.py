@@ -50,19 +50,22 @@ def encode_chunks(events: Sequence[Captured], chunks: list[Chunk], ctx: WireCont
     would give its first events attributes of later ones.
     """
     parts: list[bytes] = []
-    infos = ctx.infos
     for start, stop in chunks:
         chunk = events[start:stop]
-        if any((entity_id := c[1]) is not None and entity_id not in infos for c in chunk):
+        if _without_facts(chunk, ctx.infos):
             # One trip back to the loop for all of them (after a registry change, all are).
-            unknown = {
-                entity_id
-                for captured in events[start : chunks[-1][1]]
-                if (entity_id := captured[1]) is not None and entity_id not in infos
-            }
-            return Encoded(parts, unknown)
+            return Encoded(parts, _without_facts(events[start : chunks[-1][1]], ctx.infos))
         parts.append(encode(chunk, ctx))
     return Encoded(parts, set())
+
+
+def _without_facts(events: Sequence[Captured], infos: Mapping[str, object]) -> set[str]:
+    """The entities of these events that have no registry facts in `infos`."""
+    return {
+        entity_id
+        for captured in events
+        if (entity_id := captured[1]) is not None and entity_id not in infos
+    }
 
 
 class BatchBuilder:

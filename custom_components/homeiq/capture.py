@@ -241,6 +241,7 @@ class Capture:
                 if new is None:
                     self.buffer.append(self._removed(event, entity_id, old))
                 else:
+                    # _new_attributes, inlined
                     attributes: Mapping[str, Any] | None = new.attributes
                     seen = self._attributes
                     if seen.get(entity_id) is attributes:
@@ -288,11 +289,6 @@ class Capture:
             entity_id: str = data["entity_id"]
             new: State = data["new_state"]
             fired = event.time_fired_timestamp
-            attributes: Mapping[str, Any] | None = new.attributes
-            if self._attributes.get(entity_id) is attributes:
-                attributes = None
-            else:
-                self._attributes[entity_id] = new.attributes
             captured = (
                 _STATE_REPORTED,
                 entity_id,
@@ -307,7 +303,7 @@ class Capture:
                 None,
                 new.last_changed,
                 None,
-                attributes,
+                self._new_attributes(entity_id, new),
                 # The state object carries the report's time on every supported release
                 # (the event data too, from 2025.8).
                 new.last_reported,
@@ -326,6 +322,14 @@ class Capture:
         self.buffer.append(captured)
         if len(self.buffer) == self._full_at:
             self._on_full()
+
+    def _new_attributes(self, entity_id: str, new: State) -> Mapping[str, Any] | None:
+        """The state's attributes if they are another object than the entity's last
+        captured state had (Captured's 11), else None."""
+        if self._attributes.get(entity_id) is new.attributes:
+            return None
+        self._attributes[entity_id] = new.attributes
+        return new.attributes
 
     def _removed(self, event: Event[Any], entity_id: str, old: State | None) -> StateCaptured:
         """The values of a state change that removed its entity (rare)."""

@@ -259,8 +259,9 @@ def _other_record(captured: Captured, ctx: WireContext) -> dict[str, Any]:
         record["state"] = None
         if (old_state := cast("StateCaptured", captured)[8]) is not None:
             record["old_state"] = old_state
-        wire = _entity_wire(entity_id, None, ctx)
-        record["entity_id"] = wire.caused if cause is None else wire.plain
     if ctx.snapshot:
         record.update(ctx.snapshot)
+    if entity_id is not None:  # last key: its fragment carries the entity's other keys
+        wire = _entity_wire(entity_id, None, ctx)
+        record["entity_id"] = wire.caused if cause is None else wire.plain
     return record

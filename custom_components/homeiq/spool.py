@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 import shutil
 import time
@@ -29,6 +30,8 @@ SUFFIX = ".json"
 # costs a read but keeps megabytes out of HA's RSS under load.
 MEMORY_BUDGET = 1024 * 1024
 DROPPED_STORAGE_VERSION = 1
+# Parts per writev call (the kernel's limit, 1024 on Linux).
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 # Drops come in bursts (one per spool write while the cap is hit): one file write per burst.
 DROPPED_SAVE_DELAY = 1.0
 
@@ -113,11 +116,8 @@ class Spool:
             path = self.directory / f"{seq:012d}_{events}_{batch_id}{SUFFIX}"
             tmp = path.with_suffix(".tmp")
             try:
-                with tmp.open("wb") as file:
-                    if body is None:
-                        file.writelines(parts)
-                    else:
-                        file.write(body)
+                with tmp.open("wb", buffering=0) as file:
+                    _write_all(file.fileno(), parts if body is None else [body])
                 tmp.replace(path)
             except OSError as err:  # a full or read-only disk: the batch cannot be kept
                 LOGGER.error("HomeIQ spool write failed: %s", err)
@@ -294,6 +294,21 @@ class Spool:
 
     def _saved_dropped(self) -> _SavedDropped:
         return {"dropped": self.dropped_total}
+
+
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """Every part, in order, in as few system calls as the kernel allows: one `writev`
+    for a whole batch. Each call lets go of the GIL and must take it back, behind a busy
+    event loop a switch interval (5 ms) later: part by part, a batch of fifty parts took
+    a quarter second, and batches waiting for the disk held megabytes of HA's memory."""
+    views = [memoryview(part) for part in parts if part]
+    while views:
+        written = os.writev(fd, views[:_IOV_MAX])
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            del views[0]
+        if written:
+            views[0] = views[0][written:]
 
 
 def _read(path: Path) -> bytes | None:

@@ -97,6 +97,9 @@ class HomeIQClient:
         self._session = session
         self.url = url.rstrip("/")
         self._token = token
+        # What the add-on said it reads beyond the first form (contract Health.features),
+        # as of its last health answer: none until one came.
+        self.addon_features: frozenset[str] = frozenset()
 
     def uses_token(self, token: str) -> bool:
         """Whether requests carry `token`; the token itself stays private to the client."""
@@ -183,7 +186,7 @@ class HomeIQClient:
         path = "/api/v1/health"
         payload = await self._fetch("GET", path, None, None, 10)
         try:
-            return self._decode(Health, path, payload)
+            health = self._decode(Health, path, payload)
         except HomeIQContractError:
             # Another API version may answer differently: say so, rather than what broke.
             try:
@@ -193,6 +196,8 @@ class HomeIQClient:
             if versions.api_version != API_VERSION:
                 raise HomeIQIncompatibleError(versions.version, versions.api_version) from None
             raise
+        self.addon_features = frozenset(health.features)
+        return health
 
     async def async_ping(self) -> None:
         """Ask the unauthenticated minimal health (cheap: no store figures are gathered)."""

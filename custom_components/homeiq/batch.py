@@ -16,12 +16,14 @@ from homeassistant.util.ulid import ulid_now
 import orjson
 
 from .capture import Captured
-from .wire import WireContext, encode
+from .wire import EntityTable, WireContext, encode
 
 # Records built per orjson.dumps call.
 RECORDS_PER_DUMP = 100
 
-type Chunk = tuple[int, int]  # start, stop: events[start:stop] go into one batch
+# start, stop: events[start:stop] go into one batch; with the table of that batch's
+# entities when the add-on reads them (wire.py).
+type Chunk = tuple[int, int, EntityTable | None]
 
 
 class Ready(NamedTuple):
@@ -50,12 +52,12 @@ def encode_chunks(events: Sequence[Captured], chunks: list[Chunk], ctx: WireCont
     would give its first events attributes of later ones.
     """
     parts: list[bytes] = []
-    for start, stop in chunks:
+    for start, stop, table in chunks:
         chunk = events[start:stop]
         if _without_facts(chunk, ctx.infos):
             # One trip back to the loop for all of them (after a registry change, all are).
             return Encoded(parts, _without_facts(events[start : chunks[-1][1]], ctx.infos))
-        parts.append(encode(chunk, ctx))
+        parts.append(encode(chunk, ctx, table))
     return Encoded(parts, set())
 
 
@@ -76,16 +78,21 @@ class BatchBuilder:
         self.source = source
         self.count = 0
         self._parts: list[bytes] = []
+        self._table: EntityTable | None = None  # the open batch's entities, if any
 
-    def plan(self, start: int, stop: int, batch_size: int) -> list[Chunk]:
-        """Cut events start..stop into chunks that each fall within one batch."""
+    def plan(self, start: int, stop: int, batch_size: int, tables: bool) -> list[Chunk]:
+        """Cut events start..stop into chunks that each fall within one batch; with
+        `tables`, each batch's events refer to its entities (wire.EntityTable)."""
         chunks = []
         count = self.count
+        table = self._table
         while start < stop:
             if count >= batch_size:  # batch_size may have shrunk (options apply live)
-                count = 0
+                count, table = 0, None
+            if tables and table is None:
+                table = EntityTable()
             take = min(batch_size - count, stop - start, RECORDS_PER_DUMP)
-            chunks.append((start, start + take))
+            chunks.append((start, start + take, table if tables else None))
             start += take
             count += take
         return chunks
@@ -94,12 +101,14 @@ class BatchBuilder:
         """Add serialized chunks planned with the same `batch_size`; return every batch
         that filled up."""
         ready = []
-        for (start, stop), part in zip(chunks, parts, strict=False):
+        for (start, stop, table), part in zip(chunks, parts, strict=False):
             if self.count >= batch_size:
                 ready.append(self.seal())
             if self._parts:
                 self._parts.append(b",")
             self._parts.append(part)
+            if table is not None:
+                self._table = table
             self.count += stop - start
             if self.count >= batch_size:
                 ready.append(self.seal())
@@ -110,8 +119,12 @@ class BatchBuilder:
         batch_id = ulid_now()
         head = orjson.dumps({"batch_id": batch_id, "source": self.source})
         self._parts.insert(0, head[:-1] + b',"events":[')
+        if self._table is not None and self._table.facts:
+            self._parts.append(b'],"entities":[')
+            self._parts.append(b",".join(self._table.facts))
         self._parts.append(b"]}")
         ready = Ready(batch_id, self.count, self._parts)
         self._parts = []
+        self._table = None
         self.count = 0
         return ready

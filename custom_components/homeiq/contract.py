@@ -120,6 +120,9 @@ type BatchId = Annotated[
     str,
     Meta(pattern=BATCH_ID_PATTERN, description="expected 1 to 64 characters from A-Z a-z 0-9 _ -"),
 ]
+type EntityIndex = Annotated[
+    int, Meta(ge=0, lt=MAX_EVENTS, description="expected index into the batch's entities")
+]
 type Version = Annotated[
     str, Meta(min_length=1, max_length=32, description="expected string of 1 to 32 characters")
 ]
@@ -130,7 +133,11 @@ type Version = Annotated[
 class Event(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """One Home Assistant event with what the integration knows about it.
 
-    Absent and null are the same. A state event (``STATE_EVENT_TYPES``) names its entity.
+    Absent and null are the same. A state event (``STATE_EVENT_TYPES``) names its entity:
+    with ``entity_id`` and the entity's fields, or with ``entity``, the index of an
+    ``EntityFacts`` in its batch's ``entities``, whose fields it then has (an event that
+    refers to an entity carries none of ``ENTITY_FIELDS`` itself; its own cause, if it
+    names one, replaces the entity's).
     """
 
     # What Home Assistant fired.
@@ -173,6 +180,40 @@ class Event(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     weather_condition: Text | None = None
     sun_elevation: Number | None = None
     people_home: PeopleHome | None = None
+    # Or the entity and its facts by reference (see above).
+    entity: EntityIndex | None = None
+
+
+class EntityFacts(Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
+    """One entity as the events that refer to it (``Event.entity``) have it: what its
+    state's attributes and the registries say, and the cause of its events that name
+    none. Sent once per batch rather than with every event, it is most of an event's
+    bytes."""
+
+    entity_id: EntityId
+    domain: Text | None = None
+    attributes: JsonObject | None = None
+    area_id: Text | None = None
+    area: Text | None = None
+    floor: Text | None = None
+    device_id: Text | None = None
+    device_name: Text | None = None
+    device_manufacturer: Text | None = None
+    device_model: Text | None = None
+    labels: Labels | None = None
+    device_class: Text | None = None
+    state_class: Text | None = None
+    unit: Text | None = None
+    friendly_name: Text | None = None
+    cause: Cause | None = None
+    cause_name: Text | None = None
+    cause_id: Text | None = None
+
+
+# The fields an event referring to an entity takes from it and may not carry itself.
+ENTITY_FIELDS: Final = tuple(
+    name for name in EntityFacts.__struct_fields__ if not name.startswith("cause")
+)
 
 
 class Source(Struct, forbid_unknown_fields=True, gc=False):
@@ -196,6 +237,12 @@ class Batch(Struct, forbid_unknown_fields=True):
             description=f"expected 1 to {MAX_EVENTS} events",
         ),
     ]
+    # The entities its events refer to (Event.entity). An add-on that reads them says so
+    # in its health answer (FEATURE_BATCH_ENTITIES in Health.features).
+    entities: Annotated[
+        list[EntityFacts],
+        Meta(max_length=MAX_EVENTS, description=f"expected at most {MAX_EVENTS} entities"),
+    ] = []
 
 
 class Ack(Struct):
@@ -264,7 +311,12 @@ class Health(Struct):
     last_ingest: str | None
     # Absent from add-ons before the mirror: an integration reads them as none.
     mirror: list[MirrorTarget] = []
+    # What this add-on reads beyond API version 1's first form (absent before: none).
+    features: list[str] = []
 
+
+# Health.features: batches may send each entity once (Batch.entities, Event.entity).
+FEATURE_BATCH_ENTITIES: Final = "batch_entities"
 
 type StatsPeriod = Literal["15m", "1h", "24h", "7d"]
 STATS_PERIODS: Final = ("15m", "1h", "24h", "7d")

@@ -42,6 +42,7 @@ from .const import (
     LOGGER,
     SHUTDOWN_FLUSH_TIMEOUT,
 )
+from .contract import FEATURE_BATCH_ENTITIES
 from .enrich import Enricher, snapshot
 from .models import PipelineCounters
 from .shipper import Shipper
@@ -67,6 +68,7 @@ class Pipeline:
         """Wire the parts; nothing listens until `async_start`."""
         self.hass = hass
         self.entry = entry
+        self._client = client
         self.enricher = Enricher(hass)
         self.capture = Capture(hass, self.enricher.entity_info, self._on_full, CONVERT_CHUNK)
         # Serialized entity keys (wire.py); replaced whenever registries or options change.
@@ -385,7 +387,12 @@ class Pipeline:
         )
         batch_size = self.batch_size
         while self._serialized < total:
-            chunks = self.builder.plan(self._serialized, total, batch_size)
+            chunks = self.builder.plan(
+                self._serialized,
+                total,
+                batch_size,
+                tables=FEATURE_BATCH_ENTITIES in self._client.addon_features,
+            )
             ctx = self._wire_context()  # after each trip: the caches may have been replaced
             if self._encoder is None:  # stopped: a late flush
                 encoded = encode_chunks(events, chunks, ctx)

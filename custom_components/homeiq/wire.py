@@ -2,11 +2,16 @@
 
 What a state change says about its entity (entity id, domain, registry facts, kept
 attributes, device class, unit, friendly name) only changes when the registries, the
-options or the state's attributes object change. It is serialized once per entity and
-spliced into every event as an `orjson.Fragment`, which orjson writes verbatim: a fragment
-`"sensor.x","domain":"sensor",...` as the value of the record's last key, `entity_id`,
-yields all those keys. Per event only the few changing values go into a small dict.
-Optional keys without a value are left out (the contract allows absent optional keys).
+options or the state's attributes object change. It is serialized once per entity
+(`EntityWire`), and an event gets it one of two ways:
+- to an add-on that reads a batch's `entities` (contract Health.features), as a
+  reference: the entity's facts go once into the batch's `EntityTable`, and the event's
+  `entity` key gives their index. Those facts were most of an event's bytes.
+- otherwise spliced into every event as an `orjson.Fragment`, which orjson writes
+  verbatim: a fragment `"sensor.x","domain":"sensor",...` as the value of the record's
+  last key, `entity_id`, yields all those keys.
+Per event only the few changing values go into a small dict. Optional keys without a
+value are left out (the contract allows absent optional keys).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from homeassistant.const import (
 import orjson
 
 from .capture import Captured, OtherCaptured, StateCaptured
-from .contract import Event as EventRecord
+from .contract import EntityFacts, Event as EventRecord
 from .enrich import EntityInfo
 
 # Every key an event record gets, here and from enrich.py (EntityInfo.fields, snapshot):
@@ -36,7 +41,7 @@ EVENT_KEYS: Final = frozenset(
         *("time_fired", "event_type", "origin", "data"),
         *("context_id", "context_parent_id", "context_user_id"),
         *("cause", "cause_name", "cause_id"),
-        *("entity_id", "state", "old_state", "numeric_value", "prev_state_seconds"),
+        *("entity_id", "entity", "state", "old_state", "numeric_value", "prev_state_seconds"),
         *("last_changed", "last_reported", "attributes"),
         *("device_class", "state_class", "unit", "friendly_name"),
         *("domain", "area_id", "area", "floor", "labels"),
@@ -46,6 +51,17 @@ EVENT_KEYS: Final = frozenset(
 )
 if _NOT_IN_CONTRACT := EVENT_KEYS.difference(EventRecord.__struct_fields__):
     raise ImportError(f"contract.Event has no field {', '.join(sorted(_NOT_IN_CONTRACT))}")
+# The keys of an entity's facts (EntityWire.facts): its fields as an event would carry
+# them, and its default cause; checked against the contract's EntityFacts likewise.
+FACT_KEYS: Final = frozenset(
+    {
+        *("entity_id", "domain", "attributes", "area_id", "area", "floor", "labels"),
+        *("device_id", "device_name", "device_manufacturer", "device_model"),
+        *("device_class", "state_class", "unit", "friendly_name", "cause", "cause_name"),
+    }
+)
+if _NOT_FACTS := FACT_KEYS.difference(EntityFacts.__struct_fields__):
+    raise ImportError(f"contract.EntityFacts has no field {', '.join(sorted(_NOT_FACTS))}")
 
 ATTR_STATE_CLASS = "state_class"
 # Attributes that become their own keys are not repeated inside `attributes`.
@@ -70,13 +86,26 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # hashed by identity: the key of an EntityTable
 class EntityWire:
     """An entity's serialized keys, valid until its state's attributes are another object
     (the capture says when: Captured's 11) or the registries or options change."""
 
     plain: orjson.Fragment  # when the event has its own cause (user, automation, script)
     caused: orjson.Fragment  # with the default cause: the device or the integration
+    facts: bytes  # the contract's EntityFacts, with the default cause
+
+
+class EntityTable:
+    """One batch's entities (contract Batch.entities): each EntityWire its events refer
+    to, once, in the order they first did. Filled by the encoding (in the encoder
+    thread), read when the batch is sealed (on the loop, after the encoding)."""
+
+    __slots__ = ("at", "facts")
+
+    def __init__(self) -> None:
+        self.at: dict[EntityWire, int] = {}
+        self.facts: list[bytes] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,16 +161,20 @@ def _entity_wire(entity_id: str, attrs: Mapping[str, Any] | None, ctx: WireConte
                 fields[key] = value
     plain = b"".join((orjson.dumps(entity_id), b",", _dump_keys(fields)))
     caused = b"".join((plain, b",", _default_cause(info)))
-    return EntityWire(orjson.Fragment(plain), orjson.Fragment(caused))
+    facts = b"".join((b'{"entity_id":', caused, b"}"))
+    return EntityWire(orjson.Fragment(plain), orjson.Fragment(caused), facts)
 
 
-def encode(events: Sequence[Captured], ctx: WireContext) -> bytes:
-    """The events as JSON objects joined by commas, without the list's brackets.
+def encode(events: Sequence[Captured], ctx: WireContext, table: EntityTable | None) -> bytes:
+    """The events as JSON objects joined by commas, without the list's brackets; with a
+    `table`, their entities go there (the batch's) and each event refers to its own.
 
     A state change of an entity that has a state (nearly every event) is built here, in
     one loop without helper calls per event, starting from a dict literal: this runs for
     every captured event. Other events and removals go through `_other_record`.
     """
+    table_at = None if table is None else table.at
+    table_facts = None if table is None else table.facts
     records: list[dict[str, Any]] = []
     append = records.append
     entities = ctx.entities
@@ -204,7 +237,14 @@ def encode(events: Sequence[Captured], ctx: WireContext) -> bytes:
                 wire_keys = wire.plain
         if snapshot:
             record.update(snapshot)
-        record["entity_id"] = wire_keys
+        if table_at is None:
+            record["entity_id"] = wire_keys
+        else:  # its cause, if its own, is in the record: it replaces the entity's default
+            at = table_at.get(wire)
+            if at is None:
+                at = table_at[wire] = len(table_at)
+                table_facts.append(wire.facts)  # type: ignore[union-attr]
+            record["entity"] = at
         append(record)
     try:
         return orjson.dumps(records, default=json_default)[1:-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 import itertools
 import sqlite3
@@ -9,11 +10,13 @@ from typing import Any
 
 import orjson
 
+from homeiq_addon.contract import ENTITY_FIELDS
 from homeiq_addon.ingest.decode import decode_batch
 from homeiq_addon.ingest.rows import event_rows
 from homeiq_addon.store.db import EVENT_COLUMNS, INSERT_EVENT
 from homeiq_addon.store.ids import EntityIds, Ids
 from homeiq_addon.store.memory_counts import EventCounts
+from homeiq_addon.store.ref_keys import CAUSE_KEYS
 
 _counter = itertools.count()
 BASE = datetime(2026, 11, 22, 10, 0, 0, 123456, tzinfo=UTC)
@@ -101,6 +104,27 @@ def batch(
         },
         "events": events if events is not None else [state_event(i) for i in range(3)],
     }
+
+
+def with_entities(body: dict[str, Any]) -> dict[str, Any]:
+    """The same batch as the integration sends it to an add-on that reads ``entities``:
+    each entity's fields (and the cause of its events that name none) once, every state
+    event referring to them by index."""
+    out = copy.deepcopy(body)
+    entities: list[dict[str, Any]] = []
+    index: dict[bytes, int] = {}
+    for event in out["events"]:
+        if event.get("entity_id") is None:
+            continue
+        facts = {name: event.pop(name) for name in ENTITY_FIELDS if name in event}
+        if event.get("cause") in ("device", "integration"):  # the entity's default cause
+            facts.update((name, event.pop(name)) for name in CAUSE_KEYS if name in event)
+        key = orjson.dumps(facts)
+        event["entity"] = index.setdefault(key, len(entities))
+        if event["entity"] == len(entities):
+            entities.append(facts)
+    out["entities"] = entities
+    return out
 
 
 def write_into(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> None:

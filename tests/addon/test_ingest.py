@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.addon.factory import batch, service_event, state_event
+from tests.addon.factory import batch, service_event, state_event, with_entities
 from tests.conftest import AddonProcess
 
 
@@ -204,6 +204,39 @@ async def test_many_big_batches_at_once_all_land_once(addon_server: AddonProcess
     assert sum(a["accepted"] for _, a in answers if not a["duplicate"]) == 3600
     assert sum(a["duplicate"] for _, a in answers) == 4
     assert addon_server.row_count() == 3600
+
+
+@pytest.mark.parametrize("events", [40, 600], ids=["on the writer", "in the decode worker"])
+async def test_entities_sent_once_read_back_as_the_events_carried_them(
+    addon_server: AddonProcess, events: int
+) -> None:
+    """The health answer says the add-on reads ``entities``; events that refer to them
+    are stored and read back exactly as the same events carrying every field."""
+    _, health = await get(addon_server, "/api/v1/health")
+    assert "batch_entities" in health["features"]
+    user = {"context_user_id": "9f2b1c0d", "cause": "user", "cause_name": "Alice"}
+    plain = [state_event(i, **(user if i % 9 == 0 else {})) for i in range(events)]
+    later = [  # the same events a day later (the store keeps one event per time and entity)
+        {**e, "time_fired": e["time_fired"].replace("2026-11-22", "2026-11-23")} for e in plain
+    ]
+    referring = with_entities(batch(later))
+    assert len(orjson.dumps(referring)) > 64 * 1024 or events < 100
+    assert (await post(addon_server, batch(plain)))[0] == 200
+    assert (await post(addon_server, referring))[0] == 200
+
+    async def page(day: str) -> list[dict[str, Any]]:
+        _, answer = await get(
+            addon_server,
+            f"/api/v1/events?start={day}T00:00:00%2B00:00&end={day}T23:59:59%2B00:00"
+            f"&limit={events}",
+        )
+        return [
+            {k: v for k, v in e.items() if k not in ("id", "time_fired")} for e in answer["events"]
+        ]
+
+    first, second = await page("2026-11-22"), await page("2026-11-23")
+    assert len(first) == events
+    assert second == first
 
 
 async def test_values_that_never_repeat_are_stored_exactly_once_each(

@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
-from homeiq_addon.contract import CAUSES, MAX_NESTING, TIME_EXPECTED, Event
+from homeiq_addon.contract import CAUSES, ENTITY_FIELDS, MAX_NESTING, TIME_EXPECTED, Event
 from homeiq_addon.errors import InvalidBatch, InvalidJson
 from homeiq_addon.ingest.decode import decode_batch
 from homeiq_addon.store.codec import decode_context, encode_context
-from tests.addon.factory import batch, service_event, state_event
+from tests.addon.factory import batch, service_event, state_event, with_entities
 
 # Values of every JSON shape and the edges of each rule.
 ODD_VALUES: list[Any] = [
@@ -90,10 +90,12 @@ _RULES: dict[str, tuple[bool, Any]] = {
     "outdoor_temperature": (False, _number),
     "sun_elevation": (False, _number),
     "people_home": (False, lambda v: type(v) is int and 0 <= v <= 1_000_000),
+    # An index into the batch's entities: checked in _event_ok, which knows how many.
+    "entity": (False, lambda v: type(v) is int),
 }
 
 
-def _event_ok(event: dict[str, Any]) -> bool:
+def _event_ok(event: dict[str, Any], entities: int) -> bool:
     for name, value in event.items():
         if name not in _RULES:
             return False
@@ -102,8 +104,13 @@ def _event_ok(event: dict[str, Any]) -> bool:
             return False
     if any(event.get(name) is None for name, (required, _) in _RULES.items() if required):
         return False
+    if (entity := event.get("entity")) is not None:
+        if not 0 <= entity < entities:
+            return False
+        if any(event.get(name) is not None for name in ENTITY_FIELDS):
+            return False  # an event that refers to an entity carries none of its fields
     state_event = event["event_type"] in ("state_changed", "state_reported")
-    return not (state_event and event.get("entity_id") is None)
+    return not (state_event and event.get("entity_id") is None and entity is None)
 
 
 _NESTING = f"expected object nested at most {MAX_NESTING} levels deep"
@@ -133,7 +140,11 @@ def _mutations(rng: random.Random, base: dict[str, Any]) -> list[tuple[dict[str,
 
 def test_accepts_exactly_what_the_rules_allow_and_names_the_event() -> None:
     rng = random.Random(20261123)
-    base = batch([state_event(0), service_event(1)])
+    # An event with its entity's fields, one that refers to its batch's only entity, and
+    # one of another type.
+    referring = with_entities(batch([state_event(5)]))
+    base = batch([state_event(0), referring["events"][0], service_event(1)])
+    base["entities"] = referring["entities"]
     accepted = refused = 0
     for body, index in _mutations(rng, base):
         try:
@@ -141,7 +152,7 @@ def test_accepts_exactly_what_the_rules_allow_and_names_the_event() -> None:
         except TypeError:  # 2**64 has no JSON spelling orjson writes
             continue
         sent = orjson.loads(raw)  # what the add-on receives (NaN is sent as null)
-        ok = _event_ok(sent["events"][index])
+        ok = _event_ok(sent["events"][index], len(sent["entities"]))
         try:
             decoded = decode_batch(raw)
         except InvalidBatch as err:
@@ -151,7 +162,7 @@ def test_accepts_exactly_what_the_rules_allow_and_names_the_event() -> None:
         else:
             assert ok, sent
             assert decoded.batch_id == body["batch_id"]
-            assert len(decoded.times) == 2
+            assert len(decoded.times) == 3
             accepted += 1
     # Both sides were exercised.
     assert accepted > 100
@@ -161,6 +172,92 @@ def test_accepts_exactly_what_the_rules_allow_and_names_the_event() -> None:
 def test_realistic_batches_are_accepted() -> None:
     body = batch([state_event(i) for i in range(20)] + [service_event(0)])
     assert len(decode_batch(orjson.dumps(body)).times) == 21
+
+
+def test_events_referring_to_entities_are_what_they_would_carry() -> None:
+    """Each entity's fields sent once (``entities``) decode to the same rows as the same
+    events carrying them, whatever each event's own cause and snapshot."""
+    user = {"context_user_id": "9f2b1c0d", "cause": "user", "cause_name": "Alice"}
+    events = [
+        *(state_event(i) for i in range(30)),
+        state_event(3, **user),  # its own cause replaces its entity's
+        state_event(4, attributes={"other": [1, {"x": None}]}),  # a second set: another entry
+        state_event(5, labels=None, device_id=None, weather_condition="sunny"),
+        state_event(6, cause="integration", cause_name="template", people_home=0),
+        state_event(7, event_type="state_reported", last_reported=state_event(7)["time_fired"]),
+        state_event(8, state=None, old_state="1.5"),  # a removal
+        service_event(0),
+    ]
+    plain = batch(events)
+    referring = with_entities(plain)
+    assert all("entity_id" not in event for event in referring["events"][:30])
+    assert 8 < len(referring["entities"]) < 20
+    assert len(orjson.dumps(referring)) < 0.7 * len(orjson.dumps(plain))
+    assert decode_batch(orjson.dumps(referring)) == decode_batch(orjson.dumps(plain))
+
+
+def test_a_batch_may_mix_both_forms_and_keep_unused_entities() -> None:
+    plain = batch([state_event(i) for i in range(10)])
+    referring = with_entities(plain)
+    mixed = {
+        **plain,
+        "events": [*referring["events"][:5], *plain["events"][5:]],
+        "entities": [*referring["entities"], {"entity_id": "sensor.unused"}],
+    }
+    assert decode_batch(orjson.dumps(mixed)) == decode_batch(orjson.dumps(plain))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"entity": 7}, "events[1].entity: expected index into the batch's entities (0 to 1)"),
+        ({"entity": -1}, "events[1].entity: expected index into the batch's entities"),
+        ({"entity": "0"}, "events[1].entity: expected index into the batch's entities"),
+        ({"area": "Hall"}, "events[1].area: not allowed with entity"),
+        ({"entity_id": "sensor.x"}, "events[1].entity_id: not allowed with entity"),
+        ({"attributes": {}}, "events[1].attributes: not allowed with entity"),
+    ],
+)
+def test_a_bad_reference_to_an_entity_is_named(change: dict[str, Any], message: str) -> None:
+    body = with_entities(batch([state_event(0), state_event(1)]))
+    body["events"][1].update(change)
+    with pytest.raises(InvalidBatch) as err:
+        decode_batch(orjson.dumps(body))
+    assert err.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"entity_id": "Sensor.X"}, "entities[1].entity_id: expected entity id like domain."),
+        ({"unit": "x" * 256}, "entities[1].unit: expected string of at most 255 characters"),
+        ({"colour": 1}, "entities[1].colour: extra keys not allowed"),
+        ({"cause": "weather"}, "entities[1].cause: expected one of user, automation"),
+        (
+            {"attributes": {"a": [[[[]]]] * 1}},
+            None,  # nested a little: fine
+        ),
+    ],
+)
+def test_a_bad_entity_is_named(change: dict[str, Any], message: str | None) -> None:
+    body = with_entities(batch([state_event(0), state_event(1)]))
+    body["entities"][1].update(change)
+    if message is None:
+        decode_batch(orjson.dumps(body))
+        return
+    with pytest.raises(InvalidBatch) as err:
+        decode_batch(orjson.dumps(body))
+    assert err.value.message.startswith(message), err.value.message
+
+
+def test_an_entity_nested_too_deep_is_named() -> None:
+    body = with_entities(batch([state_event(0)]))
+    body["entities"][0]["attributes"] = {"deep": "here"}
+    # {"deep": X} with X nested MAX_NESTING deep: one level too many.
+    deep = b"[" * MAX_NESTING + b"1" + b"]" * MAX_NESTING
+    with pytest.raises(InvalidBatch) as err:
+        decode_batch(orjson.dumps(body).replace(b'"here"', deep))
+    assert err.value.message == f"entities[0].attributes: {_NESTING}"
 
 
 @pytest.mark.parametrize(

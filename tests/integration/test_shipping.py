@@ -22,7 +22,7 @@ from custom_components.homeiq.const import (
     ISSUE_SPOOL_FULL,
 )
 from custom_components.homeiq.spool import spool_dir
-from custom_components.homeiq.wire import EVENT_KEYS
+from custom_components.homeiq.wire import EVENT_KEYS, FACT_KEYS
 
 ONLY_SEQ = {CONF_CAPTURE_MODE: "state_changes", CONF_INCLUDE_ENTITIES: ["sensor.seq"]}
 
@@ -201,15 +201,21 @@ async def test_spool_cap_drops_oldest_counts_and_raises_issue(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+@pytest.mark.parametrize(
+    "addon_answered", [True, False], ids=["entities once", "before the add-on answered"]
+)
 async def test_payloads_pass_the_addon_validator(
-    hass: HomeAssistant, addon_server: Any, make_entry: Any
+    hass: HomeAssistant, addon_server: Any, make_entry: Any, addon_answered: bool
 ) -> None:
     """Contract: the integration's real spooled bodies pass the add-on's validator,
-    homeiq_addon.ingest.decode.decode_batch."""
+    homeiq_addon.ingest.decode.decode_batch: with each entity once per batch once the
+    add-on said it reads them (its health's features), with every event carrying its
+    entity's fields before it answered."""
     from homeiq_addon.ingest.decode import decode_batch
 
     await registries(hass)
-    await hass.async_add_executor_job(addon_server.stop)
+    if not addon_answered:
+        await hass.async_add_executor_job(addon_server.stop)
     hass.states.async_set("weather.home", "rainy", {"temperature": 4})
     entry = await make_entry(
         addon_server.url,
@@ -219,6 +225,17 @@ async def test_payloads_pass_the_addon_validator(
         enrich_people=True,
         include_state_reported=True,
     )
+    coordinator = entry.runtime_data.coordinator
+    captured_before = 0
+    earlier: set[Path] = set()
+    if addon_answered:
+        await wait_for(lambda: coordinator.data is not None and coordinator.data.addon_available)
+        await entry.runtime_data.pipeline.async_wait_delivered()
+        await hass.async_add_executor_job(addon_server.stop)
+        # What was captured meanwhile (the sensors' states) is spooled apart.
+        await entry.runtime_data.pipeline.async_flush()
+        captured_before = entry.runtime_data.pipeline.captured_total
+        earlier = set(spool_files(hass, entry))
     user = await hass.auth.async_create_user("Alice")
     from homeassistant.core import Context
 
@@ -238,7 +255,6 @@ async def test_payloads_pass_the_addon_validator(
     hass.bus.async_fire("homeiq_odd", {1: "int key", "when": hass.states.get("sensor.nan")})
     # The entry's first refresh (the add-on is down) sets its sensors' states: wait for it,
     # or on 2026.10 those may be captured just after the flush.
-    coordinator = entry.runtime_data.coordinator
     await wait_for(lambda: coordinator.data.unreachable_since is not None)
     await hass.async_block_till_done()
     await entry.runtime_data.pipeline.async_flush()
@@ -247,15 +263,27 @@ async def test_payloads_pass_the_addon_validator(
     events = 0
     batch_ids = []
     keys: set[str] = set()
+    fact_keys: set[str] = set()
     for path in files:
         batch = orjson.loads(path.read_bytes())
         decode_batch(path.read_bytes())
+        if path in earlier:
+            continue
         events += len(batch["events"])
         batch_ids.append(batch["batch_id"])
         keys.update(*batch["events"])
-    assert events == entry.runtime_data.pipeline.captured_total
+        fact_keys.update(*batch.get("entities", ()))
+    assert events == entry.runtime_data.pipeline.captured_total - captured_before
     # The keys the encoder declares it writes (checked against the contract at import).
+    # The add-on reads `entities` (its health said so): state events refer to them.
     assert keys <= EVENT_KEYS
+    assert fact_keys <= FACT_KEYS
+    if addon_answered:
+        assert "entity" in keys
+        assert {"entity_id", "domain", "attributes", "unit", "cause"} <= fact_keys
+    else:
+        assert "entity" not in keys
+        assert not fact_keys
 
     await hass.async_add_executor_job(addon_server.start)
     await delivered(entry)

@@ -30,7 +30,16 @@ from typing import Any, Final, cast
 import msgspec
 import orjson
 
-from ..contract import STATE_EVENT_TYPES, TIME_EXPECTED, Batch, Event, Source, parse_time_us
+from ..contract import (
+    ENTITY_FIELDS,
+    STATE_EVENT_TYPES,
+    TIME_EXPECTED,
+    Batch,
+    EntityFacts,
+    Event,
+    Source,
+    parse_time_us,
+)
 from ..errors import HomeIQError, InvalidBatch, InvalidJson
 from ..store.codec import TO_BASE32_BYTES, ULID_RE, encode_context, ulid_near
 from ..store.ref_keys import CAUSE_KEYS, REGISTRY_KEYS, SNAP_KEYS
@@ -40,6 +49,12 @@ _DECODER: Final = msgspec.json.Decoder(Batch)
 _REF_FIELDS: Final = attrgetter(*REGISTRY_KEYS, *CAUSE_KEYS, *SNAP_KEYS)
 _LABELS: Final = REGISTRY_KEYS.index("labels")
 _NO_REFS: Final = (None,) * (len(REGISTRY_KEYS) + len(CAUSE_KEYS) + len(SNAP_KEYS))
+# Where the cause's fields are in a refs tuple (_REF_FIELDS), after the registry's.
+_CAUSE_AT: Final = len(REGISTRY_KEYS)
+_SNAP_AT: Final = len(REGISTRY_KEYS) + len(CAUSE_KEYS)
+_NO_REGISTRY: Final = (None,) * len(REGISTRY_KEYS)
+_NO_CAUSE: Final = (None,) * len(CAUSE_KEYS)
+_ENTITY_REFS: Final = attrgetter(*REGISTRY_KEYS, *CAUSE_KEYS)
 
 
 @dataclass(slots=True)
@@ -106,7 +121,7 @@ class _TooDeep(Exception):
         self.path = path
 
 
-def _json(value: dict[str, Any], field: str, i: int) -> bytes:
+def _json(value: dict[str, Any], field: str, i: int, of: str = "events") -> bytes:
     """``data`` or ``attributes`` as the store writes them (nested at most MAX_NESTING)."""
     try:
         return orjson.dumps(value)
@@ -117,7 +132,7 @@ def _json(value: dict[str, Any], field: str, i: int) -> bytes:
         # read by orjson always was); any other failure is the nesting.
         return orjson.dumps(orjson.loads(msgspec.json.encode(value)))
     except (orjson.JSONEncodeError, orjson.JSONDecodeError, RecursionError):
-        raise _TooDeep(f"events[{i}].{field}") from None
+        raise _TooDeep(f"{of}[{i}].{field}") from None
 
 
 # Column by column, in C where it can be (attrgetter, zip, map, dict.fromkeys): a loop
@@ -125,7 +140,7 @@ def _json(value: dict[str, Any], field: str, i: int) -> bytes:
 _COLUMNS: Final = attrgetter(
     "time_fired", "last_changed", "last_reported", "event_type", "entity_id", "domain",
     "context_user_id", "state", "old_state", "origin", "context_id", "context_parent_id",
-    "numeric_value", "prev_state_seconds", "data", "attributes",
+    "numeric_value", "prev_state_seconds", "data", "attributes", "entity",
 )  # fmt: skip
 _ORIGIN: Final = {"LOCAL": 0, "REMOTE": 1}
 _BAD_TIME: Final = 1 << 80  # no difference of two accepted times
@@ -156,6 +171,7 @@ def _columns(batch: Batch) -> DecodedBatch:
     (
         fired, changed, reported, event_types, entity_ids, domains, users, states,
         old_states, origins, contexts, parents, numbers, prev_seconds, data, attributes,
+        entity_refs,
     ) = zip(*map(_COLUMNS, events), strict=True)  # fmt: skip
     parsed = list(map(parse_time_us, fired))
     if None in parsed:
@@ -164,6 +180,25 @@ def _columns(batch: Batch) -> DecodedBatch:
     agos = list(map(_ago, times, fired, changed))
     if _BAD_TIME in agos:
         raise InvalidBatch(f"events[{agos.index(_BAD_TIME)}].last_changed: {TIME_EXPECTED}")
+    fields = [
+        f if f[_LABELS] is None else (*f[:_LABELS], tuple(f[_LABELS]), *f[_LABELS + 1 :])
+        for f in map(_REF_FIELDS, events)
+    ]
+    attributes_json = [
+        None if a is None else _json(a, "attributes", i) for i, a in enumerate(attributes)
+    ]
+    if entity_refs.count(None) != len(entity_refs):
+        referred_ids: list[str | None] = list(entity_ids)
+        referred_domains: list[str | None] = list(domains)
+        _refer_to_entities(
+            batch,
+            entity_refs,
+            entity_ids=referred_ids,
+            domains=referred_domains,
+            attributes=attributes_json,
+            fields=fields,
+        )
+        entity_ids, domains = tuple(referred_ids), tuple(referred_domains)
     if None in entity_ids:
         for i, (event_type, entity_id) in enumerate(zip(event_types, entity_ids, strict=True)):
             if entity_id is None and event_type in STATE_EVENT_TYPES:
@@ -181,9 +216,6 @@ def _columns(batch: Batch) -> DecodedBatch:
     data_json = [
         None if d is None else _json(d, "data", i).decode() for i, d in enumerate(event_data)
     ]
-    attributes_json = [
-        None if a is None else _json(a, "attributes", i) for i, a in enumerate(attributes)
-    ]
     domains_or_derived = [
         d or (None if e is None else e.partition(".")[0])
         for d, e in zip(domains, entity_ids, strict=True)
@@ -192,10 +224,6 @@ def _columns(batch: Batch) -> DecodedBatch:
     stored_domains = [
         None if e is not None and d == e.partition(".")[0] else d
         for d, e in zip(domains_or_derived, entity_ids, strict=True)
-    ]
-    fields = [
-        f if f[_LABELS] is None else (*f[:_LABELS], tuple(f[_LABELS]), *f[_LABELS + 1 :])
-        for f in map(_REF_FIELDS, events)
     ]
     distinct_types, (type_at,) = _indexed(event_types)
     distinct_entities, (entity_at,) = _indexed(entity_ids)
@@ -250,6 +278,58 @@ def _columns(batch: Batch) -> DecodedBatch:
     )
 
 
+def _refer_to_entities(
+    batch: Batch,
+    refs: Sequence[int | None],
+    *,
+    entity_ids: list[str | None],
+    domains: list[str | None],
+    attributes: list[bytes | None],
+    fields: list[tuple[Any, ...]],
+) -> None:
+    """Give each event that refers to an entity (Event.entity) that entity's fields, in
+    the columns as if the event had carried them; its own cause, if any, stays."""
+    entities = batch.entities
+    ids = [f.entity_id for f in entities]
+    entity_domains = [f.domain for f in entities]
+    entity_attributes = [
+        None if f.attributes is None else _json(f.attributes, "attributes", k, "entities")
+        for k, f in enumerate(entities)
+    ]
+    registry: list[tuple[Any, ...]] = []
+    causes: list[tuple[Any, ...]] = []
+    for f in map(_ENTITY_REFS, entities):
+        labels = f[_LABELS]
+        registry.append(
+            (*f[:_LABELS], None if labels is None else tuple(labels), *f[_LABELS + 1 : _CAUSE_AT])
+        )
+        causes.append(f[_CAUSE_AT:])
+    count = len(entities)
+    for i, k in enumerate(refs):
+        if k is None:
+            continue
+        if k >= count:
+            raise InvalidBatch(
+                f"events[{i}].entity: expected index into the batch's entities (0 to {count - 1})"
+                if count
+                else f"events[{i}].entity: expected index into the batch's entities (it has none)"
+            )
+        own = fields[i]
+        if (
+            entity_ids[i] is not None
+            or domains[i] is not None
+            or attributes[i] is not None
+            or own[:_CAUSE_AT] != _NO_REGISTRY
+        ):
+            given = next(n for n in ENTITY_FIELDS if getattr(batch.events[i], n) is not None)
+            raise InvalidBatch(f"events[{i}].{given}: not allowed with entity")
+        entity_ids[i] = ids[k]
+        domains[i] = entity_domains[k]
+        attributes[i] = entity_attributes[k]
+        cause = own[_CAUSE_AT:_SNAP_AT]
+        fields[i] = (*registry[k], *(causes[k] if cause == _NO_CAUSE else cause), *own[_SNAP_AT:])
+
+
 # --- naming what is wrong -------------------------------------------------------------
 
 
@@ -282,7 +362,7 @@ def _described(struct: type[msgspec.Struct]) -> dict[str, tuple[str | None, Any]
     return out
 
 
-_FIELDS: Final = {struct: _described(struct) for struct in (Batch, Source, Event)}
+_FIELDS: Final = {struct: _described(struct) for struct in (Batch, Source, Event, EntityFacts)}
 _NESTING: Final = _FIELDS[Event]["data"][0]  # the same for attributes
 _AT: Final = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.DOTALL)
 _STEP: Final = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+|\.\.\.)\]")

@@ -16,6 +16,7 @@ import msgspec
 from .. import __version__
 from ..contract import (
     API_VERSION,
+    FEATURE_BATCH_ENTITIES,
     STATS_PERIODS,
     Health,
     HealthMinimal,
@@ -75,6 +76,7 @@ async def health(request: web.Request) -> web.Response:
         events_stored=None if info is None else info["events_stored"],
         last_ingest=None if last is None else us_to_iso(last),
         mirror=[] if info is None else await _mirror(request.app),
+        features=[FEATURE_BATCH_ENTITIES],
     )
     return struct_response(report, code)
 

@@ -73,10 +73,13 @@ async def alternate(
     home = Home()
     first_us = time.time_ns() // 1000 - 3_600_000_000  # the last hour, 1 ms apart
     bodies = [
-        orjson.dumps(make_batch(home, PER_BATCH, first_us + j * PER_BATCH * 1000, 1000, f"c-{j}"))
+        orjson.dumps(
+            # In every event: the form every revision reads.
+            make_batch(home, PER_BATCH, first_us + j * PER_BATCH * 1000, 1000, f"c-{j}", False)
+        )
         for j in range(total // PER_BATCH)
     ]
-    warmup = orjson.dumps(make_batch(home, 1000, first_us - 1000, 1, "warm-up"))
+    warmup = orjson.dumps(make_batch(home, 1000, first_us - 1000, 1, "warm-up", False))
     figures: dict[str, list[tuple[int, int]]] = {name: [] for name in sources}
     for i in range(rounds):
         # before, after, after, before, ...: a drift of the machine favours neither.

@@ -6,7 +6,7 @@ Options: --events-10m N to scale the big database down (e.g. for a quick look).
 1. Ingest over HTTP: the real add-on process (python -m homeiq_addon) on 127.0.0.1, a
    fresh data dir, realistic enriched events in batches of 500, 1000 and 2000, four
    requests in flight, as the integration sends them to this add-on: each entity's facts
-   once per batch (contract Batch.entities; ~360 B of JSON an event, ~560 B with the facts
+   once per batch (contract Batch.entities; ~460 B of JSON an event, ~560 B with the facts
    in every event, `event_json_bytes`). The client runs on the same 2 cores.
    Baseline: the same batches through the store's own ingest function in-process
    (parse + validate + write on the writer thread alone: no HTTP, no decode worker).

@@ -232,6 +232,8 @@ async def test_payloads_pass_the_addon_validator(
         await wait_for(lambda: coordinator.data is not None and coordinator.data.addon_available)
         await entry.runtime_data.pipeline.async_wait_delivered()
         await hass.async_add_executor_job(addon_server.stop)
+        await coordinator.async_refresh()  # it finds the add-on gone (sets its sensors)
+        await hass.async_block_till_done()
         # What was captured meanwhile (the sensors' states) is spooled apart.
         await entry.runtime_data.pipeline.async_flush()
         captured_before = entry.runtime_data.pipeline.captured_total

@@ -32,7 +32,9 @@ Diagnostic: batches of 1000 with 1, 2 and 8 requests in flight
 (``ingest_events_per_s_by_inflight_batch_1000``).
 
 ``--ingest-only`` runs part 1 alone (about a minute) and updates only its figures in
-the results file.
+the results file. ``--forms`` runs the same events in both batch forms, alternated
+(each entity's facts once per batch, and in every event; batches of 1000), and writes
+``results/forms.json``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from homeiq_addon.ingest.service import Ingestor  # noqa: E402
 from homeiq_addon.store.db import Store  # noqa: E402
 
 WORK = REPO / "benchmarks" / ".work" / "store"
+FORMS_RESULTS = REPO / "benchmarks" / "results" / "forms.json"
 RESULTS = REPO / "benchmarks" / "results" / "store.json"
 GOALS = {
     "ingest_events_per_s": 100_000,
@@ -429,6 +432,9 @@ async def main() -> None:
     parser.add_argument("--ingest-events", type=int, default=200_000)
     parser.add_argument("--ingest-only", action="store_true", help="part 1 alone")
     parser.add_argument("--stats-only", action="store_true", help="part 2 alone")
+    parser.add_argument(
+        "--forms", action="store_true", help="the two batch forms alternated (forms.json)"
+    )
     args = parser.parse_args()
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
@@ -437,6 +443,9 @@ async def main() -> None:
     now_us = time.time_ns() // 1000
     results: dict[str, Any] = {"machine": info, "date": datetime.now(UTC).isoformat()}
 
+    if args.forms:
+        await forms_part(args, now_us, info)
+        return
     peak_rss = 0.0
     if args.stats_only:
         await stats_part(args, results, home, now_us)
@@ -540,6 +549,60 @@ async def main() -> None:
 # Keys of part 1 (ingest over HTTP, and the RSS it took).
 _INGEST_KEYS: Final = ("ingest_", "event_json_bytes", "rss_mb_ingest", "rss_mb_idle_after_burst",
                        "memory_mb_ingest")  # fmt: skip
+
+
+async def forms_part(args: argparse.Namespace, now_us: int, info: dict[str, Any]) -> None:
+    """The same events in both batch forms, alternated: each entity's facts once per batch
+    (`entities`) and in every event. Batches of 1000, four in flight, three runs each, a
+    fresh data dir and one untimed batch per run."""
+    per_batch, rounds = 1000, 3
+    first_us = now_us - 3_600_000_000
+    bodies: dict[str, list[bytes]] = {}
+    for form, entities in (("entities", True), ("in_every_event", False)):
+        home = Home()  # the same seed: the same events in both forms
+        bodies[form] = [
+            orjson.dumps(
+                make_batch(
+                    home, per_batch, first_us + j * per_batch * 1000, 1000, f"f-{j}", entities
+                )
+            )
+            for j in range(args.ingest_events // per_batch)
+        ]
+    warmup = orjson.dumps(make_batch(Home(), 1000, first_us - 1000, 1, "warm-up", False))
+    runs: dict[str, list[tuple[float, float]]] = {form: [] for form in bodies}
+    for r in range(rounds):
+        for form in list(bodies) if r % 2 == 0 else list(reversed(bodies)):
+            data = WORK / f"forms-{form}-{r}"
+            addon = Addon(data)
+            await addon.wait()
+            await http_ingest(addon, [warmup], 1, inflight=1)
+            cpu_before = addon.cpu_s()
+            rate = await http_ingest(addon, bodies[form], per_batch, inflight=4)
+            cpu_us = (addon.cpu_s() - cpu_before) / (len(bodies[form]) * per_batch) * 1e6
+            addon.stop()
+            shutil.rmtree(data)
+            runs[form].append((rate, cpu_us))
+            print(f"{form}: {rate:,.0f} events/s, {cpu_us:.2f} us of add-on CPU an event")
+    figures = {
+        form: {
+            "bytes_per_event": round(sum(map(len, bodies[form])) / args.ingest_events),
+            "events_per_s": round(statistics.median(r for r, _ in runs[form])),
+            "addon_cpu_us_per_event": round(statistics.median(c for _, c in runs[form]), 2),
+            "runs": [[round(r), round(c, 2)] for r, c in runs[form]],
+        }
+        for form in bodies
+    }
+    out = {
+        "forms": figures,
+        "events_per_s_entities_over_in_every_event": round(
+            figures["entities"]["events_per_s"] / figures["in_every_event"]["events_per_s"], 3
+        ),
+        "machine": info,
+        "date": datetime.now(UTC).isoformat(),
+        "command": "PYTHONPATH=.:addon .venv-addon/bin/python benchmarks/bench_store.py --forms",
+    }
+    FORMS_RESULTS.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")
+    print(f"written {FORMS_RESULTS.relative_to(REPO)}")
 
 
 def write_results(results: dict[str, Any]) -> None:

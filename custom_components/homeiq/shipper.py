@@ -23,6 +23,7 @@ from .api import (
 from .const import BACKOFF_INITIAL, BACKOFF_MAX, LOGGER, PROBE_INTERVAL
 from .contract import API_VERSION
 from .spool import Spool, SpoolItem
+from .wire import inline_entities, refuses_entities
 
 # What `_ship` answers besides None (delivered) and a delay in seconds.
 BACK_OFF = -1.0  # wait out the exponential back-off
@@ -123,7 +124,23 @@ class Shipper:
     async def _ship(self, item: SpoolItem) -> float | None:
         """Send one batch: None on success, a delay to wait, or -1 for the back-off."""
         try:
-            await self.client.async_ingest(await self.spool.async_read(item))
+            body = await self.spool.async_read(item)
+            try:
+                await self.client.async_ingest(body)
+            except HomeIQResponseError as err:
+                if not refuses_entities(str(err)):
+                    raise
+                # An add-on of an earlier release took the place of the one that read each
+                # entity once per batch: the batch goes again with every event carrying its
+                # entity's facts, and so do the next ones.
+                self.client.addon_features = frozenset()
+                plain = await self.hass.async_add_executor_job(inline_entities, body)
+                if plain is None:
+                    raise
+                LOGGER.info(
+                    "HomeIQ add-on reads no batch entities: %s sent in full", item.path.name
+                )
+                await self.client.async_ingest(plain)
         except HomeIQRateLimitedError as err:
             self._failed(str(err))
             return err.retry_after if err.retry_after is not None else BACK_OFF

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 import math
+import re
 from typing import Any, Final, cast
 
 from homeassistant.const import (
@@ -128,6 +129,45 @@ class WireContext:
     snapshot: Mapping[str, Any]
     keep_attributes: frozenset[str]
     drop_attributes: frozenset[str]
+
+
+# What an add-on that does not read a batch's entities answers such a batch: its first
+# event that refers to one has an unknown key (the contract's own error text).
+_ENTITIES_REFUSED: Final = re.compile(r"^(events\[\d+\]\.entity|entities): extra keys not allowed")
+
+
+_CAUSE_KEYS: Final = frozenset({"cause", "cause_name", "cause_id"})
+
+
+def refuses_entities(message: str) -> bool:
+    """Whether an add-on's refusal says it does not read a batch's entities."""
+    return _ENTITIES_REFUSED.match(message) is not None
+
+
+def inline_entities(body: bytes) -> bytes | None:
+    """The batch with each event carrying its entity's facts again, the form every add-on
+    reads; None if no event refers to an entity (or the body is no batch).
+
+    For an add-on that refused the shorter form: one replaced by an earlier release while
+    the batch waited in the spool. An event's own cause stays; the others take their
+    entity's."""
+    try:
+        batch = orjson.loads(body)
+        entities = batch.pop("entities", None)
+        if not entities:
+            return None
+        for event in batch["events"]:
+            if (at := event.pop("entity", None)) is None:
+                continue
+            own_cause = not _CAUSE_KEYS.isdisjoint(event)
+            event.update(
+                (key, value)
+                for key, value in entities[at].items()
+                if not (own_cause and key in _CAUSE_KEYS)
+            )
+        return orjson.dumps(batch)
+    except (orjson.JSONDecodeError, TypeError, KeyError, IndexError, AttributeError):
+        return None
 
 
 def _dump_keys(fields: Mapping[str, Any]) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 import sqlite3
+import subprocess
 from typing import Any
 
 from helpers import FlakyProxy, registries
@@ -23,6 +24,7 @@ from custom_components.homeiq.const import (
 )
 from custom_components.homeiq.spool import spool_dir
 from custom_components.homeiq.wire import EVENT_KEYS, FACT_KEYS
+from tests.conftest import REPO, pythonpath
 
 ONLY_SEQ = {CONF_CAPTURE_MODE: "state_changes", CONF_INCLUDE_ENTITIES: ["sensor.seq"]}
 
@@ -78,6 +80,78 @@ async def test_outage_then_back_delivers_once_in_order(
     assert pipeline.backlog_events == 0
     assert pipeline.dropped_total == 0
     assert spool_files(hass, entry) == []
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+# The add-on as released before it read a batch's entities (the contract's
+# FEATURE_BATCH_ENTITIES): the last commit without them.
+BEFORE_BATCH_ENTITIES = "1796347"
+
+
+def addon_source_at(revision: str, into: Path) -> Path:
+    """The add-on's package as it was at `revision` (from this repository's history)."""
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", revision, "addon/homeiq_addon"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        pytest.skip(f"needs the repository's history (commit {revision}): {err}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "addon"
+
+
+async def test_an_addon_of_an_earlier_release_gets_the_spooled_batches_in_full(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any, tmp_path: Path
+) -> None:
+    """The add-on is replaced by a release that reads no batch entities while batches
+    written in that form wait in the spool: each goes again with every event carrying
+    its entity's facts, and the next ones are written so. Nothing is dropped."""
+    from homeiq_addon.contract import FEATURE_BATCH_ENTITIES
+
+    entry = await make_entry(
+        addon_server.url, addon_server.token, **ONLY_SEQ, **{CONF_BATCH_SIZE: 100}
+    )
+    client = entry.runtime_data.client
+    pipeline = entry.runtime_data.pipeline
+    await wait_for(lambda: FEATURE_BATCH_ENTITIES in client.addon_features)
+    await hass.async_add_executor_job(addon_server.stop)
+    user = await hass.auth.async_create_user("Alice")
+    from homeassistant.core import Context
+
+    for i in range(250):
+        context = Context(user_id=user.id) if i % 50 == 0 else None
+        hass.states.async_set("sensor.seq", str(i), {"step": i // 100}, context=context)
+    await pipeline.async_flush()
+    spooled = spool_files(hass, entry)
+    assert len(spooled) == 3
+    assert all(b'"entities":[' in path.read_bytes() for path in spooled)
+
+    earlier = addon_source_at(BEFORE_BATCH_ENTITIES, tmp_path)
+    addon_server.env["PYTHONPATH"] = pythonpath(earlier)
+    await hass.async_add_executor_job(addon_server.start)
+    await delivered(entry)
+    for i in range(250, 300):
+        hass.states.async_set("sensor.seq", str(i), {"step": i // 100})
+    await pipeline.async_flush()
+    await delivered(entry)
+
+    assert stored_values(addon_server) == [float(i) for i in range(300)]
+    assert pipeline.dropped_total == 0
+    assert not list(spool_dir(hass, entry.entry_id).glob("*.rejected"))
+    assert FEATURE_BATCH_ENTITIES not in client.addon_features
+    events = (await client.async_events(entity_id="sensor.seq", limit=300))["events"]
+    by_state = {e["state"]: e for e in events}
+    assert [by_state[str(i)]["attributes"] for i in (0, 99, 100, 299)] == [
+        {"step": 0},
+        {"step": 0},
+        {"step": 1},
+        {"step": 2},
+    ]
+    # An event's own cause stayed its own; the others took their entity's.
+    assert by_state["50"]["cause"] == "user"
+    assert by_state["51"]["cause"] != "user"
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

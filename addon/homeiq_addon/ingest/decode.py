@@ -2,8 +2,10 @@
 
 ``decode_batch`` is the one way in: msgspec decodes the body into ``contract.Batch`` (the
 types check every rule they can express, in C); then the rules a type cannot express
-(``contract.parse_time_us``, ``STATE_EVENT_TYPES``, ``MAX_NESTING``) are checked once,
-naming the event, and everything of the rows that needs no id is built: times in
+(``contract.parse_time_us``, ``STATE_EVENT_TYPES``, ``MAX_NESTING``, an ``Event.entity``
+within the batch's ``entities`` and no field given twice) are checked once, naming the
+event; an event that refers to an entity gets its fields, as if it had carried them; and
+everything of the rows that needs no id is built: times in
 microseconds, context ids as bytes, ``data`` and ``attributes`` as JSON, and each lookup
 value (event type, entity, strings, states, attribute set, registry/cause/snapshot
 fields) as its batch's distinct values plus every event's index into them. The writer
@@ -337,8 +339,8 @@ def _refer_to_entities(
     built: dict[tuple[int, tuple[Any, ...]], tuple[Any, ...]] = {}
 
     def refs_of(k: int, own: tuple[Any, ...]) -> tuple[Any, ...]:
-        cause = own[:3]
-        full = (*registry[k], *(causes[k] if cause == _NO_CAUSE else cause), *own[3:])
+        cause, snapshot = own[: len(_NO_CAUSE)], own[len(_NO_CAUSE) :]
+        full = (*registry[k], *(causes[k] if cause == _NO_CAUSE else cause), *snapshot)
         built[k, own] = full
         return full
 

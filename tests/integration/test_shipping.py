@@ -131,6 +131,12 @@ async def test_an_addon_of_an_earlier_release_gets_the_spooled_batches_in_full(
     earlier = addon_source_at(BEFORE_BATCH_ENTITIES, tmp_path)
     # Not measured: the coverage of the add-on is this release's.
     addon_server.env.update(PYTHONPATH=str(earlier), COVERAGE_PROCESS_START="")
+    # On a data dir of its own (with the same token): a database of a later schema is no
+    # earlier release's to open.
+    token = addon_server.token
+    addon_server.data_dir = tmp_path / "earlier-data"
+    addon_server.data_dir.mkdir()
+    (addon_server.data_dir / "token").write_text(token)
     await hass.async_add_executor_job(addon_server.start)
     await delivered(entry)
     for i in range(250, 300):

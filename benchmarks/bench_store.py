@@ -60,10 +60,11 @@ import aiohttp
 import orjson
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "addon"))
+sys.path[:0] = [str(REPO), str(REPO / "addon")]
 
 from homeiq_addon.ingest.service import Ingestor  # noqa: E402
 from homeiq_addon.store.db import Store  # noqa: E402
+from tests.addon.factory import with_entities  # noqa: E402
 
 WORK = REPO / "benchmarks" / ".work" / "store"
 FORMS_RESULTS = REPO / "benchmarks" / "results" / "forms.json"
@@ -187,32 +188,7 @@ def make_batch(
         "source": {"instance_id": "bench", "integration_version": "0.1.0"},
         "events": events,
     }
-    if entities:
-        batch["entities"] = refer_to_entities(events)
-    return batch
-
-
-# What a Home's entity says in each of its events (its default cause included): the
-# fields of contract.EntityFacts these events have.
-_FACT_KEYS: Final = (
-    "entity_id", "domain", "area_id", "area", "friendly_name", "device_id", "device_name",
-    "device_manufacturer", "device_model", "device_class", "unit", "attributes", "cause",
-    "cause_name",
-)  # fmt: skip
-
-
-def refer_to_entities(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Move each event's entity facts into the batch's entities (a Home's entity always
-    says the same) and give the event their index instead."""
-    facts: list[dict[str, Any]] = []
-    at: dict[str, int] = {}
-    for event in events:
-        entry = {key: event.pop(key) for key in _FACT_KEYS if key in event}
-        if (index := at.get(entry["entity_id"])) is None:
-            index = at[entry["entity_id"]] = len(facts)
-            facts.append(entry)
-        event["entity"] = index
-    return facts
+    return with_entities(batch) if entities else batch
 
 
 # --- the add-on process --------------------------------------------------------------

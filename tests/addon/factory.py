@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime, timedelta
 import itertools
 import sqlite3
@@ -110,7 +109,8 @@ def with_entities(body: dict[str, Any]) -> dict[str, Any]:
     """The same batch as the integration sends it to an add-on that reads ``entities``:
     each entity's fields (and the cause of its events that name none) once, every state
     event referring to them by index."""
-    out = copy.deepcopy(body)
+    # Each event copied: only its own keys change, its values are shared.
+    out = {**body, "events": [dict(event) for event in body["events"]]}
     entities: list[dict[str, Any]] = []
     index: dict[bytes, int] = {}
     for event in out["events"]:

@@ -111,7 +111,7 @@ class HomeIQClient:
         path: str,
         *,
         params: dict[str, Any] | None = None,
-        body: bytes | None = None,
+        body: bytes | memoryview | None = None,
         deadline: float = REQUEST_TIMEOUT,
     ) -> Any:
         """The answer as plain JSON (for answers handed on as they are)."""
@@ -128,7 +128,7 @@ class HomeIQClient:
         path: str,
         *,
         params: dict[str, Any] | None = None,
-        body: bytes | None = None,
+        body: bytes | memoryview | None = None,
         deadline: float = REQUEST_TIMEOUT,
     ) -> T:
         """The answer decoded into one of the contract's types."""
@@ -147,7 +147,7 @@ class HomeIQClient:
         method: str,
         path: str,
         params: dict[str, Any] | None,
-        body: bytes | None,
+        body: bytes | memoryview | None,
         deadline: float,
     ) -> bytes:
         """The body of a successful answer; every failure as one of the errors above."""
@@ -177,7 +177,7 @@ class HomeIQClient:
             raise HomeIQServerError(f"Add-on error {status}: {message}")
         raise HomeIQResponseError(message, status, code)
 
-    async def async_ingest(self, body: bytes) -> Ack:
+    async def async_ingest(self, body: bytes | memoryview) -> Ack:
         """Post one serialized batch; return the add-on's ack."""
         return await self._request_typed(Ack, "POST", "/api/v1/ingest", body=body)
 

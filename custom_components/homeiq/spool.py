@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass, field
+import mmap
 import os
 from pathlib import Path
 import shutil
@@ -25,15 +26,14 @@ from .batch import Ready
 from .const import DEFAULT_SPOOL_CAP_MB, DOMAIN, ISSUE_SPOOL_FULL, LOGGER
 
 SUFFIX = ".json"
-# Batch bodies kept in memory so the common path never reads the file back: a couple of
-# default-size batches (~0.5 MB each). Bigger or more come back from the page cache, which
-# costs a read but keeps megabytes out of HA's RSS under load.
-MEMORY_BUDGET = 1024 * 1024
 DROPPED_STORAGE_VERSION = 1
 # Parts per writev call (the kernel's limit, 1024 on Linux).
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 # Drops come in bursts (one per spool write while the cap is hit): one file write per burst.
 DROPPED_SAVE_DELAY = 1.0
+# A body is mapped with its pages read in at once (Linux): sending it must not wait for the
+# disk on the event loop. Elsewhere the pages come from the page cache as it is sent.
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 
 def spool_dir(hass: HomeAssistant, entry_id: str) -> Path:
@@ -43,14 +43,13 @@ def spool_dir(hass: HomeAssistant, entry_id: str) -> Path:
 
 @dataclass(slots=True, eq=False)  # compared by identity: one object per file
 class SpoolItem:
-    """One spooled batch; `body` is kept in memory while there is room, else read back."""
+    """One spooled batch: its file, and what it holds."""
 
     seq: int
     path: Path
     events: int
     nbytes: int
     created: float = field(default_factory=time.time)
-    body: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -84,8 +83,7 @@ class Spool:
         self._next_seq = 1
         self._items: deque[SpoolItem] = deque()
         self._on_wire: SpoolItem | None = None  # taken by the shipper: the cap keeps it
-        self._memory = 0
-        self._read_ahead: tuple[SpoolItem, asyncio.Future[bytes | None]] | None = None
+        self._read_ahead: tuple[SpoolItem, asyncio.Future[memoryview | None]] | None = None
         self._removals: list[asyncio.Future[None]] = []
         self._filled = asyncio.Event()
         self._empty = asyncio.Event()
@@ -108,16 +106,13 @@ class Spool:
         lost = 0
         for batch_id, events, parts in batches:
             nbytes = sum(map(len, parts))
-            # A body the memory budget cannot hold is read back from the file anyway: its
-            # parts go to the file as they are, not joined into a copy of megabytes first.
-            body = b"".join(parts) if nbytes <= MEMORY_BUDGET else None
             seq = self._next_seq
             self._next_seq += 1
             path = self.directory / f"{seq:012d}_{events}_{batch_id}{SUFFIX}"
             tmp = path.with_suffix(".tmp")
             try:
                 with tmp.open("wb", buffering=0) as file:
-                    _write_all(file.fileno(), parts if body is None else [body])
+                    _write_all(file.fileno(), parts)
                 tmp.replace(path)
             except OSError as err:  # a full or read-only disk: the batch cannot be kept
                 LOGGER.error("HomeIQ spool write failed: %s", err)
@@ -125,7 +120,7 @@ class Spool:
                 continue
             finally:
                 parts.clear()  # the next batches are written meanwhile: free these now
-            items.append(SpoolItem(seq, path, events, nbytes, body=body))
+            items.append(SpoolItem(seq, path, events, nbytes))
         return Written(items, lost)
 
     async def async_put(self, written: Written) -> None:
@@ -152,21 +147,28 @@ class Spool:
         self._on_wire = self._items[0]
         return self._on_wire
 
-    async def async_read(self, item: SpoolItem) -> bytes:
-        """The batch's body; the next one is read from disk meanwhile (`OSError` if gone)."""
-        body = item.body
-        if body is None and self._read_ahead is not None and self._read_ahead[0] is item:
+    async def async_read(self, item: SpoolItem) -> memoryview:
+        """The batch's body, mapped from its file (`OSError` if gone); the next one is
+        mapped meanwhile.
+
+        Mapped, not read: a read gives each body megabytes of HA's heap for the time of
+        one request, and the allocator kept most of it after (under load, HA's RSS grew
+        by the free memory left between them). A mapping is the page cache's own pages,
+        gone from HA's memory when the body is dropped.
+        """
+        body = None
+        if self._read_ahead is not None and self._read_ahead[0] is item:
             body = await self._read_ahead[1]  # None: dropped at the cap meanwhile, read again
         if body is None:
-            body = await self.hass.async_add_executor_job(item.path.read_bytes)
+            body = await self.hass.async_add_executor_job(_map, item.path)
         following = self._items[1] if len(self._items) > 1 else None
-        if following is None or following.body is not None or following.nbytes > MEMORY_BUDGET:
-            # Read ahead only what the memory budget could hold: a batch of megabytes read
-            # while the last one is sent would double what the spool holds in HA's memory,
-            # to save a read from the page cache (a millisecond or two) per batch.
+        if following is None:
             self._read_ahead = None
         elif self._read_ahead is None or self._read_ahead[0] is not following:
-            self._read_ahead = (following, self.hass.async_add_executor_job(_read, following.path))
+            self._read_ahead = (
+                following,
+                self.hass.async_add_executor_job(_map_if_there, following.path),
+            )
         return body
 
     def release(self, item: SpoolItem) -> None:
@@ -235,11 +237,6 @@ class Spool:
 
     def _queue(self, items: list[SpoolItem]) -> None:
         for item in items:
-            if item.body is not None:
-                if self._memory + item.nbytes > MEMORY_BUDGET:
-                    item.body = None
-                else:
-                    self._memory += item.nbytes
             self._items.append(item)
             self.backlog_events += item.events
             self.size_bytes += item.nbytes
@@ -283,9 +280,6 @@ class Spool:
         self._items.remove(item)
         self.backlog_events -= item.events
         self.size_bytes -= item.nbytes
-        if item.body is not None:
-            self._memory -= item.nbytes
-            item.body = None
 
     def _settle(self) -> None:
         """Called once the files of forgotten batches are gone."""
@@ -311,10 +305,23 @@ def _write_all(fd: int, parts: list[bytes]) -> None:
             views[0] = views[0][written:]
 
 
-def _read(path: Path) -> bytes | None:
-    """Read ahead: None when the file went meanwhile (the caller reads, and fails, again)."""
+def _map(path: Path) -> memoryview:
+    """The file's bytes, mapped read-only (the mapping goes with the last view of it).
+
+    Spool files are written whole and renamed into place, never changed after: the
+    mapping's bytes stay the file's until it is unmapped, even once the file is removed.
+    """
+    with path.open("rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if not size:  # nothing to map (an empty file is no batch: the add-on says so)
+            return memoryview(b"")
+        return memoryview(mmap.mmap(file.fileno(), size, _MAP_FLAGS, mmap.PROT_READ))
+
+
+def _map_if_there(path: Path) -> memoryview | None:
+    """Read ahead: None when the file went meanwhile (the caller maps, and fails, again)."""
     try:
-        return path.read_bytes()
+        return _map(path)
     except OSError:
         return None
 

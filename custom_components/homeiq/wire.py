@@ -144,7 +144,7 @@ def refuses_entities(message: str) -> bool:
     return _ENTITIES_REFUSED.match(message) is not None
 
 
-def inline_entities(body: bytes) -> bytes | None:
+def inline_entities(body: bytes | memoryview) -> bytes | None:
     """The batch with each event carrying its entity's facts again, the form every add-on
     reads; None if no event refers to an entity (or the body is no batch).
 

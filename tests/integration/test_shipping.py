@@ -212,6 +212,35 @@ async def test_restart_with_backlog(
     await delivered(entry)
     assert stored_values(addon_server) == [float(i) for i in range(500)]
     assert spool_files(hass, entry) == []
+
+
+async def test_spool_file_emptied_on_disk_is_set_aside_and_counted(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """A spooled batch whose file lost its bytes (a power cut on some file systems leaves
+    a renamed file empty) is refused by the add-on: its events are counted as dropped,
+    the file is kept aside, and the batches around it are delivered."""
+    await hass.async_add_executor_job(addon_server.stop)
+    entry = await make_entry(
+        addon_server.url, addon_server.token, **ONLY_SEQ, **{CONF_BATCH_SIZE: 100}
+    )
+    for i in range(300):
+        hass.states.async_set("sensor.seq", str(i))
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    files = spool_files(hass, entry)
+    assert [int(p.name.split("_")[1]) for p in files] == [100, 100, 100]
+    await hass.async_add_executor_job(files[1].write_bytes, b"")
+
+    await hass.async_add_executor_job(addon_server.start)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await delivered(entry)
+    pipeline = entry.runtime_data.pipeline
+    assert stored_values(addon_server) == [float(i) for i in (*range(100), *range(200, 300))]
+    assert pipeline.dropped_total == 100
+    assert pipeline.last_error is None  # the batch after it was delivered
+    rejected = list(spool_dir(hass, entry.entry_id).glob("*.rejected"))
+    assert [p.stem for p in rejected] == [files[1].stem]
+    assert await hass.config_entries.async_unload(entry.entry_id)
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 

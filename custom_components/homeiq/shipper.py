@@ -150,6 +150,16 @@ class Shipper:
                 self._reauth_started = True
                 self.entry.async_start_reauth(self.hass)
             return BACK_OFF
+        except FileNotFoundError:
+            # Its file went from under the spool (removed by hand, a file system check):
+            # the events are gone, and trying again would block every batch behind it.
+            LOGGER.error(
+                "HomeIQ spool file %s is gone: its %s events are counted as dropped",
+                item.path.name,
+                item.events,
+            )
+            await self.spool.async_forget_missing(item)
+            return None
         except (HomeIQServerError, OSError) as err:
             # It answered, failing (or the spool file could not be read): the probe would
             # only say it is up and have the batch resent at once.

@@ -183,11 +183,7 @@ class Spool:
         # The next send need not wait for the file to go, but "empty" means no file is left.
         self._removals = [job for job in self._removals if not job.done()]
         self._removals.append(self.hass.async_add_executor_job(_remove, [item]))
-        if not self._items:
-            # wait, not gather: a cancelled shipper must not cancel the removals
-            await asyncio.wait(self._removals)
-            self._removals.clear()
-            self._settle()
+        await self._async_settle_once_removed()
 
     async def async_reject(self, item: SpoolItem) -> None:
         """The add-on refused the batch: keep the file aside, count its events as dropped."""
@@ -199,6 +195,13 @@ class Spool:
             self.hass.async_add_executor_job(item.path.rename, item.path.with_suffix(".rejected"))
         )
         self._settle()
+
+    async def async_forget_missing(self, item: SpoolItem) -> None:
+        """The batch's file is gone: forget it and count its events as dropped."""
+        self.release(item)
+        self._forget(item)
+        self.count_dropped(item.events)
+        await self._async_settle_once_removed()
 
     async def async_wait_empty(self) -> None:
         """Wait until every spooled batch is acknowledged (or given up)."""
@@ -280,6 +283,16 @@ class Spool:
         self._items.remove(item)
         self.backlog_events -= item.events
         self.size_bytes -= item.nbytes
+
+    async def _async_settle_once_removed(self) -> None:
+        """With no batch left, say so once the files of acknowledged ones are gone."""
+        if self._items:
+            return
+        if self._removals:
+            # wait, not gather: a cancelled shipper must not cancel the removals
+            await asyncio.wait(self._removals)
+            self._removals.clear()
+        self._settle()
 
     def _settle(self) -> None:
         """Called once the files of forgotten batches are gone."""

@@ -244,6 +244,33 @@ async def test_spool_file_emptied_on_disk_is_set_aside_and_counted(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def test_spool_file_removed_while_waiting_is_counted_and_the_rest_delivered(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any
+) -> None:
+    """A spooled batch whose file is removed while the add-on is away (by hand, or by a
+    file system check) is counted as dropped, and does not hold back the batches after
+    it."""
+    await hass.async_add_executor_job(addon_server.stop)
+    entry = await make_entry(
+        addon_server.url, addon_server.token, **ONLY_SEQ, **{CONF_BATCH_SIZE: 100}
+    )
+    pipeline = entry.runtime_data.pipeline
+    for i in range(300):
+        hass.states.async_set("sensor.seq", str(i))
+    await pipeline.async_flush()  # the first send fails: the add-on is away
+    files = spool_files(hass, entry)
+    assert [int(p.name.split("_")[1]) for p in files] == [100, 100, 100]
+    await hass.async_add_executor_job(files[0].unlink)  # the batch the shipper retries
+
+    await hass.async_add_executor_job(addon_server.start)
+    await delivered(entry)
+    assert stored_values(addon_server) == [float(i) for i in range(100, 300)]
+    assert pipeline.dropped_total == 100
+    assert pipeline.backlog_events == 0
+    assert spool_files(hass, entry) == []
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
 @pytest.mark.parametrize(
     ("mode", "count"),
     [

@@ -16,7 +16,7 @@ import pytest
 from homeiq_addon.contract import CAUSES, ENTITY_FIELDS, MAX_NESTING, TIME_EXPECTED, Event
 from homeiq_addon.errors import InvalidBatch, InvalidJson
 from homeiq_addon.ingest.decode import decode_batch
-from homeiq_addon.store.codec import decode_context, encode_context
+from homeiq_addon.store.codec import decode_context, encode_context, ulid_near
 from tests.addon.factory import batch, service_event, state_event, with_entities
 
 # Values of every JSON shape and the edges of each rule.
@@ -353,3 +353,20 @@ def test_context_ids_round_trip_exactly(value: str) -> None:
     assert decode_context(encoded) == value
     if isinstance(encoded, bytes):
         assert len(encoded) in (16, 17)
+
+
+def test_an_events_own_context_id_round_trips_at_every_offset() -> None:
+    """An event's context id is stored by its offset from the event's time: 11 bytes
+    within ±63 ms, 12 or 13 further out, its 16 bytes beyond about 17 minutes."""
+    rng = random.Random(11)
+    time_us = 1_764_547_200_123_456
+    offsets = [*range(-300, 301), *(sign * 2**k for k in range(6, 22) for sign in (1, -1))]
+    offsets += [sign * (2**k + d) for k in (13, 20) for d in (-1, 0) for sign in (1, -1)]
+    for offset in offsets:
+        number = ((time_us // 1000 + offset) << 80) | rng.getrandbits(80)
+        text = decode_context(number.to_bytes(16))
+        stored = ulid_near(number, time_us)
+        assert decode_context(stored, time_us) == text, offset
+        zigzag = 2 * offset if offset >= 0 else -2 * offset - 1
+        size = next((10 + n for n in (1, 2, 3) if zigzag < 1 << (7 * n)), 16)
+        assert len(stored) == size, offset

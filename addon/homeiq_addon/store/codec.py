@@ -56,6 +56,8 @@ def ulid_near(number: int, time_us: int) -> bytes:
     time as an offset from the event's, when that is short; else its 16 bytes."""
     delta = (number >> _RANDOM_BITS) - time_us // 1000
     zigzag = delta * 2 if delta >= 0 else -delta * 2 - 1
+    if zigzag <= 0x7F:  # within ±63 ms, nearly every event: the varint is one byte
+        return (((number & _RANDOM_MASK) << 8) | zigzag).to_bytes(11)
     varint = bytearray()
     while zigzag > 0x7F:
         varint.append((zigzag & 0x7F) | 0x80)

@@ -26,14 +26,14 @@ from .batch import Ready
 from .const import DEFAULT_SPOOL_CAP_MB, DOMAIN, ISSUE_SPOOL_FULL, LOGGER
 
 SUFFIX = ".json"
+# The biggest body read while the one before it is on the wire (a default batch of 1,000
+# events is about 0.3 MB).
+READ_AHEAD_MAX = 1024 * 1024
 DROPPED_STORAGE_VERSION = 1
 # Parts per writev call (the kernel's limit, 1024 on Linux).
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 # Drops come in bursts (one per spool write while the cap is hit): one file write per burst.
 DROPPED_SAVE_DELAY = 1.0
-# A body is mapped with its pages read in at once (Linux): sending it must not wait for the
-# disk on the event loop. Elsewhere the pages come from the page cache as it is sent.
-_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
 
 
 def spool_dir(hass: HomeAssistant, entry_id: str) -> Path:
@@ -148,26 +148,29 @@ class Spool:
         return self._on_wire
 
     async def async_read(self, item: SpoolItem) -> memoryview:
-        """The batch's body, mapped from its file (`OSError` if gone); the next one is
-        mapped meanwhile.
+        """The batch's body (`OSError` if its file is gone or unreadable); the next one is
+        read meanwhile.
 
-        Mapped, not read: a read gives each body megabytes of HA's heap for the time of
-        one request, and the allocator kept most of it after (under load, HA's RSS grew
-        by the free memory left between them). A mapping is the page cache's own pages,
-        gone from HA's memory when the body is dropped.
+        Read into memory of its own, mapped for it and unmapped when it is dropped, not
+        into HA's heap: a megabyte copy per request left glibc holding free heap after
+        it, which HA's RSS kept under load. (Not the file itself mapped: a disk error
+        while the request reads it would be a SIGBUS that ends HA, not an OSError.)
         """
         body = None
         if self._read_ahead is not None and self._read_ahead[0] is item:
             body = await self._read_ahead[1]  # None: dropped at the cap meanwhile, read again
         if body is None:
-            body = await self.hass.async_add_executor_job(_map, item.path)
+            body = await self.hass.async_add_executor_job(_read, item.path)
         following = self._items[1] if len(self._items) > 1 else None
-        if following is None:
+        if following is None or following.nbytes > READ_AHEAD_MAX:
+            # Read ahead only a body of a batch of the default size or so: one of
+            # megabytes read while the last one is sent would double what HA holds, to
+            # save one executor job per batch.
             self._read_ahead = None
         elif self._read_ahead is None or self._read_ahead[0] is not following:
             self._read_ahead = (
                 following,
-                self.hass.async_add_executor_job(_map_if_there, following.path),
+                self.hass.async_add_executor_job(_read_if_there, following.path),
             )
         return body
 
@@ -318,23 +321,23 @@ def _write_all(fd: int, parts: list[bytes]) -> None:
             views[0] = views[0][written:]
 
 
-def _map(path: Path) -> memoryview:
-    """The file's bytes, mapped read-only (the mapping goes with the last view of it).
-
-    Spool files are written whole and renamed into place, never changed after: the
-    mapping's bytes stay the file's until it is unmapped, even once the file is removed.
-    """
-    with path.open("rb") as file:
+def _read(path: Path) -> memoryview:
+    """The file's bytes, in an anonymous mapping of their size (see Spool.async_read)."""
+    with path.open("rb", buffering=0) as file:
         size = os.fstat(file.fileno()).st_size
         if not size:  # nothing to map (an empty file is no batch: the add-on says so)
             return memoryview(b"")
-        return memoryview(mmap.mmap(file.fileno(), size, _MAP_FLAGS, mmap.PROT_READ))
+        view = memoryview(mmap.mmap(-1, size))
+        got = 0
+        while got < size and (n := file.readinto(view[got:])):
+            got += n
+        return view if got == size else view[:got]
 
 
-def _map_if_there(path: Path) -> memoryview | None:
-    """Read ahead: None when the file went meanwhile (the caller maps, and fails, again)."""
+def _read_if_there(path: Path) -> memoryview | None:
+    """Read ahead: None when the file went meanwhile (the caller reads, and fails, again)."""
     try:
-        return _map(path)
+        return _read(path)
     except OSError:
         return None
 

@@ -31,7 +31,7 @@ from homeassistant.const import (
 import orjson
 
 from .capture import Captured, OtherCaptured, StateCaptured
-from .contract import EntityFacts, Event as EventRecord
+from .contract import ENTITY_FIELDS, EntityFacts, Event as EventRecord
 from .enrich import EntityInfo
 
 # Every key an event record gets, here and from enrich.py (EntityInfo.fields, snapshot):
@@ -136,7 +136,8 @@ class WireContext:
 _ENTITIES_REFUSED: Final = re.compile(r"^(events\[\d+\]\.entity|entities): extra keys not allowed")
 
 
-_CAUSE_KEYS: Final = frozenset({"cause", "cause_name", "cause_id"})
+# An entity's facts that an event may name for itself: its cause (the contract's rule).
+_CAUSE_KEYS: Final = frozenset(EntityFacts.__struct_fields__).difference(ENTITY_FIELDS)
 
 
 def refuses_entities(message: str) -> bool:

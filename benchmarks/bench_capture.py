@@ -31,6 +31,10 @@ Figures in `benchmarks/results/capture.json`:
   `time.thread_time()`).
 - `ha_loop_thread_us_per_event`: CPU time of the event-loop thread alone over that span
   (`time.thread_time()` read in the loop thread at both ends), per event.
+- `ha_gc_us_per_event`, `ha_loop_thread_gc_us_per_event`: CPU time of the garbage
+  collections in that span (a `gc.callbacks` entry reads `time.thread_time()` as each one
+  starts and stops), in every thread and on the loop thread;
+  `ha_loop_thread_without_gc_us_per_event` is the loop thread's minus its collections.
 - `ha_cpu_beyond_noop_us_per_event`: `ha_cpu_us_per_event` minus the no-op listener's of
   the same round.
 - `addon_cpu_us_per_event`: CPU time (user + system, psutil) of the add-on over the same
@@ -232,6 +236,30 @@ async def set_states(hass: Any, events: int, entities: int, offset: int = 0) -> 
     return time.perf_counter() - start
 
 
+class CollectionClock:
+    """A `gc.callbacks` entry: the CPU time of the garbage collections, all of them and
+    those run on the event-loop thread (each collection runs in the thread that started
+    it, so `thread_time()` at its start and stop is its cost)."""
+
+    def __init__(self, loop_thread: int) -> None:
+        self.loop_thread = loop_thread
+        self.total_s = 0.0
+        self.loop_s = 0.0
+        self._started: dict[int, float] = {}
+
+    def __call__(self, phase: str, _info: dict[str, int]) -> None:
+        thread = threading.get_ident()
+        if phase == "start":
+            self._started[thread] = time.thread_time()
+            return
+        if (start := self._started.pop(thread, None)) is None:
+            return  # started before the clock did
+        spent = time.thread_time() - start
+        self.total_s += spent
+        if thread == self.loop_thread:
+            self.loop_s += spent
+
+
 class PollThread:
     """Runs a blocking check in its own thread and reports that thread's CPU time, which the
     phase subtracts: the check is the benchmark's, not the integration's."""
@@ -267,6 +295,8 @@ async def measure(
     gc.collect()  # every configuration starts with no garbage left from its setup
     rss_before = rss_mb()
     gc_before = gc.get_stats()
+    gc_clock = CollectionClock(threading.get_ident())
+    gc.callbacks.append(gc_clock)
     wall_start = time.perf_counter()
     cpu_start = time.process_time()
     loop_start = time.thread_time()
@@ -275,6 +305,7 @@ async def measure(
     loop_cpu = time.thread_time() - loop_start
     cpu = time.process_time() - cpu_start - check_cpu
     wall = time.perf_counter() - wall_start
+    gc.callbacks.remove(gc_clock)
     gc_stats = list(zip(gc_before, gc.get_stats(), strict=True))
     return {
         # Which collections ran in the span: a full one costs several µs per event here.
@@ -282,6 +313,10 @@ async def measure(
         "gc_collected": [b["collected"] - a["collected"] for a, b in gc_stats],
         "ha_cpu_us_per_event": cpu / events * 1e6,
         "ha_loop_thread_us_per_event": loop_cpu / events * 1e6,
+        # Which thread runs a collection is the one whose allocation crossed the threshold:
+        # a configuration with a busy thread of its own moves HA's collections there.
+        "ha_gc_us_per_event": gc_clock.total_s / events * 1e6,
+        "ha_loop_thread_gc_us_per_event": gc_clock.loop_s / events * 1e6,
         "set_events_per_s": events / set_seconds,
         "end_to_end_events_per_s": events / wall,
         "rss_growth_mb": max(peak_rss_mb(), rss_mb()) - rss_before,
@@ -309,6 +344,32 @@ async def phase_noop_listener(work: Path, events: int, entities: int) -> dict[st
     hass.bus.async_listen("*", callback(lambda event: None))
     await set_states(hass, entities, entities, offset=-entities)
     result = await measure(hass, events, entities, nothing_left)
+    await hass.async_stop()
+    return result
+
+
+async def phase_capture_listener(work: Path, events: int, entities: int) -> dict[str, Any]:
+    """HomeIQ's bus listener alone (`capture.Capture`, default options): its buffer is
+    taken and let go whenever it fills, so nothing is serialized, spooled or sent. What
+    the event loop pays per event before the rest of the pipeline."""
+    from custom_components.homeiq.capture import Capture
+    from custom_components.homeiq.enrich import Enricher
+    from custom_components.homeiq.pipeline import CONVERT_CHUNK
+
+    hass = await make_hass(work / "config")
+    capture: Capture | None = None
+
+    def let_go() -> None:
+        assert capture is not None
+        capture.take()
+
+    capture = Capture(
+        hass, Enricher(hass).entity_info, lambda: hass.loop.call_soon(let_go), CONVERT_CHUNK
+    )
+    capture.apply_options({})
+    await set_states(hass, entities, entities, offset=-entities)
+    result = await measure(hass, events, entities, nothing_left)
+    capture.stop()
     await hass.async_stop()
     return result
 
@@ -525,6 +586,8 @@ PHASES: dict[str, Callable[[Path, int, int], Coroutine[Any, Any, dict[str, Any]]
     "recorder": phase_recorder,
     "core_influxdb": phase_core_influxdb,
     "homeiq": phase_homeiq,
+    # Not one of CONFIGS (no goal names it): `--only capture_listener,noop_listener`.
+    "capture_listener": phase_capture_listener,
 }
 
 
@@ -604,8 +667,23 @@ def summarize(rounds: list[dict[str, dict[str, Any]]], configs: list[str]) -> di
         return [float(r[config][key]) for r in rounds if key in r.get(config, {})]
 
     out: dict[str, Any] = {}
-    for key in ("ha_cpu_us_per_event", "ha_loop_thread_us_per_event", "rss_growth_mb"):
+    for key in (
+        *("ha_cpu_us_per_event", "ha_loop_thread_us_per_event", "rss_growth_mb"),
+        *("ha_gc_us_per_event", "ha_loop_thread_gc_us_per_event"),
+    ):
         out[key] = {c: spread(each(c, key)) for c in configs if each(c, key)}
+    # The loop thread's own work, whichever thread ran the collections (see the README).
+    out["ha_loop_thread_without_gc_us_per_event"] = {
+        c: spread(
+            [
+                r[c]["ha_loop_thread_us_per_event"] - r[c]["ha_loop_thread_gc_us_per_event"]
+                for r in rounds
+                if "ha_loop_thread_gc_us_per_event" in r.get(c, {})
+            ]
+        )
+        for c in configs
+        if each(c, "ha_loop_thread_gc_us_per_event")
+    }
     for name in (c for c in configs if c.startswith("homeiq")):
         figures = homeiq_figures(rounds, name)
         if name == "homeiq":

@@ -127,6 +127,27 @@ def with_entities(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def with_columns(body: dict[str, Any], block: int = 100) -> dict[str, Any]:
+    """The same batch with its events as blocks of `block` events in columns (contract
+    EventColumns): every state event must refer to its entity (``with_entities``). A
+    column no event of its block has a value for is left out."""
+    events = body["events"]
+    out = {name: value for name, value in body.items() if name != "events"}
+    out["columns"] = []
+    for start in range(0, len(events), block):
+        part = events[start : start + block]
+        names = dict.fromkeys(name for event in part for name in event)
+        out["columns"].append(
+            {
+                name: [event.get(name) for event in part]
+                for name in names
+                if any(event.get(name) is not None for event in part)
+                or name in ("time_fired", "event_type", "origin", "context_id")
+            }
+        )
+    return out
+
+
 def write_into(conn: sqlite3.Connection, events: list[dict[str, Any]]) -> None:
     """A batch of ``events`` written straight into a database, as the store's writer
     writes one (rows and counts), without a Store: for a database of an older schema

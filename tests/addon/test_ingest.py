@@ -10,7 +10,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.addon.factory import batch, service_event, state_event, with_entities
+from tests.addon.factory import batch, service_event, state_event, with_columns, with_entities
 from tests.conftest import AddonProcess
 
 
@@ -207,22 +207,27 @@ async def test_many_big_batches_at_once_all_land_once(addon_server: AddonProcess
 
 
 @pytest.mark.parametrize("events", [40, 600], ids=["on the writer", "in the decode worker"])
-async def test_entities_sent_once_read_back_as_the_events_carried_them(
-    addon_server: AddonProcess, events: int
+@pytest.mark.parametrize("form", ["entities", "columns"])
+async def test_shorter_forms_read_back_as_the_events_carried_them(
+    addon_server: AddonProcess, events: int, form: str
 ) -> None:
-    """The health answer says the add-on reads ``entities``; events that refer to them
-    are stored and read back exactly as the same events carrying every field."""
+    """The health answer says the add-on reads ``entities`` and ``columns``; events that
+    refer to their entities, as events or as blocks of columns, are stored and read back
+    exactly as the same events carrying every field."""
     _, health = await get(addon_server, "/api/v1/health")
-    assert "batch_entities" in health["features"]
+    assert {"batch_entities", "batch_columns"} <= set(health["features"])
     user = {"context_user_id": "9f2b1c0d", "cause": "user", "cause_name": "Alice"}
     plain = [state_event(i, **(user if i % 9 == 0 else {})) for i in range(events)]
     later = [  # the same events a day later (the store keeps one event per time and entity)
         {**e, "time_fired": e["time_fired"].replace("2026-11-22", "2026-11-23")} for e in plain
     ]
-    referring = with_entities(batch(later))
-    assert len(orjson.dumps(referring)) > 64 * 1024 or events < 100
+    shorter = with_entities(batch(later))
+    if form == "columns":
+        shorter = with_columns(shorter)
+    # 64 KiB: the decode worker's threshold.
+    assert len(orjson.dumps(shorter)) > 64 * 1024 or events < 100
     assert (await post(addon_server, batch(plain)))[0] == 200
-    assert (await post(addon_server, referring))[0] == 200
+    assert (await post(addon_server, shorter))[0] == 200
 
     async def page(day: str) -> list[dict[str, Any]]:
         _, answer = await get(

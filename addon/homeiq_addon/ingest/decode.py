@@ -21,10 +21,11 @@ parser that writes the stored JSON, so it decides what is malformed).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import accumulate, chain
 from operator import attrgetter
 import re
 from typing import Any, Final, cast
@@ -34,11 +35,14 @@ import orjson
 
 from ..contract import (
     ENTITY_FIELDS,
+    EVENTS_EXPECTED,
+    MAX_EVENTS,
     STATE_EVENT_TYPES,
     TIME_EXPECTED,
     Batch,
     EntityFacts,
     Event,
+    EventColumns,
     Source,
     parse_time_us,
 )
@@ -112,7 +116,13 @@ def decode_batch(body: bytes) -> DecodedBatch:
         # than msgspec goes (orjson names both).
         raise _malformed(body) or InvalidJson(f"body: malformed JSON: {err}") from None
     try:
-        return _columns(batch)
+        if batch.columns:
+            if batch.events:
+                raise InvalidBatch("columns: not allowed with events")
+            return _from_columns(batch)
+        if not batch.events:
+            raise InvalidBatch(f"events: {EVENTS_EXPECTED}")
+        return _from_events(batch)
     except _TooDeep as err:
         raise _malformed(body) or InvalidBatch(f"{err.path}: {_NESTING}") from None
 
@@ -123,8 +133,18 @@ class _TooDeep(Exception):
         self.path = path
 
 
-def _json(value: dict[str, Any], field: str, i: int, of: str = "events") -> bytes:
-    """``data`` or ``attributes`` as the store writes them (nested at most MAX_NESTING)."""
+# Where an event's field is in the body, for an error: "events[3].state" or, for events
+# sent as columns, "columns[0].state[3]".
+type FieldPath = Callable[[int, str], str]
+
+
+def _event_path(i: int, field: str) -> str:
+    return f"events[{i}].{field}"
+
+
+def _json(value: dict[str, Any], path: str) -> bytes:
+    """``data`` or ``attributes`` as the store writes them (nested at most MAX_NESTING);
+    `path` names the field in an error."""
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:
@@ -134,16 +154,17 @@ def _json(value: dict[str, Any], field: str, i: int, of: str = "events") -> byte
         # read by orjson always was); any other failure is the nesting.
         return orjson.dumps(orjson.loads(msgspec.json.encode(value)))
     except (orjson.JSONEncodeError, orjson.JSONDecodeError, RecursionError):
-        raise _TooDeep(f"{of}[{i}].{field}") from None
+        raise _TooDeep(path) from None
 
 
 # Column by column, in C where it can be (attrgetter, zip, map, dict.fromkeys): a loop
 # over the events with a dozen appends each cost twice as much.
-_COLUMNS: Final = attrgetter(
+_COLUMNS_NAMES: Final = (
     "time_fired", "last_changed", "last_reported", "event_type", "entity_id", "domain",
     "context_user_id", "state", "old_state", "origin", "context_id", "context_parent_id",
     "numeric_value", "prev_state_seconds", "data", "attributes", "entity",
 )  # fmt: skip
+_COLUMNS: Final = attrgetter(*_COLUMNS_NAMES)
 _ORIGIN: Final = {"LOCAL": 0, "REMOTE": 1}
 _BAD_TIME: Final = 1 << 80  # no difference of two accepted times
 
@@ -168,26 +189,87 @@ def _ago(t: int, fired: str, changed: str | None) -> int | None:
     return _BAD_TIME if c is None else t - c
 
 
-def _columns(batch: Batch) -> DecodedBatch:
+def _from_events(batch: Batch) -> DecodedBatch:
     events = batch.events
-    (
-        fired, changed, reported, event_types, entity_ids, domains, users, states,
-        old_states, origins, contexts, parents, numbers, prev_seconds, data, attributes,
-        entity_refs,
-    ) = zip(*map(_COLUMNS, events), strict=True)  # fmt: skip
-    parsed = list(map(parse_time_us, fired))
-    if None in parsed:
-        raise InvalidBatch(f"events[{parsed.index(None)}].time_fired: {TIME_EXPECTED}")
-    times = cast("list[int]", parsed)
-    agos = list(map(_ago, times, fired, changed))
-    if _BAD_TIME in agos:
-        raise InvalidBatch(f"events[{agos.index(_BAD_TIME)}].last_changed: {TIME_EXPECTED}")
+    columns = zip(*map(_COLUMNS, events), strict=True)
     fields = [
         f if f[_LABELS] is None else (*f[:_LABELS], tuple(f[_LABELS]), *f[_LABELS + 1 :])
         for f in map(_REF_FIELDS, events)
     ]
+    return _decoded(batch, tuple(columns), fields, _event_path)
+
+
+# EventColumns' columns in _COLUMNS' order, None for the fields it has no column for
+# (ENTITY_FIELDS: the entity's, by reference).
+_GIVEN_COLUMNS: Final = tuple(
+    name if name in EventColumns.__struct_fields__ else None for name in _COLUMNS_NAMES
+)
+_REF_COLUMNS: Final = tuple(
+    name if name in EventColumns.__struct_fields__ else None
+    for name in (*REGISTRY_KEYS, *CAUSE_KEYS, *SNAP_KEYS)
+)
+
+
+def _from_columns(batch: Batch) -> DecodedBatch:
+    """The blocks joined into one column per field, as _from_events has them."""
+    blocks = batch.columns
+    sizes = []
+    for k, block in enumerate(blocks):
+        size = len(block.time_fired)
+        for name in EventColumns.__struct_fields__:
+            column = getattr(block, name)
+            if column is not None and len(column) != size:
+                raise InvalidBatch(
+                    f"columns[{k}].{name}: expected {size} values, as many as time_fired"
+                )
+        sizes.append(size)
+    total = sum(sizes)
+    if not 0 < total <= MAX_EVENTS:
+        raise InvalidBatch(f"columns: {EVENTS_EXPECTED}")
+    nulls = [(None,) * size for size in sizes]
+
+    def joined(name: str | None) -> tuple[Any, ...]:
+        if name is None:
+            return (None,) * total
+        return tuple(
+            chain.from_iterable(
+                empty if (column := getattr(block, name)) is None else column
+                for block, empty in zip(blocks, nulls, strict=True)
+            )
+        )
+
+    columns = tuple(map(joined, _GIVEN_COLUMNS))
+    fields = list(zip(*map(joined, _REF_COLUMNS), strict=True))
+    starts = [0, *accumulate(sizes)]
+
+    def path(i: int, field: str) -> str:
+        k = bisect_right(starts, i) - 1
+        while sizes[k] == 0:  # blocks without events hold no index
+            k += 1
+        return f"columns[{k}].{field}[{i - starts[k]}]"
+
+    return _decoded(batch, columns, fields, path)
+
+
+def _decoded(
+    batch: Batch, columns: tuple[Sequence[Any], ...], fields: list[tuple[Any, ...]], at: FieldPath
+) -> DecodedBatch:
+    """The rows of the events given as columns (_COLUMNS' order) and each event's registry,
+    cause and snapshot fields (_REF_FIELDS' order); `at` names a field in an error."""
+    (
+        fired, changed, reported, event_types, entity_ids, domains, users, states,
+        old_states, origins, contexts, parents, numbers, prev_seconds, data, attributes,
+        entity_refs,
+    ) = columns  # fmt: skip
+    parsed = list(map(parse_time_us, fired))
+    if None in parsed:
+        raise InvalidBatch(f"{at(parsed.index(None), 'time_fired')}: {TIME_EXPECTED}")
+    times = cast("list[int]", parsed)
+    agos = list(map(_ago, times, fired, changed))
+    if _BAD_TIME in agos:
+        raise InvalidBatch(f"{at(agos.index(_BAD_TIME), 'last_changed')}: {TIME_EXPECTED}")
     attributes_json = [
-        None if a is None else _json(a, "attributes", i) for i, a in enumerate(attributes)
+        None if a is None else _json(a, at(i, "attributes")) for i, a in enumerate(attributes)
     ]
     if entity_refs.count(None) != len(entity_refs):
         referred_ids: list[str | None] = list(entity_ids)
@@ -199,24 +281,27 @@ def _columns(batch: Batch) -> DecodedBatch:
             domains=referred_domains,
             attributes=attributes_json,
             fields=fields,
+            at=at,
         )
         entity_ids, domains = tuple(referred_ids), tuple(referred_domains)
     if None in entity_ids:
         for i, (event_type, entity_id) in enumerate(zip(event_types, entity_ids, strict=True)):
             if entity_id is None and event_type in STATE_EVENT_TYPES:
-                raise InvalidBatch(f"events[{i}].entity_id: required for state events")
+                # Events as columns name their entity by reference only.
+                field = "entity_id" if at is _event_path else "entity"
+                raise InvalidBatch(f"{at(i, field)}: required for state events")
     event_data: list[dict[str, Any] | None] = list(data)
     if reported.count(None) != len(reported):
         for i, when in enumerate(reported):
             if when is None:
                 continue
             if parse_time_us(when) is None:
-                raise InvalidBatch(f"events[{i}].last_reported: {TIME_EXPECTED}")
+                raise InvalidBatch(f"{at(i, 'last_reported')}: {TIME_EXPECTED}")
             # A state report's time is kept in the row's data, where Home Assistant's
             # own state_reported event data carries it (no column: most rows have none).
             event_data[i] = {**(event_data[i] or {}), "last_reported": when}
     data_json = [
-        None if d is None else _json(d, "data", i).decode() for i, d in enumerate(event_data)
+        None if d is None else _json(d, at(i, "data")).decode() for i, d in enumerate(event_data)
     ]
     domains_or_derived = [
         d or (None if e is None else e.partition(".")[0])
@@ -288,6 +373,7 @@ def _refer_to_entities(
     domains: list[str | None],
     attributes: list[bytes | None],
     fields: list[tuple[Any, ...]],
+    at: FieldPath,
 ) -> None:
     """Give each event that refers to an entity (Event.entity) that entity's fields, in
     the columns as if the event had carried them; its own cause, if any, stays."""
@@ -295,7 +381,7 @@ def _refer_to_entities(
     ids = [f.entity_id for f in entities]
     entity_domains = [f.domain for f in entities]
     entity_attributes = [
-        None if f.attributes is None else _json(f.attributes, "attributes", k, "entities")
+        None if f.attributes is None else _json(f.attributes, f"entities[{k}].attributes")
         for k, f in enumerate(entities)
     ]
     registry: list[tuple[Any, ...]] = []
@@ -307,15 +393,15 @@ def _refer_to_entities(
         )
         causes.append(f[_CAUSE_AT:])
     count = len(entities)
-    # Column by column, as _columns does: a loop with a dozen steps per event cost more
+    # Column by column, as _decoded does: a loop with a dozen steps per event cost more
     # than the bytes the references save.
     referring = [i for i, k in enumerate(refs) if k is not None]
     if (top := max(k for k in refs if k is not None)) >= count:
         i = refs.index(top)
         raise InvalidBatch(
-            f"events[{i}].entity: expected index into the batch's entities (0 to {count - 1})"
+            f"{at(i, 'entity')}: expected index into the batch's entities (0 to {count - 1})"
             if count
-            else f"events[{i}].entity: expected index into the batch's entities (it has none)"
+            else f"{at(i, 'entity')}: expected index into the batch's entities (it has none)"
         )
     given = [
         i
@@ -325,10 +411,10 @@ def _refer_to_entities(
         or attributes[i] is not None
         or fields[i][:_CAUSE_AT] != _NO_REGISTRY
     ]
-    if given:
+    if given:  # only events carry their own (columns have none of these)
         i = given[0]
         name = next(n for n in ENTITY_FIELDS if getattr(batch.events[i], n) is not None)
-        raise InvalidBatch(f"events[{i}].{name}: not allowed with entity")
+        raise InvalidBatch(f"{at(i, name)}: not allowed with entity")
     entity_ids[:] = [e if k is None else ids[k] for e, k in zip(entity_ids, refs, strict=True)]
     domains[:] = [d if k is None else entity_domains[k] for d, k in zip(domains, refs, strict=True)]
     attributes[:] = [
@@ -382,7 +468,9 @@ def _described(struct: type[msgspec.Struct]) -> dict[str, tuple[str | None, Any]
     return out
 
 
-_FIELDS: Final = {struct: _described(struct) for struct in (Batch, Source, Event, EntityFacts)}
+_FIELDS: Final = {
+    struct: _described(struct) for struct in (Batch, Source, Event, EntityFacts, EventColumns)
+}
 _NESTING: Final = _FIELDS[Event]["data"][0]  # the same for attributes
 _AT: Final = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.DOTALL)
 _STEP: Final = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+|\.\.\.)\]")
@@ -398,15 +486,21 @@ def _invalid(error: str) -> InvalidBatch:
     path = ""
     struct: Any = Batch
     description: str | None = None
-    for step in _STEP.finditer(steps):
+    found = list(_STEP.finditer(steps))
+    for n, step in enumerate(found):
         name, index = step.groups()
         if name is not None:
             if struct is None or name not in _FIELDS[struct]:
                 break
+            columns = struct is EventColumns
             description, struct = _FIELDS[struct][name]
             path += f".{name}" if path else name
             if struct is None:
-                break  # deeper down (a list's item, a key in data): the field is named
+                # Deeper down (a list's item, a key in data): the field is named, and for
+                # a column the event too (its index in the block).
+                if columns and n + 1 < len(found) and found[n + 1].group(2) is not None:
+                    path += f"[{found[n + 1].group(2)}]"
+                break
         else:
             path += f"[{index}]"
             description = None

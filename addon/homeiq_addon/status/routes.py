@@ -16,6 +16,7 @@ import msgspec
 from .. import __version__
 from ..contract import (
     API_VERSION,
+    FEATURE_BATCH_COLUMNS,
     FEATURE_BATCH_ENTITIES,
     STATS_PERIODS,
     Health,
@@ -76,7 +77,7 @@ async def health(request: web.Request) -> web.Response:
         events_stored=None if info is None else info["events_stored"],
         last_ingest=None if last is None else us_to_iso(last),
         mirror=[] if info is None else await _mirror(request.app),
-        features=[FEATURE_BATCH_ENTITIES],
+        features=[FEATURE_BATCH_ENTITIES, FEATURE_BATCH_COLUMNS],
     )
     return struct_response(report, code)
 

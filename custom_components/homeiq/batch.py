@@ -16,14 +16,15 @@ from homeassistant.util.ulid import ulid_now
 import orjson
 
 from .capture import Captured
-from .wire import EntityTable, WireContext, encode
+from .wire import EntityTable, WireContext, encode, encode_columns
 
-# Records built per orjson.dumps call.
+# Records built per orjson.dumps call (a block of columns holds as many events).
 RECORDS_PER_DUMP = 100
 
 # start, stop: events[start:stop] go into one batch; with the table of that batch's
-# entities when the add-on reads them (wire.py).
-type Chunk = tuple[int, int, EntityTable | None]
+# entities when the add-on reads them (wire.py); whether they are sent as a block of
+# columns (contract EventColumns, which needs the table) rather than as events.
+type Chunk = tuple[int, int, EntityTable | None, bool]
 
 
 class Ready(NamedTuple):
@@ -52,12 +53,15 @@ def encode_chunks(events: Sequence[Captured], chunks: list[Chunk], ctx: WireCont
     would give its first events attributes of later ones.
     """
     parts: list[bytes] = []
-    for start, stop, table in chunks:
+    for start, stop, table, columns in chunks:
         chunk = events[start:stop]
         if _without_facts(chunk, ctx.infos):
             # One trip back to the loop for all of them (after a registry change, all are).
             return Encoded(parts, _without_facts(events[start : chunks[-1][1]], ctx.infos))
-        parts.append(encode(chunk, ctx, table))
+        if columns and table is not None:
+            parts.append(encode_columns(chunk, ctx, table))
+        else:
+            parts.append(encode(chunk, ctx, table))
     return Encoded(parts, set())
 
 
@@ -79,20 +83,28 @@ class BatchBuilder:
         self.count = 0
         self._parts: list[bytes] = []
         self._table: EntityTable | None = None  # the open batch's entities, if any
+        self._columns = False  # whether the open batch's events are blocks of columns
 
-    def plan(self, start: int, stop: int, batch_size: int, tables: bool) -> list[Chunk]:
+    def plan(
+        self, start: int, stop: int, batch_size: int, tables: bool, columns: bool = False
+    ) -> list[Chunk]:
         """Cut events start..stop into chunks that each fall within one batch; with
-        `tables`, each batch's events refer to its entities (wire.EntityTable)."""
-        chunks = []
+        `tables`, each batch's events refer to its entities (wire.EntityTable); with
+        `columns` too, each new batch sends them as blocks of columns. A batch keeps the
+        form it was opened with (a batch is one form or the other)."""
+        chunks: list[Chunk] = []
         count = self.count
         table = self._table
+        as_columns = self._columns if count else tables and columns
         while start < stop:
             if count >= batch_size:  # batch_size may have shrunk (options apply live)
-                count, table = 0, None
-            if tables and table is None:
+                count, table, as_columns = 0, None, tables and columns
+            if (tables or as_columns) and table is None:
                 table = EntityTable()
             take = min(batch_size - count, stop - start, RECORDS_PER_DUMP)
-            chunks.append((start, start + take, table if tables else None))
+            chunks.append(
+                (start, start + take, table if tables or as_columns else None, as_columns)
+            )
             start += take
             count += take
         return chunks
@@ -101,7 +113,7 @@ class BatchBuilder:
         """Add serialized chunks planned with the same `batch_size`; return every batch
         that filled up."""
         ready = []
-        for (start, stop, table), part in zip(chunks, parts, strict=False):
+        for (start, stop, table, columns), part in zip(chunks, parts, strict=False):
             if self.count >= batch_size:
                 ready.append(self.seal())
             if self._parts:
@@ -109,6 +121,7 @@ class BatchBuilder:
             self._parts.append(part)
             if table is not None:
                 self._table = table
+            self._columns = columns
             self.count += stop - start
             if self.count >= batch_size:
                 ready.append(self.seal())
@@ -118,7 +131,7 @@ class BatchBuilder:
         """Close what has accumulated as one batch with a fresh, stable id."""
         batch_id = ulid_now()
         head = orjson.dumps({"batch_id": batch_id, "source": self.source})
-        self._parts.insert(0, head[:-1] + b',"events":[')
+        self._parts.insert(0, head[:-1] + (b',"columns":[' if self._columns else b',"events":['))
         if self._table is not None and self._table.facts:
             self._parts.append(b'],"entities":[')
             self._parts.append(b",".join(self._table.facts))
@@ -126,5 +139,6 @@ class BatchBuilder:
         ready = Ready(batch_id, self.count, self._parts)
         self._parts = []
         self._table = None
+        self._columns = False
         self.count = 0
         return ready

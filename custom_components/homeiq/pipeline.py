@@ -42,7 +42,7 @@ from .const import (
     LOGGER,
     SHUTDOWN_FLUSH_TIMEOUT,
 )
-from .contract import FEATURE_BATCH_ENTITIES
+from .contract import FEATURE_BATCH_COLUMNS, FEATURE_BATCH_ENTITIES
 from .enrich import Enricher, snapshot
 from .models import PipelineCounters
 from .shipper import Shipper
@@ -392,6 +392,7 @@ class Pipeline:
                 total,
                 batch_size,
                 tables=FEATURE_BATCH_ENTITIES in self._client.addon_features,
+                columns=FEATURE_BATCH_COLUMNS in self._client.addon_features,
             )
             ctx = self._wire_context()  # after each trip: the caches may have been replaced
             if self._encoder is None:  # stopped: a late flush

@@ -23,7 +23,7 @@ from .api import (
 from .const import BACKOFF_INITIAL, BACKOFF_MAX, LOGGER, PROBE_INTERVAL
 from .contract import API_VERSION
 from .spool import Spool, SpoolItem
-from .wire import inline_entities, refuses_entities
+from .wire import plain_batch, refuses_shorter_form
 
 # What `_ship` answers besides None (delivered) and a delay in seconds.
 BACK_OFF = -1.0  # wait out the exponential back-off
@@ -128,17 +128,17 @@ class Shipper:
             try:
                 await self.client.async_ingest(body)
             except HomeIQResponseError as err:
-                if not refuses_entities(str(err)):
+                if not refuses_shorter_form(str(err)):
                     raise
                 # An add-on of an earlier release took the place of the one that read each
-                # entity once per batch: the batch goes again with every event carrying its
-                # entity's facts, and so do the next ones.
+                # entity once per batch, or the events as columns: the batch goes again as
+                # events each carrying its entity's facts, and so do the next ones.
                 self.client.addon_features = frozenset()
-                plain = await self.hass.async_add_executor_job(inline_entities, body)
+                plain = await self.hass.async_add_executor_job(plain_batch, body)
                 if plain is None:
                     raise
                 LOGGER.info(
-                    "HomeIQ add-on reads no batch entities: %s sent in full", item.path.name
+                    "HomeIQ add-on reads no shorter batch form: %s sent in full", item.path.name
                 )
                 await self.client.async_ingest(plain)
         except HomeIQRateLimitedError as err:

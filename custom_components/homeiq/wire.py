@@ -131,32 +131,43 @@ class WireContext:
     drop_attributes: frozenset[str]
 
 
-# What an add-on that does not read a batch's entities answers such a batch: its first
-# event that refers to one has an unknown key (the contract's own error text).
-_ENTITIES_REFUSED: Final = re.compile(r"^(events\[\d+\]\.entity|entities): extra keys not allowed")
+# What an add-on that does not read a batch's entities, or its columns, answers such a
+# batch: the first unknown key it meets (the contract's own error text).
+_SHORTER_FORM_REFUSED: Final = re.compile(
+    r"^(events\[\d+\]\.entity|entities|columns): extra keys not allowed"
+)
 
 
 # An entity's facts that an event may name for itself: its cause (the contract's rule).
 _CAUSE_KEYS: Final = frozenset(EntityFacts.__struct_fields__).difference(ENTITY_FIELDS)
 
 
-def refuses_entities(message: str) -> bool:
-    """Whether an add-on's refusal says it does not read a batch's entities."""
-    return _ENTITIES_REFUSED.match(message) is not None
+def refuses_shorter_form(message: str) -> bool:
+    """Whether an add-on's refusal says it reads neither a batch's entities nor its
+    columns (Health.features)."""
+    return _SHORTER_FORM_REFUSED.match(message) is not None
 
 
-def inline_entities(body: bytes | memoryview) -> bytes | None:
-    """The batch with each event carrying its entity's facts again, the form every add-on
-    reads; None if no event refers to an entity (or the body is no batch).
+def plain_batch(body: bytes | memoryview) -> bytes | None:
+    """The batch as events each carrying its entity's facts, the form every add-on reads;
+    None if it is in that form already (or is no batch).
 
-    For an add-on that refused the shorter form: one replaced by an earlier release while
-    the batch waited in the spool. An event's own cause stays; the others take their
-    entity's."""
+    For an add-on that refused a shorter form: one replaced by an earlier release while
+    the batch waited in the spool. Blocks of columns become events again (an event has
+    the keys its columns give it a value for); an event's own cause stays, the others
+    take their entity's."""
     try:
         batch = orjson.loads(body)
         entities = batch.pop("entities", None)
-        if not entities:
+        blocks = batch.pop("columns", None)
+        if not entities and not blocks:
             return None
+        if blocks:
+            batch["events"] = [
+                {name: values[at] for name, values in block.items() if values[at] is not None}
+                for block in blocks
+                for at in range(len(block["time_fired"]))
+            ]
         for event in batch["events"]:
             if (at := event.pop("entity", None)) is None:
                 continue
@@ -293,6 +304,128 @@ def encode(events: Sequence[Captured], ctx: WireContext, table: EntityTable | No
         return orjson.dumps(records, default=json_default, option=_DUMPS_OPTION)[1:-1]
 
 
+def encode_columns(events: Sequence[Captured], ctx: WireContext, table: EntityTable) -> bytes:
+    """The events as one block of columns (contract EventColumns), each event referring to
+    its entity in `table` (the batch's).
+
+    The same values as `encode` gives, column by column: a column is a list with one
+    value per event. The columns most events fill are appended to for every event; the
+    others (a user, a parent context, an own cause, a report's time, data, a snapshot)
+    are made when an event first has a value for one, null for the events before it.
+    """
+    count = len(events)
+    time_fired: list[Any] = []
+    event_type: list[str] = []
+    origin: list[str] = []
+    context_id: list[str] = []
+    state: list[str | None] = []
+    old_state: list[str | None] = []
+    last_changed: list[datetime | None] = []
+    numeric_value: list[float | None] = []
+    prev_state_seconds: list[float | None] = []
+    entity: list[int | None] = []
+    block: dict[str, list[Any]] = {
+        "time_fired": time_fired,
+        "event_type": event_type,
+        "origin": origin,
+        "context_id": context_id,
+        "state": state,
+        "old_state": old_state,
+        "last_changed": last_changed,
+        "numeric_value": numeric_value,
+        "prev_state_seconds": prev_state_seconds,
+        "entity": entity,
+    }
+
+    def put(name: str, at: int, value: Any) -> None:
+        if (column := block.get(name)) is None:
+            column = block[name] = [None] * count
+        column[at] = value
+
+    table_at = table.at
+    entities = ctx.entities
+    causes = ctx.causes
+    isfinite = math.isfinite
+    for at, captured in enumerate(events):
+        if captured[1] is None or captured[7] is None:
+            record = _other_record(captured, ctx, table)
+            time_fired.append(record.pop("time_fired"))
+            event_type.append(record.pop("event_type"))
+            origin.append(record.pop("origin"))
+            context_id.append(record.pop("context_id"))
+            state.append(None)
+            old_state.append(record.pop("old_state", None))
+            last_changed.append(None)
+            numeric_value.append(None)
+            prev_state_seconds.append(None)
+            entity.append(record.pop("entity", None))
+            record.pop("state", None)
+            for name, value in record.items():
+                put(name, at, value)
+            continue
+        (
+            kind, entity_id, fired, event_origin, context, user_id, parent_id,
+            new_state, previous, changed, old_changed, new_attributes, reported,
+        ) = captured  # fmt: skip
+        time_fired.append(fired)
+        event_type.append(kind)
+        origin.append(event_origin)
+        context_id.append(context)
+        state.append(new_state)
+        last_changed.append(changed)
+        number = None
+        if new_state and new_state[0] in _NUMERIC_START:  # only these can be numbers
+            try:
+                value = float(new_state)
+            except ValueError:
+                pass
+            else:
+                if isfinite(value):
+                    number = value
+        numeric_value.append(number)
+        old_state.append(previous)
+        seconds = None
+        if (
+            previous is not None
+            and previous != new_state
+            and old_changed is not None
+            and changed is not None
+        ):
+            seconds = (changed - old_changed).total_seconds()  # as `encode`: see there
+        prev_state_seconds.append(seconds)
+        if reported is not None:
+            put("last_reported", at, reported)
+        if new_attributes is not None:
+            ctx.attributes[entity_id] = new_attributes
+            wire = entities[entity_id] = _entity_wire(entity_id, new_attributes, ctx)
+        elif (cached := entities.get(entity_id)) is not None:
+            wire = cached
+        else:  # the cache was replaced (registries or options changed)
+            wire = entities[entity_id] = _entity_wire(entity_id, ctx.attributes[entity_id], ctx)
+        if user_id is not None or parent_id is not None or causes:
+            if parent_id is not None:
+                put("context_parent_id", at, parent_id)
+            if user_id is not None:
+                put("context_user_id", at, user_id)
+            if (cause := _cause(context, user_id, parent_id, ctx)) is not None:
+                put("cause", at, cause[0])
+                if cause[1] is not None:
+                    put("cause_name", at, cause[1])
+                if cause[2] is not None:
+                    put("cause_id", at, cause[2])
+        index = table_at.get(wire)
+        if index is None:
+            index = table_at[wire] = len(table_at)
+            table.facts.append(wire.facts)
+        entity.append(index)
+    for name, value in ctx.snapshot.items():  # the same for every event of the block
+        block[name] = [value] * count
+    try:
+        return orjson.dumps(block, default=json_default)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(block, default=json_default, option=_DUMPS_OPTION)
+
+
 def _cause(
     context_id: str, user_id: str | None, parent_id: str | None, ctx: WireContext
 ) -> Cause | None:
@@ -312,9 +445,12 @@ def _add_cause(record: dict[str, Any], cause: Cause) -> None:
         record["cause_id"] = cause[2]
 
 
-def _other_record(captured: Captured, ctx: WireContext) -> dict[str, Any]:
+def _other_record(
+    captured: Captured, ctx: WireContext, table: EntityTable | None = None
+) -> dict[str, Any]:
     """The record of any event but a state change of an entity with a state: another
-    event type, or a state change that removed its entity."""
+    event type, or a state change that removed its entity (which refers to its facts in
+    `table` if given, else carries them)."""
     event_type, entity_id, time_fired, origin, context_id, user_id, parent_id = captured[:7]
     record: dict[str, Any] = {
         "time_fired": datetime.fromtimestamp(time_fired, UTC)
@@ -342,7 +478,12 @@ def _other_record(captured: Captured, ctx: WireContext) -> dict[str, Any]:
             record["old_state"] = old_state
     if ctx.snapshot:
         record.update(ctx.snapshot)
-    if entity_id is not None:  # last key: its fragment carries the entity's other keys
-        wire = _entity_wire(entity_id, None, ctx)
+    if entity_id is None:
+        return record
+    wire = _entity_wire(entity_id, None, ctx)
+    if table is None:  # last key: its fragment carries the entity's other keys
         record["entity_id"] = wire.caused if cause is None else wire.plain
+    else:  # its cause, if its own, is in the record: it replaces the entity's default
+        record["entity"] = table.at[wire] = len(table.at)
+        table.facts.append(wire.facts)
     return record

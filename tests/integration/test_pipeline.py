@@ -12,7 +12,6 @@ from homeassistant import runner
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.const import EVENT_HOMEASSISTANT_FINAL_WRITE, EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
-import orjson
 import pytest
 
 from custom_components.homeiq.const import (
@@ -28,6 +27,7 @@ from custom_components.homeiq.const import (
     SHUTDOWN_FLUSH_TIMEOUT,
 )
 from custom_components.homeiq.spool import spool_dir
+from tests.spooled import spooled_events
 
 ONLY_SEQ = {CONF_CAPTURE_MODE: "state_changes", CONF_INCLUDE_ENTITIES: ["sensor.seq"]}
 
@@ -156,7 +156,7 @@ async def test_home_assistant_stop_events_are_spooled(
     spooled = [
         event["event_type"]
         for path in sorted(spool_dir(hass, entry.entry_id).glob("*.json"))
-        for event in orjson.loads(path.read_bytes())["events"]
+        for event in spooled_events(path.read_bytes())
     ]
     assert spooled == [EVENT_HOMEASSISTANT_STOP, EVENT_HOMEASSISTANT_FINAL_WRITE]
     assert await hass.config_entries.async_unload(entry.entry_id)
@@ -191,7 +191,7 @@ async def test_cancelled_flushes_and_spool_writes_lose_nothing(
     values = [
         int(event["state"])
         for path in sorted(spool_dir(hass, entry.entry_id).glob("*.json"))
-        for event in orjson.loads(path.read_bytes())["events"]
+        for event in spooled_events(path.read_bytes())
     ]
     assert values == list(range(total))
     assert pipeline.captured_total == total
@@ -239,7 +239,7 @@ async def test_spool_stuck_past_the_stop_bound_counts_as_dropped(
     spooled = [
         int(event["state"])
         for path in sorted(spool_dir(hass, entry.entry_id).glob("*.json"))
-        for event in orjson.loads(path.read_bytes())["events"]
+        for event in spooled_events(path.read_bytes())
     ]
     assert spooled == list(range(600))
     assert pipeline.dropped_total == 250

@@ -25,6 +25,7 @@ from custom_components.homeiq.const import (
 from custom_components.homeiq.spool import spool_dir
 from custom_components.homeiq.wire import EVENT_KEYS, FACT_KEYS
 from tests.conftest import REPO
+from tests.spooled import spooled_events
 
 ONLY_SEQ = {CONF_CAPTURE_MODE: "state_changes", CONF_INCLUDE_ENTITIES: ["sensor.seq"]}
 
@@ -179,7 +180,7 @@ async def test_batch_of_megabytes_delivered_whole(
     (spooled,) = spool_files(hass, entry)  # one batch of all 3,000 events, megabytes big
     assert spooled.name.split("_")[1] == "3000"
     assert spooled.stat().st_size > 2 * 1024 * 1024
-    assert orjson.loads(spooled.read_bytes())["events"][1234]["state"] == "1234"
+    assert spooled_events(spooled.read_bytes())[1234]["state"] == "1234"
 
     await hass.async_add_executor_job(addon_server.start)
     await delivered(entry)
@@ -339,15 +340,15 @@ async def test_spool_cap_drops_oldest_counts_and_raises_issue(
 
 
 @pytest.mark.parametrize(
-    "addon_answered", [True, False], ids=["entities once", "before the add-on answered"]
+    "addon_answered", [True, False], ids=["columns", "before the add-on answered"]
 )
 async def test_payloads_pass_the_addon_validator(
     hass: HomeAssistant, addon_server: Any, make_entry: Any, addon_answered: bool
 ) -> None:
     """Contract: the integration's real spooled bodies pass the add-on's validator,
-    homeiq_addon.ingest.decode.decode_batch: with each entity once per batch once the
-    add-on said it reads them (its health's features), with every event carrying its
-    entity's fields before it answered."""
+    homeiq_addon.ingest.decode.decode_batch: as blocks of columns referring to each entity
+    once per batch once the add-on said it reads them (its health's features), as events
+    each carrying its entity's fields before it answered."""
     from homeiq_addon.ingest.decode import decode_batch
 
     await registries(hass)
@@ -401,6 +402,7 @@ async def test_payloads_pass_the_addon_validator(
     assert files
     events = 0
     batch_ids = []
+    forms: set[str] = set()
     keys: set[str] = set()
     fact_keys: set[str] = set()
     for path in files:
@@ -408,19 +410,25 @@ async def test_payloads_pass_the_addon_validator(
         decode_batch(path.read_bytes())
         if path in earlier:
             continue
-        events += len(batch["events"])
+        forms.add("columns" if "columns" in batch else "events")
+        blocks = batch.get("columns", ())
+        events += len(batch.get("events", ())) + sum(len(b["time_fired"]) for b in blocks)
         batch_ids.append(batch["batch_id"])
-        keys.update(*batch["events"])
+        keys.update(*batch.get("events", ()), *blocks)
         fact_keys.update(*batch.get("entities", ()))
     assert events == entry.runtime_data.pipeline.captured_total - captured_before
-    # The keys the encoder declares it writes (checked against the contract at import).
-    # The add-on reads `entities` (its health said so): state events refer to them.
+    # The keys the encoder declares it writes (checked against the contract at import),
+    # as an event's or as a column's name.
     assert keys <= EVENT_KEYS
     assert fact_keys <= FACT_KEYS
     if addon_answered:
-        assert "entity" in keys
+        # The add-on reads columns and entities (its health said so): every batch is in
+        # columns, and its state events refer to their entities.
+        assert forms == {"columns"}
+        assert {"entity", "context_user_id", "cause", "data", "outdoor_temperature"} <= keys
         assert {"entity_id", "domain", "attributes", "unit", "cause"} <= fact_keys
     else:
+        assert forms == {"events"}
         assert "entity" not in keys
         assert not fact_keys
 

@@ -21,11 +21,11 @@ from homeassistant import auth, bootstrap, config_entries, loader
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.util import dt as dt_util
-import orjson
 
 from custom_components.homeiq.const import DEFAULT_OPTIONS, DOMAIN
 from custom_components.homeiq.pipeline import Pipeline
 from custom_components.homeiq.spool import spool_dir
+from tests.spooled import spooled_events
 
 ENTRY_ID = "01RELIABILITY0000000000000"
 SENSOR = "sensor.reliability"
@@ -128,7 +128,7 @@ class PlainHass:
         """Every event in the entry's spool files (read after the instance stopped)."""
         events: list[dict[str, Any]] = []
         for path in sorted(spool_dir(self.hass, ENTRY_ID).glob("*.json")):
-            events += orjson.loads(path.read_bytes())["events"]
+            events += spooled_events(path.read_bytes())
         return events
 
     def issue(self, issue_id: str) -> ir.IssueEntry | None:

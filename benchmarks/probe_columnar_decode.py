@@ -1,16 +1,19 @@
-"""Probe: what the add-on would spend decoding a batch sent as columns, not as events.
+"""Probe: what the add-on spends decoding a batch sent as columns, not as events.
 
     PYTHONPATH=addon .venv-addon/bin/python -m benchmarks.probe_columnar_decode [--runs 21]
 
-Prints one JSON object. The body is the capture benchmark's load as the integration sends
-it today (5,000 state changes of 500 sensors, each event referring to its entity's facts
-in the batch's ``entities``), decoded by the add-on's own ``decode_batch``; beside it the
-same events as blocks of 100, each block a set of columns (times as epoch microseconds),
-decoded by a sketch of what such a decoder must do at least: msgspec into typed lists,
-equal lengths, the context ids as stored, the lookup values indexed, the counts' keys.
-The sketch is not the contract: it leaves out the columns this load never fills (users,
-parents, causes of their own, snapshots, data) and the errors' wording. Its figures are
-a floor for planning (issue 15 §2, the whole path), not a result.
+Prints one JSON object. The body is the capture benchmark's load (5,000 state changes of
+500 sensors, each event referring to its entity's facts in the batch's ``entities``) in
+three forms, each decoded the least of ``--runs`` times:
+- ``events``: as the integration sends it to an add-on without ``batch_columns``,
+  decoded by the add-on's ``decode_batch``;
+- ``columns``: as it sends it to one with (contract ``EventColumns``, blocks of 100
+  events, times as ISO text), decoded by ``decode_batch``;
+- ``sketch_int_times``: the same columns with times as epoch microseconds, decoded by a
+  sketch of the least such a decoder must do (msgspec into typed lists, equal lengths,
+  the context ids as stored, the lookup values indexed, the counts' keys). It leaves out
+  the columns this load never fills and the errors' wording: a floor for planning, not
+  a result.
 """
 
 from __future__ import annotations
@@ -83,8 +86,22 @@ def event_body() -> bytes:
     return orjson.dumps(batch)
 
 
+def contract_columns(body: bytes) -> bytes:
+    """The same events as the integration sends them as columns (contract EventColumns):
+    a column only where an event of the block has a value."""
+    batch = orjson.loads(body)
+    events = batch.pop("events")
+    blocks = []
+    for at in range(0, len(events), BLOCK):
+        part = events[at : at + BLOCK]
+        names = dict.fromkeys(name for event in part for name in event)
+        blocks.append({name: [event.get(name) for event in part] for name in names})
+    batch["columns"] = blocks
+    return orjson.dumps(batch)
+
+
 def column_body(body: bytes) -> bytes:
-    """The same events as blocks of columns."""
+    """The same events as blocks of columns, times as epoch microseconds (the sketch's)."""
     batch = orjson.loads(body)
     events = batch.pop("events")
 
@@ -108,6 +125,7 @@ def column_body(body: bytes) -> bytes:
     return orjson.dumps(batch)
 
 
+# The sketch's own types (not the contract's: times as integers).
 class Block(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     time_fired: list[int]
     event_type: list[str]
@@ -215,18 +233,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=21)
     runs = parser.parse_args().runs
     events = event_body()
-    columns = column_body(events)
-    assert len(decode_columns(columns)[0]) == len(decode_batch(events).times) == EVENTS
+    columns = contract_columns(events)
+    sketch = column_body(events)
+    assert decode_batch(columns) == decode_batch(events)
+    assert len(decode_columns(sketch)[0]) == EVENTS
     print(
         json.dumps(
             {
                 "bytes_per_event": {
                     "events": round(len(events) / EVENTS, 1),
                     "columns": round(len(columns) / EVENTS, 1),
+                    "sketch_int_times": round(len(sketch) / EVENTS, 1),
                 },
                 "decode_us_per_event": {
                     "events": least_us_per_event(decode_batch, events, runs),
-                    "columns": least_us_per_event(decode_columns, columns, runs),
+                    "columns": least_us_per_event(decode_batch, columns, runs),
+                    "sketch_int_times": least_us_per_event(decode_columns, sketch, runs),
                 },
                 "runs": runs,
             },

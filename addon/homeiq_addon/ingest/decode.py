@@ -60,6 +60,7 @@ _CAUSE_AT: Final = len(REGISTRY_KEYS)
 _SNAP_AT: Final = len(REGISTRY_KEYS) + len(CAUSE_KEYS)
 _NO_REGISTRY: Final = (None,) * len(REGISTRY_KEYS)
 _NO_CAUSE: Final = (None,) * len(CAUSE_KEYS)
+_NO_SNAP: Final = (None,) * len(SNAP_KEYS)
 _ENTITY_REFS: Final = attrgetter(*REGISTRY_KEYS, *CAUSE_KEYS)
 
 
@@ -208,6 +209,7 @@ _REF_COLUMNS: Final = tuple(
     name if name in EventColumns.__struct_fields__ else None
     for name in (*REGISTRY_KEYS, *CAUSE_KEYS, *SNAP_KEYS)
 )
+_OWN_COLUMNS: Final = tuple(name for name in _REF_COLUMNS if name is not None)
 
 
 def _from_columns(batch: Batch) -> DecodedBatch:
@@ -239,7 +241,10 @@ def _from_columns(batch: Batch) -> DecodedBatch:
         )
 
     columns = tuple(map(joined, _GIVEN_COLUMNS))
-    fields = list(zip(*map(joined, _REF_COLUMNS), strict=True))
+    if any(getattr(block, name) is not None for block in blocks for name in _OWN_COLUMNS):
+        fields = list(zip(*map(joined, _REF_COLUMNS), strict=True))
+    else:  # the same (empty) tuple for every event: its entity gives them all
+        fields = [_NO_REFS] * total
     starts = [0, *accumulate(sizes)]
 
     def path(i: int, field: str) -> str:
@@ -403,15 +408,17 @@ def _refer_to_entities(
             if count
             else f"{at(i, 'entity')}: expected index into the batch's entities (it has none)"
         )
+    # Only `events` can carry an entity's fields themselves: columns have none (the
+    # contract has no such column), so theirs need no look.
     given = [
         i
-        for i in referring
+        for i in (referring if batch.events else ())
         if entity_ids[i] is not None
         or domains[i] is not None
         or attributes[i] is not None
         or fields[i][:_CAUSE_AT] != _NO_REGISTRY
     ]
-    if given:  # only events carry their own (columns have none of these)
+    if given:
         i = given[0]
         name = next(n for n in ENTITY_FIELDS if getattr(batch.events[i], n) is not None)
         raise InvalidBatch(f"{at(i, name)}: not allowed with entity")
@@ -430,6 +437,10 @@ def _refer_to_entities(
         built[k, own] = full
         return full
 
+    if fields.count(_NO_REFS) == len(fields):  # no event names its own cause or snapshot
+        default = [(*registry[k], *causes[k], *_NO_SNAP) for k in range(count)]
+        fields[:] = [f if k is None else default[k] for f, k in zip(fields, refs, strict=True)]
+        return
     fields[:] = [
         f if k is None else built.get((k, tail := f[_CAUSE_AT:])) or refs_of(k, tail)
         for f, k in zip(fields, refs, strict=True)

@@ -12,6 +12,11 @@ options or the state's attributes object change. It is serialized once per entit
   last key, `entity_id`, yields all those keys.
 Per event only the few changing values go into a small dict. Optional keys without a
 value are left out (the contract allows absent optional keys).
+
+To an add-on that also reads a batch's `columns`, `encode_columns` writes a chunk as one
+block of columns (contract EventColumns) instead: the same values, a list per field,
+each event referring to its entity. The per-event steps are written out in both
+encoders rather than shared through helper calls: they run for every captured event.
 """
 
 from __future__ import annotations

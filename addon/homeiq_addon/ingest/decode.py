@@ -248,9 +248,9 @@ def _from_columns(batch: Batch) -> DecodedBatch:
     starts = [0, *accumulate(sizes)]
 
     def path(i: int, field: str) -> str:
+        # The last block starting at or before i: it holds i (a block without events
+        # starts where the next one does, so it is never the last).
         k = bisect_right(starts, i) - 1
-        while sizes[k] == 0:  # blocks without events hold no index
-            k += 1
         return f"columns[{k}].{field}[{i - starts[k]}]"
 
     return _decoded(batch, columns, fields, path)
@@ -293,7 +293,7 @@ def _decoded(
         for i, (event_type, entity_id) in enumerate(zip(event_types, entity_ids, strict=True)):
             if entity_id is None and event_type in STATE_EVENT_TYPES:
                 # Events as columns name their entity by reference only.
-                field = "entity_id" if at is _event_path else "entity"
+                field = "entity_id" if batch.events else "entity"
                 raise InvalidBatch(f"{at(i, field)}: required for state events")
     event_data: list[dict[str, Any] | None] = list(data)
     if reported.count(None) != len(reported):

@@ -43,6 +43,10 @@ Figures in `benchmarks/results/capture.json`:
   decode worker is started (by the setup's first batch) and idle before the clock starts;
   `addon_worker_start_cpu_s` is what its start took, once per burst after 30 s without
   one.
+- `backlog_drain_events_per_s`: after the measured load, HomeIQ's shipper is stopped, the
+  same load is spooled, and the shipper starts again: the events of that backlog (what an
+  outage of the add-on leaves) over the seconds until the add-on acknowledged all of it.
+  Not part of any other figure.
 - `rss_growth_mb`: the HA process's peak RSS (`ru_maxrss`) minus its RSS before the load;
   `rss_growth_over_noop_mb` is HomeIQ's minus the no-op listener's of the same round.
 - `loop_ratio_vs_noop_listener`: state sets per second (the wall time of the load's loop)
@@ -452,16 +456,36 @@ async def phase_homeiq(work: Path, events: int, entities: int) -> dict[str, Any]
         result = await measure(hass, events, entities, delivered)
         addon_end = addon_cpu_seconds(addon)
         stored_now = await stored(url, token, at_least=stored_before + events) - stored_before
+        drain_s = await backlog_drained(hass, pipeline, events, entities)
+        stored_all = await stored(url, token, at_least=stored_before + 2 * events) - stored_before
         dropped = pipeline.dropped_total
         await hass.async_stop()
-    assert stored_now >= events and dropped == 0, (stored_now, dropped)
+    assert stored_now >= events and stored_all >= 2 * events and dropped == 0, (
+        stored_now,
+        stored_all,
+        dropped,
+    )
     addon_cpu = addon_end - addon_start
     return {
         **result,
         "addon_cpu_us_per_event": addon_cpu / events * 1e6,
         "addon_worker_start_cpu_s": worker_start_cpu,
+        "backlog_drain_events_per_s": events / drain_s,
         "stored": stored_now,
     }
+
+
+async def backlog_drained(hass: Any, pipeline: Any, events: int, entities: int) -> float:
+    """Seconds the add-on takes to store a spooled backlog of `events` (what an outage
+    leaves): the load is spooled with the shipper stopped, then it starts again."""
+    await pipeline.shipper.async_stop()
+    await set_states(hass, events, entities)
+    await pipeline.async_flush()  # all in the spool
+    assert pipeline.backlog_events == events, pipeline.backlog_events
+    start = time.perf_counter()
+    pipeline.shipper.start()
+    await pipeline.spool.async_wait_empty()
+    return time.perf_counter() - start
 
 
 def worker_started(addon: Any, timeout: float = 60) -> float:
@@ -640,6 +664,7 @@ def homeiq_figures(rounds: list[dict[str, dict[str, Any]]], name: str) -> dict[s
     for r in rounds:
         mine = r[name]
         add("addon_cpu_us_per_event", []).append(mine["addon_cpu_us_per_event"])
+        add("backlog_drain_events_per_s", []).append(mine["backlog_drain_events_per_s"])
         if "addon_worker_start_cpu_s" in mine:  # not measured by commits before it
             add("addon_worker_start_cpu_s", []).append(mine["addon_worker_start_cpu_s"])
         add("whole_path_cpu_us_per_event", []).append(
@@ -693,7 +718,11 @@ def summarize(rounds: list[dict[str, dict[str, Any]]], configs: list[str]) -> di
             if "homeiq" in configs:
                 out["homeiq_over_" + name.partition("@")[2]] = {
                     key: spread([r["homeiq"][key] / r[name][key] for r in rounds], 3)
-                    for key in ("ha_cpu_us_per_event", "ha_loop_thread_us_per_event")
+                    for key in (
+                        *("ha_cpu_us_per_event", "ha_loop_thread_us_per_event"),
+                        *("end_to_end_events_per_s", "backlog_drain_events_per_s"),
+                    )
+                    if all(key in r["homeiq"] and key in r[name] for r in rounds)
                 }
     return out
 

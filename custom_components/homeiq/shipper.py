@@ -10,6 +10,7 @@ import time
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
+from homeassistant.util.async_ import create_eager_task
 
 from .api import (
     HomeIQAuthError,
@@ -25,13 +26,18 @@ from .contract import API_VERSION
 from .spool import Spool, SpoolItem
 from .wire import plain_batch, refuses_shorter_form
 
+# Batches on the wire at once: the add-on decodes one while it stores the other, and the
+# round trip of one (HA's loop, busy under load, takes its turns late) hides behind the
+# other. Each is stored exactly once whatever order they end in (the add-on knows a
+# batch id it committed), and one that fails stays in the spool, in its place.
+IN_FLIGHT = 2
 # What `_ship` answers besides None (delivered) and a delay in seconds.
 BACK_OFF = -1.0  # wait out the exponential back-off
 BACK_OFF_UNTIL_BACK = -2.0  # the same, cut short when the unreachable add-on answers
 
 
 class Shipper:
-    """One background task; a single request in flight keeps delivery in order."""
+    """One background task that keeps up to IN_FLIGHT batches on the wire, oldest first."""
 
     def __init__(
         self, hass: HomeAssistant, entry: ConfigEntry, client: HomeIQClient, spool: Spool
@@ -70,25 +76,59 @@ class Shipper:
     async def _run(self) -> None:
         await self._probe()
         backoff = BACKOFF_INITIAL
+        sending: set[asyncio.Task[float | None]] = set()
+        try:
+            while True:
+                delay = await self._first_outcome(sending)
+                if delay is None:
+                    backoff = BACKOFF_INITIAL
+                    continue
+                # No batch starts while one failed: the others on the wire finish first
+                # (delivered, or failing the same way), then the wait.
+                if sending:
+                    await asyncio.wait(sending)
+                    sending.clear()
+                until_back = delay == BACK_OFF_UNTIL_BACK
+                if delay < 0:
+                    # exponential back-off with jitter, so many clients don't retry in step
+                    delay = random.uniform(backoff / 2, backoff)
+                    backoff = min(backoff * 2, self.backoff_max)
+                self._retry_now.clear()
+                try:
+                    async with asyncio.timeout(delay):
+                        if until_back:
+                            await self._wait_until_back()
+                        else:
+                            await self._retry_now.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            for task in sending:
+                task.cancel()
+            await asyncio.gather(*sending, return_exceptions=True)
+
+    async def _first_outcome(self, sending: set[asyncio.Task[float | None]]) -> float | None:
+        """Keep up to IN_FLIGHT batches on the wire; return what became of the first to end
+        (`_ship`: None, or a delay; a failure first when two end together)."""
         while True:
-            delay = await self._ship(await self.spool.async_take())
-            if delay is None:
-                backoff = BACKOFF_INITIAL
-                continue
-            until_back = delay == BACK_OFF_UNTIL_BACK
-            if delay < 0:
-                # exponential back-off with jitter, so many clients don't retry in step
-                delay = random.uniform(backoff / 2, backoff)
-                backoff = min(backoff * 2, self.backoff_max)
-            self._retry_now.clear()
-            try:
-                async with asyncio.timeout(delay):
-                    if until_back:
-                        await self._wait_until_back()
-                    else:
-                        await self._retry_now.wait()
-            except TimeoutError:
-                pass
+            while len(sending) < IN_FLIGHT and (item := self.spool.take_next()) is not None:
+                sending.add(create_eager_task(self._ship(item)))
+            if len(sending) == IN_FLIGHT:
+                await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+            else:
+                # Room on the wire: a batch spooled meanwhile goes at once.
+                taking = create_eager_task(self.spool.async_take())
+                try:
+                    await asyncio.wait({*sending, taking}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not taking.done():
+                        taking.cancel()  # it took nothing: it only waits for a batch
+                    elif not taking.cancelled():
+                        sending.add(create_eager_task(self._ship(taking.result())))
+            if ended := {task for task in sending if task.done()}:
+                sending -= ended
+                outcomes = [task.result() for task in ended]
+                return next((delay for delay in outcomes if delay is not None), None)
 
     async def _wait_until_back(self) -> None:
         """Return on `retry_now` or as soon as the add-on answers the cheap probe.

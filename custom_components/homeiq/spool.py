@@ -1,9 +1,10 @@
 """The on-disk spool and its accounting: what waits for the add-on, what was given up.
 
-One file per batch, named by sequence so delivery keeps order. The spool alone decides
-what is kept: it holds the cap (the oldest batches go when it is exceeded), counts every
-event given up and keeps that count across restarts. The writer puts batches in, the
-shipper takes the oldest out and says what became of it.
+One file per batch, named by sequence so batches go oldest first. The spool alone decides
+what is kept: it holds the cap (the oldest batches go when it is exceeded, never one on
+the wire), counts every event given up and keeps that count across restarts. The writer
+puts batches in, the shipper takes the oldest not on the wire out and says what became
+of it.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class Spool:
         self.dropped_total = 0
         self._next_seq = 1
         self._items: deque[SpoolItem] = deque()
-        self._on_wire: SpoolItem | None = None  # taken by the shipper: the cap keeps it
+        # Taken by the shipper, oldest first (at most shipper.IN_FLIGHT): the cap keeps them.
+        self._on_wire: list[SpoolItem] = []
         self._read_ahead: tuple[SpoolItem, asyncio.Future[memoryview | None]] | None = None
         self._removals: list[asyncio.Future[None]] = []
         self._filled = asyncio.Event()
@@ -138,14 +140,19 @@ class Spool:
         self._dropped_store.async_delay_save(self._saved_dropped, DROPPED_SAVE_DELAY)
 
     # --- taking out ----------------------------------------------------------------
+    def take_next(self) -> SpoolItem | None:
+        """The oldest batch not on the wire, now on it (the cap spares it) until it is
+        acknowledged, rejected or released; None when every batch is on the wire."""
+        if (item := self._next_free()) is not None:
+            self._on_wire.append(item)
+        return item
+
     async def async_take(self) -> SpoolItem:
-        """Wait for a batch; the oldest is on the wire (the cap spares it) until it is
-        acknowledged, rejected or released."""
-        while not self._items:
+        """Wait for a batch that is not on the wire, and take it (`take_next`)."""
+        while (item := self.take_next()) is None:
             self._filled.clear()
             await self._filled.wait()
-        self._on_wire = self._items[0]
-        return self._on_wire
+        return item
 
     async def async_read(self, item: SpoolItem) -> memoryview:
         """The batch's body (`OSError` if its file is gone or unreadable); the next one is
@@ -161,7 +168,7 @@ class Spool:
             body = await self._read_ahead[1]  # None: dropped at the cap meanwhile, read again
         if body is None:
             body = await self.hass.async_add_executor_job(_read, item.path)
-        following = self._items[1] if len(self._items) > 1 else None
+        following = self._next_free()
         if following is None or following.nbytes > READ_AHEAD_MAX:
             # Read ahead only a body of a batch of the default size or so: one of
             # megabytes read while the last one is sent would double what HA holds, to
@@ -175,9 +182,9 @@ class Spool:
         return body
 
     def release(self, item: SpoolItem) -> None:
-        """The batch is off the wire; unless acknowledged or rejected, it stays the oldest."""
-        if self._on_wire is item:
-            self._on_wire = None
+        """The batch is off the wire; unless acknowledged or rejected, it stays in its place."""
+        if item in self._on_wire:
+            self._on_wire.remove(item)
 
     async def async_acknowledge(self, item: SpoolItem) -> None:
         """The add-on stored the batch: forget it and remove its file."""
@@ -252,11 +259,7 @@ class Spool:
 
     async def _async_enforce_cap(self) -> None:
         dropped: list[SpoolItem] = []
-        while self.size_bytes > self.cap_bytes:
-            oldest = 1 if self._on_wire is not None else 0
-            if len(self._items) <= oldest:
-                break
-            item = self._items[oldest]
+        while self.size_bytes > self.cap_bytes and (item := self._next_free()) is not None:
             self._forget(item)
             dropped.append(item)
         if not dropped:
@@ -281,6 +284,10 @@ class Spool:
         # Shielded: the files go even if this task is cancelled (HA stopping).
         await asyncio.shield(self.hass.async_add_executor_job(_remove, dropped))
         self._settle()
+
+    def _next_free(self) -> SpoolItem | None:
+        """The oldest batch not on the wire."""
+        return next((item for item in self._items if item not in self._on_wire), None)
 
     def _forget(self, item: SpoolItem) -> None:
         self._items.remove(item)

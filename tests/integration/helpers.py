@@ -49,13 +49,22 @@ async def registries(hass: HomeAssistant) -> dict[str, Any]:
     return {"floor": floor, "area": area, "label": label, "device": device}
 
 
+HOLD_S = 5.0
+
+
 class FlakyProxy:
     """A real HTTP hop in front of the add-on that misbehaves on the first ingest."""
 
-    def __init__(self, upstream: str, mode: str) -> None:
+    def __init__(self, upstream: str, mode: str, hold_first: bool = False) -> None:
         self.upstream = upstream
         self.mode = mode  # "drop_ack", "429", "422", "500", "old_api" or "new_api"
+        # Hold the first ingest until a second one arrives (for at most HOLD_S): both are
+        # then on the wire at once, and the first ends (as `mode` says) after the second.
+        self.hold_first = hold_first
         self.ingests = 0
+        self.on_wire = 0
+        self.most_on_wire = 0
+        self._second = asyncio.Event()
         self.server: asyncio.Server | None = None
         self.url = ""
 
@@ -72,6 +81,7 @@ class FlakyProxy:
         await self.server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        counted = False
         try:
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -86,6 +96,16 @@ class FlakyProxy:
             if path == "/api/v1/ingest":
                 self.ingests += 1
                 first = self.ingests == 1
+                self.on_wire += 1
+                counted = True
+                self.most_on_wire = max(self.most_on_wire, self.on_wire)
+                if self.ingests == 2:
+                    self._second.set()
+                if first and self.hold_first:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(HOLD_S):
+                            await self._second.wait()
+                    await asyncio.sleep(0.2)  # the second one's answer goes first
             if first and self.mode in ("429", "422", "500"):
                 status_line = {
                     "429": b"429 Too Many Requests",
@@ -127,6 +147,8 @@ class FlakyProxy:
                 + payload
             )
         finally:
+            if counted:
+                self.on_wire -= 1
             # The client may have hung up already (a timeout, an unload): not this hop's error.
             with contextlib.suppress(ConnectionError):
                 await writer.drain()

@@ -31,12 +31,17 @@ ONLY_SEQ = {CONF_CAPTURE_MODE: "state_changes", CONF_INCLUDE_ENTITIES: ["sensor.
 
 
 def stored_values(addon: Any) -> list[float]:
-    """numeric_value of every stored event in commit order (read-only SQLite, through the
-    view owners query: the events table keeps a number its state already says as 0)."""
+    """numeric_value of every stored event in the order they were fired, as the events API
+    reads them (read-only SQLite, through the view owners query: the events table keeps a
+    number its state already says as 0). Not in commit order: two batches on the wire at
+    once may commit in either order."""
     conn = sqlite3.connect(f"file:{addon.data_dir / 'homeiq.db'}?mode=ro", uri=True)
     try:
         return [
-            row[0] for row in conn.execute("SELECT numeric_value FROM events_enriched ORDER BY id")
+            row[0]
+            for row in conn.execute(
+                "SELECT numeric_value FROM events_enriched ORDER BY time_fired, id"
+            )
         ]
     finally:
         conn.close()
@@ -301,6 +306,45 @@ async def test_first_send_fails_then_delivered_once(
         await proxy.stop()
 
 
+@pytest.mark.parametrize(
+    ("mode", "lost"),
+    [
+        # Committed, but its answer lost: sent again, the add-on answers the same ack.
+        pytest.param("drop_ack", 0, id="answer_lost"),
+        # A server error: it waits the back-off, then goes again.
+        pytest.param("500", 0, id="server_error"),
+        # Refused: set aside and counted as dropped; the other batches are not held up.
+        pytest.param("422", 100, id="refused"),
+    ],
+)
+async def test_two_batches_on_the_wire_one_failing(
+    hass: HomeAssistant, addon_server: Any, make_entry: Any, mode: str, lost: int
+) -> None:
+    """A backlog goes two batches at a time; when one of them fails after the other was
+    stored, every event is still stored once (or counted dropped), read back in order."""
+    proxy = FlakyProxy(addon_server.url, mode, hold_first=True)
+    await proxy.start()
+    try:
+        entry = await make_entry(
+            proxy.url, addon_server.token, **ONLY_SEQ, **{CONF_BATCH_SIZE: 100}
+        )
+        pipeline = entry.runtime_data.pipeline
+        for i in range(300):
+            hass.states.async_set("sensor.seq", str(i))
+        await delivered(entry)
+        assert proxy.most_on_wire == 2
+        assert proxy.ingests == 4 - (lost > 0)
+        values = stored_values(addon_server)
+        assert len(values) == 300 - lost
+        assert values == sorted(set(values))
+        assert pipeline.dropped_total == lost
+        assert pipeline.backlog_events == 0
+        assert spool_files(hass, entry) == []
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await proxy.stop()
+
+
 async def test_spool_cap_drops_oldest_counts_and_raises_issue(
     hass: HomeAssistant, addon_server: Any, make_entry: Any
 ) -> None:
@@ -331,7 +375,7 @@ async def test_spool_cap_drops_oldest_counts_and_raises_issue(
     await hass.async_add_executor_job(addon_server.start)
     await delivered(entry)
     values = stored_values(addon_server)
-    # The oldest went (a batch already on the wire is never dropped); the rest arrive in order.
+    # The oldest went (a batch already on the wire is never dropped); the rest arrive, once each.
     assert len(values) == 3000 - pipeline.dropped_total
     assert values == sorted(set(values))
     assert len(values) < 3000

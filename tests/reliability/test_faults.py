@@ -52,9 +52,11 @@ def start_hass(instances: list[PlainHass], tmp_path: Path) -> Callable[[], Plain
 
 
 def stored_values(addon: Any) -> list[int]:
-    """The stored values of the test's sensor, in commit order."""
+    """The stored values of the test's sensor in the order they were fired, as the events API
+    reads them (two batches on the wire at once may commit in either order)."""
     return [
-        int(row[0]) for row in addon.query("SELECT numeric_value FROM events_enriched ORDER BY id")
+        int(row[0])
+        for row in addon.query("SELECT numeric_value FROM events_enriched ORDER BY time_fired, id")
     ]
 
 

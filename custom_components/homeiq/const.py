@@ -84,3 +84,8 @@ BACKOFF_INITIAL: Final = 1.0
 BACKOFF_MAX: Final = 60.0
 # While backing off from an unreachable add-on: how often its minimal health is asked.
 PROBE_INTERVAL: Final = 1.0
+# Batches on the wire at once: the add-on decodes one while it stores the other, and the
+# round trip of one (HA's loop, busy under load, takes its turns late) hides behind the
+# other. Each is stored exactly once whatever order they end in (the add-on knows a
+# batch id it committed), and one that fails stays in the spool, in its place.
+IN_FLIGHT: Final = 2

@@ -10,7 +10,6 @@ import time
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
-from homeassistant.util.async_ import create_eager_task
 
 from .api import (
     HomeIQAuthError,
@@ -21,23 +20,18 @@ from .api import (
     HomeIQResponseError,
     HomeIQServerError,
 )
-from .const import BACKOFF_INITIAL, BACKOFF_MAX, LOGGER, PROBE_INTERVAL
+from .const import BACKOFF_INITIAL, BACKOFF_MAX, IN_FLIGHT, LOGGER, PROBE_INTERVAL
 from .contract import API_VERSION
 from .spool import Spool, SpoolItem
 from .wire import plain_batch, refuses_shorter_form
 
-# Batches on the wire at once: the add-on decodes one while it stores the other, and the
-# round trip of one (HA's loop, busy under load, takes its turns late) hides behind the
-# other. Each is stored exactly once whatever order they end in (the add-on knows a
-# batch id it committed), and one that fails stays in the spool, in its place.
-IN_FLIGHT = 2
 # What `_ship` answers besides None (delivered) and a delay in seconds.
 BACK_OFF = -1.0  # wait out the exponential back-off
 BACK_OFF_UNTIL_BACK = -2.0  # the same, cut short when the unreachable add-on answers
 
 
 class Shipper:
-    """One background task that keeps up to IN_FLIGHT batches on the wire, oldest first."""
+    """One background task whose IN_FLIGHT lanes each keep a batch on the wire, oldest first."""
 
     def __init__(
         self, hass: HomeAssistant, entry: ConfigEntry, client: HomeIQClient, spool: Spool
@@ -53,6 +47,10 @@ class Shipper:
         self.delivery_latency_ms: float | None = None
         self.backoff_max = BACKOFF_MAX
         self._retry_now = asyncio.Event()
+        self._backoff = BACKOFF_INITIAL
+        # Cleared while a failure's back-off runs: no lane starts a batch meanwhile.
+        self._sending = asyncio.Event()
+        self._sending.set()
         self._task: asyncio.Task[None] | None = None
         self._reauth_started = False
 
@@ -75,60 +73,52 @@ class Shipper:
 
     async def _run(self) -> None:
         await self._probe()
-        backoff = BACKOFF_INITIAL
-        sending: set[asyncio.Task[float | None]] = set()
-        try:
-            while True:
-                delay = await self._first_outcome(sending)
-                if delay is None:
-                    backoff = BACKOFF_INITIAL
-                    continue
-                # No batch starts while one failed: the others on the wire finish first
-                # (delivered, or failing the same way), then the wait.
-                if sending:
-                    await asyncio.wait(sending)
-                    sending.clear()
-                until_back = delay == BACK_OFF_UNTIL_BACK
-                if delay < 0:
-                    # exponential back-off with jitter, so many clients don't retry in step
-                    delay = random.uniform(backoff / 2, backoff)
-                    backoff = min(backoff * 2, self.backoff_max)
-                self._retry_now.clear()
-                try:
-                    async with asyncio.timeout(delay):
-                        if until_back:
-                            await self._wait_until_back()
-                        else:
-                            await self._retry_now.wait()
-                except TimeoutError:
-                    pass
-        finally:
-            for task in sending:
-                task.cancel()
-            await asyncio.gather(*sending, return_exceptions=True)
+        async with asyncio.TaskGroup() as lanes:
+            for _ in range(IN_FLIGHT):
+                lanes.create_task(self._lane())
 
-    async def _first_outcome(self, sending: set[asyncio.Task[float | None]]) -> float | None:
-        """Keep up to IN_FLIGHT batches on the wire; return what became of the first to end
-        (`_ship`: None, or a delay; a failure first when two end together)."""
+    async def _lane(self) -> None:
+        """Send batches one after another, each time the oldest not on the wire.
+
+        A lane goes on from one batch's acknowledgement to the next batch in the same
+        task: under load each hand-off between tasks waited a turn of HA's loop.
+        """
         while True:
-            while len(sending) < IN_FLIGHT and (item := self.spool.take_next()) is not None:
-                sending.add(create_eager_task(self._ship(item)))
-            if len(sending) == IN_FLIGHT:
-                await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
-            else:
-                # Room on the wire: a batch spooled meanwhile goes at once.
-                taking = create_eager_task(self.spool.async_take())
+            await self._sending.wait()
+            item = await self.spool.async_take()
+            if not self._sending.is_set():
+                # A back-off began while this lane waited for a batch: it goes after it.
+                self.spool.release(item)
+                continue
+            delay = await self._ship(item)
+            if delay is None:
+                self._backoff = BACKOFF_INITIAL
+            elif self._sending.is_set():
+                # The first failure holds every lane for its back-off; a failure meanwhile
+                # (the other batch that was on the wire) waits with it.
+                self._sending.clear()
                 try:
-                    await asyncio.wait({*sending, taking}, return_when=asyncio.FIRST_COMPLETED)
+                    await self._back_off(delay)
                 finally:
-                    if not taking.done():
-                        taking.cancel()  # it took nothing: it only waits for a batch
-                    elif not taking.cancelled():
-                        sending.add(create_eager_task(self._ship(taking.result())))
-            if ended := {task for task in sending if task.done()}:
-                sending -= ended
-                outcomes = [task.result() for task in ended]
-                return next((delay for delay in outcomes if delay is not None), None)
+                    self._sending.set()
+
+    async def _back_off(self, delay: float) -> None:
+        """Wait `delay` seconds, or the exponential back-off (`BACK_OFF`, `BACK_OFF_UNTIL_BACK`);
+        `retry_now` cuts it short."""
+        until_back = delay == BACK_OFF_UNTIL_BACK
+        if delay < 0:
+            # exponential back-off with jitter, so many clients don't retry in step
+            delay = random.uniform(self._backoff / 2, self._backoff)
+            self._backoff = min(self._backoff * 2, self.backoff_max)
+        self._retry_now.clear()
+        try:
+            async with asyncio.timeout(delay):
+                if until_back:
+                    await self._wait_until_back()
+                else:
+                    await self._retry_now.wait()
+        except TimeoutError:
+            pass
 
     async def _wait_until_back(self) -> None:
         """Return on `retry_now` or as soon as the add-on answers the cheap probe.

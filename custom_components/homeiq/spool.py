@@ -83,7 +83,7 @@ class Spool:
         self.dropped_total = 0
         self._next_seq = 1
         self._items: deque[SpoolItem] = deque()
-        # Taken by the shipper, oldest first (at most shipper.IN_FLIGHT): the cap keeps them.
+        # Taken by the shipper, oldest first (at most IN_FLIGHT): the cap keeps them.
         self._on_wire: list[SpoolItem] = []
         self._read_ahead: tuple[SpoolItem, asyncio.Future[memoryview | None]] | None = None
         self._removals: list[asyncio.Future[None]] = []

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 import mmap
 import os
 from pathlib import Path
@@ -24,7 +26,7 @@ from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.storage import STORAGE_DIR, Store
 
 from .batch import Ready
-from .const import DEFAULT_SPOOL_CAP_MB, DOMAIN, ISSUE_SPOOL_FULL, LOGGER
+from .const import DEFAULT_SPOOL_CAP_MB, DOMAIN, IN_FLIGHT, ISSUE_SPOOL_FULL, LOGGER
 
 SUFFIX = ".json"
 # The biggest body read while the one before it is on the wire (a default batch of 1,000
@@ -51,6 +53,9 @@ class SpoolItem:
     events: int
     nbytes: int
     created: float = field(default_factory=time.time)
+    # Its bytes, kept from the write for the shipper (`Spool.write`'s `keep`): given to the
+    # first send, which then need not read the file back.
+    body: memoryview | None = None
 
 
 @dataclass(slots=True)
@@ -102,8 +107,14 @@ class Spool:
         self.dropped_total = saved["dropped"] if saved else 0
         self._queue(await self.hass.async_add_executor_job(self._load))
 
-    def write(self, batches: list[Ready]) -> Written:
-        """Write batches in order, each atomically (temp file + rename). Blocking."""
+    def write(self, batches: list[Ready], keep: int = 0) -> Written:
+        """Write batches in order, each atomically (temp file + rename). Blocking.
+
+        The first `keep` batches also keep their bytes in memory (`SpoolItem.body`, from
+        `bodies_wanted`): under load, reading a file back in HA's executor took tens of
+        ms (each system call of that thread waits for the GIL behind the busy loop),
+        while the add-on waited for the batch.
+        """
         items: list[SpoolItem] = []
         lost = 0
         for batch_id, events, parts in batches:
@@ -112,9 +123,10 @@ class Spool:
             self._next_seq += 1
             path = self.directory / f"{seq:012d}_{events}_{batch_id}{SUFFIX}"
             tmp = path.with_suffix(".tmp")
+            body = _joined(parts, nbytes) if len(items) < keep else None
             try:
                 with tmp.open("wb", buffering=0) as file:
-                    _write_all(file.fileno(), parts)
+                    _write_all(file.fileno(), parts if body is None else [body])
                 tmp.replace(path)
             except OSError as err:  # a full or read-only disk: the batch cannot be kept
                 LOGGER.error("HomeIQ spool write failed: %s", err)
@@ -122,7 +134,7 @@ class Spool:
                 continue
             finally:
                 parts.clear()  # the next batches are written meanwhile: free these now
-            items.append(SpoolItem(seq, path, events, nbytes))
+            items.append(SpoolItem(seq, path, events, nbytes, body=body))
         return Written(items, lost)
 
     async def async_put(self, written: Written) -> None:
@@ -138,6 +150,13 @@ class Spool:
         self.dropped_total += events
         self._dropped_unsaved = True
         self._dropped_store.async_delay_save(self._saved_dropped, DROPPED_SAVE_DELAY)
+
+    def bodies_wanted(self) -> int:
+        """How many of the batches written next should keep their bytes for the shipper:
+        as many as go on the wire at once, less the batches already waiting for it (none
+        while it backs off from a failure with batches waiting)."""
+        waiting = islice((item for item in self._items if item not in self._on_wire), IN_FLIGHT)
+        return IN_FLIGHT - sum(1 for _ in waiting)
 
     # --- taking out ----------------------------------------------------------------
     def take_next(self) -> SpoolItem | None:
@@ -164,12 +183,14 @@ class Spool:
         while the request reads it would be a SIGBUS that ends HA, not an OSError.)
         """
         body = None
-        if self._read_ahead is not None and self._read_ahead[0] is item:
+        if item.body is not None:
+            body, item.body = item.body, None  # a send that fails reads the file next time
+        elif self._read_ahead is not None and self._read_ahead[0] is item:
             body = await self._read_ahead[1]  # None: dropped at the cap meanwhile, read again
         if body is None:
             body = await self.hass.async_add_executor_job(_read, item.path)
         following = self._next_free()
-        if following is None or following.nbytes > READ_AHEAD_MAX:
+        if following is None or following.body is not None or following.nbytes > READ_AHEAD_MAX:
             # Read ahead only a body of a batch of the default size or so: one of
             # megabytes read while the last one is sent would double what HA holds, to
             # save one executor job per batch.
@@ -290,6 +311,7 @@ class Spool:
         return next((item for item in self._items if item not in self._on_wire), None)
 
     def _forget(self, item: SpoolItem) -> None:
+        item.body = None
         self._items.remove(item)
         self.backlog_events -= item.events
         self.size_bytes -= item.nbytes
@@ -313,7 +335,7 @@ class Spool:
         return {"dropped": self.dropped_total}
 
 
-def _write_all(fd: int, parts: list[bytes]) -> None:
+def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
     """Every part, in order, in as few system calls as the kernel allows: one `writev`
     for a whole batch. Each call lets go of the GIL and must take it back, behind a busy
     event loop a switch interval (5 ms) later: part by part, a batch of fifty parts took
@@ -326,6 +348,18 @@ def _write_all(fd: int, parts: list[bytes]) -> None:
             del views[0]
         if written:
             views[0] = views[0][written:]
+
+
+def _joined(parts: list[bytes], size: int) -> memoryview:
+    """The parts, in an anonymous mapping of their size (see Spool.async_read)."""
+    if not size:
+        return memoryview(b"")
+    view = memoryview(mmap.mmap(-1, size))
+    at = 0
+    for part in parts:
+        view[at : at + len(part)] = part
+        at += len(part)
+    return view
 
 
 def _read(path: Path) -> memoryview:

@@ -73,7 +73,12 @@ class SpoolWriter:
         while self._queue or self._job is not None:
             if self._job is None:
                 ready, self._queue = self._queue, []
-                self._job = (ready, self.hass.async_add_executor_job(self.spool.write, ready))
+                self._job = (
+                    ready,
+                    self.hass.async_add_executor_job(
+                        self.spool.write, ready, self.spool.bodies_wanted()
+                    ),
+                )
             ready, job = self._job
             # Shielded: a cancelled drain leaves the job running; the next drain collects it.
             written = await asyncio.shield(job)

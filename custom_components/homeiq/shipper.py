@@ -53,6 +53,11 @@ class Shipper:
         self._sending.set()
         self._task: asyncio.Task[None] | None = None
         self._reauth_started = False
+        # Sends started, and the one whose outcome `connected` and `last_error` show. With
+        # two batches on the wire, an older send may end after a newer one: its outcome
+        # is older news (a batch refused before the next one was stored) and is not shown.
+        self._attempts = 0
+        self._shown = 0
 
     def retry_now(self) -> None:
         """Cut the current back-off short."""
@@ -143,7 +148,7 @@ class Shipper:
         try:
             health = await self.client.async_health()
         except HomeIQError as err:
-            self._failed(str(err))
+            self._failed(self._attempts, str(err))
             return
         version = health.api_version
         if version != API_VERSION:
@@ -153,6 +158,8 @@ class Shipper:
 
     async def _ship(self, item: SpoolItem) -> float | None:
         """Send one batch: None on success, a delay to wait, or -1 for the back-off."""
+        self._attempts += 1
+        attempt = self._attempts
         try:
             body = await self.spool.async_read(item)
             try:
@@ -172,10 +179,10 @@ class Shipper:
                 )
                 await self.client.async_ingest(plain)
         except HomeIQRateLimitedError as err:
-            self._failed(str(err))
+            self._failed(attempt, str(err))
             return err.retry_after if err.retry_after is not None else BACK_OFF
         except HomeIQAuthError as err:
-            self._failed(str(err))
+            self._failed(attempt, str(err))
             if not self._reauth_started:
                 self._reauth_started = True
                 self.entry.async_start_reauth(self.hass)
@@ -193,28 +200,39 @@ class Shipper:
         except (HomeIQServerError, OSError) as err:
             # It answered, failing (or the spool file could not be read): the probe would
             # only say it is up and have the batch resent at once.
-            self._failed(str(err))
+            self._failed(attempt, str(err))
             return BACK_OFF
         except HomeIQConnectionError as err:
-            self._failed(str(err))
+            self._failed(attempt, str(err))
             return BACK_OFF_UNTIL_BACK
         except HomeIQResponseError as err:
             # Our own payload was refused: resending it would only be refused again.
             LOGGER.error("Add-on rejected batch %s: %s", item.path.name, err)
-            self.last_error = f"Batch rejected: {err}"
+            if self._show(attempt):
+                self.last_error = f"Batch rejected: {err}"
             await self.spool.async_reject(item)
             return None
         finally:
             # Unless acknowledged or rejected, the batch stays the oldest for the next try.
             self.spool.release(item)
         await self.spool.async_acknowledge(item)
-        self.connected = True
-        self.last_error = None
+        if self._show(attempt):
+            self.connected = True
+            self.last_error = None
         self.last_delivery = dt_util.utcnow()
         self.delivery_latency_ms = max(0.0, (time.time() - item.created) * 1000)
         return None
 
-    def _failed(self, message: str) -> None:
+    def _show(self, attempt: int) -> bool:
+        """Whether the outcome of send `attempt` is news: no later send's was shown."""
+        if attempt < self._shown:
+            return False
+        self._shown = attempt
+        return True
+
+    def _failed(self, attempt: int, message: str) -> None:
+        if not self._show(attempt):
+            return
         if self.connected or self.last_error != message:
             LOGGER.info("HomeIQ add-on unavailable, events stay in the spool: %s", message)
         self.connected = False

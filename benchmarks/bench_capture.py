@@ -413,35 +413,43 @@ async def phase_recorder(work: Path, events: int, entities: int) -> dict[str, An
     return {**result, "rows": rows}
 
 
-async def phase_homeiq(work: Path, events: int, entities: int) -> dict[str, Any]:
+async def homeiq_started(hass: Any, url: str, token: str, entities: int) -> Any:
+    """Set HomeIQ up (a real config entry: batch size 5,000, flush interval 1 s) against
+    the add-on at `url`, create the entities and deliver their first states; return its
+    pipeline."""
     from homeassistant.config_entries import ConfigEntry
-    import psutil  # type: ignore[import-untyped]
 
     from custom_components.homeiq import const
     from custom_components.homeiq.const import CONF_BATCH_SIZE, CONF_FLUSH_INTERVAL, DEFAULT_OPTIONS
 
     assert Path(const.__file__).is_relative_to(CODE_ROOT), (const.__file__, CODE_ROOT)
+    entry = ConfigEntry(
+        data={"url": url, "token": token},
+        discovery_keys=MappingProxyType({}),
+        domain="homeiq",
+        minor_version=1,
+        options={**DEFAULT_OPTIONS, CONF_BATCH_SIZE: 5000, CONF_FLUSH_INTERVAL: 1},
+        source="user",
+        subentries_data=None,
+        title="HomeIQ",
+        unique_id="bench",
+        version=1,
+    )
+    await hass.config_entries.async_add(entry)
+    await hass.async_block_till_done()
+    pipeline = entry.runtime_data.pipeline
+    await set_states(hass, entities, entities, offset=-entities)
+    await pipeline.async_wait_delivered()
+    return pipeline
+
+
+async def phase_homeiq(work: Path, events: int, entities: int) -> dict[str, Any]:
+    import psutil  # type: ignore[import-untyped]
 
     with addon_process(work) as (url, token, addon_pid):
         addon = psutil.Process(addon_pid)
         hass = await make_hass(work / "config")
-        entry = ConfigEntry(
-            data={"url": url, "token": token},
-            discovery_keys=MappingProxyType({}),
-            domain="homeiq",
-            minor_version=1,
-            options={**DEFAULT_OPTIONS, CONF_BATCH_SIZE: 5000, CONF_FLUSH_INTERVAL: 1},
-            source="user",
-            subentries_data=None,
-            title="HomeIQ",
-            unique_id="bench",
-            version=1,
-        )
-        await hass.config_entries.async_add(entry)
-        await hass.async_block_till_done()
-        pipeline = entry.runtime_data.pipeline
-        await set_states(hass, entities, entities, offset=-entities)
-        await pipeline.async_wait_delivered()
+        pipeline = await homeiq_started(hass, url, token, entities)
         # That first batch started the add-on's decode worker (for big bodies): let it
         # finish starting before the clock, as HA and its entities did. Its start is a
         # cost once per burst (it leaves after 30 s without one), reported on its own.
@@ -473,6 +481,27 @@ async def phase_homeiq(work: Path, events: int, entities: int) -> dict[str, Any]
         "backlog_drain_events_per_s": events / drain_s,
         "stored": stored_now,
     }
+
+
+async def phase_spool_only(work: Path, events: int, entities: int) -> dict[str, Any]:
+    """HomeIQ with its shipper stopped before the load: the listener, the encoding and
+    the spool's disk writes, nothing sent. Set against the no-op listener, what HomeIQ
+    costs HA's state-set rate with the add-on idle, not working on the machine's other
+    core during the load."""
+    with addon_process(work) as (url, token, _addon_pid):
+        hass = await make_hass(work / "config")
+        pipeline = await homeiq_started(hass, url, token, entities)
+        await pipeline.shipper.async_stop()
+
+        async def spooled() -> float:
+            await pipeline.async_flush()  # every event encoded and written to the spool
+            return 0.0
+
+        result = await measure(hass, events, entities, spooled)
+        backlog = pipeline.backlog_events
+        await hass.async_stop()
+    assert backlog == events, (backlog, events)
+    return result
 
 
 async def backlog_drained(hass: Any, pipeline: Any, events: int, entities: int) -> float:
@@ -610,8 +639,10 @@ PHASES: dict[str, Callable[[Path, int, int], Coroutine[Any, Any, dict[str, Any]]
     "recorder": phase_recorder,
     "core_influxdb": phase_core_influxdb,
     "homeiq": phase_homeiq,
-    # Not one of CONFIGS (no goal names it): `--only capture_listener,noop_listener`.
+    # Not CONFIGS (no goal names them): `--only capture_listener,noop_listener`, and
+    # `--only noop_listener,spool_only,homeiq`.
     "capture_listener": phase_capture_listener,
+    "spool_only": phase_spool_only,
 }
 
 
@@ -708,6 +739,16 @@ def summarize(rounds: list[dict[str, dict[str, Any]]], configs: list[str]) -> di
         )
         for c in configs
         if each(c, "ha_loop_thread_gc_us_per_event")
+    }
+    # Each configuration's state-set rate over the no-op listener's, same round (for
+    # homeiq, loop_ratio_vs_noop_listener).
+    out["set_rate_over_noop_listener"] = {
+        c: spread(
+            [r[c]["set_events_per_s"] / r["noop_listener"]["set_events_per_s"] for r in rounds],
+            3,
+        )
+        for c in configs
+        if c != "noop_listener" and all("noop_listener" in r for r in rounds)
     }
     for name in (c for c in configs if c.startswith("homeiq")):
         figures = homeiq_figures(rounds, name)

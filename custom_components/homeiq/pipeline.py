@@ -163,12 +163,13 @@ class Pipeline:
 
     @property
     def connected(self) -> bool:
-        """Whether the add-on answered the last request."""
+        """Whether the add-on answered the newest send (of those answered, the last to
+        start: the two on the wire may be answered in either order)."""
         return self.shipper.connected
 
     @property
     def last_error(self) -> str | None:
-        """The last delivery problem, cleared by the next success."""
+        """The newest send's delivery problem (as `connected`), cleared by a success."""
         return self.shipper.last_error
 
     @property

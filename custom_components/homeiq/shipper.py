@@ -215,12 +215,14 @@ class Shipper:
         finally:
             # Unless acknowledged or rejected, the batch stays the oldest for the next try.
             self.spool.release(item)
-        await self.spool.async_acknowledge(item)
+        # The status before the bookkeeping: while this file is removed, the other send
+        # may end and empty the spool, and whoever waited for that reads the status.
         if self._show(attempt):
             self.connected = True
             self.last_error = None
         self.last_delivery = dt_util.utcnow()
         self.delivery_latency_ms = max(0.0, (time.time() - item.created) * 1000)
+        await self.spool.async_acknowledge(item)
         return None
 
     def _show(self, attempt: int) -> bool:
